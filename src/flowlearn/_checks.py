@@ -1,0 +1,142 @@
+"""Input validation shared by the whole package.
+
+Every public entry point checks its arguments with these helpers, so that bad
+input fails early with a ``ValueError`` (or ``TypeError``) naming the argument,
+the value or shape received and what was expected -- never a deep torch
+traceback or a silent NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "as_tensor",
+    "check_choice",
+    "check_finite",
+    "check_int",
+    "check_ndim",
+    "check_positive",
+    "check_probability_rows",
+    "check_shape",
+    "check_dtype_float",
+]
+
+
+def _describe(x) -> str:
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return f"array of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return repr(x)
+
+
+def as_tensor(name: str, x, *, dtype=None, device=None) -> torch.Tensor:
+    """Convert ``x`` (tensor, array or nested list) to a floating tensor.
+
+    Integer input becomes ``torch.get_default_dtype()``; floating input keeps its dtype
+    unless ``dtype`` is given.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
+    if dtype is not None:
+        t = t.to(dtype=dtype)
+    elif not t.is_floating_point():
+        if t.is_complex():
+            raise TypeError(f"{name} must be real, got complex dtype {t.dtype}")
+        t = t.to(torch.get_default_dtype())
+    if device is not None:
+        t = t.to(device)
+    return t
+
+
+def check_dtype_float(name: str, x: torch.Tensor) -> None:
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise ``ValueError`` if ``x`` contains NaN or +-inf."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"{name} must be finite, got {n_bad} NaN/inf entries "
+            f"(first at index {tuple(bad)}, value {x[tuple(bad)].item()})"
+        )
+
+
+def check_ndim(name: str, x, ndims: Iterable[int]) -> None:
+    ndims = tuple(ndims)
+    if x.ndim not in ndims:
+        allowed = " or ".join(str(n) for n in ndims)
+        raise ValueError(f"{name} must be {allowed}-dimensional, got {_describe(x)}")
+
+
+def check_shape(name: str, x, expected: Sequence[int | None]) -> None:
+    """Check ``x.shape`` against ``expected``; ``None`` entries match any size."""
+    shape = tuple(x.shape)
+    ok = len(shape) == len(expected) and all(e is None or e == s for s, e in zip(shape, expected))
+    if not ok:
+        exp = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"{name} must have shape {exp}, got shape {shape}")
+
+
+def check_positive(name: str, value, *, strict: bool = True) -> float:
+    """Return ``float(value)`` after checking it is a finite (strictly) positive number."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number, got {value!r}") from exc
+    if not math.isfinite(v) or (v <= 0 if strict else v < 0):
+        rel = "> 0" if strict else ">= 0"
+        raise ValueError(f"{name} must be finite and {rel}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None,
+              odd: bool = False) -> int:
+    """Return ``int(value)`` after range (and optional oddness) checks."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {v}")
+    if odd and v % 2 == 0:
+        raise ValueError(f"{name} must be odd, got {v}")
+    return v
+
+
+def check_choice(name: str, value, choices: Iterable) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def check_probability_rows(name: str, x: torch.Tensor, *, strict: bool = True, atol: float | None = None) -> None:
+    """Check that the rows (last axis) of ``x`` are (strictly) positive and sum to one."""
+    check_finite(name, x)
+    if strict and bool((x <= 0).any()):
+        idx = (x <= 0).nonzero()[0].tolist()
+        raise ValueError(f"{name} must be strictly positive, got {x[tuple(idx)].item()} at index {tuple(idx)}")
+    if not strict and bool((x < 0).any()):
+        idx = (x < 0).nonzero()[0].tolist()
+        raise ValueError(f"{name} must be non-negative, got {x[tuple(idx)].item()} at index {tuple(idx)}")
+    if atol is None:
+        atol = 1e-5 if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
+    sums = x.sum(-1)
+    err = (sums - 1).abs()
+    if err.numel() and float(err.max()) > atol * max(1, x.shape[-1]):
+        k = int(err.reshape(-1).argmax())
+        raise ValueError(
+            f"{name} rows must sum to 1, got a row summing to {sums.reshape(-1)[k].item():.6g} (row {k})"
+        )

@@ -1,0 +1,1 @@
+"""The ``flowlearn`` command line.  Subcommands call only the public API."""

@@ -1,0 +1,187 @@
+r"""Geometry of the relative interior of the probability simplex.
+
+All functions act on the **last axis** and broadcast over leading axes, so an
+assignment matrix :math:`W \in \mathbb{R}^{I\times J}` (one point of
+:math:`\mathcal{S}=\mathrm{rel\,int}\,\Delta_J` per row, the *assignment manifold*
+:math:`\mathcal{W}`) is handled row-wise, and so is any batch of them.
+
+Notation (Åström et al. 2017; Zeilmann et al. 2020):
+
+* tangent space :math:`T_0 = \{v : \langle \mathbb{1}, v\rangle = 0\}`, projection
+  :math:`\Pi_0 = I - \tfrac1J \mathbb{1}\mathbb{1}^\top`;
+* replicator :math:`R_p = \mathrm{Diag}(p) - pp^\top`, :math:`R_p v = p\odot(v-\langle p,v\rangle\mathbb{1})`;
+* lifting map :math:`\exp_p(v) = \frac{p\odot e^{v}}{\langle p, e^{v}\rangle} = \mathrm{softmax}(v+\log p)`,
+  inverse on :math:`T_0`: :math:`\exp_p^{-1}(q) = \Pi_0 \log(q/p)`,
+  differential :math:`d\exp_p(v)[u] = R_{\exp_p(v)}u`;
+* e-exponential :math:`\mathrm{Exp}_p(v) = \exp_p(v/p)`, inverse
+  :math:`\mathrm{Exp}_p^{-1}(q) = R_p \log(q/p)`;
+* Fisher--Rao metric :math:`\langle u,v\rangle_p = \langle u/p, v\rangle`, Riemannian gradient
+  :math:`\mathrm{grad} f(p) = R_p \partial f(p)`.
+
+Everything is computed in the log domain (``log_softmax``/``logsumexp``), so that
+distances up to 1e4 and probabilities down to 1e-300 (float64) give no NaN/inf.
+Results keep the input's device and dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "Simplex",
+    "barycenter",
+    "egrad2rgrad",
+    "entropy",
+    "expmap",
+    "inner",
+    "lift",
+    "lift_inverse",
+    "log_lift",
+    "logmap",
+    "proj_tangent",
+    "replicator",
+    "replicator_matrix",
+]
+
+
+def barycenter(*shape: int, dtype=None, device=None) -> torch.Tensor:
+    """The barycenter :math:`\\mathbb{1}_\\mathcal{S} = \\mathbb{1}/J` with ``shape[-1] = J``."""
+    if not shape or shape[-1] < 1:
+        raise ValueError(f"shape must end with the number of labels J >= 1, got {shape}")
+    return torch.full(shape, 1.0 / shape[-1], dtype=dtype, device=device)
+
+
+def proj_tangent(v: torch.Tensor) -> torch.Tensor:
+    r"""Orthogonal projection :math:`\Pi_0 v = v - \mathrm{mean}(v)\,\mathbb{1}` onto :math:`T_0`."""
+    return v - v.mean(-1, keepdim=True)
+
+
+def replicator(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""Replicator map :math:`R_p v = p\odot(v - \langle p, v\rangle \mathbb{1})`.
+
+    ``R_p`` is symmetric, maps into :math:`T_0` and annihilates :math:`\mathbb{1}`.
+    """
+    return p * (v - (p * v).sum(-1, keepdim=True))
+
+
+def replicator_matrix(p: torch.Tensor) -> torch.Tensor:
+    r"""Dense replicator matrices :math:`\mathrm{Diag}(p) - pp^\top`, shape ``(..., J, J)``."""
+    return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+
+def _safe_log(p: torch.Tensor) -> torch.Tensor:
+    return torch.log(p)
+
+
+def log_lift(log_p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""Logarithm of the lifting map from log-probabilities: :math:`\log\exp_p(v) = \mathrm{log\_softmax}(v + \log p)`."""
+    return torch.log_softmax(v + log_p, dim=-1)
+
+
+def lift(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""Lifting map :math:`\exp_p(v) = \mathrm{softmax}(v + \log p)`.
+
+    Parameters
+    ----------
+    p : tensor, shape (..., J)
+        Points of the open simplex (rows summing to one).
+    v : tensor, shape (..., J)
+        Any vectors; only :math:`\Pi_0 v` matters.
+
+    Returns
+    -------
+    tensor, shape (..., J)
+        Points of the simplex.
+    """
+    return torch.softmax(v + _safe_log(p), dim=-1)
+
+
+def lift_inverse(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    r"""Inverse of the lifting map on :math:`T_0`: :math:`\exp_p^{-1}(q) = \Pi_0\log(q/p)`."""
+    return proj_tangent(_safe_log(q) - _safe_log(p))
+
+
+def expmap(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""e-exponential map :math:`\mathrm{Exp}_p(v) = \exp_p(v/p)` for :math:`v \in T_0`.
+
+    At the barycenter, :math:`\mathrm{Exp}_{\mathbb{1}_\mathcal{S}}(v) = \mathrm{softmax}(Jv)`.
+    """
+    return lift(p, v / p)
+
+
+def logmap(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    r"""Inverse of :func:`expmap`: :math:`\mathrm{Exp}_p^{-1}(q) = R_p\log(q/p)`."""
+    return replicator(p, _safe_log(q) - _safe_log(p))
+
+
+def inner(p: torch.Tensor, u: torch.Tensor, v: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    r"""Fisher--Rao inner product :math:`\langle u, v\rangle_p = \sum_j u_j v_j / p_j`."""
+    return (u * v / p).sum(-1, keepdim=keepdim)
+
+
+def egrad2rgrad(p: torch.Tensor, egrad: torch.Tensor) -> torch.Tensor:
+    r"""Riemannian (Fisher--Rao) gradient :math:`R_p\,\partial f` from the Euclidean gradient."""
+    return replicator(p, egrad)
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    r"""Row entropy :math:`H(p) = -\sum_j p_j\log p_j` (with :math:`0\log 0 = 0`), shape ``(...)``."""
+    return -torch.special.xlogy(p, p).sum(-1)
+
+
+class Simplex:
+    """The open probability simplex with the Fisher--Rao metric, in geoopt's verbs.
+
+    Acts on the last axis; a matrix of rows is a point of the product manifold.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowlearn.geometry import Simplex
+    >>> M = Simplex()
+    >>> p = M.random(4, 3, generator=torch.Generator().manual_seed(0))
+    >>> v = M.proju(p, torch.randn(4, 3))
+    >>> q = M.expmap(p, v)
+    >>> torch.allclose(M.logmap(p, q), v, atol=1e-5)
+    True
+    """
+
+    name = "Simplex"
+
+    def projx(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+        """Nearest point of the open simplex: clamp at ``eps`` and renormalise rows."""
+        if eps is None:
+            eps = torch.finfo(x.dtype).tiny
+        x = x.clamp_min(eps)
+        return x / x.sum(-1, keepdim=True)
+
+    def proju(self, p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Projection onto the tangent space :math:`T_0` (independent of ``p``)."""
+        return proj_tangent(u)
+
+    def egrad2rgrad(self, p, egrad):
+        return egrad2rgrad(p, egrad)
+
+    def inner(self, p, u, v=None, keepdim: bool = False):
+        return inner(p, u, u if v is None else v, keepdim=keepdim)
+
+    def expmap(self, p, v):
+        return expmap(p, v)
+
+    def logmap(self, p, q):
+        return logmap(p, q)
+
+    def retr(self, p, v):
+        """Retraction = the e-exponential map (it is cheap and exact here)."""
+        return expmap(p, v)
+
+    def lift(self, p, v):
+        return lift(p, v)
+
+    def random(self, *shape: int, dtype=None, device=None, generator=None) -> torch.Tensor:
+        """Random points: ``softmax`` of standard normal logits."""
+        z = torch.randn(*shape, dtype=dtype, device=device, generator=generator)
+        return torch.softmax(z, dim=-1)
+
+    def barycenter(self, *shape: int, dtype=None, device=None):
+        return barycenter(*shape, dtype=dtype, device=device)
