@@ -15,6 +15,7 @@ import sys
 # Subcommand modules, in the order shown by ``flowlearn --help``.
 COMMANDS = [
     "demo",
+    "gfe",
     "label",
     "voronoi",
 ]

@@ -1,0 +1,34 @@
+"""Data for image labeling: random Voronoi images, facades, features, prototypes, pictures.
+
+All image arrays are numpy float64 of shape (H, W, C) (grey: C = 1), label maps numpy
+int64 (H, W); :func:`window_features` is the one torch-in/torch-out function.
+"""
+
+from .facades import FacadesData, load_facades
+from .features import window_features
+from .images import colorize_labels, label_palette, overlay_labels, read_image, to_display
+from .metrics import confusion_matrix, label_error, nearest_prototype_labels
+from .prototypes import class_mean_prototypes, kmeans_prototypes, load_prototypes
+from .voronoi import DEFAULT_NOISE, SCENARIOS, VoronoiImage, default_num_cells, make_voronoi
+
+__all__ = [
+    "DEFAULT_NOISE",
+    "FacadesData",
+    "SCENARIOS",
+    "VoronoiImage",
+    "class_mean_prototypes",
+    "colorize_labels",
+    "confusion_matrix",
+    "default_num_cells",
+    "kmeans_prototypes",
+    "label_error",
+    "label_palette",
+    "load_facades",
+    "load_prototypes",
+    "make_voronoi",
+    "nearest_prototype_labels",
+    "overlay_labels",
+    "read_image",
+    "to_display",
+    "window_features",
+]

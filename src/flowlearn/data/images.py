@@ -1,0 +1,287 @@
+"""Reading images and turning images and label maps into pictures (uint8 RGB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._checks import check_int
+
+__all__ = ["colorize_labels", "label_palette", "overlay_labels", "read_image", "to_display"]
+
+MAX_CHANNELS = 4
+MAX_PALETTE = 1 << 16
+
+# tab20 (matplotlib): the ten strong colours first, then their light variants.
+_FIXED_PALETTE = np.array(
+    [
+        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+        [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
+        [174, 199, 232], [255, 187, 120], [152, 223, 138], [255, 152, 150], [197, 176, 213],
+        [196, 156, 148], [247, 182, 210], [199, 199, 199], [219, 219, 141], [158, 218, 229],
+    ],
+    dtype=np.uint8,
+)
+
+
+# --------------------------------------------------------------------------- reading
+def _is_npy(path: Path) -> bool:
+    """True if ``path`` starts with the .npy magic string (np.load would try pickle otherwise)."""
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    if not _is_npy(path):
+        raise ValueError(f"image {str(path)!r} is not a NumPy .npy file (missing the .npy header)")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"cannot read {str(path)!r} as a .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{str(path)!r} does not hold a single .npy array")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"image {str(path)!r} must be 2-dimensional (H, W) or 3-dimensional (H, W, C), "
+                         f"got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"image {str(path)!r} is empty, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"image {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf values")
+    return arr
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("1", "L", "LA", "La"):
+                return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+            if mode.startswith("I;16"):
+                return np.asarray(img, dtype=np.float64) / 65535.0
+            if mode == "I":
+                arr = np.asarray(img, dtype=np.float64)
+                if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                    raise ValueError(f"image {str(path)!r} is a 32-bit integer image with values outside "
+                                     f"[0, 65535] (range [{arr.min():g}, {arr.max():g}]); cannot scale to [0, 1]")
+                return arr / 65535.0
+            if mode == "F":
+                return np.asarray(img, dtype=np.float64)
+            return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+    except UnidentifiedImageError as exc:
+        raise ValueError(f"{str(path)!r} is not an image file Pillow can read") from exc
+    except (OSError, SyntaxError) as exc:  # truncated or corrupt files
+        raise ValueError(f"cannot read image {str(path)!r}: {exc}") from exc
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file into a float64 array of shape (H, W, C).
+
+    * PNG, JPEG and the other formats Pillow reads: scaled to ``[0, 1]``; 8-bit values are
+      divided by 255 and 16-bit (``I;16``) by 65535; RGBA/palette/CMYK become RGB (alpha
+      dropped, ``C = 3``); grey (L, LA, 1-bit) gives ``C = 1``; 32-bit float images (mode F)
+      are returned unscaled.  Multi-frame files give their first frame.
+    * ``.npy``: a real (H, W) or (H, W, C) array with ``C <= 4``, returned as float64 with
+      its values unchanged (neither scaled nor clipped); (H, W) becomes (H, W, 1).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray, shape (H, W, C), float64
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        Naming the path, for a directory, a file that is not an image (or not a .npy
+        array), a wrong number of dimensions, an empty array, NaN/inf values or more than
+        4 channels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"image path {str(path)!r} is a directory, expected an image file")
+    arr = _read_npy(path) if path.suffix.lower() == ".npy" else _read_pillow(path)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"image {str(path)!r} is empty, got shape {arr.shape}")
+    if arr.shape[2] > MAX_CHANNELS:
+        raise ValueError(f"image {str(path)!r} must have at most {MAX_CHANNELS} channels, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+# --------------------------------------------------------------------------- display
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor on any device
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _float_rgb(image) -> np.ndarray:
+    """Image (H, W) or (H, W, C) -> float64 RGB (H, W, 3) clipped to [0, 1] (NaN -> 0)."""
+    arr = _to_numpy(image).astype(np.float64)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] == 0:
+        raise ValueError(f"image must have shape (H, W) or (H, W, C), got shape {arr.shape}")
+    arr = np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    channels = arr.shape[2]
+    if channels == 3:
+        return arr
+    if channels == 4:
+        return arr[:, :, :3]
+    grey = arr[:, :, :1] if channels == 1 else arr.mean(axis=2, keepdims=True)
+    return np.repeat(grey, 3, axis=2)
+
+
+def _quantize(rgb: np.ndarray) -> np.ndarray:
+    return np.floor(rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_display(image) -> np.ndarray:
+    """Convert a float image to displayable 8-bit RGB.
+
+    Values are clipped to ``[0, 1]`` (NaN -> 0) and mapped by ``floor(255 x + 0.5)``.
+    ``C = 1`` (or a 2-D array) is shown grey, ``C = 3`` as RGB, ``C = 4`` as RGB with the
+    alpha channel dropped, any other ``C`` as the grey level of the channel mean.
+
+    Parameters
+    ----------
+    image : array-like or torch.Tensor, shape (H, W) or (H, W, C)
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    return _quantize(_float_rgb(image))
+
+
+def _halton(indices: np.ndarray, base: int) -> np.ndarray:
+    """Radical inverse of the integers ``indices`` in ``base`` (van der Corput sequence)."""
+    result = np.zeros(indices.shape, dtype=np.float64)
+    n = indices.astype(np.int64).copy()
+    scale = 1.0 / base
+    while np.any(n > 0):
+        result += (n % base) * scale
+        n //= base
+        scale /= base
+    return result
+
+
+def label_palette(num_labels: int) -> np.ndarray:
+    """``num_labels`` distinct RGB colours, deterministic and prefix-stable.
+
+    The first 20 are matplotlib's ``tab20`` colours (strong ones first); further colours
+    are points of the 3-D Halton sequence (bases 2, 3, 5) quantised to 8 bits, skipping
+    colours already in the palette.  ``label_palette(n)[:m] == label_palette(m)`` for
+    ``m <= n``.
+
+    Parameters
+    ----------
+    num_labels : int
+        ``1 <= num_labels <= 65536``.
+
+    Returns
+    -------
+    ndarray, shape (num_labels, 3), uint8
+    """
+    num_labels = check_int("num_labels", num_labels, minimum=1, maximum=MAX_PALETTE)
+    if num_labels <= len(_FIXED_PALETTE):
+        return _FIXED_PALETTE[:num_labels].copy()
+    count = 2 * num_labels
+    while True:
+        idx = np.arange(1, count + 1)
+        extra = np.stack([_halton(idx, b) for b in (2, 3, 5)], axis=1)
+        candidates = np.concatenate([_FIXED_PALETTE, np.floor(extra * 256).astype(np.uint8)])
+        keys = candidates.astype(np.int64) @ np.array([1 << 16, 1 << 8, 1])
+        _, first = np.unique(keys, return_index=True)
+        first.sort()
+        if first.size >= num_labels:
+            return candidates[first[:num_labels]]
+        count *= 2
+
+
+def _check_labels(labels) -> np.ndarray:
+    arr = _to_numpy(labels)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"labels must have shape (H, W), got shape {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"labels must be >= 0, got minimum {arr.min()}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_palette(palette, labels: np.ndarray) -> np.ndarray:
+    needed = int(labels.max()) + 1 if labels.size else 1
+    if palette is None:
+        return label_palette(needed)
+    pal = _to_numpy(palette)
+    if pal.ndim != 2 or pal.shape[1] != 3:
+        raise ValueError(f"palette must have shape (J, 3), got shape {pal.shape}")
+    if pal.shape[0] < needed:
+        raise ValueError(f"palette has {pal.shape[0]} colours but labels go up to {needed - 1}")
+    if not np.issubdtype(pal.dtype, np.number) or (pal.size and (pal.min() < 0 or pal.max() > 255)):
+        raise ValueError(f"palette values must be numbers in [0, 255], got dtype {pal.dtype}")
+    if pal.dtype != np.uint8 and np.any(pal != np.round(pal)):
+        raise ValueError("palette values must be integers in [0, 255] (uint8 colours)")
+    return pal.astype(np.uint8)
+
+
+def colorize_labels(labels, palette=None) -> np.ndarray:
+    """Colour a label map: ``out[i, j] = palette[labels[i, j]]``.
+
+    Parameters
+    ----------
+    labels : integer array, shape (H, W), values >= 0
+    palette : array, shape (J, 3), values in [0, 255], optional
+        Default :func:`label_palette` with ``max(labels) + 1`` colours.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    labels = _check_labels(labels)
+    return _check_palette(palette, labels)[labels]
+
+
+def overlay_labels(image, labels, alpha: float = 0.5, palette=None) -> np.ndarray:
+    """Blend label colours over an image: ``(1 - alpha) * image + alpha * palette[labels] / 255``.
+
+    Parameters
+    ----------
+    image : array, shape (H, W, C) (or (H, W)), float; clipped to [0, 1], ``C = 1`` grey
+    labels : integer array, shape (H, W)
+    alpha : float in [0, 1]
+        Opacity of the label colours.
+    palette : array, shape (J, 3), optional
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"alpha must be a number, got {alpha!r}") from exc
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    labels = _check_labels(labels)
+    rgb = _float_rgb(image)
+    if rgb.shape[:2] != labels.shape:
+        raise ValueError(f"image and labels must have the same (H, W), got image shape "
+                         f"{_to_numpy(image).shape} and labels shape {labels.shape}")
+    colours = _check_palette(palette, labels)[labels].astype(np.float64) / 255.0
+    return _quantize((1.0 - alpha) * rgb + alpha * colours)

@@ -1,0 +1,193 @@
+"""Label prototypes ``l_j`` (the points the data distances ``D_ij = d(f_i, l_j)`` refer to)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .._checks import check_int
+
+__all__ = ["class_mean_prototypes", "kmeans_prototypes", "load_prototypes"]
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor on any device
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _parse_text(path: Path) -> np.ndarray:
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cannot parse prototypes file {str(path)!r}: not a text file") from exc
+    try:
+        return np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, comments="#", ndmin=2)
+    except ValueError as exc:
+        raise ValueError(f"cannot parse prototypes file {str(path)!r}: {exc}") from exc
+
+
+def load_prototypes(path, channels=None) -> np.ndarray:
+    """Read label prototypes, one row per label.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npy`` array of shape (J, C) or (J,) (a 1-D array means ``C = 1``), or a text file
+        with one row per label, values separated by whitespace or commas; ``#`` starts a
+        comment.
+    channels : int, optional
+        Required number of channels ``C`` (e.g. the image's).
+
+    Returns
+    -------
+    ndarray, shape (J, C), float64
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        Naming the path, if the file cannot be parsed, has the wrong number of dimensions,
+        fewer than 2 rows, NaN/inf values, or ``C != channels``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"prototypes file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"prototypes path {str(path)!r} is a directory, expected a .npy or text file")
+    if channels is not None:
+        channels = check_int("channels", channels, minimum=1)
+    if path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise ValueError(f"cannot parse prototypes file {str(path)!r}: not a NumPy .npy file "
+                                 "(missing the .npy header)")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"cannot parse prototypes file {str(path)!r} as .npy: {exc}") from exc
+        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise ValueError(f"prototypes in {str(path)!r} must be real numbers, got dtype {arr.dtype}")
+        arr = arr.astype(np.float64)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+    else:
+        arr = _parse_text(path)
+    if arr.ndim != 2:
+        raise ValueError(f"prototypes in {str(path)!r} must have shape (J, C) or (J,), got shape {arr.shape}")
+    if arr.shape[0] < 2:
+        raise ValueError(f"prototypes in {str(path)!r} must have at least 2 rows (labels), got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"prototypes in {str(path)!r} must have at least 1 column, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"prototypes in {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} "
+                         "NaN/inf values")
+    if channels is not None and arr.shape[1] != channels:
+        raise ValueError(f"prototypes in {str(path)!r} must have {channels} channels (columns), "
+                         f"got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _pixels(image) -> np.ndarray:
+    """(H, W, C) or (N, C) array-like -> finite float64 (N, C)."""
+    arr = _to_numpy(image)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"image must be a real array, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"image must have shape (H, W, C) or (N, C), got shape {arr.shape}")
+    pixels = arr.reshape(-1, arr.shape[-1]).astype(np.float64)
+    if pixels.shape[1] == 0:
+        raise ValueError(f"image must have at least one channel, got shape {arr.shape}")
+    if not np.all(np.isfinite(pixels)):
+        raise ValueError(f"image must be finite, got {int(np.sum(~np.isfinite(pixels)))} NaN/inf values")
+    return pixels
+
+
+def kmeans_prototypes(image, k: int, seed: int = 0, n_init: int = 4) -> np.ndarray:
+    """Prototypes as the k-means centres of the pixel values (Lloyd / k-means++).
+
+    Minimises ``sum_i min_j ||f_i - l_j||^2`` over the centres ``l_j`` with scikit-learn's
+    :class:`~sklearn.cluster.KMeans` (k-means++ initialisation, ``n_init`` restarts, best
+    inertia kept).  The centres are returned sorted lexicographically, so the result does
+    not depend on the internal cluster numbering.
+
+    Parameters
+    ----------
+    image : array-like or torch.Tensor, shape (H, W, C) or (N, C)
+        Pixel values or any feature vectors (e.g. :func:`window_features` output).
+    k : int
+        Number of prototypes, ``2 <= k <= number of pixels``; the pixels must contain at
+        least ``k`` distinct values.
+    seed : int
+        Random state; the result is deterministic for a given seed.
+    n_init : int
+        Number of k-means++ restarts.
+
+    Returns
+    -------
+    ndarray, shape (k, C), float64
+    """
+    from sklearn.cluster import KMeans
+
+    pixels = _pixels(image)
+    k = check_int("k", k, minimum=2)
+    seed = check_int("seed", seed, minimum=0)
+    n_init = check_int("n_init", n_init, minimum=1)
+    if k > pixels.shape[0]:
+        raise ValueError(f"k must be <= the number of pixels ({pixels.shape[0]}), got {k}")
+    distinct = np.unique(pixels, axis=0).shape[0]
+    if distinct < k:
+        raise ValueError(f"k must be <= the number of distinct pixel values ({distinct}), got {k}")
+    model = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(pixels)
+    centres = np.asarray(model.cluster_centers_, dtype=np.float64)
+    order = np.lexsort(centres.T[::-1])
+    return np.ascontiguousarray(centres[order])
+
+
+def class_mean_prototypes(image, labels, num_labels=None) -> np.ndarray:
+    """Prototypes as class means: ``l_j = mean{ f_i : labels_i = j }``.
+
+    Parameters
+    ----------
+    image : array-like or torch.Tensor, shape (H, W, C) (or (N, C))
+    labels : integer array, shape (H, W) (or (N,)) = ``image.shape[:-1]``, values >= 0
+    num_labels : int, optional
+        ``J``; default ``max(labels) + 1``.  Labels must lie in ``0..J-1``.
+
+    Returns
+    -------
+    ndarray, shape (J, C), float64
+
+    Raises
+    ------
+    ValueError
+        For a shape mismatch, negative labels or labels >= J, or a class without pixels.
+    """
+    pixels = _pixels(image)
+    lab = _to_numpy(labels)
+    if lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer):
+        raise TypeError(f"labels must be an integer array, got dtype {lab.dtype}")
+    image_shape = _to_numpy(image).shape
+    if lab.shape != image_shape[:-1]:
+        raise ValueError(f"labels must have shape {image_shape[:-1]} (the image's without channels), "
+                         f"got shape {lab.shape}")
+    lab = lab.reshape(-1).astype(np.int64)
+    if lab.size == 0:
+        raise ValueError("image and labels must be non-empty")
+    if lab.min() < 0:
+        raise ValueError(f"labels must be >= 0, got minimum {lab.min()}")
+    if num_labels is None:
+        num_labels = int(lab.max()) + 1
+    num_labels = check_int("num_labels", num_labels, minimum=1)
+    if lab.max() >= num_labels:
+        raise ValueError(f"labels must be < num_labels = {num_labels}, got maximum {lab.max()}")
+    counts = np.bincount(lab, minlength=num_labels)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        raise ValueError(f"every class needs at least one pixel, got none for label(s) {empty.tolist()}")
+    sums = np.stack([np.bincount(lab, weights=pixels[:, c], minlength=num_labels)
+                     for c in range(pixels.shape[1])], axis=1)
+    return sums / counts[:, None]

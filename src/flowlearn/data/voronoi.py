@@ -1,0 +1,291 @@
+"""Random Voronoi test images for image labeling (paper 000, Sect. 4.1).
+
+Two scenarios mimic the paper's Fig. 1a/b:
+
+``"boundary"`` (scenario 1)
+    Random Voronoi cells; the cell boundaries are thin (one pixel wide) black lines
+    (label 0, value 0) and the cell interiors are white (label 1, value 1).  ``C = 1``,
+    ``J = 2``.  The difficulty is to keep the thin lines under noise.
+``"colors"`` (scenario 2)
+    Each cell is filled with one of 8 labels whose prototypes are the 8 corners of the RGB
+    cube; neighbouring cells get different labels whenever the greedy colouring can manage
+    it.  ``C = 3``, ``J = 8``.
+
+Gaussian noise ``N(0, noise^2)`` is added independently to every pixel and channel and is
+*not* clipped, so ``image - clean`` is exactly the noise.
+
+Pixel-wise nearest-prototype rounding error (closed form)
+--------------------------------------------------------
+In both scenarios the prototypes sit on the corners of the unit cube, so nearest-prototype
+rounding decides each channel independently by the threshold 0.5 and a pixel is wrong with
+probability
+
+* ``boundary``: ``P_err = 1 - Phi(0.5 / noise)``       (one channel),
+* ``colors``:   ``P_err = 1 - Phi(0.5 / noise)^3``     (three channels),
+
+``Phi`` the standard normal CDF.  The defaults are chosen from these formulas:
+``noise = 0.5`` for ``boundary`` gives ``P_err = 1 - Phi(1) = 15.87 %`` (clearly imperfect,
+the thin lines are badly broken) and ``noise = 0.6`` for ``colors`` gives
+``P_err = 1 - Phi(0.8333)^3 = 49.24 %`` ("about 50 % wrongly labeled pixels", paper 000,
+Sect. 4.1).  Measured on 128x128, seed 0: see :data:`DEFAULT_NOISE` and the tests.
+
+Reproducibility
+---------------
+Everything derives from ``seed`` through :class:`numpy.random.SeedSequence`, which is split
+into independent streams for the cell sites, the cell colouring and the noise.  Hence the
+clean image and the labels do not depend on ``noise``, and ``image - clean`` equals
+``noise * Z`` for one fixed standard normal field ``Z`` per ``(seed, size, scenario)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .._checks import check_choice, check_int, check_positive
+
+__all__ = [
+    "DEFAULT_NOISE",
+    "SCENARIOS",
+    "VoronoiImage",
+    "default_num_cells",
+    "make_voronoi",
+    "voronoi_cells",
+]
+
+SCENARIOS = ("boundary", "colors")
+
+#: Default noise std per scenario; expected rounding error 15.87 % (boundary), 49.24 % (colors).
+DEFAULT_NOISE = {"boundary": 0.5, "colors": 0.6}
+
+#: Pixels per Voronoi cell used when ``num_cells`` is not given (128x128 -> 32 cells).
+PIXELS_PER_CELL = 512
+
+# The 8 corners of the RGB cube: black, red, green, blue, yellow, magenta, cyan, white.
+_COLOR_PROTOTYPES = np.array(
+    [
+        [0.0, 0.0, 0.0],
+        [1.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0],
+        [0.0, 0.0, 1.0],
+        [1.0, 1.0, 0.0],
+        [1.0, 0.0, 1.0],
+        [0.0, 1.0, 1.0],
+        [1.0, 1.0, 1.0],
+    ]
+)
+_BOUNDARY_PROTOTYPES = np.array([[0.0], [1.0]])
+
+
+@dataclass(frozen=True)
+class VoronoiImage:
+    """A random Voronoi labeling problem with its ground truth.
+
+    Attributes
+    ----------
+    image : ndarray, shape (H, W, C), float64
+        Noisy image ``clean + noise * Z`` (not clipped).
+    clean : ndarray, shape (H, W, C), float64
+        Noise-free image; exactly ``prototypes[labels]``.
+    labels : ndarray, shape (H, W), int64
+        Ground-truth labels in ``0..J-1``.
+    prototypes : ndarray, shape (J, C), float64
+        The label values (grey levels or RGB colours).
+    scenario : str
+        ``"boundary"`` or ``"colors"``.
+    noise : float
+        Standard deviation of the additive Gaussian noise actually used.
+    seed : int
+        Seed everything was generated from.
+    cells : ndarray, shape (H, W), int64
+        Index of the Voronoi cell (nearest site) of every pixel.
+    sites : ndarray, shape (num_cells, 2), float64
+        Cell sites as (row, column) coordinates; pixel ``(r, c)`` sits at ``(r, c)``.
+    stats : dict
+        ``num_cells``, ``num_adjacent_pairs`` (cell pairs sharing a 4-neighbour edge),
+        ``num_label_conflicts`` (adjacent cells with the same label; always 0 for
+        ``"boundary"``), ``label_counts`` (pixels per label).
+    """
+
+    image: np.ndarray
+    clean: np.ndarray
+    labels: np.ndarray
+    prototypes: np.ndarray
+    scenario: str
+    noise: float
+    seed: int
+    cells: np.ndarray = field(repr=False)
+    sites: np.ndarray = field(repr=False)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        """Number of labels ``J``."""
+        return int(self.prototypes.shape[0])
+
+    @property
+    def num_cells(self) -> int:
+        """Number of Voronoi sites."""
+        return int(self.sites.shape[0])
+
+
+def default_num_cells(height: int, width: int) -> int:
+    """Default number of Voronoi cells: one per :data:`PIXELS_PER_CELL` pixels, at least 4."""
+    return max(4, int(round(height * width / PIXELS_PER_CELL)))
+
+
+def _parse_size(size) -> tuple[int, int]:
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"size must be an int or a pair (H, W), got {size!r}")
+        h = check_int("size[0] (height)", size[0], minimum=8)
+        w = check_int("size[1] (width)", size[1], minimum=8)
+        return h, w
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an int or a pair (H, W) of ints, got {size!r}")
+    s = check_int("size", size, minimum=8)
+    return s, s
+
+
+def voronoi_cells(sites: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Index of the nearest site of every pixel (Euclidean distance, ties to the lower index).
+
+    Parameters
+    ----------
+    sites : ndarray, shape (K, 2)
+        Site coordinates (row, column).
+    height, width : int
+        Image size; pixel ``(r, c)`` has coordinates ``(r, c)``.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int64
+    """
+    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
+                             indexing="ij")
+    points = np.stack([rows.ravel(), cols.ravel()], axis=1)
+    _, idx = cKDTree(sites).query(points, k=1)
+    return idx.reshape(height, width).astype(np.int64)
+
+
+def _boundary_mask(cells: np.ndarray) -> np.ndarray:
+    """One-pixel-thin cell boundaries.
+
+    A pixel is a boundary pixel iff its right or its lower 4-neighbour lies in another cell.
+    Thus of every 4-adjacent pair of pixels in different cells, the left/upper one is marked,
+    so no two 4-adjacent interior pixels belong to different cells, while straight and
+    diagonal boundaries stay one pixel wide.
+    """
+    mask = np.zeros(cells.shape, dtype=bool)
+    mask[:, :-1] |= cells[:, :-1] != cells[:, 1:]
+    mask[:-1, :] |= cells[:-1, :] != cells[1:, :]
+    return mask
+
+
+def _adjacent_pairs(cells: np.ndarray) -> np.ndarray:
+    """Unique unordered pairs ``(a, b)``, ``a < b``, of cells sharing a 4-neighbour edge."""
+    pairs = [
+        np.stack([cells[:, :-1].ravel(), cells[:, 1:].ravel()], axis=1),
+        np.stack([cells[:-1, :].ravel(), cells[1:, :].ravel()], axis=1),
+    ]
+    pairs = np.concatenate(pairs)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    pairs = np.sort(pairs, axis=1)
+    return np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)
+
+
+def _color_cells(num_cells: int, pairs: np.ndarray, num_labels: int, rng: np.random.Generator) -> np.ndarray:
+    """Random greedy colouring of the cell adjacency graph.
+
+    Cells are visited by decreasing degree (random order among equal degrees); each gets a
+    label drawn uniformly from those not used by already coloured neighbours, or, if all are
+    used, from those used least often among them.
+    """
+    neighbours = [[] for _ in range(num_cells)]
+    for a, b in pairs:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    degree = np.array([len(n) for n in neighbours])
+    order = np.lexsort((rng.permutation(num_cells), -degree))
+    colour = np.full(num_cells, -1, dtype=np.int64)
+    for cell in order:
+        used = colour[neighbours[cell]]
+        counts = np.bincount(used[used >= 0], minlength=num_labels)
+        candidates = np.flatnonzero(counts == counts.min())
+        colour[cell] = candidates[rng.integers(candidates.size)]
+    return colour
+
+
+def make_voronoi(size, scenario: str = "colors", noise=None, seed: int = 0, num_cells=None) -> VoronoiImage:
+    """Generate a random Voronoi labeling image with ground truth (paper 000, Sect. 4.1).
+
+    Cell sites are drawn uniformly in ``[0, H) x [0, W)``; every pixel belongs to the cell of
+    its nearest site.  See the module docstring for the two scenarios, the prototypes and the
+    closed-form rounding error that fixes the default noise.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Image size ``H = W = size`` or ``(H, W)``; each side >= 8.
+    scenario : {"colors", "boundary"}
+        Scenario 2 (8 coloured labels) or scenario 1 (thin black boundaries on white).
+    noise : float or None
+        Standard deviation of the additive Gaussian noise, finite and >= 0; ``None`` takes
+        :data:`DEFAULT_NOISE` (0.5 for ``"boundary"``, 0.6 for ``"colors"``).
+    seed : int
+        Seed of a :class:`numpy.random.Generator`; the result is a pure function of the
+        arguments.
+    num_cells : int or None
+        Number of Voronoi sites, ``2 <= num_cells <= H*W``; default :func:`default_num_cells`
+        (``H*W/512``, at least 4).
+
+    Returns
+    -------
+    VoronoiImage
+        ``image`` (H, W, C) noisy, ``clean`` = ``prototypes[labels]``, ``labels`` (H, W)
+        int64, ``prototypes`` (J, C); ``C, J = 1, 2`` (boundary) or ``3, 8`` (colors).
+
+    Raises
+    ------
+    ValueError
+        For a side < 8, an unknown scenario, a negative or non-finite noise, a negative
+        seed, or ``num_cells`` outside ``[2, H*W]``.
+    """
+    height, width = _parse_size(size)
+    check_choice("scenario", scenario, SCENARIOS)
+    noise = DEFAULT_NOISE[scenario] if noise is None else check_positive("noise", noise, strict=False)
+    seed = check_int("seed", seed, minimum=0)
+    if num_cells is None:
+        num_cells = default_num_cells(height, width)
+    num_cells = check_int("num_cells", num_cells, minimum=2, maximum=height * width)
+
+    site_seq, colour_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
+    site_rng = np.random.default_rng(site_seq)
+    sites = site_rng.uniform(0.0, 1.0, size=(num_cells, 2)) * np.array([height, width], dtype=np.float64)
+    sites -= 0.5  # pixel centres are the integers 0..H-1: sites cover [-0.5, H-0.5) like the pixels
+    cells = voronoi_cells(sites, height, width)
+    pairs = _adjacent_pairs(cells)
+
+    if scenario == "boundary":
+        prototypes = _BOUNDARY_PROTOTYPES.copy()
+        labels = np.where(_boundary_mask(cells), 0, 1).astype(np.int64)
+        conflicts = 0
+    else:
+        prototypes = _COLOR_PROTOTYPES.copy()
+        cell_label = _color_cells(num_cells, pairs, len(prototypes), np.random.default_rng(colour_seq))
+        labels = cell_label[cells]
+        conflicts = int(np.sum(cell_label[pairs[:, 0]] == cell_label[pairs[:, 1]])) if pairs.size else 0
+
+    clean = prototypes[labels]
+    standard_normal = np.random.default_rng(noise_seq).standard_normal(clean.shape)
+    image = clean + noise * standard_normal
+    stats = {
+        "num_cells": num_cells,
+        "num_adjacent_pairs": int(pairs.shape[0]),
+        "num_label_conflicts": conflicts,
+        "label_counts": np.bincount(labels.ravel(), minlength=len(prototypes)).tolist(),
+    }
+    return VoronoiImage(image=image, clean=clean, labels=labels, prototypes=prototypes, scenario=scenario,
+                        noise=float(noise), seed=seed, cells=cells, sites=sites, stats=stats)

@@ -1,0 +1,168 @@
+"""Image data for gradient flow encoding: digits (built in), MNIST / FashionMNIST IDX files, SegMNIST.
+
+* ``digits``: scikit-learn's bundled 8x8 digits (1797 images, values 0..16 scaled to [0, 1]); works
+  offline. A fixed 20 % (360 images, fixed permutation independent of any run seed) is held out
+  for validation; the other 1437 form the training pool.
+* ``mnist`` / ``fmnist``: the standard IDX files (``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, optionally
+  ``.gz``) read from ``data_dir``; pixels scaled to [0, 1]; validation = the t10k test set.
+* ``segmnist``: MNIST training images of digits 0--4 for training, test images of 5--9 for
+  validation (paper 002, Table 1 right).
+
+Training subsets of ``N`` images are drawn from the pool by a seeded permutation, so a
+``(dataset, N, seed)`` triple always names the same images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._checks import check_choice, check_int
+
+__all__ = ["DATASETS", "ImageData", "load_dataset", "read_idx", "training_subset"]
+
+DATASETS = ("digits", "mnist", "fmnist", "segmnist")
+_IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_SUBDIRS = {
+    "mnist": ("", "mnist", "MNIST", "MNIST/raw", "mnist/raw"),
+    "fmnist": ("", "fmnist", "FashionMNIST", "FashionMNIST/raw", "fashion-mnist", "fashion_mnist", "fmnist/raw"),
+}
+_DIGITS_VAL = 360
+_SPLIT_SEED = 20240521
+
+
+@dataclass
+class ImageData:
+    """Flattened images in [0, 1] with a held-out validation set.
+
+    Attributes
+    ----------
+    train, val : tensors (N, P), (M, P)
+    train_labels, val_labels : long tensors (N,), (M,)
+    image_shape : (H, W)
+    name : str
+    info : dict
+    """
+
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    val: torch.Tensor
+    val_labels: torch.Tensor
+    image_shape: tuple
+    name: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def data_dim(self) -> int:
+        return int(self.train.shape[1])
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (``.gz`` or plain): unsigned-byte tensors of any rank (magic 0x0000 08 nd)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4:
+        raise ValueError(f"{path} is not an IDX file: {len(raw)} bytes")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} bytes, file holds {data.size}")
+    return data.reshape(dims)
+
+
+def _find_idx(kind: str, data_dir) -> dict:
+    if data_dir is None:
+        raise FileNotFoundError(
+            f"dataset {kind!r} needs the IDX files; pass --data-dir DIR containing {sorted(_IDX_FILES.values())} "
+            "(optionally .gz), e.g. from http://yann.lecun.com/exdb/mnist/ or "
+            "https://github.com/zalandoresearch/fashion-mnist")
+    base = Path(data_dir)
+    searched = []
+    for sub in _SUBDIRS[kind]:
+        d = base / sub if sub else base
+        searched.append(str(d))
+        found = {}
+        for key, stem in _IDX_FILES.items():
+            for name in (stem, stem + ".gz"):
+                if (d / name).is_file():
+                    found[key] = d / name
+                    break
+        if len(found) == len(_IDX_FILES):
+            return found
+    raise FileNotFoundError(
+        f"dataset {kind!r}: IDX files {sorted(_IDX_FILES.values())} (optionally .gz) not found; searched "
+        f"{searched}. Download them (MNIST: http://yann.lecun.com/exdb/mnist/, FashionMNIST: "
+        "https://github.com/zalandoresearch/fashion-mnist) into --data-dir")
+
+
+def _images(arr: np.ndarray, dtype) -> torch.Tensor:
+    return torch.as_tensor(arr.reshape(arr.shape[0], -1).astype(np.float64) / 255.0, dtype=dtype)
+
+
+def load_dataset(name: str, data_dir=None, *, val_size: int | None = None, dtype=torch.float32) -> ImageData:
+    """Load ``digits``, ``mnist``, ``fmnist`` or ``segmnist`` (see module docstring).
+
+    Parameters
+    ----------
+    val_size : int, optional
+        Keep only this many validation images (a fixed subset, the same for every run).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the IDX files of mnist/fmnist/segmnist are missing from ``data_dir`` (the message says
+        which files and where they were looked for).
+    """
+    check_choice("dataset", name, DATASETS)
+    if val_size is not None:
+        val_size = check_int("val_size", val_size, minimum=1)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images = torch.as_tensor(bunch.data / 16.0, dtype=dtype)
+        labels = torch.as_tensor(bunch.target, dtype=torch.long)
+        perm = torch.as_tensor(np.random.default_rng(_SPLIT_SEED).permutation(len(images)))
+        val_idx, train_idx = perm[:_DIGITS_VAL], perm[_DIGITS_VAL:]
+        data = ImageData(images[train_idx], labels[train_idx], images[val_idx], labels[val_idx], (8, 8), name,
+                         {"source": "sklearn.datasets.load_digits"})
+    else:
+        files = _find_idx("fmnist" if name == "fmnist" else "mnist", data_dir)
+        arrays = {k: read_idx(p) for k, p in files.items()}
+        tr, trl = _images(arrays["train_images"], dtype), torch.as_tensor(arrays["train_labels"].astype(np.int64))
+        te, tel = _images(arrays["test_images"], dtype), torch.as_tensor(arrays["test_labels"].astype(np.int64))
+        if name == "segmnist":
+            tr, trl = tr[trl <= 4], trl[trl <= 4]
+            te, tel = te[tel >= 5], tel[tel >= 5]
+        shape = tuple(arrays["train_images"].shape[1:])
+        data = ImageData(tr, trl, te, tel, shape, name, {"source": {k: str(v) for k, v in files.items()}})
+    if val_size is not None and val_size < len(data.val):
+        keep = torch.as_tensor(np.random.default_rng(_SPLIT_SEED + 1).permutation(len(data.val))[:val_size])
+        data.val, data.val_labels = data.val[keep], data.val_labels[keep]
+    return data
+
+
+def training_subset(data: ImageData, size: int | None, seed: int) -> torch.Tensor:
+    """Indices of a training subset of ``size`` images (``None``: the whole pool), fixed by ``seed``."""
+    n = len(data.train)
+    if size is None:
+        return torch.arange(n)
+    size = check_int("train_size", size, minimum=1, maximum=n)
+    perm = np.random.default_rng(check_int("seed", seed, minimum=0)).permutation(n)
+    return torch.as_tensor(np.sort(perm[:size]))

@@ -1,0 +1,258 @@
+r"""``GradientFlowEncoder``: decoder-only autoencoding by integrating the gradient flow (paper 002).
+
+The code of a sample ``y`` is :math:`z^* = z(\tau)` for :math:`\dot z = -\alpha(t)\nabla_z l(y, D(z))`,
+:math:`z(0) = 0` (eqs. 1--2), found by one of
+
+* ``"amd"``: the adaptive minimise-distance solver (eqs. 6--7), per-sample step sizes, backtracking
+  and early stopping (:class:`flowlearn.solvers.amd.AMD`);
+* ``"euler"`` / ``"rk4"``: explicit Euler / classical RK4 on a fixed ``"log"`` or ``"linear"`` grid
+  over :math:`[0, t_1]`, optionally with :math:`\alpha(t) = e^{-2t/t_1}` (``alpha_decay=True``);
+* ``"nesterov"``: the second-order flow (5), RK4 on the same grid.
+
+The decoder is trained on :math:`L(\theta) = \frac1B\sum_b l(y_b, D(z_b^*, \theta))` (eq. 3) with the
+gradient chosen by ``adjoint`` (see :mod:`flowlearn.encoding.adjoint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from .._checks import check_choice, check_finite, check_int, check_positive
+from ..solvers import RK4, Euler, Status, integrate
+from ..solvers.amd import AMD
+from .adjoint import ADJOINTS, AMDReplay, FixedGridReplay, adjoint_final_state, unrolled_final_state
+from .flows import LOSSES, GradientFlowField, NesterovField, reconstruction_loss, time_grid
+
+__all__ = ["EncodeResult", "GradientFlowEncoder", "SOLVERS", "TrainingLoss"]
+
+SOLVERS = ("amd", "euler", "rk4", "nesterov")
+
+
+@dataclass
+class EncodeResult:
+    """Codes and per-sample statistics of one encoding.
+
+    Attributes
+    ----------
+    z : tensor (B, latent_dim), detached
+    loss : tensor (B,)
+        :math:`l(y_b, D(z_b))` at the returned code.
+    steps : long tensor (B,)
+        Accepted solver steps.
+    decoder_evals : long tensor (B,)
+        Decoder forward passes spent on the sample (each gradient evaluation counts one forward
+        and one backward pass; backtracking trials one forward pass).
+    time : tensor (B,)
+        Integration time reached (AMD: the sample's own :math:`\\tau'`).
+    status : list of str, length B
+        AMD: the :class:`~flowlearn.solvers.amd.AMDStatus` value; fixed grids: ``"success"``,
+        ``"nonfinite"``, or ``"interrupted"`` (another row became non-finite).
+    stats : dict
+        Solver name and batch totals.
+    """
+
+    z: torch.Tensor
+    loss: torch.Tensor
+    steps: torch.Tensor
+    decoder_evals: torch.Tensor
+    time: torch.Tensor
+    status: List[str]
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingLoss:
+    """Decoder training objective of one batch.
+
+    Attributes
+    ----------
+    loss : scalar tensor
+        :math:`\\frac1B\\sum_b l(y_b, D(z_b^*))`; ``loss.backward()`` gives the gradient of the
+        chosen ``adjoint``.
+    per_sample : tensor (B,), detached
+    encoding : EncodeResult
+    """
+
+    loss: torch.Tensor
+    per_sample: torch.Tensor
+    encoding: EncodeResult
+
+
+class GradientFlowEncoder(nn.Module):
+    r"""Encode by gradient flow through a decoder; train the decoder with a chosen adjoint.
+
+    Parameters
+    ----------
+    decoder : nn.Module
+        Maps codes (B, latent_dim) to reconstructions with ``y``'s number of entries per sample;
+        for ``loss="bce"`` its outputs must be probabilities. Rows must not interact.
+    latent_dim : int
+    loss : {"bce", "mse"}
+        Per-sample loss, mean over pixels.
+    solver : {"amd", "euler", "rk4", "nesterov"}
+    adjoint : {"approx", "full", "unrolled"}
+        Training gradient (eqs. 11--12, eqs. 8--10 solved discretely, or backprop through the solver).
+    t1 : float
+        Final time :math:`\tau` of fixed-grid solvers.
+    steps : int
+        Intervals of the fixed grid.
+    grid : {"log", "linear"}
+    alpha_decay : bool
+        Use :math:`\alpha(t) = e^{-2t/t_1}` (gradient flows on fixed grids only).
+    nesterov_eps : float
+        :math:`\epsilon` of (5).
+    amd : AMD or None
+        The AMD solver (default: paper settings ``AMD()``).
+    """
+
+    def __init__(self, decoder: nn.Module, latent_dim: int, *, loss: str = "bce", solver: str = "amd",
+                 adjoint: str = "approx", t1: float = 50.0, steps: int = 40, grid: str = "log",
+                 alpha_decay: bool = False, nesterov_eps: float = 1e-2, amd: Optional[AMD] = None):
+        super().__init__()
+        if not isinstance(decoder, nn.Module):
+            raise TypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
+        check_choice("loss", loss, LOSSES)
+        check_choice("solver", solver, SOLVERS)
+        check_choice("adjoint", adjoint, ADJOINTS)
+        check_choice("grid", grid, ("log", "linear"))
+        if amd is not None and not isinstance(amd, AMD):
+            raise TypeError(f"amd must be a flowlearn.solvers.amd.AMD, got {type(amd).__name__}")
+        if alpha_decay and solver in ("amd", "nesterov"):
+            raise ValueError(f"alpha_decay applies to the euler/rk4 gradient flows only, got solver={solver!r}")
+        self.decoder = decoder
+        self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+        self.loss_kind = loss
+        self.solver = solver
+        self.adjoint = adjoint
+        self.t1 = check_positive("t1", t1)
+        self.steps = check_int("steps", steps, minimum=1)
+        self.grid = grid
+        self.alpha_decay = bool(alpha_decay)
+        self.nesterov_eps = check_positive("nesterov_eps", nesterov_eps)
+        self.amd = amd if amd is not None else AMD()
+
+    def extra_repr(self) -> str:
+        return (f"latent_dim={self.latent_dim}, loss={self.loss_kind!r}, solver={self.solver!r}, "
+                f"adjoint={self.adjoint!r}, t1={self.t1}, steps={self.steps}, grid={self.grid!r}")
+
+    # ------------------------------------------------------------------ helpers
+    def _check_batch(self, y) -> torch.Tensor:
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.ndim < 2:
+            raise TypeError("y must be a floating tensor of shape (B, ...) with B >= 1, got "
+                            + (f"dtype {y.dtype} and shape {tuple(y.shape)}" if isinstance(y, torch.Tensor)
+                               else type(y).__name__))
+        check_finite("y", y)
+        if y.shape[0] == 0:
+            raise ValueError("y must hold at least one sample, got shape " + str(tuple(y.shape)))
+        return y
+
+    def _field(self, y, create_graph: bool):
+        if self.solver == "nesterov":
+            return NesterovField(self.decoder, y, self.loss_kind, self.nesterov_eps, create_graph=create_graph)
+        tau = self.t1 if self.alpha_decay else None
+        return GradientFlowField(self.decoder, y, self.loss_kind, tau, create_graph=create_graph)
+
+    def _grid(self, y):
+        return time_grid(self.grid, self.t1, self.steps)
+
+    def _final_losses(self, z, y):
+        with torch.no_grad():
+            return reconstruction_loss(self.decoder(z), y, self.loss_kind)
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_fixed(self, y, z0, record_states: bool):
+        flow = self._field(y, create_graph=False)
+        method = Euler() if self.solver == "euler" else RK4()
+        sol = integrate(flow, flow.initial_state(z0), self._grid(y), method, save=record_states)
+        z = flow.latent(sol.y).detach()
+        B = y.shape[0]
+        finite = torch.isfinite(z.reshape(B, -1)).all(1)
+        if sol.status is Status.NONFINITE:
+            status = ["interrupted" if ok else "nonfinite" for ok in finite.tolist()]
+        else:
+            status = ["success"] * B
+        loss = self._final_losses(torch.where(finite[:, None], z, torch.zeros_like(z)), y)
+        loss = torch.where(finite, loss, torch.full_like(loss, float("nan")))
+        evals = flow.gradient.evaluations + 1
+        long = dict(dtype=torch.long, device=y.device)
+        result = EncodeResult(
+            z=z, loss=loss, steps=torch.full((B,), sol.stats["steps"], **long),
+            decoder_evals=torch.full((B,), evals, **long),
+            time=torch.full((B,), sol.t, dtype=z.dtype, device=z.device), status=status,
+            stats={"solver": self.solver, "grid": self.grid, "nfev": sol.stats["nfev"],
+                   "status": sol.status.value})
+        return result, (flow, method, sol.ys)
+
+    def _encode_amd(self, y, z0, record_states: bool):
+        flow = GradientFlowField(self.decoder, y, self.loss_kind)
+        out = self.amd.minimize(lambda z, rows: flow.gradient.losses(z, rows), z0, indexed=True,
+                                record_states=record_states)
+        result = EncodeResult(
+            z=out.z, loss=out.loss, steps=out.steps, decoder_evals=out.grad_evals + out.loss_evals,
+            time=out.time, status=[s.value for s in out.status],
+            stats={"solver": "amd", **out.stats})
+        return result, (flow, out.step_sizes, out.states)
+
+    def _encode(self, y, record_states: bool = False):
+        y = self._check_batch(y)
+        z0 = torch.zeros(y.shape[0], self.latent_dim, dtype=y.dtype, device=y.device)
+        if self.solver == "amd":
+            return self._encode_amd(y, z0, record_states)
+        return self._encode_fixed(y, z0, record_states)
+
+    def encode(self, y: torch.Tensor) -> EncodeResult:
+        """Codes :math:`z^*` of the batch ``y`` (B, ...) and per-sample statistics (no gradient)."""
+        return self._encode(y)[0]
+
+    def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
+        """:math:`D(z^*(y))`, detached, shape of the decoder's output."""
+        z = self.encode(y).z
+        with torch.no_grad():
+            return self.decoder(z)
+
+    # ------------------------------------------------------------------ training objective
+    def _code_for_training(self, y):
+        """``(z*, EncodeResult)`` with ``z*`` carrying the gradient of ``self.adjoint``."""
+        if self.adjoint == "approx":
+            enc = self.encode(y)
+            return enc.z, enc
+        enc, extra = self._encode(y, record_states=self.adjoint == "full")
+        params = list(self.decoder.parameters())
+        if self.solver == "amd":
+            flow, step_sizes, states = extra
+            replay = AMDReplay(flow.gradient, step_sizes)
+            z0 = torch.zeros_like(enc.z)
+            if self.adjoint == "unrolled":
+                return unrolled_final_state(replay, z0), enc
+            return adjoint_final_state(replay, states, params), enc
+        _, method, states = extra
+        flow = self._field(y, create_graph=True)
+        replay = FixedGridReplay(flow, method, self._grid(y))
+        if self.adjoint == "unrolled":
+            z0 = torch.zeros_like(enc.z)
+            return flow.latent(unrolled_final_state(replay, flow.initial_state(z0))), enc
+        return flow.latent(adjoint_final_state(replay, states, params)), enc
+
+    def training_loss(self, y: torch.Tensor, output_decoder: Optional[nn.Module] = None) -> TrainingLoss:
+        """Decoder objective (3) for the batch ``y`` with the gradient of ``self.adjoint``.
+
+        Parameters
+        ----------
+        y : tensor (B, ...)
+        output_decoder : nn.Module, optional
+            Module used for the final reconstruction :math:`D(z^*)` -- e.g. a
+            ``DistributedDataParallel`` wrapper of ``self.decoder`` so that gradients are
+            all-reduced.  Default: ``self.decoder``.
+        """
+        z, enc = self._code_for_training(y)
+        out = (output_decoder or self.decoder)(z)
+        per_sample = reconstruction_loss(out, y, self.loss_kind)
+        return TrainingLoss(loss=per_sample.mean(), per_sample=per_sample.detach(), encoding=enc)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """The codes :math:`z^*` (detached), so the encoder can stand where an ``nn.Module`` encoder would."""
+        return self.encode(y).z

@@ -1,0 +1,156 @@
+r"""Reconstruction losses, time schedules and the vector fields of gradient flow encoding.
+
+Paper 002 (Flouris et al.):
+
+* gradient flow (1): :math:`\dot z = -\alpha(t)\,\nabla_z l(y, D(z))`, :math:`z(0) = 0`, with
+  :math:`\alpha(t) = 1` or :math:`\alpha(t) = e^{-2t/\tau}` (App. A.2);
+* Nesterov flow (5) (Su, Boyd & Candès 2016), split into first order:
+  :math:`\dot z = v`, :math:`\dot v = -\tfrac{3}{t+\epsilon} v - \nabla_z l`, :math:`z(0) = v(0) = 0`
+  (the sign of the gradient term is that of descent; the paper's text drops the minus).
+
+The per-sample loss :math:`l` is the mean over pixels of binary cross-entropy or squared error.
+Gradients are taken of :math:`\sum_b l_b`, so row ``b`` of the gradient is :math:`\nabla_{z_b} l_b`
+as long as the decoder treats rows independently (no batch normalisation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_choice, check_int, check_positive
+from ..solvers import linear_grid, log_grid
+
+__all__ = [
+    "LOSSES",
+    "GradientFlowField",
+    "NesterovField",
+    "alpha_schedule",
+    "reconstruction_loss",
+    "time_grid",
+]
+
+LOSSES = ("bce", "mse")
+GRIDS = ("log", "linear")
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    r"""Per-sample reconstruction loss, mean over pixels.
+
+    ``bce``: :math:`l = -\frac1P\sum_p y_p\log x_p + (1-y_p)\log(1-x_p)` (``recon`` are
+    probabilities, e.g. a sigmoid output; logs are clamped at -100 as in torch);
+    ``mse``: :math:`l = \frac1P\sum_p (x_p - y_p)^2`.
+
+    Parameters
+    ----------
+    recon, target : tensors (B, ...) with the same number of entries per sample
+
+    Returns
+    -------
+    tensor (B,)
+    """
+    check_choice("loss", kind, LOSSES)
+    if recon.shape[0] != target.shape[0] or recon[0].numel() != target[0].numel():
+        raise ValueError(f"recon and target must hold the same samples, got shapes {tuple(recon.shape)} "
+                         f"and {tuple(target.shape)}")
+    x = recon.reshape(recon.shape[0], -1)
+    y = target.reshape(target.shape[0], -1).to(x.dtype)
+    if kind == "bce":
+        per_pixel = F.binary_cross_entropy(x, y, reduction="none")
+    else:
+        per_pixel = (x - y) ** 2
+    return per_pixel.mean(dim=1)
+
+
+def alpha_schedule(tau: float | None) -> Callable[[float], float]:
+    r"""The scaling :math:`\alpha(t)` of (1): ``None`` gives :math:`1`, a number
+    :math:`\tau` gives :math:`e^{-2t/\tau}` (App. A.2)."""
+    if tau is None:
+        return lambda t: 1.0
+    tau = check_positive("alpha_tau", tau)
+    return lambda t: math.exp(-2.0 * t / tau)
+
+
+def time_grid(kind: str, t1: float, steps: int, *, dtype=torch.float64) -> torch.Tensor:
+    """Fixed time grid from 0 to ``t1`` with ``steps`` intervals: ``linear`` or ``log``
+    (log-spaced from ``t1/1000``, small steps where the flow moves fast)."""
+    check_choice("grid", kind, GRIDS)
+    steps = check_int("steps", steps, minimum=1)
+    if kind == "linear":
+        return linear_grid(t1, steps, dtype=dtype)
+    if steps == 1:
+        return linear_grid(t1, 1, dtype=dtype)
+    return log_grid(t1, steps - 1, dtype=dtype)
+
+
+class _LossGradient:
+    """``grad(z)``: row-wise :math:`\\nabla_{z_b} l(y_b, D(z_b))` for the rows ``rows`` of the batch."""
+
+    def __init__(self, decoder: Callable, target: torch.Tensor, loss: str):
+        check_choice("loss", loss, LOSSES)
+        self.decoder = decoder
+        self.target = target
+        self.loss = loss
+        self.evaluations = 0
+
+    def losses(self, z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        target = self.target if rows is None else self.target.index_select(0, rows)
+        return reconstruction_loss(self.decoder(z), target, self.loss)
+
+    def __call__(self, z: torch.Tensor, *, create_graph: bool, rows: torch.Tensor | None = None):
+        self.evaluations += 1
+        with torch.enable_grad():
+            if not z.requires_grad:
+                z = z.detach().requires_grad_(True)
+            value = self.losses(z, rows).sum()
+            (g,) = torch.autograd.grad(value, z, create_graph=create_graph)
+        return g
+
+
+class GradientFlowField:
+    r"""Vector field of (1): ``f(t, z) = -alpha(t) * grad_z l(y, D(z))``, state ``z`` of shape (B, d).
+
+    ``create_graph=True`` keeps the graph (for unrolled backprop and adjoint replays).
+    """
+
+    def __init__(self, decoder, target, loss: str = "bce", alpha_tau: float | None = None,
+                 *, create_graph: bool = False):
+        self.gradient = _LossGradient(decoder, target, loss)
+        self.alpha = alpha_schedule(alpha_tau)
+        self.create_graph = create_graph
+
+    def latent(self, state: torch.Tensor) -> torch.Tensor:
+        """The code ``z`` held by the state (the state itself)."""
+        return state
+
+    def initial_state(self, z0: torch.Tensor) -> torch.Tensor:
+        return z0
+
+    def __call__(self, t: float, z: torch.Tensor) -> torch.Tensor:
+        return -self.alpha(t) * self.gradient(z, create_graph=self.create_graph)
+
+
+class NesterovField:
+    r"""Vector field of the Nesterov flow (5) on the stacked state ``(B, 2, d)`` = ``(z, v)``:
+
+    .. math:: \dot z = v,\qquad \dot v = -\frac{3}{t+\epsilon}\, v - \nabla_z l(y, D(z)).
+    """
+
+    def __init__(self, decoder, target, loss: str = "bce", eps: float = 1e-2, *, create_graph: bool = False):
+        self.gradient = _LossGradient(decoder, target, loss)
+        self.eps = check_positive("nesterov_eps", eps)
+        self.create_graph = create_graph
+
+    def latent(self, state: torch.Tensor) -> torch.Tensor:
+        return state[:, 0]
+
+    def initial_state(self, z0: torch.Tensor) -> torch.Tensor:
+        return torch.stack([z0, torch.zeros_like(z0)], dim=1)
+
+    def __call__(self, t: float, state: torch.Tensor) -> torch.Tensor:
+        z, v = state[:, 0], state[:, 1]
+        g = self.gradient(z, create_graph=self.create_graph)
+        return torch.stack([v, -(3.0 / (t + self.eps)) * v - g], dim=1)

@@ -1,0 +1,89 @@
+"""Figures of gradient flow encoding runs: validation curves (paper Fig. 1), reconstruction grids
+(Fig. 3) and the data-efficiency plot of :mod:`flowlearn.encoding.compare`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..io import save_figure, save_png
+
+__all__ = ["plot_curves", "plot_data_efficiency", "reconstruction_grid", "save_reconstruction_grid"]
+
+
+def _figure(ncols=1, width=5.0, height=3.6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+
+
+def plot_curves(path, histories: dict) -> None:
+    """Validation BCE against images seen (left) and wall time (right) for ``{label: history}``."""
+    fig, axes = _figure(2)
+    for label, hist in histories.items():
+        if not hist:
+            continue
+        axes[0, 0].plot([h["images_seen"] for h in hist], [h["val_bce"] for h in hist], marker=".", label=label)
+        axes[0, 1].plot([h["wall_time"] for h in hist], [h["val_bce"] for h in hist], marker=".", label=label)
+    axes[0, 0].set_xlabel("training images seen")
+    axes[0, 1].set_xlabel("wall time (s)")
+    for ax in axes[0]:
+        ax.set_ylabel("validation mean BCE")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    save_figure(path, fig)
+
+
+def reconstruction_grid(rows: list, image_shape, *, pad: int = 1) -> np.ndarray:
+    """Tile rows of images ``[(n, P) tensors]`` into one grey image (one row of tiles per entry)."""
+    h, w = image_shape
+    n = max(int(r.shape[0]) for r in rows)
+    grid = np.ones((len(rows) * (h + pad) + pad, n * (w + pad) + pad))
+    for i, r in enumerate(rows):
+        arr = r.detach().cpu().double().numpy().reshape(-1, h, w)
+        for j, img in enumerate(arr):
+            y0, x0 = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y0:y0 + h, x0:x0 + w] = img
+    return grid
+
+
+def save_reconstruction_grid(path, rows: list, image_shape, *, scale: int | None = None) -> None:
+    """Write :func:`reconstruction_grid` as a PNG, upscaled so small images stay visible."""
+    grid = reconstruction_grid(rows, image_shape)
+    scale = scale or max(1, 160 // max(image_shape))
+    save_png(path, np.kron(grid, np.ones((scale, scale))))
+
+
+def plot_data_efficiency(path, table: dict) -> None:
+    """Mean validation BCE (+- std over seeds) against training-set size for every model."""
+    fig, axes = _figure(1, 5.5, 3.8)
+    ax = axes[0, 0]
+    sizes = sorted(int(s) for s in table["rows"])
+    for model in table["models"]:
+        mean = [table["rows"][str(s)][model]["mean"] for s in sizes]
+        std = [table["rows"][str(s)][model]["std"] for s in sizes]
+        ax.errorbar(sizes, mean, yerr=std, marker="o", capsize=3, label=model)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images (subset size)")
+    ax.set_ylabel("validation mean BCE")
+    ax.set_title(f"data efficiency on {table['dataset']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(path, fig)
+
+
+def reconstructions_for(models: dict, images: torch.Tensor) -> list:
+    """``[images, recon_model_1, ...]`` for the grid; each model is a GFE or an AE."""
+    from .encoder import GradientFlowEncoder
+
+    rows = [images]
+    for model in models.values():
+        if isinstance(model, GradientFlowEncoder):
+            rows.append(model.reconstruct(images))
+        else:
+            with torch.no_grad():
+                rows.append(model(images))
+    return rows

