@@ -52,6 +52,8 @@ def register(subparsers) -> None:
     cmp_.add_argument("--images", type=int, default=10000, help="images seen per run")
     cmp_.add_argument("--full-images", type=int, default=30000,
                       help="images seen per run when the size is the whole training pool")
+    cmp_.add_argument("--ae-factor", type=int, default=1,
+                      help="the AE sees this many times more images than the GFE (paper: 12 epochs vs 1)")
     cmp_.set_defaults(func=run_compare)
 
 
@@ -99,7 +101,8 @@ def run_compare(args) -> int:
     for s in sizes:
         if not 1 <= s <= len(data.train):
             raise ValueError(f"--train-sizes entries must lie in [1, {len(data.train)}] for {args.dataset}, got {s}")
-    table = compare(data, sizes, args.seeds, args.out, base=base, images=args.images, full_images=args.full_images)
+    table = compare(data, sizes, args.seeds, args.out, base=base, images=args.images, full_images=args.full_images,
+                    ae_factor=args.ae_factor)
     print(f"{'N':>6} {'AE':>16} {'GFE-amd':>16} {'Mixed':>16} {'GFE vs AE':>10}")
     for size, row in table["rows"].items():
         cells = [f"{row[m]['mean']:.4f}+-{row[m]['std']:.4f}" if row[m]["mean"] is not None else "-"

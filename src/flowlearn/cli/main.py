@@ -16,7 +16,10 @@ import sys
 COMMANDS = [
     "demo",
     "gfe",
+    "gradcheck",
+    "ising",
     "label",
+    "learn",
     "voronoi",
 ]
 

@@ -4,6 +4,7 @@ All image arrays are numpy float64 of shape (H, W, C) (grey: C = 1), label maps 
 int64 (H, W); :func:`window_features` is the one torch-in/torch-out function.
 """
 
+from .alignment import LabelAlignment, align_labels
 from .facades import FacadesData, load_facades
 from .features import window_features
 from .images import colorize_labels, label_palette, overlay_labels, read_image, to_display
@@ -14,8 +15,10 @@ from .voronoi import DEFAULT_NOISE, SCENARIOS, VoronoiImage, default_num_cells, 
 __all__ = [
     "DEFAULT_NOISE",
     "FacadesData",
+    "LabelAlignment",
     "SCENARIOS",
     "VoronoiImage",
+    "align_labels",
     "class_mean_prototypes",
     "colorize_labels",
     "confusion_matrix",

@@ -3,7 +3,8 @@
 For every training size ``N`` and seed, an AE and a GFE-amd decoder are trained on the same fixed
 subset of ``N`` images for the same number of images seen (``images`` per run, ``full_images`` when
 ``N`` is the whole pool), both with the same optimizer; "Mixed" evaluates the AE's decoder with AMD
-encoding.  Each finished ``(size, seed, model)`` cell is stored as ``cells/N{size}_s{seed}_{model}.json``
+encoding.  ``ae_factor`` gives the AE ``ae_factor`` times as many images (the paper trains its AE for
+12 epochs against the GFE's one); its cells are then named ``..._ae_x{factor}``.  Each finished ``(size, seed, model)`` cell is stored as ``cells/N{size}_s{seed}_{model}.json``
 in the output directory and skipped when the comparison is run again (resume).  ``table.json``
 holds, per size, the mean and standard deviation over seeds of the validation BCE of every model
 and the relative difference GFE-amd vs AE.
@@ -71,7 +72,7 @@ def summarise(records: list, dataset: str) -> dict:
 
 
 def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *, base: TrainConfig | None = None,
-            images: int = 10000, full_images: int = 30000, log=print) -> dict:
+            images: int = 10000, full_images: int = 30000, ae_factor: int = 1, log=print) -> dict:
     """Run (or resume) the comparison and write ``table.json``, ``data_efficiency.png``,
     ``curves_N{size}.png`` and ``reconstructions_N{size}.png`` to ``out_dir``.
 
@@ -82,11 +83,14 @@ def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *,
     base : TrainConfig
         Optimizer, batch size, evaluation cadence; model/solver/seed/epochs are set per cell.
     images, full_images : images seen per run (``full_images`` when the size is the whole pool)
+    ae_factor : int
+        The AE sees ``ae_factor`` times more images than the GFE.
     """
     base = base or TrainConfig()
     seeds = check_int("seeds", seeds, minimum=1)
     images = check_int("images", images, minimum=1)
     full_images = check_int("full_images", full_images, minimum=1)
+    ae_factor = check_int("ae_factor", ae_factor, minimum=1)
     pool = len(data.train)
     sizes = [check_int("train size", s, minimum=1, maximum=pool) for s in train_sizes]
     if not sizes:
@@ -99,13 +103,15 @@ def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *,
         modules, histories = {}, {}
         for seed in range(seeds):
             for model in ("ae", "gfe"):
-                path = cells / f"N{size}_s{seed}_{model}.json"
+                suffix = f"_x{ae_factor}" if model == "ae" and ae_factor > 1 else ""
+                path = cells / f"N{size}_s{seed}_{model}{suffix}.json"
                 if path.exists():
                     record = json.loads(path.read_text())
                     log(f"N={size} seed={seed} {model}: done (val BCE {record['val_bce']:.4f}), skipped")
                     module = None
                 else:
-                    record, module = _run_cell(data, size, seed, model, base, budget,
+                    cell_budget = budget * ae_factor if model == "ae" else budget
+                    record, module = _run_cell(data, size, seed, model, base, cell_budget,
                                                ensure_out_dir(cells / path.stem), log)
                     save_json(path, record)
                 records.append(record)
@@ -118,7 +124,8 @@ def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *,
             rows = reconstructions_for(modules, data.val[:12])
             save_reconstruction_grid(out / f"reconstructions_N{size}.png", rows, data.image_shape)
         table = summarise(records, data.name)
-        table["protocol"] = {"images_per_run": images, "full_images": full_images, "pool_size": pool,
+        table["protocol"] = {"images_per_run": images, "full_images": full_images, "ae_factor": ae_factor,
+                             "pool_size": pool,
                              "val_size": len(data.val), "optimizer": base.optimizer, "lr": base.learning_rate,
                              "batch_size": base.batch_size, "seeds": seeds}
         save_json(out / "table.json", table)

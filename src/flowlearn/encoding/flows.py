@@ -83,7 +83,7 @@ def time_grid(kind: str, t1: float, steps: int, *, dtype=torch.float64) -> torch
         return linear_grid(t1, steps, dtype=dtype)
     if steps == 1:
         return linear_grid(t1, 1, dtype=dtype)
-    return log_grid(t1, steps - 1, dtype=dtype)
+    return log_grid(t1, steps, dtype=dtype)
 
 
 class _LossGradient:

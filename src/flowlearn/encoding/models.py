@@ -36,10 +36,12 @@ def decoder_widths(data_dim: int, latent_dim: int | None = None) -> list[int]:
     return [latent_dim, *hidden, data_dim]
 
 
-def _mlp(widths: Sequence[int], sigmoid_output: bool) -> nn.Sequential:
+def _mlp(widths: Sequence[int], sigmoid_output: bool, dtype) -> nn.Sequential:
+    """Linear layers created directly in ``dtype`` (so a seed gives the same weights whatever the
+    process-wide default dtype is)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(a, b))
+        layers.append(nn.Linear(a, b, dtype=dtype or torch.get_default_dtype()))
         if i < len(widths) - 2:
             layers.append(nn.ELU())
     if sigmoid_output:
@@ -52,14 +54,13 @@ def make_decoder(data_dim: int, latent_dim: int | None = None, *, dtype=None) ->
 
     Output shape (B, data_dim), entries in (0, 1) (pixel probabilities for the BCE loss).
     """
-    net = _mlp(decoder_widths(data_dim, latent_dim), sigmoid_output=True)
-    return net.to(dtype=dtype or torch.get_default_dtype())
+    return _mlp(decoder_widths(data_dim, latent_dim), sigmoid_output=True, dtype=dtype)
 
 
 def make_encoder(data_dim: int, latent_dim: int | None = None, *, dtype=None) -> nn.Sequential:
     """The AE's encoder: the decoder's layers in reverse (``data_dim -> ... -> latent``), linear output."""
     widths = decoder_widths(data_dim, latent_dim)[::-1]
-    return _mlp(widths, sigmoid_output=False).to(dtype=dtype or torch.get_default_dtype())
+    return _mlp(widths, sigmoid_output=False, dtype=dtype)
 
 
 class Autoencoder(nn.Module):

@@ -155,13 +155,16 @@ class Trainer:
     config : TrainConfig
     amd : AMD or None
         Solver for GFE encodings and for "Mixed" evaluation (default paper settings).
+    device : str or torch.device, optional
+        Where to train (default: the data's device); outputs and the model stay there.
     """
 
-    def __init__(self, config: TrainConfig, amd: Optional[AMD] = None):
+    def __init__(self, config: TrainConfig, amd: Optional[AMD] = None, device=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.config = config
         self.amd = amd if amd is not None else AMD()
+        self.device = torch.device(device) if device is not None else None
 
     def build(self, data_dim: int, dtype=torch.float32):
         """A freshly initialised model (seeded by ``config.seed``) for ``data_dim`` pixels."""
@@ -188,10 +191,13 @@ class Trainer:
         """Train on ``data.train[train_idx]``; checkpoint to / resume from ``out_dir/checkpoint.pt``."""
         cfg = self.config
         train = data.train if train_idx is None else data.train[train_idx]
+        val = data.val
+        if self.device is not None:
+            train, val = train.to(self.device), val.to(self.device)
         if len(train) == 0:
             raise ValueError("the training subset is empty")
         world, rank = _world()
-        model = self.build(data.data_dim, dtype=train.dtype)
+        model = self.build(data.data_dim, dtype=train.dtype).to(train.device)
         trained = model.decoder if cfg.model == "gfe" else model
         optimizer = self._optimizer(trained.parameters())
         ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
@@ -201,14 +207,14 @@ class Trainer:
             if state["config"] != asdict(cfg):
                 raise ValueError(f"checkpoint {ckpt_path} was written with a different configuration "
                                  f"{state['config']}; use another --out directory")
-            trained.load_state_dict(state["model"])
+            trained.load_state_dict({k: v.to(train.device) for k, v in state["model"].items()})
             optimizer.load_state_dict(state["optimizer"])
             step, history, elapsed, resumed = state["step"], state["history"], state["wall_time"], state["step"]
         wrapped = trained
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            wrapped = DistributedDataParallel(trained)
+            wrapped = DistributedDataParallel(trained, device_ids=[train.device] if train.device.type == "cuda" else None)
         per_epoch = math.ceil(len(train) / cfg.batch_size)
         total = cfg.epochs * per_epoch
         evals = 0
@@ -217,7 +223,7 @@ class Trainer:
         train_loss = float("nan")
         while step < total:
             epoch, k = divmod(step, per_epoch)
-            batch = self._batches(len(train), epoch)[k]
+            batch = self._batches(len(train), epoch)[k].to(train.device)
             local = batch.tensor_split(world)[rank]
             y = train[local]
             optimizer.zero_grad(set_to_none=True)
@@ -234,24 +240,24 @@ class Trainer:
             if rank == 0 and (step % cfg.eval_every == 0 or step == total):
                 history.append({"step": step, "images_seen": step_images(step, per_epoch, len(train), cfg.batch_size),
                                 "wall_time": time.perf_counter() - start, "train_loss": train_loss,
-                                "val_bce": evaluate(model, data.val)})
+                                "val_bce": evaluate(model, val)})
                 bar.set_postfix(val_bce=f"{history[-1]['val_bce']:.4f}")
             if ckpt_path is not None and rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
                 save_checkpoint(ckpt_path, {"config": asdict(cfg), "model": trained.state_dict(),
                                             "optimizer": optimizer.state_dict(), "step": step,
                                             "history": history, "wall_time": time.perf_counter() - start})
         bar.close()
-        val = history[-1]["val_bce"] if history else evaluate(model, data.val)
+        val_bce = history[-1]["val_bce"] if history else evaluate(model, val)
         mixed = None
         if cfg.model == "ae" and rank == 0:
             latent = model.decoder[0].in_features
-            mixed = evaluate(GradientFlowEncoder(model.decoder, latent, amd=self.amd), data.val)
+            mixed = evaluate(GradientFlowEncoder(model.decoder, latent, amd=self.amd), val)
         stats = {"steps": step, "images_seen": step_images(step, per_epoch, len(train), cfg.batch_size),
                  "wall_time": time.perf_counter() - start, "resumed_from_step": resumed,
                  "train_size": len(train), "world_size": world}
         if cfg.model == "gfe":
             stats["decoder_evals_per_image_this_session"] = evals / max(1, (step - resumed) * cfg.batch_size)
-        return TrainResult(module=model, history=history, val_bce=val, mixed_val_bce=mixed, stats=stats)
+        return TrainResult(module=model, history=history, val_bce=val_bce, mixed_val_bce=mixed, stats=stats)
 
 
 def step_images(step: int, per_epoch: int, n: int, batch_size: int) -> int:

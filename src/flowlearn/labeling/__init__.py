@@ -1,5 +1,6 @@
 """Image and graph labeling with (linearized) assignment flows."""
 
+from .api import FlowKind, label
 from .data_term import DISTANCES, distance_matrix, similarity
 from .flow import AssignmentFlow
 from .linearized import LinearizedAssignmentFlow, LinearizedFlowSequence, LinearizedSystem
@@ -8,10 +9,12 @@ from .result import LabelingResult
 __all__ = [
     "DISTANCES",
     "AssignmentFlow",
+    "FlowKind",
     "LabelingResult",
     "LinearizedAssignmentFlow",
     "LinearizedFlowSequence",
     "LinearizedSystem",
     "distance_matrix",
+    "label",
     "similarity",
 ]

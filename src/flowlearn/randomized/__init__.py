@@ -17,7 +17,14 @@ Building blocks, bottom-up:
 
 from .baselines import BeliefPropagationResult, GibbsResult, GibbsSampler, LoopyBP
 from .embedding import embed_factorized, embed_tangent, marginalize
-from .entropy import PluginEntropy, differentiable_entropy, entropy_from_counts, plugin_entropy
+from .entropy import (
+    PluginEntropy,
+    differentiable_entropy,
+    entropy_from_counts,
+    entropy_score_surrogate,
+    mixture_log_density,
+    plugin_entropy,
+)
 from .enumeration import (
     MAX_CONFIGURATIONS,
     ExactResult,
@@ -28,7 +35,7 @@ from .enumeration import (
     kl_from_table,
     log_probability_table,
 )
-#TMP from .experiment import IsingExperimentConfig, IsingExperimentResult, PAPER_TABLE1, run_ising_experiment
+from .experiment import IsingExperimentConfig, IsingExperimentResult, PAPER_TABLE1, run_ising_experiment
 from .inference import (
     Evaluation,
     SampleAccumulator,
@@ -39,17 +46,17 @@ from .inference import (
 )
 from .mean_field import MeanField, MeanFieldResult, expected_local_energies, mean_field_free_energy
 from .models import PairwiseModel, grid_edges, ising_grid, potts_grid
-#TMP from .segmentation import SegmentationDemoResult, ambiguous_image_model, run_segmentation_demo
+from .segmentation import SegmentationDemoResult, ambiguous_image_model, run_segmentation_demo
 from .sflow import INTERACTIONS, RandomizedAssignmentFlow
 from .training import TrainingConfig, TrainingResult, kl_objective, train_randomized_flow
 
-__all__ = [] and [
+__all__ = [
     "BeliefPropagationResult", "Evaluation", "ExactResult", "GibbsResult", "GibbsSampler", "INTERACTIONS",
     "IsingExperimentConfig", "IsingExperimentResult", "LoopyBP", "MAX_CONFIGURATIONS", "MeanField",
     "MeanFieldResult", "PAPER_TABLE1", "PairwiseModel", "PluginEntropy", "RandomizedAssignmentFlow",
     "SampleAccumulator", "SegmentationDemoResult", "TrainingConfig", "TrainingResult", "ambiguous_image_model",
     "configuration_index", "configurations", "differentiable_entropy", "embed_factorized", "embed_tangent",
-    "entropy_from_counts", "evaluate_factorized", "evaluate_flow", "evaluate_samples", "exact_inference",
+    "entropy_from_counts", "entropy_score_surrogate", "mixture_log_density", "evaluate_factorized", "evaluate_flow", "evaluate_samples", "exact_inference",
     "expected_local_energies", "grid_edges", "ising_grid", "kl_from_samples", "kl_from_table", "kl_objective",
     "log_probability_table", "marginal_difference", "marginalize", "mean_field_free_energy", "plugin_entropy",
     "potts_grid", "run_ising_experiment", "run_segmentation_demo", "train_randomized_flow",

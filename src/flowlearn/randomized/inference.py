@@ -120,8 +120,11 @@ def evaluate_samples(model: PairwiseModel, configs: torch.Tensor, exact: ExactRe
 
 def evaluate_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel, exact: ExactResult, *,
                   num_samples: int = 10**6, generator: torch.Generator | None = None,
-                  chunk_size: int = 65536, bias_correction: bool = True) -> Evaluation:
-    """Table row of a trained flow from ``num_samples`` integer samples (chunked, no grad)."""
+                  chunk_size: int = 65536, bias_correction: bool = True, rounding: str = "argmax") -> Evaluation:
+    """Table row of a trained flow from ``num_samples`` integer samples (chunked, no grad).
+
+    ``rounding`` as in :meth:`RandomizedAssignmentFlow.round`.
+    """
     num_samples = check_int("num_samples", num_samples, minimum=1)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     model = model.to(device=flow.device, dtype=flow.dtype)
@@ -130,7 +133,7 @@ def evaluate_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel, exact: E
     done = 0
     while done < num_samples:
         b = min(chunk_size, num_samples - done)
-        acc.add(flow.sample(b, generator, chunk_size=b))
+        acc.add(flow.sample(b, generator, rounding=rounding, chunk_size=b))
         done += b
     return acc.evaluate(exact, bias_correction=bias_correction, seconds=time.perf_counter() - t0)
 

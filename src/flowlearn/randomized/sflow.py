@@ -21,8 +21,13 @@ Interaction structures (``interaction=``):
   :math:`K_{ab}(d) + K_{ba}(-d)` (the adjoint of a zero-padded convolution), clipped at 0,
   plus :math:`\varepsilon` on the centre tap of each channel.
 
-Beyond the paper, ``init_noise > 0`` also randomises the initial point,
-:math:`S_0 = \mathrm{softmax}(\nu + \tau\odot\zeta)` with learned :math:`\nu, \tau`.
+Beyond the paper, the initial point can be random too,
+:math:`S_0 = \mathrm{softmax}(\nu + \tau\odot\zeta + \sum_{r} U_r \eta_r)` with
+:math:`\zeta \sim N(0, I_{nc})`, :math:`\eta \sim N(0, I_{R})` and learned :math:`\nu` (always),
+:math:`\tau` (``init_noise > 0``) and the low-rank factors :math:`U_r \in \mathbb{R}^{n\times c}`
+(``init_rank = R > 0``).  A few shared Gaussian factors make coherent, far-apart modes (e.g. the
+position of a domain wall) cheap to represent; the flow then turns the initial point into an
+integer labeling.
 """
 
 from __future__ import annotations
@@ -63,6 +68,15 @@ class RandomizedAssignmentFlow(nn.Module):
     init_noise : float
         Initial standard deviation of the random initial logits (0: deterministic learned
         :math:`S_0`, as in the paper).
+    init_rank : int
+        Number of learned low-rank Gaussian factors of the initial logits (0: none, as in
+        the paper).  They start at ``init_factor_scale * N(0, 1)`` drawn from a generator
+        seeded with 0, so construction is deterministic.
+    init_factor_scale : float
+    initial_logits : tensor (n, c), optional
+        Starting value of the learned mean initial logits :math:`\nu` (default 0, the
+        barycenter; a fixed point of the flow unless some noise is present).  E.g.
+        ``-0.5 * model.unary`` starts from the data term.
     dtype, device
         Of the parameters; samples are drawn on this device.
     """
@@ -70,7 +84,8 @@ class RandomizedAssignmentFlow(nn.Module):
     def __init__(self, num_nodes: int, num_labels: int, *, interaction: str = "node",
                  grid_shape: tuple[int, int] | None = None, kernel_size: int = 3, step_size: float = 0.1,
                  end_time: float = 1.0, epsilon: float = 1e-3, mean_init: float = 0.05,
-                 variance_init: float = 0.1, init_noise: float = 0.0, dtype=None, device=None):
+                 variance_init: float = 0.1, init_noise: float = 0.0, init_rank: int = 0,
+                 init_factor_scale: float = 0.1, initial_logits=None, dtype=None, device=None):
         super().__init__()
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
         self.num_labels = check_int("num_labels", num_labels, minimum=2)
@@ -83,6 +98,8 @@ class RandomizedAssignmentFlow(nn.Module):
         self.epsilon = check_positive("epsilon", epsilon)
         self.variance_init = check_positive("variance_init", variance_init)
         self.init_noise = check_positive("init_noise", init_noise, strict=False)
+        self.init_rank = check_int("init_rank", init_rank, minimum=0)
+        self.init_factor_scale = check_positive("init_factor_scale", init_factor_scale)
         mean_init = float(mean_init)
         if not math.isfinite(mean_init):
             raise ValueError(f"mean_init must be finite, got {mean_init!r}")
@@ -101,9 +118,19 @@ class RandomizedAssignmentFlow(nn.Module):
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
         self.interaction_mean = nn.Parameter(torch.full(shape, mean_init, **factory))
         self.interaction_log_variance = nn.Parameter(torch.full(shape, math.log(self.variance_init), **factory))
-        self.init_logits = nn.Parameter(torch.zeros(n, c, **factory))
+        if initial_logits is None:
+            start = torch.zeros(n, c, **factory)
+        else:
+            start = torch.as_tensor(initial_logits).to(**factory).clone()
+            if tuple(start.shape) != (n, c) or not bool(torch.isfinite(start).all()):
+                raise ValueError(f"initial_logits must be a finite tensor of shape ({n}, {c}), got shape "
+                                 f"{tuple(start.shape)}")
+        self.init_logits = nn.Parameter(start)
         if self.init_noise > 0:
             self.init_log_std = nn.Parameter(torch.full((n, c), math.log(self.init_noise), **factory))
+        if self.init_rank > 0:
+            factors = torch.randn(self.init_rank, n, c, generator=torch.Generator().manual_seed(0), dtype=factory["dtype"])
+            self.init_factors = nn.Parameter((self.init_factor_scale * factors).to(device))
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -149,10 +176,13 @@ class RandomizedAssignmentFlow(nn.Module):
         return out.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
 
     def initial_log_point(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        r""":math:`\log S_0`, shape (B, n, c) (random when ``init_noise > 0``)."""
+        r""":math:`\log S_0`, shape (B, n, c) (random when ``init_noise > 0`` or ``init_rank > 0``)."""
         logits = self.init_logits.expand(batch, -1, -1)
         if self.init_noise > 0:
             logits = logits + torch.exp(self.init_log_std) * self._noise(logits.shape, generator)
+        if self.init_rank > 0:
+            eta = self._noise((batch, self.init_rank), generator)
+            logits = logits + torch.einsum("br,rnc->bnc", eta, self.init_factors)
         return torch.log_softmax(logits, -1)
 
     def integrate(self, omega: torch.Tensor, log_s0: torch.Tensor) -> torch.Tensor:
@@ -175,25 +205,43 @@ class RandomizedAssignmentFlow(nn.Module):
         for start in range(0, num_samples, chunk_size):
             yield min(chunk_size, num_samples - start)
 
+    def round(self, log_s: torch.Tensor, rounding: str = "argmax",
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Integer configurations from soft end points ``log_s`` (B, n, c) -> (B, n) long.
+
+        ``"argmax"``: the labeling the flow converges to (the limit model :math:`P^\infty`, eq. (7));
+        ``"random"``: :math:`\alpha_i \sim S_i(T)` independently, an exact sample of the
+        finite-time mixture :math:`P(T) = \mathbb{E}_\Omega[T(S(T))]` (eq. (6)) -- the model the
+        ``"score"`` training objective fits.  Both agree for integral end points.
+        """
+        check_choice("rounding", rounding, ("argmax", "random"))
+        if rounding == "argmax":
+            return log_s.argmax(-1)
+        B, n, c = log_s.shape
+        return torch.multinomial(log_s.exp().reshape(B * n, c), 1, generator=generator).reshape(B, n)
+
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None, *,
-               chunk_size: int = 65536) -> torch.Tensor:
-        """Integer configurations ``argmax S(T)``, shape (num_samples, n), dtype long (chunked)."""
-        return torch.cat([self.forward(b, generator).argmax(-1) for b in self._chunks(num_samples, chunk_size)])
+               rounding: str = "argmax", chunk_size: int = 65536) -> torch.Tensor:
+        """Integer configurations, shape (num_samples, n), dtype long (chunked); see :meth:`round`."""
+        check_choice("rounding", rounding, ("argmax", "random"))
+        return torch.cat([self.round(self.forward(b, generator), rounding, generator)
+                          for b in self._chunks(num_samples, chunk_size)])
 
     @torch.no_grad()
     def marginals(self, num_samples: int, generator: torch.Generator | None = None, *,
-                  estimator: str = "rounded", chunk_size: int = 65536) -> torch.Tensor:
+                  rounding: str = "argmax", chunk_size: int = 65536) -> torch.Tensor:
         r"""Node marginals :math:`Q^\top P = \mathbb{E}_\Omega[S(\Omega)]` (eq. (24)), shape (n, c).
 
-        ``estimator="rounded"`` averages the integer samples (the marginals of the sampled
-        distribution); ``"soft"`` averages the soft end points :math:`S(T)`.
+        ``rounding="random"`` uses the soft end points themselves (eq. (24) for the finite-time
+        model :math:`P(T)`, no rounding noise); ``"argmax"`` averages the rounded samples
+        (marginals of :math:`P^\infty`).
         """
-        check_choice("estimator", estimator, ("rounded", "soft"))
+        check_choice("rounding", rounding, ("argmax", "random"))
         total = torch.zeros(self.num_nodes, self.num_labels, dtype=self.dtype, device=self.device)
         for b in self._chunks(num_samples, chunk_size):
             log_s = self.forward(b, generator)
-            if estimator == "rounded":
+            if rounding == "argmax":
                 total += torch.nn.functional.one_hot(log_s.argmax(-1), self.num_labels).to(self.dtype).sum(0)
             else:
                 total += log_s.exp().sum(0)
@@ -201,7 +249,8 @@ class RandomizedAssignmentFlow(nn.Module):
 
     @torch.no_grad()
     def expectation(self, fn: Callable[[torch.Tensor], torch.Tensor], num_samples: int,
-                    generator: torch.Generator | None = None, *, chunk_size: int = 65536) -> torch.Tensor:
+                    generator: torch.Generator | None = None, *, rounding: str = "argmax",
+                    chunk_size: int = 65536) -> torch.Tensor:
         r"""Monte-Carlo :math:`\mathbb{E}_P[f(\alpha)]` over integer samples (eq. (25) for linear ``f``).
 
         ``fn`` maps configurations (B, n) to a tensor (B, ...); the result has shape (...).
@@ -209,9 +258,10 @@ class RandomizedAssignmentFlow(nn.Module):
         """
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        check_choice("rounding", rounding, ("argmax", "random"))
         total = None
         for b in self._chunks(num_samples, chunk_size):
-            values = torch.as_tensor(fn(self.forward(b, generator).argmax(-1)))
+            values = torch.as_tensor(fn(self.round(self.forward(b, generator), rounding, generator)))
             if values.ndim == 0 or values.shape[0] != b:
                 raise ValueError(f"fn must return a tensor with leading dimension {b} (one value per "
                                  f"sample), got shape {tuple(values.shape)}")

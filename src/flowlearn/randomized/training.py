@@ -26,7 +26,7 @@ import torch
 from .._checks import check_choice, check_int, check_positive
 from ..io import load_checkpoint, save_checkpoint
 from ..progress import progress
-from .entropy import differentiable_entropy
+from .entropy import differentiable_entropy, entropy_score_surrogate
 from .models import PairwiseModel
 from .sflow import RandomizedAssignmentFlow
 
@@ -35,7 +35,7 @@ __all__ = ["TrainingConfig", "TrainingResult", "kl_objective", "train_randomized
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Hyperparameters of :func:`train_randomized_flow`.
+    r"""Hyperparameters of :func:`train_randomized_flow`.
 
     Attributes
     ----------
@@ -58,6 +58,10 @@ class TrainingConfig:
         Anneal the energy weight :math:`\beta` linearly from 0 to 1 over this many iterations
         (objective :math:`\beta\langle P, E\rangle - H(P)`; 0 = no annealing, as in the paper).
         Starting hot keeps the samples diverse and avoids early mode collapse.
+    entropy_estimator : {"support", "samples"}
+        See :func:`flowlearn.randomized.differentiable_entropy` (``"samples"`` is eq. (22)).
+    random_roundings : int
+        Extra random roundings per sample in the ``"support"`` estimator.
     """
 
     iterations: int = 5000
@@ -69,6 +73,8 @@ class TrainingConfig:
     checkpoint_every: int = 500
     bias_correction: bool = True
     energy_warmup: int = 0
+    entropy_estimator: str = "support"
+    random_roundings: int = 0
 
     def __post_init__(self):
         check_int("iterations", self.iterations, minimum=0)
@@ -79,6 +85,8 @@ class TrainingConfig:
         check_int("seed", self.seed, minimum=0)
         check_int("checkpoint_every", self.checkpoint_every, minimum=1)
         check_int("energy_warmup", self.energy_warmup, minimum=0)
+        check_choice("entropy_estimator", self.entropy_estimator, ("support", "samples", "score"))
+        check_int("random_roundings", self.random_roundings, minimum=0)
 
 
 @dataclass
@@ -107,7 +115,7 @@ class TrainingResult:
 
 def kl_objective(flow: RandomizedAssignmentFlow, model: PairwiseModel, batch_size: int,
                  generator: torch.Generator | None = None, *, bias_correction: bool = True,
-                 energy_weight: float = 1.0):
+                 energy_weight: float = 1.0, entropy_estimator: str = "support", random_roundings: int = 0):
     r"""One stochastic estimate of :math:`-H(P) + \beta\langle P, E\rangle` (eq. (14) without log Z*).
 
     Returns ``(objective, energy, entropy, log_samples)``; ``objective`` is differentiable,
@@ -115,7 +123,12 @@ def kl_objective(flow: RandomizedAssignmentFlow, model: PairwiseModel, batch_siz
     """
     log_s = flow(batch_size, generator)
     energy = model.mean_field_energy(log_s.exp()).mean()
-    entropy = differentiable_entropy(log_s, bias_correction=bias_correction)
+    if entropy_estimator == "score":
+        surrogate, entropy = entropy_score_surrogate(log_s, num_roundings=max(random_roundings, 1),
+                                                     generator=generator)
+        return energy_weight * energy + surrogate, energy, entropy, log_s
+    entropy = differentiable_entropy(log_s, estimator=entropy_estimator, bias_correction=bias_correction,
+                                     random_roundings=random_roundings, generator=generator)
     return energy_weight * energy - entropy, energy, entropy, log_s
 
 
@@ -196,7 +209,9 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
         optimizer.zero_grad(set_to_none=True)
         beta = min(1.0, (it + 1) / config.energy_warmup) if config.energy_warmup else 1.0
         loss, energy, entropy, log_s = kl_objective(flow, model, config.batch_size, generator,
-                                                    bias_correction=config.bias_correction, energy_weight=beta)
+                                                    bias_correction=config.bias_correction, energy_weight=beta,
+                                                    entropy_estimator=config.entropy_estimator,
+                                                    random_roundings=config.random_roundings)
         loss.backward()
         optimizer.step()
         scheduler.step()

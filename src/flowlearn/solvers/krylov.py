@@ -117,7 +117,7 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
     if breakdown_tol is None:
         breakdown_tol = 100 * torch.finfo(v.dtype).eps
     beta = torch.linalg.vector_norm(v)
-    if float(beta) == 0.0:
+    if float(beta.detach()) == 0.0:
         raise ValueError("arnoldi needs a non-zero start vector v")
     basis = [v / beta]
     cols: list[torch.Tensor] = []  # columns of H (length j+2 each)
@@ -131,7 +131,7 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
             w = w - c * q
             h.append(c)
         norm_w = torch.linalg.vector_norm(w)
-        if float(norm_w) < _DGKS * float(norm_in):  # second pass (DGKS criterion)
+        if float(norm_w.detach()) < _DGKS * float(norm_in.detach()):  # second pass (DGKS criterion)
             for i, q in enumerate(basis):
                 c = _dot(q, w)
                 w = w - c * q
@@ -139,13 +139,13 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
             norm_w = torch.linalg.vector_norm(w)
         h.append(norm_w)
         cols.append(torch.stack(h))
-        if float(norm_w) <= breakdown_tol * max(float(norm_in), torch.finfo(v.dtype).tiny):
+        if float(norm_w.detach()) <= breakdown_tol * max(float(norm_in.detach()), torch.finfo(v.dtype).tiny):
             breakdown = True
             break
         if j + 1 < m:
             basis.append(w / norm_w)
         else:
-            h_next, q_next = float(norm_w), w / norm_w
+            h_next, q_next = float(norm_w.detach()), w / norm_w
     k = len(cols)
     # build H column by column without in-place writes, so that autograd works
     H = torch.stack([torch.nn.functional.pad(col, (0, k + 1 - col.numel())) for col in cols], 1)
@@ -267,7 +267,7 @@ def krylov_phi(
         else:
             v = matvec(y) + b
             matvecs += 1
-        if float(torch.linalg.vector_norm(v)) == 0.0:  # stationary point: y stays exactly
+        if float(torch.linalg.vector_norm(v.detach())) == 0.0:  # stationary point: y stays exactly
             t_now = t
             break
         ar = arnoldi(matvec, v, m)
@@ -277,11 +277,11 @@ def krylov_phi(
             tau = t - t_now if (substeps is not None and accepted == substeps - 1) else min(tau, t - t_now)
             p1, p2 = phi_functions(ar.hessenberg, tau)
             step = (tau * ar.beta) * ar.combine(p1)
-            err = 0.0 if ar.breakdown else float(tau * tau * ar.beta * ar.h_next * p2[-1].abs())
+            err = 0.0 if ar.breakdown else float(tau * tau * ar.beta.detach() * ar.h_next * p2[-1].detach().abs())
             if substeps is not None or ar.breakdown:
                 ok = True
                 break
-            allowed = rtol * max(float(torch.linalg.vector_norm(y + step)), tiny) * tau / t
+            allowed = rtol * max(float(torch.linalg.vector_norm((y + step).detach())), tiny) * tau / t
             if err <= allowed:
                 ok = True
                 break

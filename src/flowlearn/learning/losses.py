@@ -1,0 +1,178 @@
+r"""Loss (3.4), regularizer (3.5) and the learning problem of paper 000, Sect. 3.
+
+For ground-truth labels :math:`j^*(i)` (one-hot :math:`W^*`) and the tangent vector
+:math:`V_T(\Omega)` of the linearized assignment flow,
+
+.. math:: f_L(V_T) = \mathrm{KL}\big(W^*, \mathrm{Exp}_{W_0}(V_T)\big)
+          = -\frac1I\sum_i \log\mathrm{softmax}(JV_T)_{i,j^*(i)},
+          \qquad \partial_V f_L = \frac JI\big(\mathrm{softmax}(JV_T) - W^*\big).
+
+The regularizer measures the departure of every weight patch from the uniform patch through
+the inverse lifting map (Lemma 3.7),
+
+.. math:: \mathcal R(\Omega) = \frac\tau2\sum_i\|\Pi_0\log\Omega_i|_{\mathcal N}\|^2,
+          \qquad \partial_{\Omega_i}\mathcal R = \tau\,\frac{\Pi_0\log\Omega_i}{\Omega_i},
+
+and :math:`\mathcal L(\Omega) = f_L(V_T(\Omega)) + \mathcal R(\Omega)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import as_tensor, check_finite, check_positive
+from ..geometry import proj_tangent
+from ..graphs import GridWeights, WeightOperator
+from ..labeling import LinearizedSystem, distance_matrix
+from ..labeling.data_term import check_distances
+
+__all__ = ["LearningProblem", "assignment_kl", "assignment_kl_grad", "patch_regularizer",
+           "patch_regularizer_grad"]
+
+
+def _labels_onehot(labels: torch.Tensor, J: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels, J).to(dtype=like.dtype, device=like.device)
+
+
+def assignment_kl(V: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""Loss (3.4): :math:`-\frac1I\sum_i\log\mathrm{softmax}(JV)_{i,j^*(i)}`.
+
+    Parameters
+    ----------
+    V : tensor ``(I, J)``
+        Tangent vector :math:`V_T`.
+    labels : long tensor ``(I,)``
+        Ground truth :math:`j^*(i)` in ``0..J-1``.
+
+    Returns
+    -------
+    scalar tensor (differentiable in ``V``).
+    """
+    J = V.shape[1]
+    logp = torch.log_softmax(J * V, dim=-1)
+    return -logp.gather(1, labels.view(-1, 1)).mean()
+
+
+def assignment_kl_grad(V: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r""":math:`\partial_V f_L = \frac JI(\mathrm{softmax}(JV) - W^*)`, shape ``(I, J)``."""
+    I, J = V.shape
+    return (J / I) * (torch.softmax(J * V, dim=-1) - _labels_onehot(labels, J, V))
+
+
+def patch_regularizer(patches: torch.Tensor, tau: float) -> torch.Tensor:
+    r"""Regularizer (3.5): :math:`\frac\tau2\sum_i\|\Pi_0\log p_i\|^2` for patches ``(I, N)``."""
+    return 0.5 * tau * proj_tangent(torch.log(patches)).pow(2).sum()
+
+
+def patch_regularizer_grad(patches: torch.Tensor, tau: float) -> torch.Tensor:
+    r""":math:`\partial_p\mathcal R = \tau\,\Pi_0\log p / p` (Lemma 3.7), shape ``(I, N)``."""
+    return tau * proj_tangent(torch.log(patches)) / patches
+
+
+@dataclass
+class LearningProblem:
+    r"""One image to learn weight patches on: :math:`\mathcal L(\Omega) = f_L(V_T(\Omega)) + \mathcal R(\Omega)`.
+
+    Attributes
+    ----------
+    weights : WeightOperator
+        Neighbourhood structure (its own patches are the usual starting point).
+    scaled_distances : tensor ``(I, J)``
+        :math:`D/\rho`.
+    labels : long tensor ``(I,)``
+        Ground truth.
+    T : float
+        Integration time of the linearized flow.
+    tau : float
+        Regularization strength :math:`\tau \ge 0`.
+    """
+
+    weights: WeightOperator
+    scaled_distances: torch.Tensor
+    labels: torch.Tensor
+    T: float = 5.0
+    tau: float = 0.0
+
+    @classmethod
+    def build(cls, weights: WeightOperator, distances, labels, *, rho: float = 1.0, T: float = 5.0,
+              tau: float = 0.0) -> "LearningProblem":
+        """Validate the inputs and scale the distances by ``rho``.
+
+        Raises
+        ------
+        ValueError
+            For a distance matrix that does not match ``weights``, labels of the wrong shape or
+            outside ``0..J-1``, or non-positive ``rho``/``T`` or negative ``tau``.
+        """
+        if not isinstance(weights, WeightOperator):
+            raise TypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+        D = check_distances(distances, weights.num_nodes).to(dtype=weights.dtype, device=weights.device)
+        rho = check_positive("rho", rho)
+        lab = torch.as_tensor(labels)
+        if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
+            raise TypeError(f"labels must be integers, got dtype {lab.dtype}")
+        lab = lab.reshape(-1).to(dtype=torch.long, device=weights.device)
+        if lab.numel() != weights.num_nodes:
+            raise ValueError(f"labels must have {weights.num_nodes} entries (one per node), got {lab.numel()}")
+        J = D.shape[1]
+        if bool((lab < 0).any()) or bool((lab >= J).any()):
+            raise ValueError(f"labels must lie in 0..{J - 1} (J = {J} labels), got range "
+                             f"{int(lab.min())}..{int(lab.max())}")
+        return cls(weights=weights, scaled_distances=D / rho, labels=lab, T=check_positive("T", T),
+                   tau=check_positive("tau", tau, strict=False))
+
+    @classmethod
+    def from_image(cls, image, labels, prototypes, *, patch_size: int = 3, rho: float = 1.0, T: float = 5.0,
+                   tau: float = 0.0, patches=None, dtype=None, device=None) -> "LearningProblem":
+        """Problem for an image ``(H, W, C)`` with ground truth ``(H, W)`` and prototypes ``(J, C)``.
+
+        Distances are squared Euclidean between pixel values and prototypes; the weights are
+        :class:`~flowlearn.graphs.GridWeights` of ``patch_size`` (uniform unless ``patches`` is given).
+        """
+        img = as_tensor("image", image, dtype=dtype, device=device)
+        if img.ndim != 3:
+            raise ValueError(f"image must have shape (H, W, C), got {tuple(img.shape)}")
+        H, W = img.shape[:2]
+        lab = torch.as_tensor(labels)
+        if tuple(lab.shape) != (H, W):
+            raise ValueError(f"labels must have shape {(H, W)} (the image's), got {tuple(lab.shape)}")
+        weights = GridWeights(H, W, patch_size, patches=patches, dtype=img.dtype, device=img.device)
+        D = distance_matrix(img, prototypes)
+        return cls.build(weights, D, lab, rho=rho, T=T, tau=tau)
+
+    @property
+    def num_labels(self) -> int:
+        return self.scaled_distances.shape[1]
+
+    def check_patches(self, patches) -> torch.Tensor:
+        """Patches ``(I, N)`` as a tensor in the problem's dtype/device, positive and finite."""
+        p = as_tensor("patches", patches, dtype=self.weights.dtype, device=self.weights.device)
+        shape = (self.weights.num_nodes, self.weights.patch_size)
+        if tuple(p.shape) != shape:
+            raise ValueError(f"patches must have shape {shape}, got {tuple(p.shape)}")
+        check_finite("patches", p)
+        if bool((p <= 0).any()):
+            raise ValueError(f"patches must be strictly positive, got minimum {p.min().item():.3g}")
+        return p
+
+    def operator(self, patches: torch.Tensor) -> WeightOperator:
+        """The weight operator with ``patches`` (differentiable)."""
+        return self.weights.with_patches(patches)
+
+    def system(self, patches: torch.Tensor) -> LinearizedSystem:
+        r"""The linear system :math:`\dot V = A(\Omega)V + B(\Omega)` at the barycenter."""
+        return LinearizedSystem.at(self.operator(patches), self.scaled_distances)
+
+    def data_loss(self, V: torch.Tensor) -> torch.Tensor:
+        return assignment_kl(V, self.labels)
+
+    def data_loss_grad(self, V: torch.Tensor) -> torch.Tensor:
+        return assignment_kl_grad(V, self.labels)
+
+    def regularizer(self, patches: torch.Tensor) -> torch.Tensor:
+        return patch_regularizer(patches, self.tau)
+
+    def regularizer_grad(self, patches: torch.Tensor) -> torch.Tensor:
+        return patch_regularizer_grad(patches, self.tau)

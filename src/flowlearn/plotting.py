@@ -1,0 +1,45 @@
+"""Small matplotlib helpers (Agg backend, atomic PNG output) shared by commands."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .io import save_figure
+
+__all__ = ["image_panel"]
+
+
+def image_panel(path, images: Sequence[np.ndarray], titles: Sequence[str], *, ncols: int | None = None,
+                suptitle: str | None = None, size: float = 3.0):
+    """Save images side by side with titles as one PNG.
+
+    Parameters
+    ----------
+    images : list of arrays ``(H, W)`` or ``(H, W, 3)`` (uint8 or float in [0, 1])
+    titles : list of str, same length
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if len(images) != len(titles):
+        raise ValueError(f"images and titles must have the same length, got {len(images)} and {len(titles)}")
+    n = len(images)
+    ncols = ncols or n
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, title in zip(axes.ravel(), images, titles):
+        img = np.asarray(img)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest",
+                  vmin=0 if img.ndim == 2 and img.dtype != np.uint8 else None,
+                  vmax=1 if img.ndim == 2 and img.dtype != np.uint8 else None)
+        ax.set_title(title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    return save_figure(path, fig)
