@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "atomic_write",
+    "check_out_dir",
     "ensure_out_dir",
     "load_checkpoint",
     "save_checkpoint",
@@ -70,6 +71,29 @@ def ensure_out_dir(out, *, name: str = "out") -> Path:
         os.unlink(tmp)
     except OSError as exc:
         raise ValueError(f"{name} directory {str(out)!r} is not writable: {exc.strerror or exc}") from exc
+    return out
+
+
+def check_out_dir(out, *, name: str = "out") -> Path:
+    """Check, without creating anything, that ``out`` could be created and written.
+
+    Use it to fail fast before a long computation; create the directory with
+    :func:`ensure_out_dir` only when there is something to write.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{name} must be a directory, got existing file {str(out)!r}")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ValueError(f"{name} directory {str(out)!r} is not writable")
+        return out
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{name} directory {str(out)!r} cannot be created: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} directory {str(out)!r} cannot be created: {str(parent)!r} is not writable")
     return out
 
 

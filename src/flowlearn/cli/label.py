@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data import (colorize_labels, kmeans_prototypes, label_error, load_prototypes, nearest_prototype_labels,
                     overlay_labels, read_image)
-from ..io import ensure_out_dir, save_json, save_npy, save_png
+from ..io import check_out_dir, ensure_out_dir, save_json, save_npy, save_png
 from ..labeling import FlowKind, label
 
 
@@ -52,12 +52,13 @@ def run(args) -> int:
         truth = np.load(args.truth)
         if truth.shape != (H, W):
             raise ValueError(f"--truth must have the image's shape {(H, W)}, got {truth.shape}")
-    out = ensure_out_dir(args.out, name="--out")
+    check_out_dir(args.out, name="--out")
 
     t0 = time.perf_counter()
     result = label(image, prototypes, flow=args.flow, neighbourhood=args.neighbourhood, rho=args.rho,
                    T=args.T, step_size=args.step_size)
     seconds = time.perf_counter() - t0
+    out = ensure_out_dir(args.out, name="--out")
     labels = result.label_image(H, W).cpu().numpy().astype(np.int64)
 
     metrics = {
