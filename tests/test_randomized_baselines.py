@@ -15,7 +15,7 @@ from flowlearn.randomized import (
 )
 from flowlearn.randomized.mean_field import mean_field_free_energy
 
-from test_randomized_enum import random_model
+from test_randomized_enum import one_thread, random_model  # noqa: F401 (autouse fixture)
 
 
 def chain_model(n=7, c=3, seed=0):
@@ -102,3 +102,12 @@ def test_mean_field_validation():
         MeanField(method="newton")
     with pytest.raises(ValueError, match="num_restarts must be >= 1"):
         MeanField(0)
+
+
+def test_edgeless_model_is_solved_exactly_by_all_baselines():
+    m = PairwiseModel(torch.randn(4, 3), torch.zeros(0, 2, dtype=torch.long), torch.zeros(3, 3))
+    ex = exact_inference(m)
+    assert -LoopyBP().fit(m).bethe_free_energy == pytest.approx(ex.log_z, abs=1e-12)
+    mf = MeanField(3, method="coordinate", iterations=1).fit(m, log_z=ex.log_z)
+    assert mf.kl == pytest.approx(0.0, abs=1e-12)
+    torch.testing.assert_close(mf.marginals, torch.softmax(-m.unary, -1))

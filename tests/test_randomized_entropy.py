@@ -1,9 +1,8 @@
 """Entropy estimators: exactness on integer samples, Miller-Madow, unbiased score gradients."""
 
-import math
-
 import pytest
 import torch
+from test_randomized_enum import one_thread  # noqa: F401 (autouse fixture)
 
 from flowlearn.randomized import (
     configurations,

@@ -18,6 +18,15 @@ from flowlearn.randomized import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tensors here are tiny: one torch thread avoids lock contention on shared 2-core machines."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def random_model(n=6, c=3, num_edges=7, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
@@ -70,7 +79,7 @@ def test_chain_transfer_matrix_log_z():
     v = torch.exp(-unary[0])
     for k in range(n - 1):
         v = (v @ torch.exp(-pair[k])) * torch.exp(-unary[k + 1])
-    for chunk in (9, 100, 3**9):
+    for chunk in (27, 3**9):
         assert exact_inference(m, chunk_size=chunk).log_z == pytest.approx(float(torch.log(v.sum())), abs=1e-11)
 
 

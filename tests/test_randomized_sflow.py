@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from test_randomized_enum import one_thread  # noqa: F401 (autouse fixture)
 
 from flowlearn.randomized import RandomizedAssignmentFlow
 

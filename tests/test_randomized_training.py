@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from test_randomized_enum import one_thread  # noqa: F401 (autouse fixture)
+
 from flowlearn.randomized import (
     MeanField,
     RandomizedAssignmentFlow,
@@ -23,12 +25,12 @@ def small_setup():
 def test_training_reduces_kl_and_beats_mean_field():
     model, flow = small_setup()
     exact = exact_inference(model)
-    cfg = TrainingConfig(iterations=250, batch_size=128, lr=2e-2, seed=1, entropy_estimator="score",
+    cfg = TrainingConfig(iterations=150, batch_size=64, lr=3e-2, seed=1, entropy_estimator="score",
                          random_roundings=4)
     res = train_randomized_flow(flow, model, cfg, log_z=exact.log_z)
-    assert res.status == "completed" and res.iterations == 250
+    assert res.status == "completed" and res.iterations == 150
     h = res.history["objective"]
-    assert len(h) == 250 and sum(h[-25:]) / 25 < sum(h[:25]) / 25
+    assert len(h) == 150 and sum(h[-25:]) / 25 < sum(h[:25]) / 25
     ev = evaluate_flow(flow, model, exact, num_samples=20000, generator=torch.Generator().manual_seed(0))
     mf = MeanField(50, method="coordinate", iterations=100).fit(model, log_z=exact.log_z)
     assert ev.kl < mf.kl, (ev.kl, mf.kl)

@@ -163,12 +163,12 @@ class LoopyBP:
         cav_src = -model.unary[src] + incoming[src] - log_m[E:]  # messages dst -> src removed
         cav_dst = -model.unary[dst] + incoming[dst] - log_m[:E]
         pair_log = cav_src[:, :, None] + cav_dst[:, None, :] - model.pairwise
-        pair_logb = pair_log - torch.logsumexp(pair_log.reshape(E, -1), -1)[:, None, None]
+        pair_logb = pair_log - torch.logsumexp(pair_log.reshape(E, c * c), -1)[:, None, None]
         b, bp = node_logb.exp(), pair_logb.exp()
         energy = float((b * model.unary).sum() + (bp * model.pairwise).sum())
         degree = torch.zeros(n, dtype=model.dtype, device=model.device).index_add_(
             0, torch.cat([src, dst]), torch.ones(2 * E, dtype=model.dtype, device=model.device))
-        h_pair = float(row_entropy(bp.reshape(E, -1)).sum()) if E else 0.0
+        h_pair = float(row_entropy(bp.reshape(E, c * c)).sum())
         entropy = h_pair - float(((degree - 1) * row_entropy(b)).sum())
         return BeliefPropagationResult(marginals=b, pairwise_beliefs=bp, bethe_free_energy=energy - entropy,
                                        energy=energy, entropy=entropy, converged=converged, iterations=it,

@@ -31,7 +31,8 @@ def ambiguous_image_model(rows: int = 12, cols: int = 16, *, data_weight: float 
     r"""Image, subject mask and 3-label Potts model of an ambiguous subject.
 
     Unary energies: background pixels :math:`(0, w, w)`, subject pixels :math:`(w, 0, 0)` with
-    :math:`w` = ``data_weight``, plus Gaussian noise of std ``noise`` (seeded); Potts ``coupling``.
+    :math:`w` = ``data_weight``, plus Gaussian noise of std ``noise`` (seeded; equal on labels 1
+    and 2, so that relabelling 1 <-> 2 is an exact symmetry); Potts ``coupling``.
 
     Returns
     -------
@@ -55,7 +56,8 @@ def ambiguous_image_model(rows: int = 12, cols: int = 16, *, data_weight: float 
     unary[..., 0] = torch.where(m, data_weight, 0.0)
     unary[..., 1] = torch.where(m, 0.0, data_weight)
     unary[..., 2] = torch.where(m, 0.0, data_weight)
-    unary += noise * torch.randn(rows, cols, 3, generator=gen, dtype=dtype)
+    # the same noise on labels 1 and 2 keeps the two readings of the subject exactly tied
+    unary += noise * torch.randn(rows, cols, 2, generator=gen, dtype=dtype)[..., [0, 1, 1]]
     image = np.where(mask, 0.6, 0.15) + 0.05 * np.asarray(torch.randn(rows, cols, generator=gen, dtype=torch.float64))
     return np.clip(image, 0, 1), mask, potts_grid(unary, coupling)
 
@@ -88,7 +90,7 @@ def _coherent(samples: torch.Tensor, mask: np.ndarray) -> float:
     return float(((ones == 0) | (twos == 0)).double().mean())
 
 
-def run_segmentation_demo(out_dir=None, *, rows: int = 12, cols: int = 16, iterations: int = 400,
+def run_segmentation_demo(out_dir=None, *, rows: int = 12, cols: int = 16, iterations: int = 300,
                           batch_size: int = 64, lr: float = 2e-2, seed: int = 0, num_samples: int = 8,
                           show_progress: bool | None = None) -> SegmentationDemoResult:
     """Train a convolutional randomized flow on :func:`ambiguous_image_model` and draw Fig. 1.
@@ -99,9 +101,15 @@ def run_segmentation_demo(out_dir=None, *, rows: int = 12, cols: int = 16, itera
     t0 = time.perf_counter()
     num_samples = check_int("num_samples", num_samples, minimum=1)
     image, mask, model = ambiguous_image_model(rows, cols, seed=seed)
+    # one initial factor starts along the global "label 1 <-> label 2" direction (data independent),
+    # the other at small random values: the joint choice of the subject's label is then one
+    # Gaussian coordinate, which training keeps bimodal
+    gen0 = torch.Generator().manual_seed(seed)
+    factors = torch.stack([torch.tensor([0.0, 1.0, -1.0], dtype=model.dtype).expand(model.num_nodes, 3),
+                           0.1 * torch.randn(model.num_nodes, 3, generator=gen0, dtype=model.dtype)])
     flow = RandomizedAssignmentFlow(model.num_nodes, 3, interaction="conv", grid_shape=(rows, cols),
                                     init_rank=2, init_noise=0.3, initial_logits=-0.5 * model.unary,
-                                    dtype=model.dtype)
+                                    initial_factors=factors, dtype=model.dtype)
     training = train_randomized_flow(flow, model, TrainingConfig(iterations=iterations, batch_size=batch_size, lr=lr,
                                                                  seed=seed, entropy_estimator="score"),
                                      show_progress=show_progress)

@@ -77,6 +77,8 @@ class RandomizedAssignmentFlow(nn.Module):
         Starting value of the learned mean initial logits :math:`\nu` (default 0, the
         barycenter; a fixed point of the flow unless some noise is present).  E.g.
         ``-0.5 * model.unary`` starts from the data term.
+    initial_factors : tensor (init_rank, n, c), optional
+        Starting value of the low-rank factors (default: ``init_factor_scale * N(0, 1)``).
     dtype, device
         Of the parameters; samples are drawn on this device.
     """
@@ -85,7 +87,8 @@ class RandomizedAssignmentFlow(nn.Module):
                  grid_shape: tuple[int, int] | None = None, kernel_size: int = 3, step_size: float = 0.1,
                  end_time: float = 1.0, epsilon: float = 1e-3, mean_init: float = 0.05,
                  variance_init: float = 0.1, init_noise: float = 0.0, init_rank: int = 0,
-                 init_factor_scale: float = 0.1, initial_logits=None, dtype=None, device=None):
+                 init_factor_scale: float = 0.1, initial_logits=None, initial_factors=None, dtype=None,
+                 device=None):
         super().__init__()
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
         self.num_labels = check_int("num_labels", num_labels, minimum=2)
@@ -129,8 +132,15 @@ class RandomizedAssignmentFlow(nn.Module):
         if self.init_noise > 0:
             self.init_log_std = nn.Parameter(torch.full((n, c), math.log(self.init_noise), **factory))
         if self.init_rank > 0:
-            factors = torch.randn(self.init_rank, n, c, generator=torch.Generator().manual_seed(0), dtype=factory["dtype"])
-            self.init_factors = nn.Parameter((self.init_factor_scale * factors).to(device))
+            if initial_factors is None:
+                factors = self.init_factor_scale * torch.randn(self.init_rank, n, c, dtype=factory["dtype"],
+                                                               generator=torch.Generator().manual_seed(0))
+            else:
+                factors = torch.as_tensor(initial_factors).to(dtype=factory["dtype"]).clone()
+                if tuple(factors.shape) != (self.init_rank, n, c) or not bool(torch.isfinite(factors).all()):
+                    raise ValueError(f"initial_factors must be a finite tensor of shape ({self.init_rank}, {n}, {c}),"
+                                     f" got shape {tuple(factors.shape)}")
+            self.init_factors = nn.Parameter(factors.to(device))
 
     # ------------------------------------------------------------------ helpers
     @property

@@ -187,7 +187,7 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
         if state is not None:
             if state.get("config") != asdict(config):
                 raise ValueError(f"checkpoint {str(path)!r} was written with a different config "
-                                 f"{state.get('config')}; use another path or resume=False")
+                                 f"{state.get('config')}; use another path or resume=False (CLI: --no-resume)")
             flow.load_state_dict(state["flow"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
