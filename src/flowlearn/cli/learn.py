@@ -97,8 +97,10 @@ def register(subparsers) -> None:
     add_problem_arguments(parser)
     parser.add_argument("--grad", nargs="+", choices=sorted(GRADIENT_METHODS), default=["lowrank"],
                         help="gradient method(s); several give side-by-side curves (default lowrank)")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="rgd")
-    parser.add_argument("--lr", type=float, default=5.0, help="step size (rgd: per-pixel scale; default 5)")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
+                        help="'rgd': Riemannian gradient descent (3.7); 'adam': SimplexAdam (default)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="step size (default 0.05 for adam, 1.0 for rgd, whose step is lr * H * W)")
     parser.add_argument("--iters", type=int, default=50, help="iterations (default 50)")
     parser.add_argument("--m", type=int, default=10, help="Krylov dimension (lowrank, autodiff-expint)")
     parser.add_argument("--rank", type=int, default=1, help="rank of the low-rank gradient (default 1)")
@@ -111,7 +113,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     problem, image, labels, protos = load_problem(args)
     methods = {name: make_gradient_method(name, **_method_options(args, name)) for name in args.grad}
-    learners = {name: WeightLearner(m, optimizer=args.optimizer, lr=args.lr, iters=args.iters)
+    lr = args.lr if args.lr is not None else {"adam": 0.05, "rgd": 1.0}[args.optimizer]
+    learners = {name: WeightLearner(m, optimizer=args.optimizer, lr=lr, iters=args.iters)
                 for name, m in methods.items()}
     out = ensure_out_dir(args.out)
     H, W = labels.shape

@@ -98,7 +98,7 @@ def _short_training(problem, m, iters, lr, optimizer):
 
 
 def krylov_dimension_study(problem: LearningProblem, patches, reference: GradientResult, ms=(2, 4, 6, 8, 10, 15),
-                           *, iters: int = 10, lr: float = 5.0, optimizer: str = "rgd") -> dict:
+                           *, iters: int = 10, lr: float = 0.05, optimizer: str = "adam") -> dict:
     """Cosine to ``reference`` and a short training curve (label error %) per Krylov dimension (Fig. 4a)."""
     p = problem.check_patches(patches)
     out = {"m": list(ms), "cosine_to_reference": [], "label_error_curves": []}
@@ -110,7 +110,7 @@ def krylov_dimension_study(problem: LearningProblem, patches, reference: Gradien
 
 
 def integration_time_study(problem: LearningProblem, Ts=(1.0, 2.0, 5.0, 10.0, 20.0), *, iters: int = 10,
-                           lr: float = 5.0, optimizer: str = "rgd", m: int = 10) -> dict:
+                           lr: float = 0.05, optimizer: str = "adam", m: int = 10) -> dict:
     """Training curves (label error %) of ``lowrank`` learning for several integration times (Fig. 4c)."""
     curves = [_short_training(dataclasses.replace(problem, T=float(T)), m, iters, lr, optimizer) for T in Ts]
     return {"T": [float(T) for T in Ts], "label_error_curves": curves}

@@ -18,7 +18,7 @@ and :math:`\mathcal L(\Omega) = f_L(V_T(\Omega)) + \mathcal R(\Omega)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -94,6 +94,15 @@ class LearningProblem:
     labels: torch.Tensor
     T: float = 5.0
     tau: float = 0.0
+    _stencil: object = field(default=None, init=False, repr=False, compare=False)
+
+    def stencil(self):
+        """The cached CSR structure of :math:`\\Omega` and :math:`\\Omega^\\top` (see :mod:`.krylov_fast`)."""
+        if self._stencil is None:
+            from .krylov_fast import SparseStencil
+
+            self._stencil = SparseStencil(self.weights)
+        return self._stencil
 
     @classmethod
     def build(cls, weights: WeightOperator, distances, labels, *, rho: float = 1.0, T: float = 5.0,

@@ -71,7 +71,7 @@ def plot_gradient_maps(path, cosine_map: np.ndarray, norm_map: np.ndarray, *, na
     axes[0, 1].hist(vals, bins=np.linspace(-1, 1, 81))
     axes[0, 1].axvline(threshold, color="r", ls="--")
     axes[0, 1].set_yscale("log")
-    axes[0, 1].set_title(f"{100 * np.mean(vals >= threshold):.2f} % >= {threshold}")
+    axes[0, 1].set_title(f"{100 * np.mean(vals >= threshold):.2f} % of all pixels >= {threshold}")
     im = axes[0, 2].imshow(np.log10(np.maximum(norm_map, 1e-300)), cmap="magma")
     axes[0, 2].set_title(f"log10 |grad| ({names[1]})")
     fig.colorbar(im, ax=axes[0, 2], fraction=0.046)

@@ -21,7 +21,8 @@ so it is reused; only rows :math:`1..IJ` of :math:`G` are needed, which come fro
 :func:`~flowlearn.learning.kronecker.benzi_simoncini`.  The column of :math:`X` that belongs to
 :math:`e_k` gives the :math:`b`-part :math:`G_{12} \approx \|\partial f_L\|P_mX_{:,0}` exactly (one
 vector); the :math:`m\times m` block that gives :math:`G_{11}` is truncated to rank ``rank`` (3.46).
-Memory: the two bases, :math:`2mk` numbers; no :math:`k\times k` matrix is ever formed.
+Memory: the two bases, :math:`2mk` numbers (:func:`~flowlearn.learning.krylov_fast.block_arnoldi`); no
+:math:`k\times k` matrix is ever formed; :math:`\Omega` and :math:`\Omega^\top` act as CSR matrices.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from dataclasses import dataclass
 import torch
 
 from ..._checks import check_int
-from ...solvers import arnoldi
+from ...geometry import replicator
 from ..contraction import WeightGradientTerms, assemble_weight_gradient, bilinear_terms, dense_terms
 from ..kronecker import benzi_simoncini, frechet_block, truncate
+from ..krylov_fast import block_arnoldi
 from ..losses import LearningProblem
 from .base import DataGradient, GradientMethod
 
@@ -100,13 +102,15 @@ class LowRankGradient(GradientMethod):
 
     def _compute(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
         system = problem.system(patches)
-        T = problem.T
-        I, J = system.S.shape
+        S, T = system.S, problem.T
+        omega, omega_t = problem.stencil().matrices(system.weights.weights)
+        matvec = lambda U: replicator(S, omega @ U)  # noqa: E731   A U = R_S(Omega U)
+        rmatvec = lambda U: omega_t @ replicator(S, U)  # noqa: E731   A^T U = Omega^T R_S(U)
         if float(torch.linalg.vector_norm(system.B)) == 0.0:  # B = 0 only for exactly uniform S0
             V = torch.zeros_like(system.B)
             return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_rhs",
                                 stats={"krylov_dim": 0, "adjoint_dim": 0})
-        fwd = arnoldi(system.matvec, system.B, self.m)
+        fwd = block_arnoldi(matvec, system.B, self.m)
         mf = fwd.dim
         T2 = torch.zeros(mf + 1, mf + 1, dtype=torch.float64, device=system.S.device)
         T2[1, 0] = T * float(fwd.beta)
@@ -119,7 +123,7 @@ class LowRankGradient(GradientMethod):
         if float(gnorm) == 0.0:
             return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_loss_gradient",
                                 stats=dict(stats, adjoint_dim=0))
-        adj = arnoldi(system.rmatvec, g, self.m)
+        adj = block_arnoldi(rmatvec, g, self.m)
         X = gnorm * benzi_simoncini(T * adj.hessenberg, T2)           # (m_adj, mf + 1)
         grad_b = T * adj.combine(X[:, 0])                               # T G12
         factors = truncate(X[:, 1:], self.rank)                         # G11 ~ P (left right^T) Q^T

@@ -1,0 +1,167 @@
+"""``flowlearn predict``: train the weight-patch predictor of paper 000, Sect. 4.4, or label new images with it.
+
+Training (``--out DIR`` without ``--model``): on Voronoi images (``--scenario``, ``--size``,
+``--train-seeds``, ``--test-seeds``) or on the facades (``--facades FILE``, ``--train 0 1``, ``--test
+2``; label ids are first made consistent across the images with
+:func:`flowlearn.data.align_labels`, prototypes are the class means of the training images).
+Writes ``predictor.pt`` (model + settings + prototypes), ``history.json``, ``curves.png``,
+``results.json`` (label error % of pixel-wise rounding, uniform weights and predicted weights per
+test image), ``labeling_{uniform,predicted}_<k>.png`` and ``weights_predicted_<k>.png``.
+
+Labeling (``--model DIR/predictor.pt --image FILE [--labels FILE.npy] --out DIR``): predicts the
+weight patches of an unseen image, runs the linearized flow and writes ``labeling.png``,
+``labels.npy``, ``weights.png`` and ``result.json`` (with the label error when labels are given).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from ..data import (
+    align_labels,
+    class_mean_prototypes,
+    colorize_labels,
+    label_error,
+    load_facades,
+    make_voronoi,
+    nearest_prototype_labels,
+    read_image,
+)
+from ..io import ensure_out_dir, save_checkpoint, save_json, save_npy, save_png
+from ..learning import patch_mosaic, plot_curves
+from ..learning.predictor import (
+    PatchPredictor,
+    PredictorTrainer,
+    clean_windows,
+    make_sample,
+    predict_tangent,
+)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("predict", help="train the weight-patch predictor or label images with it",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", choices=("boundary", "colors"), default="boundary")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--noise", type=float, default=None)
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--test-seeds", type=int, nargs="+", default=[100])
+    parser.add_argument("--facades", default=None, help="facades .npz instead of Voronoi images")
+    parser.add_argument("--train", type=int, nargs="+", default=[0, 1], help="facades training images")
+    parser.add_argument("--test", type=int, nargs="+", default=[2], help="facades test images")
+    parser.add_argument("--downsample", type=int, default=1, help="facades: keep every k-th pixel (default 1)")
+    parser.add_argument("--num-prototypes", type=int, default=50)
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--rho", type=float, default=0.1)
+    parser.add_argument("--T", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the k-means initialisation")
+    parser.add_argument("--model", default=None, help="trained predictor.pt: label --image instead of training")
+    parser.add_argument("--image", default=None, help="image to label with --model")
+    parser.add_argument("--labels", default=None, help="ground truth .npy of --image (optional)")
+    parser.add_argument("--resume", action="store_true", help="continue training from DIR/checkpoint.pt")
+    parser.add_argument("--out", required=True)
+    parser.set_defaults(func=run)
+
+
+def _datasets(args):
+    """``(train, test)`` lists of ``(image, labels, clean)`` and the prototypes."""
+    if args.facades is None:
+        mk = lambda s: make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=s)  # noqa: E731
+        tr, te = [mk(s) for s in args.train_seeds], [mk(s) for s in args.test_seeds]
+        return ([(v.image, v.labels, v.clean) for v in tr], [(v.image, v.labels, v.clean) for v in te],
+                tr[0].prototypes)
+    data = load_facades(args.facades)
+    for i in list(args.train) + list(args.test):
+        if not 0 <= i < data.num_images:
+            raise ValueError(f"facades image index must be in 0..{data.num_images - 1}, got {i}")
+    if args.downsample < 1:
+        raise ValueError(f"--downsample must be >= 1, got {args.downsample}")
+    labels = align_labels(data.images, data.labels).labels
+    k = args.downsample
+    imgs, labs = data.images[:, ::k, ::k], labels[:, ::k, ::k]
+    J = int(labs.max()) + 1
+    protos = class_mean_prototypes(np.concatenate([imgs[i] for i in args.train], 0),
+                                   np.concatenate([labs[i] for i in args.train], 0), J)
+    clean = lambda i: protos[labs[i]]  # noqa: E731  (label-coloured image: the "noise-free" windows)
+    return ([(imgs[i], labs[i], clean(i)) for i in args.train], [(imgs[i], labs[i], clean(i)) for i in args.test],
+            protos)
+
+
+def _train(args) -> int:
+    train, test, protos = _datasets(args)
+    trainer = PredictorTrainer(lr=args.lr, iters=args.iters)
+    kw = dict(rho=args.rho, T=args.T)
+    tr = [make_sample(img, lab, protos, **kw) for img, lab, _ in train]
+    te = [make_sample(img, lab, protos, **kw) for img, lab, _ in test]
+    wins = [clean_windows(c, lab) for _, lab, c in train]
+    pred = PatchPredictor(args.num_prototypes, feature_dim=tr[0].features.shape[1])
+    out = ensure_out_dir(args.out)  # everything is validated before the first output
+    pred.initialize(torch.cat([w[0] for w in wins]), torch.cat([w[1] for w in wins]), seed=args.seed)
+    ckpt = out / "checkpoint.pt"
+    if not args.resume and ckpt.exists():
+        ckpt.unlink()
+    res = trainer.fit(pred, tr, te, checkpoint=ckpt)
+    save_checkpoint(out / "predictor.pt", {"state": pred.state_dict(), "num_prototypes": args.num_prototypes,
+                                           "feature_dim": tr[0].features.shape[1], "prototypes": protos,
+                                           "rho": args.rho, "T": args.T})
+    save_json(out / "history.json", res.history)
+    hist = [dict(h, label_error=h["validation_error"]) for h in res.history if h["validation_error"] is not None]
+    plot_curves(out / "curves.png", {"train": res.history, "test": hist}, title="parameter predictor")
+    rows = []
+    for k, ((img, lab, _), s) in enumerate(zip(test, te)):
+        H, W = lab.shape
+        uni = predict_tangent(s.problem, s.problem.weights.patches).argmax(-1)
+        with torch.no_grad():
+            patches = pred(s.features)
+        prd = predict_tangent(s.problem, patches).argmax(-1)
+        rows.append({"test_image": k, "rounding": label_error(nearest_prototype_labels(img, protos), lab),
+                     "uniform": label_error(uni.reshape(H, W).numpy(), lab),
+                     "predicted": label_error(prd.reshape(H, W).numpy(), lab)})
+        save_png(out / f"labeling_uniform_{k}.png", colorize_labels(uni.reshape(H, W).numpy()))
+        save_png(out / f"labeling_predicted_{k}.png", colorize_labels(prd.reshape(H, W).numpy()))
+        save_png(out / f"weights_predicted_{k}.png", patch_mosaic(patches, H, W, 3))
+        print(f"test image {k}: rounding {rows[-1]['rounding']:.2f} %, uniform {rows[-1]['uniform']:.2f} %, "
+              f"predicted {rows[-1]['predicted']:.2f} %")
+    save_json(out / "results.json", {"args": {k: v for k, v in vars(args).items() if k != "func"},
+                                     "label_aligned": args.facades is not None, "test": rows,
+                                     "train_errors": res.final["train_errors"], "seconds": res.stats["seconds"]})
+    return 0
+
+
+def _label(args) -> int:
+    if args.image is None:
+        raise ValueError("--model needs --image")
+    state = torch.load(args.model, weights_only=False)
+    image = read_image(args.image)
+    labels = None if args.labels is None else np.load(args.labels)
+    if labels is not None and labels.shape != image.shape[:2]:
+        raise ValueError(f"labels must have the image's shape {image.shape[:2]}, got {labels.shape}")
+    protos = np.asarray(state["prototypes"])
+    s = make_sample(image, np.zeros(image.shape[:2], dtype=np.int64) if labels is None else labels, protos,
+                    rho=state["rho"], T=state["T"])
+    pred = PatchPredictor(state["num_prototypes"], feature_dim=state["feature_dim"])
+    if s.features.shape[1] != pred.feature_dim:
+        raise ValueError(f"image has {s.features.shape[1]} window features, the model expects {pred.feature_dim}")
+    pred.load_state_dict(state["state"])
+    out = ensure_out_dir(args.out)
+    with torch.no_grad():
+        patches = pred(s.features)
+    H, W = image.shape[:2]
+    lab = predict_tangent(s.problem, patches).argmax(-1).reshape(H, W).numpy()
+    save_npy(out / "labels.npy", lab)
+    save_png(out / "labeling.png", colorize_labels(lab))
+    save_png(out / "weights.png", patch_mosaic(patches, H, W, 3))
+    result = {"model": args.model, "image": args.image}
+    if labels is not None:
+        result["label_error"] = label_error(lab, labels)
+        print(f"label error {result['label_error']:.2f} %")
+    save_json(out / "result.json", result)
+    return 0
+
+
+def run(args) -> int:
+    return _label(args) if args.model is not None else _train(args)

@@ -1,0 +1,217 @@
+r"""Parameter predictor of paper 000, Sect. 4.4: weight patches from local features of unseen images.
+
+With features :math:`f_i` (raw window around pixel :math:`i`), :math:`N` prototype patches
+:math:`p_j`, tangent vectors :math:`\nu_j\in T_0` and a scale :math:`\sigma`,
+
+.. math:: s_{ij} = e^{-\sigma\|f_i - p_j\|}\quad(4.3),\qquad
+          \widehat\Omega_i = \exp_{\mathbb 1}\Big(\sum_j \frac{s_{ij}}{\sum_k s_{ik}}\,\nu_j\Big)\quad(4.4).
+
+Initialisation: :math:`p_j` are k-means centres of noise-free training windows, :math:`\sigma = 1`, and
+:math:`\nu_j = \kappa\,\Pi_0[\ell_n = \ell_\text{centre}]_n` points towards the neighbours that carry the
+label of the window centre (labels of the prototype window by nearest label prototype).  Training
+(:class:`PredictorTrainer`) composes the closed-form gradient with respect to the patches (any
+:class:`GradientMethod`, default ``lowrank``) with the differential of (4.4) (autograd of this small
+module), and updates :math:`(\nu, p, \sigma)` with Adam.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .._checks import check_int, check_positive
+from ..data import window_features
+from ..geometry import proj_tangent
+from ..io import load_checkpoint, save_checkpoint
+from ..progress import progress
+from ..solvers import ExponentialIntegrator
+from .gradients import GradientMethod, make_gradient_method
+from .losses import LearningProblem
+from .training import label_error_percent
+
+__all__ = ["PatchPredictor", "PredictionSample", "PredictorResult", "PredictorTrainer", "clean_windows", "make_sample",
+           "predict_tangent"]
+
+
+@dataclass
+class PredictionSample:
+    """One image for the predictor: its learning problem and features ``(I, F)``."""
+
+    problem: LearningProblem
+    features: torch.Tensor
+
+
+def make_sample(image, labels, prototypes, *, rho: float = 0.1, T: float = 5.0, feature_size: int = 3,
+                dtype=None) -> PredictionSample:
+    """Problem (pixel distances, 3x3 uniform patches) and raw-window features of an image ``(H, W, C)``."""
+    problem = LearningProblem.from_image(image, labels, prototypes, rho=rho, T=T, dtype=dtype)
+    img = torch.as_tensor(np.asarray(image), dtype=problem.weights.dtype)
+    feats = window_features(img, feature_size).reshape(problem.weights.num_nodes, -1)
+    return PredictionSample(problem=problem, features=feats)
+
+
+def clean_windows(clean_image, labels, size: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise-free windows ``(H*W, size*size*C)`` and the labels of their pixels ``(H*W, size*size)``
+    (replicate padding), the input of :meth:`PatchPredictor.initialize`."""
+    img = torch.as_tensor(np.asarray(clean_image, dtype=np.float64))
+    lab = torch.as_tensor(np.asarray(labels, dtype=np.float64))[..., None]
+    feats = window_features(img, size).reshape(-1, size * size * img.shape[-1])
+    return feats, window_features(lab, size).reshape(-1, size * size).round().long()
+
+
+def predict_tangent(problem: LearningProblem, patches: torch.Tensor, m: int = 10) -> torch.Tensor:
+    """:math:`V_T` of the linearized flow with ``patches`` (Krylov, dimension ``m``, one step)."""
+    with torch.no_grad():
+        system = problem.system(patches)
+        return ExponentialIntegrator(m=m, substeps=1).solve(system.matvec, system.B, problem.T).y
+
+
+class PatchPredictor(torch.nn.Module):
+    r"""Weight-patch predictor (4.3)--(4.4).
+
+    Parameters
+    ----------
+    num_prototypes : int
+        :math:`N` (50 in the paper).
+    feature_dim : int
+        Dimension of the features (``9 C`` for a raw 3x3 window of a ``C``-channel image).
+    patch_size : int
+        Number of weights per patch (9 for 3x3).
+    sigma : float
+        Initial scale.
+    """
+
+    def __init__(self, num_prototypes: int = 50, feature_dim: int = 9, patch_size: int = 9, sigma: float = 1.0,
+                 *, dtype=None):
+        super().__init__()
+        self.num_prototypes = check_int("num_prototypes", num_prototypes, minimum=1)
+        self.feature_dim = check_int("feature_dim", feature_dim, minimum=1)
+        self.patch_size = check_int("patch_size", patch_size, minimum=2)
+        dtype = dtype or torch.get_default_dtype()
+        self.prototypes = torch.nn.Parameter(torch.zeros(self.num_prototypes, self.feature_dim, dtype=dtype))
+        self.nu = torch.nn.Parameter(torch.zeros(self.num_prototypes, self.patch_size, dtype=dtype))
+        self.sigma = torch.nn.Parameter(torch.tensor(check_positive("sigma", sigma), dtype=dtype))
+
+    def initialize(self, clean_features: torch.Tensor, window_labels: torch.Tensor, *, kappa: float = 1.0,
+                   seed: int = 0, max_samples: int = 20000) -> "PatchPredictor":
+        r"""k-means prototypes of noise-free windows and :math:`\nu_j` towards the centre label.
+
+        ``clean_features`` ``(M, F)``: noise-free windows; ``window_labels`` ``(M, patch_size)``: the label
+        of every pixel of each window.  Each :math:`p_j` is a k-means centre; its label structure is the
+        majority label per window position among the windows of its cluster.
+        """
+        from sklearn.cluster import KMeans
+
+        X = clean_features.detach().cpu().double().numpy()
+        L = window_labels.detach().cpu().numpy()
+        rng = np.random.default_rng(seed)
+        if X.shape[0] > max_samples:
+            keep = rng.choice(X.shape[0], max_samples, replace=False)
+            X, L = X[keep], L[keep]
+        distinct = np.unique(X, axis=0).shape[0]
+        k = min(self.num_prototypes, distinct)
+        km = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(X)
+        centres = np.asarray(km.cluster_centers_)
+        if k < self.num_prototypes:  # fewer distinct windows than prototypes: repeat centres
+            centres = centres[np.arange(self.num_prototypes) % k]
+        nu = np.zeros((self.num_prototypes, self.patch_size))
+        for j in range(self.num_prototypes):
+            members = L[km.labels_ == (j % k)]
+            modes = np.array([np.bincount(members[:, n]).argmax() for n in range(self.patch_size)])
+            nu[j] = kappa * (modes == modes[self.patch_size // 2])
+        with torch.no_grad():
+            self.prototypes.copy_(torch.as_tensor(centres, dtype=self.prototypes.dtype))
+            self.nu.copy_(proj_tangent(torch.as_tensor(nu, dtype=self.nu.dtype)))
+        return self
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Patches ``(I, patch_size)`` for features ``(I, F)`` -- eq. (4.4)."""
+        if features.ndim != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(f"features must have shape (I, {self.feature_dim}), got {tuple(features.shape)}")
+        dist = torch.cdist(features.to(self.prototypes.dtype), self.prototypes)
+        a = torch.softmax(-self.sigma * dist, dim=1)          # s_ij / sum_k s_ik
+        return torch.softmax(a @ proj_tangent(self.nu), dim=1)  # exp_1(v) = softmax(v)
+
+
+@dataclass
+class PredictorResult:
+    """History (per iteration: train loss, train/validation label error %, seconds), final validation
+    errors, ``status`` and ``stats``."""
+
+    history: list
+    final: dict
+    status: str = "completed"
+    stats: dict = field(default_factory=dict)
+
+
+class PredictorTrainer:
+    """End-to-end training of a :class:`PatchPredictor` through the closed-form gradient (Sect. 4.4).
+
+    Parameters
+    ----------
+    method : str or GradientMethod
+        Gradient with respect to the predicted patches (default ``"lowrank"``).
+    lr : float
+        Adam step size.
+    iters : int
+    checkpoint_every : int
+    show_progress : bool
+    """
+
+    def __init__(self, method="lowrank", lr: float = 0.05, iters: int = 50, checkpoint_every: int = 10,
+                 show_progress: bool = True):
+        self.method = method if isinstance(method, GradientMethod) else make_gradient_method(method)
+        self.lr = check_positive("lr", lr)
+        self.iters = check_int("iters", iters, minimum=0)
+        self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+        self.show_progress = bool(show_progress)
+
+    @staticmethod
+    def evaluate(predictor: PatchPredictor, samples) -> list:
+        """Label error (percent) of the predicted weights on each sample."""
+        with torch.no_grad():
+            return [label_error_percent(predict_tangent(s.problem, predictor(s.features)), s.problem.labels)
+                    for s in samples]
+
+    def fit(self, predictor: PatchPredictor, train: list, validation: list = (), *, checkpoint=None) -> PredictorResult:
+        """Train on the samples ``train``; record validation errors on ``validation`` every iteration."""
+        if not train:
+            raise ValueError("train must hold at least one PredictionSample")
+        opt = torch.optim.Adam(predictor.parameters(), lr=self.lr)
+        history, start = [], 0
+        if checkpoint is not None and (state := load_checkpoint(checkpoint)) is not None:
+            predictor.load_state_dict(state["predictor"])
+            opt.load_state_dict(state["optimizer"])
+            history, start = list(state["history"]), int(state["iteration"])
+        elapsed = history[-1]["seconds"] if history else 0.0
+        bar = progress(range(start, self.iters), total=self.iters, initial=start, desc="predictor",
+                       enabled=None if self.show_progress else False)
+        for it in bar:
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            losses, errors = [], []
+            for s in train:
+                patches = predictor(s.features)
+                r = self.method(s.problem, patches.detach())
+                patches.backward(r.grad / len(train))
+                losses.append(r.data_loss)
+                errors.append(label_error_percent(r.tangent, s.problem.labels))
+            opt.step()
+            with torch.no_grad():
+                predictor.sigma.clamp_(min=1e-3)
+            elapsed += time.perf_counter() - t0
+            rec = {"iteration": it, "loss": float(np.mean(losses)), "label_error": float(np.mean(errors)),
+                   "validation_error": float(np.mean(self.evaluate(predictor, validation))) if validation else None,
+                   "sigma": float(predictor.sigma.detach()), "seconds": elapsed}
+            history.append(rec)
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", err=f"{rec['label_error']:.2f}%")
+            done = it + 1
+            if checkpoint is not None and (done % self.checkpoint_every == 0 or done == self.iters):
+                save_checkpoint(checkpoint, {"iteration": done, "predictor": predictor.state_dict(),
+                                             "optimizer": opt.state_dict(), "history": history})
+        final = {"train_errors": self.evaluate(predictor, train),
+                 "validation_errors": self.evaluate(predictor, validation) if validation else []}
+        return PredictorResult(history=history, final=final, stats={"seconds": elapsed, "resumed_from": start})
