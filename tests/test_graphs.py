@@ -134,3 +134,93 @@ def test_apply_shape_error_and_graph_errors():
         GraphWeights(np.zeros((3, 3), dtype=int), 4)
     with pytest.raises(ValueError, match="index nodes 0..3"):
         GraphWeights(np.array([[0, 7]]), 4)
+
+
+# ------------------------------------------------- sparse CSR products (WeightOperator.sparse_operator)
+def _stencil_products(om, X):
+    """The subclass's own shift/gather products, bypassing the CSR dispatch of ``apply``."""
+    return om._apply(om.weights, X), om._apply_transpose(om.weights, X)
+
+
+def _irregular_graph(n=30, seed=1):
+    g = np.random.default_rng(seed)
+    edges = g.integers(0, n, size=(70, 2))
+    return GraphWeights(edges, n)
+
+
+@pytest.mark.parametrize("make", [lambda: GridWeights(7, 9, 3, patches=_random_patches(63, 9)),
+                                  lambda: GridWeights(6, 5, 5, patches=_random_patches(30, 25, seed=2)),
+                                  lambda: GridWeights(1, 4, 3),
+                                  _irregular_graph])
+def test_csr_products_equal_stencil_products_and_dense(make):
+    om = make()
+    I = om.num_nodes
+    dense = torch.as_tensor(om.to_scipy().toarray())
+    for shape in [(I,), (I, 3), (I, 2, 4)]:
+        X = torch.randn(*shape)
+        st, st_t = _stencil_products(om, X)
+        csr, csr_t = om.apply(X), om.apply_transpose(X)
+        assert csr.shape == X.shape and csr_t.shape == X.shape
+        torch.testing.assert_close(csr, st, rtol=0, atol=1e-14)
+        torch.testing.assert_close(csr_t, st_t, rtol=0, atol=1e-14)
+        torch.testing.assert_close(csr.reshape(I, -1), dense @ X.reshape(I, -1), rtol=0, atol=1e-14)
+        torch.testing.assert_close(csr_t.reshape(I, -1), dense.T @ X.reshape(I, -1), rtol=0, atol=1e-14)
+    omega, omega_t = om.sparse_operator()
+    torch.testing.assert_close(omega.to_dense(), dense, rtol=0, atol=1e-15)
+    torch.testing.assert_close(omega_t.to_dense(), dense.T, rtol=0, atol=1e-15)
+    # a valid CSR matrix: sorted, unique column indices, only the valid slots stored
+    torch.sparse_csr_tensor(omega.crow_indices(), omega.col_indices(), omega.values(), omega.shape,
+                            check_invariants=True)
+    torch.sparse_csr_tensor(omega_t.crow_indices(), omega_t.col_indices(), omega_t.values(), omega_t.shape,
+                            check_invariants=True)
+    assert omega.values().numel() == int(om.mask.sum())
+
+
+def test_csr_pattern_is_shared_and_value_cache_follows_the_patches():
+    om = GridWeights(5, 6, 3, patches=_random_patches(30, 9))
+    other = om.with_patches(_random_patches(30, 9, seed=4))
+    assert other.sparse_pattern() is om.sparse_pattern()  # built once per structure
+    X = torch.randn(30, 2)
+    torch.testing.assert_close(other.apply(X), _stencil_products(other, X)[0], rtol=0, atol=1e-14)
+    om.patches.copy_(_random_patches(30, 9, seed=5))  # in-place change invalidates the cached values
+    torch.testing.assert_close(om.apply(X), _stencil_products(om, X)[0], rtol=0, atol=1e-14)
+    w = _random_patches(30, 9, seed=6)
+    torch.testing.assert_close(om.apply(X, weights=w), om._apply(w, X), rtol=0, atol=1e-14)
+    torch.testing.assert_close(om.apply_transpose(X, weights=w), om._apply_transpose(w, X), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"weights must have shape \(30, 9\)"):
+        om.sparse_operator(torch.ones(30, 4))
+
+
+def test_csr_keeps_autograd_in_x_and_stencil_handles_weight_gradients():
+    om = GridWeights(4, 5, 3, patches=_random_patches(20, 9))
+    dense = om.to_dense()
+    U = torch.randn(20, 3)
+    X = torch.randn(20, 3, requires_grad=True)
+    (gx,) = torch.autograd.grad((om.apply(X) * U).sum(), X)  # CSR path, differentiated in X
+    torch.testing.assert_close(gx, dense.T @ U, rtol=0, atol=1e-14)
+    (gx,) = torch.autograd.grad((om.apply_transpose(X) * U).sum(), X)
+    torch.testing.assert_close(gx, dense @ U, rtol=0, atol=1e-14)
+    # weights requiring grad: apply falls back to the stencil, whose gradient is patch_products
+    w = om.weights.clone().requires_grad_(True)
+    Xd = X.detach()
+    (gw,) = torch.autograd.grad((om.apply(Xd, weights=w) * U).sum(), w)
+    torch.testing.assert_close(gw, om.patch_products(U, Xd), rtol=0, atol=1e-14)
+    p = om.patches.clone().requires_grad_(True)
+    (gp,) = torch.autograd.grad((om.with_patches(p).apply(Xd) * U).sum(), p)
+    torch.testing.assert_close(gp, om.grad_to_patches(om.patch_products(U, Xd)), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="not differentiable with respect to the weights"):
+        om.sparse_operator(w)
+    with pytest.raises(ValueError, match="not differentiable with respect to the weights"):
+        om.with_patches(p).sparse_operator()
+    with torch.no_grad():  # no grad mode: CSR is fine even for weights that require grad
+        torch.testing.assert_close(om.with_patches(p).apply(Xd), om.apply(Xd), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_csr_products_keep_dtype_and_promote_like_the_stencil(dtype):
+    om = GridWeights(4, 4, 3, dtype=dtype)
+    X = torch.randn(16, 2, dtype=dtype)
+    assert om.apply(X).dtype == dtype and om.apply_transpose(X).dtype == dtype
+    om64 = GridWeights(4, 4, 3, dtype=torch.float64)
+    X32 = torch.randn(16, 2, dtype=torch.float32)
+    assert om64.apply(X32).dtype == om64._apply(om64.weights, X32).dtype == torch.float64

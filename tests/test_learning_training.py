@@ -18,7 +18,6 @@ from flowlearn.learning import (
     patch_regularizer,
     patch_regularizer_grad,
 )
-from flowlearn.learning.krylov_fast import SparseStencil, block_arnoldi
 from flowlearn.learning.predictor import PatchPredictor, PredictorTrainer, clean_windows, make_sample
 from flowlearn.solvers import arnoldi
 
@@ -102,28 +101,21 @@ def test_float32_training_keeps_dtype():
     assert res.patches.dtype == torch.float32
 
 
-def test_block_arnoldi_matches_reference_arnoldi_and_stencil_matches_operator():
-    g = torch.Generator().manual_seed(0)
-    op = GridWeights(7, 9, 3, patches=torch.softmax(torch.randn(63, 9, generator=g), 1))
-    st = SparseStencil(op)
-    omega, omega_t = st.matrices(op.weights)
-    X = torch.randn(63, 3, generator=g)
+def test_problem_stencil_is_the_shared_csr_pattern_of_the_operator():
+    """The CSR kernels themselves are tested in tests/test_graphs.py and tests/test_krylov_paths.py."""
+    prob, _ = voronoi_problem(12)
+    op = prob.operator(prob.weights.patches.clone())
+    assert prob.stencil() is op.sparse_pattern()  # built once per problem, shared by every operator
+    omega, omega_t = op.sparse_operator()
+    X = torch.randn(prob.weights.num_nodes, 3)
     assert torch.allclose(omega @ X, op.apply(X), atol=1e-14)
     assert torch.allclose(omega_t @ X, op.apply_transpose(X), atol=1e-14)
-    A = torch.randn(30, 30, generator=g) / 6
-    v = torch.randn(30, generator=g)
-    ref, ours = arnoldi(lambda x: A @ x, v, 8), block_arnoldi(lambda x: A @ x, v, 8)
-    assert torch.allclose(ours.hessenberg, ref.hessenberg, atol=1e-12)
-    assert torch.allclose(ours.basis, torch.stack(ref.basis), atol=1e-12)
-    prob, _ = voronoi_problem(32, "colors")
     system = prob.system(prob.weights.patches)
-    big = block_arnoldi(system.matvec, system.B, 10)
-    Q = big.basis.reshape(10, -1)
-    assert torch.allclose(Q @ Q.T, torch.eye(10), atol=1e-13)  # orthonormal without systematic re-orth
-    small = block_arnoldi(lambda x: A[:3, :3] @ x, v[:3], 8)  # happy breakdown
-    assert small.breakdown and small.dim == 3
-    with pytest.raises(ValueError, match="non-zero start vector"):
-        block_arnoldi(lambda x: x, torch.zeros(3), 2)
+    with torch.no_grad():
+        big = arnoldi(system.matvec, system.B, 10)
+    assert big.stats["path"] == "block"
+    Q = torch.stack([q.reshape(-1) for q in big.basis])
+    assert torch.allclose(Q @ Q.T, torch.eye(big.dim), atol=1e-13)
 
 
 def test_problem_validation_errors():

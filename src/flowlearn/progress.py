@@ -15,13 +15,16 @@ __all__ = ["progress", "seed_everything"]
 def progress(iterable=None, *, total=None, desc: str = "", enabled: bool | None = None, **kwargs):
     """A ``tqdm`` progress bar on stderr.
 
-    Disabled automatically when ``FLOWLEARN_NO_PROGRESS`` is set (tests, CI logs) or
-    when ``enabled=False``.
+    ``enabled=None`` (default) shows it when stderr is a terminal, or when the environment
+    sets ``FLOWLEARN_PROGRESS=1`` (e.g. to follow a batch job's log); ``FLOWLEARN_NO_PROGRESS``
+    hides every bar (tests).
     """
     from tqdm.auto import tqdm
 
-    if enabled is None:
-        enabled = not os.environ.get("FLOWLEARN_NO_PROGRESS")
+    if os.environ.get("FLOWLEARN_NO_PROGRESS"):
+        enabled = False
+    elif enabled is None:
+        enabled = bool(os.environ.get("FLOWLEARN_PROGRESS")) or sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True, leave=False, **kwargs)
 

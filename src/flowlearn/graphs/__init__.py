@@ -2,6 +2,7 @@
 
 from .graph import GraphWeights
 from .grid import GridWeights
+from .sparse import SparseOmega, SparsePattern
 from .weights import WeightOperator
 
-__all__ = ["GraphWeights", "GridWeights", "WeightOperator"]
+__all__ = ["GraphWeights", "GridWeights", "SparseOmega", "SparsePattern", "WeightOperator"]

@@ -18,7 +18,13 @@ shape) without ever forming the dense :math:`I\times I` matrix:
 * :meth:`WeightOperator.apply_transpose`: :math:`\Omega^\top X`;
 * :meth:`WeightOperator.patch_products`: :math:`G_{in} = \langle U_i, X_{k(i,n)}\rangle`, the
   Euclidean gradient of :math:`\langle U, \Omega X\rangle` with respect to the effective weights;
-* :meth:`WeightOperator.grad_to_patches`: chain rule from effective weights to patches.
+* :meth:`WeightOperator.grad_to_patches`: chain rule from effective weights to patches;
+* :meth:`WeightOperator.sparse_operator`: :math:`\Omega` and :math:`\Omega^\top` as sparse CSR matrices
+  (see :mod:`flowlearn.graphs.sparse`).
+
+``apply`` and ``apply_transpose`` multiply with the CSR matrices (one sparse kernel, the pattern cached per
+neighbourhood structure) unless the weights require grad under grad mode, where the subclass's own
+products (shifted slices / gather--scatter), which autograd differentiates cheaply, are used.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import abc
 import torch
 
 from .._checks import as_tensor, check_finite, check_shape
+from .sparse import SparseOmega, SparsePattern
 
 __all__ = ["WeightOperator"]
 
@@ -92,6 +99,7 @@ class WeightOperator(abc.ABC):
         """A copy of this operator with other patches (same neighbourhoods). Differentiable."""
         new = self._copy_structure()
         new.mask = self.mask
+        new._structure_cache = self._shared_structure_cache()  # same neighbourhoods: same CSR pattern
         p = patches
         if not isinstance(p, torch.Tensor):
             p = as_tensor("patches", p, dtype=self.dtype, device=self.device)
@@ -119,17 +127,66 @@ class WeightOperator(abc.ABC):
         r""":math:`\Omega X`. ``x``: shape ``(I, ...)``; returns the same shape.
 
         ``weights`` (effective, ``(I, N)``) override the operator's own, e.g. to
-        differentiate with respect to them.
+        differentiate with respect to them.  Differentiable in ``x`` and in the weights.
         """
         self._check_x("x", x)
-        w = self.weights if weights is None else weights
-        return self._apply(w, x)
+        if self._needs_weight_grad(weights) or x.numel() == 0:
+            return self._apply(self.weights if weights is None else weights, x)
+        return self._sparse_product(self.sparse_operator(weights).omega, x)
 
     def apply_transpose(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         r""":math:`\Omega^\top X`. ``x``: shape ``(I, ...)``; returns the same shape."""
         self._check_x("x", x)
-        w = self.weights if weights is None else weights
-        return self._apply_transpose(w, x)
+        if self._needs_weight_grad(weights) or x.numel() == 0:
+            return self._apply_transpose(self.weights if weights is None else weights, x)
+        return self._sparse_product(self.sparse_operator(weights).omega_t, x)
+
+    # ------------------------------------------------------------ sparse CSR
+    def _shared_structure_cache(self) -> dict:
+        cache = self.__dict__.get("_structure_cache")
+        if cache is None:
+            cache = self._structure_cache = {}
+        return cache
+
+    def sparse_pattern(self) -> SparsePattern:
+        """The CSR pattern of :math:`\\Omega`, :math:`\\Omega^\\top`; built once per structure and device and
+        shared by every operator derived with :meth:`with_patches` / :meth:`to`."""
+        cache = self._shared_structure_cache()
+        key = ("csr", str(self.device))
+        if key not in cache:
+            cache[key] = SparsePattern(self.neighbour_index(), self.mask.to(self.device))
+        return cache[key]
+
+    def sparse_operator(self, weights: torch.Tensor | None = None) -> SparseOmega:
+        r"""``(omega, omega_t)``: :math:`\Omega` and :math:`\Omega^\top` as ``(I, I)`` sparse CSR tensors.
+
+        ``weights`` (effective, ``(I, N)``) default to the operator's own; the matrices for those are
+        cached until the patches change.  Products with them are differentiable in the dense factor only.
+
+        Raises
+        ------
+        ValueError
+            If the weights require grad under grad mode (CSR backward w.r.t. values is dense, ``I x I``).
+        """
+        if weights is not None:
+            check_shape("weights", weights, (self.num_nodes, self.patch_size))
+            return self.sparse_pattern().matrices(weights)
+        if self._needs_weight_grad(None):
+            return self.sparse_pattern().matrices(self.weights)  # raises the ValueError above
+        key = (id(self.patches), self.patches._version)
+        cached = self.__dict__.get("_csr_values")
+        if cached is None or cached[0] != key or cached[1] is not self.patches:
+            cached = self._csr_values = (key, self.patches, self.sparse_pattern().matrices(self.weights))
+        return cached[2]
+
+    def _needs_weight_grad(self, weights: torch.Tensor | None) -> bool:
+        w = self.patches if weights is None else weights
+        return torch.is_grad_enabled() and w.requires_grad
+
+    def _sparse_product(self, matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        dtype = torch.result_type(x, matrix.values())
+        xf = x.reshape(self.num_nodes, -1).to(dtype)
+        return (matrix.to(dtype) @ xf).reshape(x.shape)
 
     def patch_products(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         r"""Neighbour inner products :math:`G_{in} = \langle U_i, X_{k(i,n)}\rangle`, shape ``(I, N)``.

@@ -18,13 +18,13 @@ and :math:`\mathcal L(\Omega) = f_L(V_T(\Omega)) + \mathcal R(\Omega)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from .._checks import as_tensor, check_finite, check_positive
 from ..geometry import proj_tangent
-from ..graphs import GridWeights, WeightOperator
+from ..graphs import GridWeights, SparsePattern, WeightOperator
 from ..labeling import LinearizedSystem, distance_matrix
 from ..labeling.data_term import check_distances
 
@@ -94,15 +94,11 @@ class LearningProblem:
     labels: torch.Tensor
     T: float = 5.0
     tau: float = 0.0
-    _stencil: object = field(default=None, init=False, repr=False, compare=False)
 
-    def stencil(self):
-        """The cached CSR structure of :math:`\\Omega` and :math:`\\Omega^\\top` (see :mod:`.krylov_fast`)."""
-        if self._stencil is None:
-            from .krylov_fast import SparseStencil
-
-            self._stencil = SparseStencil(self.weights)
-        return self._stencil
+    def stencil(self) -> SparsePattern:
+        """The CSR pattern of :math:`\\Omega` and :math:`\\Omega^\\top` (built once, shared by every
+        :meth:`operator`; see :meth:`flowlearn.graphs.WeightOperator.sparse_pattern`)."""
+        return self.weights.sparse_pattern()
 
     @classmethod
     def build(cls, weights: WeightOperator, distances, labels, *, rho: float = 1.0, T: float = 5.0,

@@ -22,7 +22,8 @@ The a-posteriori estimate of the error of one step of length :math:`\tau` is
 
 When :math:`t\|A\|` is large the interval is split into sub-steps, each restarted
 from :math:`v = Ay + b`, with the step length chosen so that the local estimate
-stays below the tolerance. Everything is differentiable by autograd.
+stays below the tolerance. Everything is differentiable by autograd (:func:`arnoldi` switches to
+its autograd path when gradients are needed).
 
 References
 ----------
@@ -43,11 +44,20 @@ import torch
 
 from .._checks import check_finite, check_int, check_positive
 
-__all__ = ["ArnoldiResult", "KrylovStatus", "PhiResult", "arnoldi", "krylov_phi", "phi_functions"]
+__all__ = ["ArnoldiResult", "KrylovStatus", "PhiResult", "REORTH_THRESHOLD", "arnoldi", "krylov_phi", "phi_functions"]
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
-_DGKS = 1.0 / math.sqrt(2.0)  # re-orthogonalise when the norm drops below this fraction
+#: Selective re-orthogonalisation criterion, shared by both paths: a second Gram--Schmidt pass is made when
+#: the projection shrinks the vector below this fraction, :math:`\|w_{out}\| < \eta\|w_{in}\|`.
+#: With a basis orthonormal up to :math:`E = Q^\top Q - I`, one projection leaves
+#: :math:`Q^\top w_{out} \approx -E h + O(\varepsilon)\|w_{in}\|` with :math:`\|h\|^2 = \|w_{in}\|^2-\|w_{out}\|^2`,
+#: so the new vector's loss of orthogonality is :math:`\|E\|\sqrt{\|w_{in}\|^2/\|w_{out}\|^2-1}`:
+#: for :math:`\eta = 1/\sqrt2` (Daniel, Gragg, Kaufman, Stewart 1976) that factor is at most 1 and the
+#: loss can never be amplified from one step to the next -- the guarantee holds for classical as well as
+#: modified Gram--Schmidt and for any Krylov dimension.  A smaller :math:`\eta` (e.g. 0.1) saves passes but
+#: lets the loss grow by up to :math:`1/\eta` per step.
+REORTH_THRESHOLD = 1.0 / math.sqrt(2.0)
 
 
 @dataclass
@@ -57,7 +67,8 @@ class ArnoldiResult:
     Attributes
     ----------
     basis : list of tensors
-        ``m`` orthonormal vectors :math:`q_1..q_m` (each of the start vector's shape).
+        ``m`` orthonormal vectors :math:`q_1..q_m` (each of the start vector's shape).  On the
+        no-autograd path they are views of the rows of one preallocated block.
     hessenberg : tensor ``(m, m)``
         :math:`H_m = Q_m^\\top A Q_m`.
     h_next : float
@@ -69,6 +80,10 @@ class ArnoldiResult:
     breakdown : bool
         ``True`` if the Krylov space became invariant (happy breakdown): then
         :math:`A Q_m = Q_m H_m` exactly and the approximation is exact.
+    stats : dict
+        ``path`` (``"autograd"``: modified Gram--Schmidt on a list, or ``"block"``: classical
+        Gram--Schmidt on a preallocated block, see :func:`arnoldi`) and ``reorthogonalizations``
+        (number of second passes).
     """
 
     basis: list
@@ -77,6 +92,8 @@ class ArnoldiResult:
     q_next: torch.Tensor | None
     beta: torch.Tensor
     breakdown: bool
+    stats: dict = field(default_factory=dict)
+    _block: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def dim(self) -> int:
@@ -84,6 +101,8 @@ class ArnoldiResult:
 
     def combine(self, coeffs: torch.Tensor) -> torch.Tensor:
         """:math:`Q_m c` for coefficients ``c`` of length ``m``."""
+        if self._block is not None:  # one matrix-vector product with the (m, n) block
+            return (coeffs.to(self._block.dtype) @ self._block).view(self.basis[0].shape)
         out = coeffs[0] * self.basis[0]
         for c, q in zip(coeffs[1:], self.basis[1:]):
             out = out + c * q
@@ -95,7 +114,20 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | None = None) -> ArnoldiResult:
-    r"""Arnoldi process with modified Gram--Schmidt and DGKS re-orthogonalisation.
+    r"""Arnoldi process with selective re-orthogonalisation (:data:`REORTH_THRESHOLD`).
+
+    Two implementations of the same recurrence, chosen automatically:
+
+    * **block** (no autograd): the basis lives in one preallocated ``(m + 1, n)`` block and each step is
+      classical Gram--Schmidt, :math:`h = Q_j^\top w,\ w \leftarrow w - Q_jh`, i.e. two matrix--vector
+      products instead of :math:`2j` vector updates, with a second pass when the criterion asks for it.
+    * **autograd**: modified Gram--Schmidt on a Python list without in-place writes, so that
+      autograd can differentiate through the basis and :math:`H_m`.
+
+    Rule: the product :math:`w_1 = Aq_1` is formed first; the autograd path is taken iff
+    ``torch.is_grad_enabled()`` and ``v`` or :math:`w_1` requires grad (:math:`A` depending on
+    parameters that require grad shows up in :math:`w_1`, since ``matvec`` is linear and fixed).
+    Both paths span the same space and give the same :math:`H_m` up to rounding.
 
     Parameters
     ----------
@@ -112,6 +144,17 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
     Returns
     -------
     ArnoldiResult
+
+    Raises
+    ------
+    ValueError
+        For ``v = 0``, or when ``matvec`` starts requiring grad after a first product that did not.
+
+    References
+    ----------
+    Daniel, Gragg, Kaufman, Stewart, *Reorthogonalization and stable algorithms for updating the
+    Gram--Schmidt QR factorization*, Math. Comp. 30 (1976); Giraud, Langou, Rozložník, *The loss of
+    orthogonality in the Gram--Schmidt orthogonalization process*, Comput. Math. Appl. 50 (2005).
     """
     m = check_int("m", m, minimum=1)
     if breakdown_tol is None:
@@ -119,11 +162,24 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
     beta = torch.linalg.vector_norm(v)
     if float(beta.detach()) == 0.0:
         raise ValueError("arnoldi needs a non-zero start vector v")
-    basis = [v / beta]
+    q1 = v / beta
+    w1 = matvec(q1)
+    if torch.is_grad_enabled() and (v.requires_grad or w1.requires_grad):
+        return _arnoldi_autograd(matvec, q1, w1, beta, m, breakdown_tol)
+    return _arnoldi_block(matvec, q1, w1, beta, m, breakdown_tol)
+
+
+def _is_breakdown(norm_w: float, norm_in: float, tol: float, dtype: torch.dtype) -> bool:
+    return norm_w <= tol * max(norm_in, torch.finfo(dtype).tiny)
+
+
+def _arnoldi_autograd(matvec, q1, w1, beta, m, tol) -> ArnoldiResult:
+    """Modified Gram--Schmidt on a list, no in-place writes (differentiable)."""
+    basis = [q1]
     cols: list[torch.Tensor] = []  # columns of H (length j+2 each)
-    h_next, q_next, breakdown = 0.0, None, False
+    h_next, q_next, breakdown, reorth = 0.0, None, False, 0
     for j in range(m):
-        w = matvec(basis[j])
+        w = w1 if j == 0 else matvec(basis[j])
         norm_in = torch.linalg.vector_norm(w)
         h = []
         for q in basis:
@@ -131,7 +187,8 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
             w = w - c * q
             h.append(c)
         norm_w = torch.linalg.vector_norm(w)
-        if float(norm_w.detach()) < _DGKS * float(norm_in.detach()):  # second pass (DGKS criterion)
+        if float(norm_w.detach()) < REORTH_THRESHOLD * float(norm_in.detach()):
+            reorth += 1
             for i, q in enumerate(basis):
                 c = _dot(q, w)
                 w = w - c * q
@@ -139,7 +196,7 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
             norm_w = torch.linalg.vector_norm(w)
         h.append(norm_w)
         cols.append(torch.stack(h))
-        if float(norm_w.detach()) <= breakdown_tol * max(float(norm_in.detach()), torch.finfo(v.dtype).tiny):
+        if _is_breakdown(float(norm_w.detach()), float(norm_in.detach()), tol, q1.dtype):
             breakdown = True
             break
         if j + 1 < m:
@@ -149,8 +206,46 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
     k = len(cols)
     # build H column by column without in-place writes, so that autograd works
     H = torch.stack([torch.nn.functional.pad(col, (0, k + 1 - col.numel())) for col in cols], 1)
-    return ArnoldiResult(basis=basis[:k], hessenberg=H[:k, :k], h_next=h_next if not breakdown else 0.0,
-                         q_next=q_next, beta=beta, breakdown=breakdown)
+    return ArnoldiResult(basis=basis[:k], hessenberg=H[:k, :k], h_next=h_next, q_next=q_next, beta=beta,
+                         breakdown=breakdown, stats={"path": "autograd", "reorthogonalizations": reorth})
+
+
+def _arnoldi_block(matvec, q1, w1, beta, m, tol) -> ArnoldiResult:
+    """Classical Gram--Schmidt with selective second pass on a preallocated ``(m + 1, n)`` block."""
+    shape, n = q1.shape, q1.numel()
+    Q = torch.empty(m + 1, n, dtype=q1.dtype, device=q1.device)
+    Q[0] = q1.reshape(-1)
+    H = torch.zeros(m + 1, m, dtype=q1.dtype, device=q1.device)
+    k, breakdown, reorth = m, False, 0
+    for j in range(m):
+        w = w1 if j == 0 else matvec(Q[j].view(shape))
+        if w.requires_grad and torch.is_grad_enabled():
+            raise ValueError(f"matvec returned a tensor that requires grad at step {j + 1} although its first "
+                             "product did not: arnoldi cannot differentiate through such a matvec")
+        w = w.reshape(-1)
+        Qj = Q[: j + 1]
+        norm_in = float(torch.linalg.vector_norm(w))
+        h = Qj @ w
+        w = torch.addmv(w, Qj.T, h, alpha=-1)
+        norm_w = torch.linalg.vector_norm(w)
+        if float(norm_w) < REORTH_THRESHOLD * norm_in:
+            reorth += 1
+            h2 = Qj @ w
+            w = torch.addmv(w, Qj.T, h2, alpha=-1)
+            h = h + h2
+            norm_w = torch.linalg.vector_norm(w)
+        H[: j + 1, j] = h
+        H[j + 1, j] = norm_w
+        if _is_breakdown(float(norm_w), norm_in, tol, q1.dtype):
+            k, breakdown = j + 1, True
+            break
+        torch.div(w, norm_w, out=Q[j + 1])
+    block = Q[:k]
+    h_next = 0.0 if breakdown else float(H[m, m - 1])
+    q_next = None if breakdown else Q[m].view(shape)
+    return ArnoldiResult(basis=list(block.view(k, *shape).unbind(0)), hessenberg=H[:k, :k], h_next=h_next,
+                         q_next=q_next, beta=beta, breakdown=breakdown,
+                         stats={"path": "block", "reorthogonalizations": reorth}, _block=block)
 
 
 def phi_functions(H: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,8 +21,9 @@ so it is reused; only rows :math:`1..IJ` of :math:`G` are needed, which come fro
 :func:`~flowlearn.learning.kronecker.benzi_simoncini`.  The column of :math:`X` that belongs to
 :math:`e_k` gives the :math:`b`-part :math:`G_{12} \approx \|\partial f_L\|P_mX_{:,0}` exactly (one
 vector); the :math:`m\times m` block that gives :math:`G_{11}` is truncated to rank ``rank`` (3.46).
-Memory: the two bases, :math:`2mk` numbers (:func:`~flowlearn.learning.krylov_fast.block_arnoldi`); no
-:math:`k\times k` matrix is ever formed; :math:`\Omega` and :math:`\Omega^\top` act as CSR matrices.
+Memory: the two bases, :math:`2(m+1)k` numbers (:func:`~flowlearn.solvers.arnoldi` takes its preallocated
+block path under ``no_grad``); no :math:`k\times k` matrix is ever formed; :math:`\Omega` and
+:math:`\Omega^\top` act as CSR matrices (:meth:`~flowlearn.graphs.WeightOperator.sparse_operator`).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import torch
 
 from ..._checks import check_int
 from ...geometry import replicator
+from ...solvers import arnoldi
 from ..contraction import WeightGradientTerms, assemble_weight_gradient, bilinear_terms, dense_terms
 from ..kronecker import benzi_simoncini, frechet_block, truncate
-from ..krylov_fast import block_arnoldi
 from ..losses import LearningProblem
 from .base import DataGradient, GradientMethod
 
@@ -103,14 +104,14 @@ class LowRankGradient(GradientMethod):
     def _compute(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
         system = problem.system(patches)
         S, T = system.S, problem.T
-        omega, omega_t = problem.stencil().matrices(system.weights.weights)
+        omega, omega_t = system.weights.sparse_operator()
         matvec = lambda U: replicator(S, omega @ U)  # noqa: E731   A U = R_S(Omega U)
         rmatvec = lambda U: omega_t @ replicator(S, U)  # noqa: E731   A^T U = Omega^T R_S(U)
         if float(torch.linalg.vector_norm(system.B)) == 0.0:  # B = 0 only for exactly uniform S0
             V = torch.zeros_like(system.B)
             return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_rhs",
                                 stats={"krylov_dim": 0, "adjoint_dim": 0})
-        fwd = block_arnoldi(matvec, system.B, self.m)
+        fwd = arnoldi(matvec, system.B, self.m)
         mf = fwd.dim
         T2 = torch.zeros(mf + 1, mf + 1, dtype=torch.float64, device=system.S.device)
         T2[1, 0] = T * float(fwd.beta)
@@ -123,7 +124,7 @@ class LowRankGradient(GradientMethod):
         if float(gnorm) == 0.0:
             return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_loss_gradient",
                                 stats=dict(stats, adjoint_dim=0))
-        adj = block_arnoldi(rmatvec, g, self.m)
+        adj = arnoldi(rmatvec, g, self.m)
         X = gnorm * benzi_simoncini(T * adj.hessenberg, T2)           # (m_adj, mf + 1)
         grad_b = T * adj.combine(X[:, 0])                               # T G12
         factors = truncate(X[:, 1:], self.rank)                         # G11 ~ P (left right^T) Q^T

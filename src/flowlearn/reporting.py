@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..io import atomic_write
+from .io import atomic_write
 
 __all__ = ["Report", "Table"]
 
