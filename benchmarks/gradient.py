@@ -26,7 +26,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from flowlearn.io import save_json
 
 METHODS = ("lowrank", "autodiff-expint", "autodiff-euler")
 
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_start": load_start,
                           "loadavg_at_end": load},
               "rows": rows}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save_json(args.out, result)
     print(f"-> {args.out}")
     return 0
 

@@ -15,7 +15,6 @@ tensor memory is not traced) and ru_maxrss of the whole process.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -26,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from flowlearn.io import save_json
 from flowlearn.randomized import (  # noqa: E402
     IsingExperimentConfig,
     TrainingConfig,
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
               f"{r['tracemalloc_peak_mb']:>10.1f}")
     print(f"evaluation of {eval_n} samples: {evaluation['seconds']:.1f} s; exact inference "
           f"{exact.seconds:.1f} s; peak RSS {maxrss_mb:.0f} MB")
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save_json(args.out, result)
     return 0
 
 

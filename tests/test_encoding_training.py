@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from flowlearn.cli import gfe as gfe_cli
-from flowlearn.encoding import (Autoencoder, GradientFlowEncoder, TrainConfig, Trainer, compare, decoder_widths,
+from flowlearn.encoding import (Autoencoder, TrainConfig, Trainer, compare, decoder_widths,
                                 load_dataset, make_decoder, read_idx, training_subset)
 from flowlearn.io import load_checkpoint
 

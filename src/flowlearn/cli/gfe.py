@@ -40,8 +40,9 @@ def register(subparsers) -> None:
     train.add_argument("--train-size", type=int, default=None, help="fixed training subset of N images (default all)")
     train.add_argument("--epochs", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--t1", type=float, default=50.0, help="final time of fixed-grid solvers")
-    train.add_argument("--steps", type=int, default=40, help="intervals of the fixed grid")
+    train.add_argument("--t1", type=float, default=None,
+                       help="final time of fixed-grid solvers (default 1000; nesterov 100)")
+    train.add_argument("--steps", type=int, default=60, help="intervals of the fixed grid")
     train.add_argument("--grid", default="log", help="log or linear")
     train.set_defaults(func=run_train)
 
@@ -67,11 +68,17 @@ def _sizes(text: str) -> list:
     return sizes
 
 
+def _set_threads(threads: int) -> None:
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def run_train(args) -> int:
     cfg = TrainConfig(model=args.model, solver=args.solver, adjoint=args.adjoint, optimizer=args.optimizer,
                       lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, eval_every=args.eval_every,
                       seed=args.seed, t1=args.t1, steps=args.steps, grid=args.grid)
-    torch.set_num_threads(max(1, args.threads))
+    _set_threads(args.threads)
     data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size)
     idx = training_subset(data, args.train_size, args.seed)
     out = ensure_out_dir(args.out)
@@ -96,7 +103,7 @@ def run_train(args) -> int:
 def run_compare(args) -> int:
     sizes = _sizes(args.train_sizes)
     base = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, eval_every=args.eval_every)
-    torch.set_num_threads(max(1, args.threads))
+    _set_threads(args.threads)
     data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size)
     for s in sizes:
         if not 1 <= s <= len(data.train):

@@ -22,7 +22,7 @@ from ..learning.diagnostics import (
     rank_study,
     save_study,
 )
-from .learn import add_problem_arguments, load_problem
+from .learn import add_problem_arguments, load_problem, lowrank_options
 
 
 def register(subparsers) -> None:
@@ -44,8 +44,9 @@ def register(subparsers) -> None:
 
 
 def _options(name, m, rank, step, ref_m):
-    return {"lowrank": {"m": m, "rank": rank}, "autodiff-expint": {"m": ref_m if ref_m else m},
-            "autodiff-euler": {"step_size": step}, "exact": {}}[name]
+    if name == "lowrank":
+        return lowrank_options(m, rank)
+    return {"autodiff-expint": {"m": ref_m}, "autodiff-euler": {"step_size": step}, "exact": {}}[name]
 
 
 def run(args) -> int:
@@ -55,6 +56,8 @@ def run(args) -> int:
                                      **_options(args.reference, args.m, args.rank, args.ref_step, args.ref_m))
     if not args.min_norm >= 0:
         raise ValueError(f"--min-norm must be >= 0, got {args.min_norm}")
+    if args.studies and args.study_iters < 1:
+        raise ValueError(f"--study-iters must be >= 1 with --studies, got {args.study_iters}")
     out = ensure_out_dir(args.out)
     patches = problem.weights.patches
     report, _, ref = compare_gradients(problem, patches, method, reference, min_relative_norm=args.min_norm)

@@ -8,7 +8,6 @@ status, seconds, label error against ``--truth`` if given).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from ..data import (colorize_labels, kmeans_prototypes, label_error, load_protot
                     overlay_labels, read_image)
 from ..io import check_out_dir, ensure_out_dir, save_json, save_npy, save_png
 from ..labeling import FlowKind, label
+from ._inputs import load_label_map
 
 
 def register(subparsers) -> None:
@@ -45,13 +45,7 @@ def run(args) -> int:
         prototypes = load_prototypes(args.prototypes, channels=C)
     else:
         prototypes = kmeans_prototypes(image, args.k, seed=args.seed)
-    truth = None
-    if args.truth is not None:
-        if not Path(args.truth).exists():
-            raise FileNotFoundError(f"--truth file not found: {args.truth}")
-        truth = np.load(args.truth)
-        if truth.shape != (H, W):
-            raise ValueError(f"--truth must have the image's shape {(H, W)}, got {truth.shape}")
+    truth = None if args.truth is None else load_label_map(args.truth, (H, W), option="--truth")
     check_out_dir(args.out, name="--out")
 
     t0 = time.perf_counter()

@@ -40,6 +40,7 @@ from ..learning import (
     patch_mosaic,
     plot_curves,
 )
+from ._inputs import load_label_map
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -71,9 +72,7 @@ def load_problem(args):
         if args.labels is None:
             raise ValueError("--image needs --labels (an .npy file of shape (H, W))")
         image = read_image(args.image)
-        labels = np.load(args.labels)
-        if labels.shape != image.shape[:2]:
-            raise ValueError(f"labels must have the image's shape {image.shape[:2]}, got {labels.shape}")
+        labels = load_label_map(args.labels, image.shape[:2], option="--labels")
         protos = (class_mean_prototypes(image, labels) if args.prototypes is None
                   else load_prototypes(args.prototypes, channels=image.shape[2]))
     problem = LearningProblem.from_image(image, labels, protos, rho=args.rho, T=args.T, tau=args.tau,
@@ -81,9 +80,16 @@ def load_problem(args):
     return problem, image, labels, protos
 
 
+def lowrank_options(m: int, rank: int) -> dict:
+    """Options of the ``lowrank`` method; the rank of an ``m x m`` block cannot exceed ``m``."""
+    if rank > m >= 1:
+        raise ValueError(f"--rank must be <= --m (the Krylov dimension), got --rank {rank} and --m {m}")
+    return {"m": m, "rank": rank}
+
+
 def _method_options(args, name: str) -> dict:
     if name == "lowrank":
-        return {"m": args.m, "rank": args.rank}
+        return lowrank_options(args.m, args.rank)
     if name == "autodiff-expint":
         return {"m": args.m}
     if name == "autodiff-euler":

@@ -20,6 +20,8 @@ COMMANDS = [
     "ising",
     "label",
     "learn",
+    "predict",
+    "reproduce",
     "voronoi",
 ]
 

@@ -39,6 +39,7 @@ from ..learning.predictor import (
     make_sample,
     predict_tangent,
 )
+from ._inputs import load_label_map, load_model_state
 
 
 def register(subparsers) -> None:
@@ -135,11 +136,9 @@ def _train(args) -> int:
 def _label(args) -> int:
     if args.image is None:
         raise ValueError("--model needs --image")
-    state = torch.load(args.model, weights_only=False)
+    state = load_model_state(args.model, ("state", "num_prototypes", "feature_dim", "prototypes", "rho", "T"))
     image = read_image(args.image)
-    labels = None if args.labels is None else np.load(args.labels)
-    if labels is not None and labels.shape != image.shape[:2]:
-        raise ValueError(f"labels must have the image's shape {image.shape[:2]}, got {labels.shape}")
+    labels = None if args.labels is None else load_label_map(args.labels, image.shape[:2], option="--labels")
     protos = np.asarray(state["prototypes"])
     s = make_sample(image, np.zeros(image.shape[:2], dtype=np.int64) if labels is None else labels, protos,
                     rho=state["rho"], T=state["T"])

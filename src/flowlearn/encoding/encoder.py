@@ -30,6 +30,7 @@ from .flows import LOSSES, GradientFlowField, NesterovField, reconstruction_loss
 __all__ = ["EncodeResult", "GradientFlowEncoder", "SOLVERS", "TrainingLoss"]
 
 SOLVERS = ("amd", "euler", "rk4", "nesterov")
+DEFAULT_T1 = {"amd": 1000.0, "euler": 1000.0, "rk4": 1000.0, "nesterov": 100.0}
 
 
 @dataclass
@@ -96,8 +97,10 @@ class GradientFlowEncoder(nn.Module):
     solver : {"amd", "euler", "rk4", "nesterov"}
     adjoint : {"approx", "full", "unrolled"}
         Training gradient (eqs. 11--12, eqs. 8--10 solved discretely, or backprop through the solver).
-    t1 : float
-        Final time :math:`\tau` of fixed-grid solvers.
+    t1 : float or None
+        Final time :math:`\tau` of fixed-grid solvers; default ``DEFAULT_T1[solver]`` (1000 for the
+        gradient flows, 100 for Nesterov, whose time scales like the square root: with a
+        mean-over-pixels loss the gradients are small, so the flows need long horizons).
     steps : int
         Intervals of the fixed grid.
     grid : {"log", "linear"}
@@ -110,7 +113,7 @@ class GradientFlowEncoder(nn.Module):
     """
 
     def __init__(self, decoder: nn.Module, latent_dim: int, *, loss: str = "bce", solver: str = "amd",
-                 adjoint: str = "approx", t1: float = 50.0, steps: int = 40, grid: str = "log",
+                 adjoint: str = "approx", t1: Optional[float] = None, steps: int = 60, grid: str = "log",
                  alpha_decay: bool = False, nesterov_eps: float = 1e-2, amd: Optional[AMD] = None):
         super().__init__()
         if not isinstance(decoder, nn.Module):
@@ -128,7 +131,7 @@ class GradientFlowEncoder(nn.Module):
         self.loss_kind = loss
         self.solver = solver
         self.adjoint = adjoint
-        self.t1 = check_positive("t1", t1)
+        self.t1 = check_positive("t1", DEFAULT_T1[solver] if t1 is None else t1)
         self.steps = check_int("steps", steps, minimum=1)
         self.grid = grid
         self.alpha_decay = bool(alpha_decay)

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .._checks import check_choice, check_int, check_positive
-from ..io import load_checkpoint, save_checkpoint
+from ..io import ensure_out_dir, load_checkpoint, save_checkpoint
 from ..progress import progress
 from ..solvers.amd import AMD
 from .adjoint import ADJOINTS
@@ -74,8 +74,8 @@ class TrainConfig:
     eval_every: int = 50
     checkpoint_every: int = 200
     seed: int = 0
-    t1: float = 50.0
-    steps: int = 40
+    t1: Optional[float] = None
+    steps: int = 60
     grid: str = "log"
 
     def __post_init__(self):
@@ -90,7 +90,8 @@ class TrainConfig:
         check_int("seed", self.seed, minimum=0)
         if self.latent_dim is not None:
             check_int("latent_dim", self.latent_dim, minimum=1)
-        check_positive("t1", self.t1)
+        if self.t1 is not None:
+            check_positive("t1", self.t1)
         check_int("steps", self.steps, minimum=1)
         check_choice("grid", self.grid, ("log", "linear"))
 
@@ -200,7 +201,7 @@ class Trainer:
         model = self.build(data.data_dim, dtype=train.dtype).to(train.device)
         trained = model.decoder if cfg.model == "gfe" else model
         optimizer = self._optimizer(trained.parameters())
-        ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
+        ckpt_path = ensure_out_dir(out_dir, name="out_dir") / "checkpoint.pt" if out_dir is not None else None
         step, history, elapsed, resumed = 0, [], 0.0, 0
         state = load_checkpoint(ckpt_path) if ckpt_path is not None else None
         if state is not None:

@@ -1,0 +1,333 @@
+"""Bad inputs to every ``flowlearn`` command: one clear error line, exit code 2, no output written.
+
+The table :data:`CASES` is the single source of truth; ``docs/reliability.md`` is generated from it by
+running this file as a script (``.venv/bin/python tests/test_reliability_bad_inputs.py``), which runs
+every case and prints the markdown table with the error message each one produced.
+
+Paths in the argument lists are templates: ``{d}`` is a scratch directory holding the fixture files
+made by :func:`make_fixtures`, ``{out}`` the output directory that must not appear, and ``{blocked}``
+an output path below an existing regular file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowlearn.cli.main import main
+
+
+# (command, bad input, argv template, expected message regex)
+CASES = [
+    # ------------------------------------------------------------------ demo
+    ("demo", "--size 0", ["demo", "--size", "0", "--out", "{out}"], r"size"),
+    ("demo", "--size 4 (below the minimum 8)", ["demo", "--size", "4", "--out", "{out}"], r"size"),
+    ("demo", "--seed -1", ["demo", "--seed", "-1", "--out", "{out}"], r"seed"),
+    ("demo", "--out below a regular file", ["demo", "--size", "16", "--out", "{blocked}"], r"--out"),
+    # ------------------------------------------------------------------ voronoi
+    ("voronoi", "--size 0", ["voronoi", "--size", "0", "--out", "{out}"], r"size"),
+    ("voronoi", "--size -5 (not N or HxW)", ["voronoi", "--size", "-5", "--out", "{out}"], r"--size"),
+    ("voronoi", "--size 8x0", ["voronoi", "--size", "8x0", "--out", "{out}"], r"size"),
+    ("voronoi", "--noise nan", ["voronoi", "--size", "16", "--noise", "nan", "--out", "{out}"], r"noise"),
+    ("voronoi", "--noise -1", ["voronoi", "--size", "16", "--noise", "-1", "--out", "{out}"], r"noise"),
+    ("voronoi", "--cells 1", ["voronoi", "--size", "16", "--cells", "1", "--out", "{out}"], r"cells"),
+    ("voronoi", "--cells larger than the pixels", ["voronoi", "--size", "16", "--cells", "1000", "--out", "{out}"],
+     r"cells"),
+    ("voronoi", "--seed -1", ["voronoi", "--size", "16", "--seed", "-1", "--out", "{out}"], r"seed"),
+    ("voronoi", "unknown --scenario", ["voronoi", "--scenario", "colour", "--out", "{out}"], r"invalid choice"),
+    ("voronoi", "--out below a regular file", ["voronoi", "--size", "16", "--out", "{blocked}"], r"out"),
+    # ------------------------------------------------------------------ label
+    ("label", "missing image file", ["label", "{d}/nope.png", "--k", "2", "--out", "{out}"], r"does not exist"),
+    ("label", "text file named .png", ["label", "{d}/text.png", "--k", "2", "--out", "{out}"], r"not an image"),
+    ("label", "text file named .npy", ["label", "{d}/text.npy", "--k", "2", "--out", "{out}"], r"npy"),
+    ("label", "image with NaN", ["label", "{d}/nan_image.npy", "--k", "2", "--out", "{out}"], r"finite|NaN"),
+    ("label", "image with inf", ["label", "{d}/inf_image.npy", "--k", "2", "--out", "{out}"], r"finite|inf"),
+    ("label", "empty image (0 x 8)", ["label", "{d}/empty_image.npy", "--k", "2", "--out", "{out}"], r"empty"),
+    ("label", "4-D image array", ["label", "{d}/image4d.npy", "--k", "2", "--out", "{out}"], r"shape"),
+    ("label", "complex image dtype", ["label", "{d}/complex_image.npy", "--k", "2", "--out", "{out}"], r"real"),
+    ("label", "missing prototypes file", ["label", "{d}/image.npy", "--prototypes", "{d}/nope.npy", "--out", "{out}"],
+     r"does not exist"),
+    ("label", "prototypes with wrong channels",
+     ["label", "{d}/image.npy", "--prototypes", "{d}/protos_c1.npy", "--out", "{out}"], r"channels"),
+    ("label", "prototypes with NaN", ["label", "{d}/image.npy", "--prototypes", "{d}/protos_nan.npy", "--out", "{out}"],
+     r"finite"),
+    ("label", "--k 0", ["label", "{d}/image.npy", "--k", "0", "--out", "{out}"], r"\bk\b"),
+    ("label", "--k larger than the pixels", ["label", "{d}/image.npy", "--k", "1000", "--out", "{out}"], r"\bk\b"),
+    ("label", "--neighbourhood 2 (even)", ["label", "{d}/image.npy", "--k", "2", "--neighbourhood", "2",
+                                          "--out", "{out}"], r"neighbourhood"),
+    ("label", "--neighbourhood -3", ["label", "{d}/image.npy", "--k", "2", "--neighbourhood", "-3",
+                                    "--out", "{out}"], r"neighbourhood"),
+    ("label", "--rho 0", ["label", "{d}/image.npy", "--k", "2", "--rho", "0", "--out", "{out}"], r"rho"),
+    ("label", "--rho nan", ["label", "{d}/image.npy", "--k", "2", "--rho", "nan", "--out", "{out}"], r"rho"),
+    ("label", "--T -1 (linearized)", ["label", "{d}/image.npy", "--k", "2", "--flow", "linearized", "--T", "-1",
+                                     "--out", "{out}"], r"\bT\b"),
+    ("label", "--step-size 0", ["label", "{d}/image.npy", "--k", "2", "--step-size", "0", "--out", "{out}"],
+     r"step_size|step-size"),
+    ("label", "unknown --flow", ["label", "{d}/image.npy", "--k", "2", "--flow", "ful", "--out", "{out}"],
+     r"invalid choice"),
+    ("label", "missing --truth file", ["label", "{d}/image.npy", "--k", "2", "--truth", "{d}/nope.npy",
+                                      "--out", "{out}"], r"not found|does not exist"),
+    ("label", "--truth text file named .npy", ["label", "{d}/image.npy", "--k", "2", "--truth", "{d}/text.npy",
+                                              "--out", "{out}"], r"truth"),
+    ("label", "--truth with the wrong shape", ["label", "{d}/image.npy", "--k", "2", "--truth", "{d}/labels_small.npy",
+                                              "--out", "{out}"], r"shape"),
+    ("label", "--truth with float dtype", ["label", "{d}/image.npy", "--k", "2", "--truth", "{d}/labels_float.npy",
+                                          "--out", "{out}"], r"integer"),
+    ("label", "--out below a regular file", ["label", "{d}/image.npy", "--k", "2", "--out", "{blocked}"], r"--out"),
+    # ------------------------------------------------------------------ learn
+    ("learn", "--size 0", ["learn", "--size", "0", "--iters", "1", "--out", "{out}"], r"size"),
+    ("learn", "--iters -1", ["learn", "--size", "16", "--iters", "-1", "--out", "{out}"], r"iters"),
+    ("learn", "--lr nan", ["learn", "--size", "16", "--iters", "1", "--lr", "nan", "--out", "{out}"], r"\blr\b"),
+    ("learn", "--lr -1", ["learn", "--size", "16", "--iters", "1", "--lr", "-1", "--out", "{out}"], r"\blr\b"),
+    ("learn", "--m 0", ["learn", "--size", "16", "--iters", "1", "--m", "0", "--out", "{out}"], r"\bm\b"),
+    ("learn", "--rank 0", ["learn", "--size", "16", "--iters", "1", "--rank", "0", "--out", "{out}"], r"rank"),
+    ("learn", "--rank larger than --m", ["learn", "--size", "16", "--iters", "1", "--m", "3", "--rank", "5",
+                                        "--out", "{out}"], r"rank"),
+    ("learn", "--step-size 0 (autodiff-euler)", ["learn", "--size", "16", "--iters", "1", "--grad", "autodiff-euler",
+                                                "--step-size", "0", "--out", "{out}"], r"step_size"),
+    ("learn", "--rho 0", ["learn", "--size", "16", "--iters", "1", "--rho", "0", "--out", "{out}"], r"rho"),
+    ("learn", "--T inf", ["learn", "--size", "16", "--iters", "1", "--T", "inf", "--out", "{out}"], r"\bT\b"),
+    ("learn", "--tau -1", ["learn", "--size", "16", "--iters", "1", "--tau", "-1", "--out", "{out}"], r"tau"),
+    ("learn", "unknown --grad", ["learn", "--grad", "low-rank", "--out", "{out}"], r"invalid choice"),
+    ("learn", "--labels without --image", ["learn", "--labels", "{d}/labels.npy", "--out", "{out}"], r"--image"),
+    ("learn", "--image without --labels", ["learn", "--image", "{d}/image.npy", "--out", "{out}"], r"--labels"),
+    ("learn", "missing --labels file", ["learn", "--image", "{d}/image.npy", "--labels", "{d}/nope.npy",
+                                       "--out", "{out}"], r"does not exist|not found"),
+    ("learn", "--labels text file named .npy", ["learn", "--image", "{d}/image.npy", "--labels", "{d}/text.npy",
+                                               "--out", "{out}"], r"labels"),
+    ("learn", "--labels with the wrong shape", ["learn", "--image", "{d}/image.npy", "--labels",
+                                               "{d}/labels_small.npy", "--out", "{out}"], r"shape"),
+    ("learn", "--labels with float dtype", ["learn", "--image", "{d}/image.npy", "--labels", "{d}/labels_float.npy",
+                                           "--out", "{out}"], r"integer"),
+    ("learn", "--image with NaN", ["learn", "--image", "{d}/nan_image.npy", "--labels", "{d}/labels.npy",
+                                  "--out", "{out}"], r"finite|NaN"),
+    ("learn", "--out below a regular file", ["learn", "--size", "16", "--iters", "1", "--out", "{blocked}"], r"out"),
+    # ------------------------------------------------------------------ gradcheck
+    ("gradcheck", "--size 0", ["gradcheck", "--size", "0", "--out", "{out}"], r"size"),
+    ("gradcheck", "--m 0", ["gradcheck", "--size", "16", "--m", "0", "--out", "{out}"], r"\bm\b"),
+    ("gradcheck", "--ref-step 0", ["gradcheck", "--size", "16", "--ref-step", "0", "--out", "{out}"], r"step_size"),
+    ("gradcheck", "--ref-m 0 (autodiff-expint reference)", ["gradcheck", "--size", "16", "--reference",
+                                                            "autodiff-expint", "--ref-m", "0", "--out", "{out}"],
+     r"\bm\b|ref-m"),
+    ("gradcheck", "--min-norm -1", ["gradcheck", "--size", "16", "--min-norm", "-1", "--out", "{out}"], r"min-norm"),
+    ("gradcheck", "--min-norm nan", ["gradcheck", "--size", "16", "--min-norm", "nan", "--out", "{out}"],
+     r"min-norm"),
+    ("gradcheck", "--study-iters 0 with --studies", ["gradcheck", "--size", "16", "--studies", "--study-iters", "0",
+                                                     "--out", "{out}"], r"study-iters|iters"),
+    ("gradcheck", "unknown --method", ["gradcheck", "--method", "exakt", "--out", "{out}"], r"invalid choice"),
+    ("gradcheck", "--image text file named .png", ["gradcheck", "--image", "{d}/text.png", "--labels",
+                                                   "{d}/labels.npy", "--out", "{out}"], r"not an image"),
+    ("gradcheck", "--out below a regular file", ["gradcheck", "--size", "16", "--out", "{blocked}"], r"out"),
+    # ------------------------------------------------------------------ predict
+    ("predict", "--size 0", ["predict", "--size", "0", "--iters", "1", "--out", "{out}"], r"size"),
+    ("predict", "--iters -1", ["predict", "--size", "16", "--iters", "-1", "--out", "{out}"], r"iters"),
+    ("predict", "--lr 0", ["predict", "--size", "16", "--iters", "1", "--lr", "0", "--out", "{out}"], r"\blr\b"),
+    ("predict", "--num-prototypes 0", ["predict", "--size", "16", "--iters", "1", "--num-prototypes", "0",
+                                       "--out", "{out}"], r"num_prototypes|num-prototypes"),
+    ("predict", "--rho nan", ["predict", "--size", "16", "--iters", "1", "--rho", "nan", "--out", "{out}"], r"rho"),
+    ("predict", "missing --facades file", ["predict", "--facades", "{d}/nope.npz", "--out", "{out}"],
+     r"does not exist"),
+    ("predict", "--facades text file", ["predict", "--facades", "{d}/text.npy", "--out", "{out}"], r"npz"),
+    ("predict", "--facades --test index out of range", ["predict", "--facades", "{d}/facades.npz", "--test", "7",
+                                                        "--out", "{out}"], r"index"),
+    ("predict", "--facades --downsample 0", ["predict", "--facades", "{d}/facades.npz", "--downsample", "0",
+                                             "--train", "0", "--test", "1", "--out", "{out}"], r"downsample"),
+    ("predict", "missing --model file", ["predict", "--model", "{d}/nope.pt", "--image", "{d}/image.npy",
+                                         "--out", "{out}"], r"does not exist|not found"),
+    ("predict", "--model text file", ["predict", "--model", "{d}/text.npy", "--image", "{d}/image.npy",
+                                      "--out", "{out}"], r"model"),
+    ("predict", "--model without --image", ["predict", "--model", "{d}/predictor.pt", "--out", "{out}"], r"--image"),
+    ("predict", "--model with an image of other channels", ["predict", "--model", "{d}/predictor.pt", "--image",
+                                                            "{d}/image_rgb.npy", "--out", "{out}"], r"features"),
+    ("predict", "--model --image with NaN", ["predict", "--model", "{d}/predictor.pt", "--image",
+                                             "{d}/nan_image.npy", "--out", "{out}"], r"finite|NaN"),
+    ("predict", "--model --labels with the wrong shape", ["predict", "--model", "{d}/predictor.pt", "--image",
+                                                          "{d}/image.npy", "--labels", "{d}/labels_small.npy",
+                                                          "--out", "{out}"], r"shape"),
+    ("predict", "--model --labels text file named .npy", ["predict", "--model", "{d}/predictor.pt", "--image",
+                                                          "{d}/image.npy", "--labels", "{d}/text.npy",
+                                                          "--out", "{out}"], r"labels"),
+    ("predict", "unknown --scenario", ["predict", "--scenario", "colour", "--out", "{out}"], r"invalid choice"),
+    ("predict", "--out below a regular file", ["predict", "--size", "16", "--iters", "1", "--out", "{blocked}"],
+     r"out"),
+    # ------------------------------------------------------------------ ising
+    ("ising", "--rows 0", ["ising", "--rows", "0", "--out", "{out}"], r"rows"),
+    ("ising", "--cols -1", ["ising", "--cols", "-1", "--out", "{out}"], r"cols"),
+    ("ising", "--iters -1", ["ising", "--iters", "-1", "--out", "{out}"], r"iterations|iters"),
+    ("ising", "--batch-size 0", ["ising", "--batch-size", "0", "--out", "{out}"], r"batch"),
+    ("ising", "--lr nan", ["ising", "--lr", "nan", "--out", "{out}"], r"\blr\b"),
+    ("ising", "--field inf", ["ising", "--field", "inf", "--out", "{out}"], r"field"),
+    ("ising", "--eval-samples 0", ["ising", "--eval-samples", "0", "--out", "{out}"], r"eval"),
+    ("ising", "--gibbs-samples 0", ["ising", "--gibbs-samples", "0", "--out", "{out}"], r"gibbs"),
+    ("ising", "--mf-restarts 0", ["ising", "--mf-restarts", "0", "--out", "{out}"], r"restarts"),
+    ("ising", "--init-noise -1", ["ising", "--init-noise", "-1", "--out", "{out}"], r"init_noise|init-noise"),
+    ("ising", "--threads 0", ["ising", "--threads", "0", "--out", "{out}"], r"threads"),
+    ("ising", "unknown --entropy-estimator", ["ising", "--entropy-estimator", "scor", "--out", "{out}"],
+     r"invalid choice"),
+    ("ising", "--out below a regular file", ["ising", "--out", "{blocked}"], r"out"),
+    # ------------------------------------------------------------------ gfe train
+    ("gfe train", "unknown --dataset", ["gfe", "train", "--dataset", "digit", "--out", "{out}"], r"dataset"),
+    ("gfe train", "unknown --model", ["gfe", "train", "--model", "gfee", "--out", "{out}"], r"model"),
+    ("gfe train", "unknown --solver", ["gfe", "train", "--solver", "amdd", "--out", "{out}"], r"solver"),
+    ("gfe train", "unknown --optimizer", ["gfe", "train", "--optimizer", "rmsprob", "--out", "{out}"], r"optimizer"),
+    ("gfe train", "unknown --grid", ["gfe", "train", "--grid", "lin", "--out", "{out}"], r"grid"),
+    ("gfe train", "--train-size 0", ["gfe", "train", "--train-size", "0", "--out", "{out}"], r"train"),
+    ("gfe train", "--train-size larger than the data", ["gfe", "train", "--train-size", "100000", "--out", "{out}"],
+     r"train"),
+    ("gfe train", "--batch-size 0", ["gfe", "train", "--batch-size", "0", "--out", "{out}"], r"batch"),
+    ("gfe train", "--epochs 0", ["gfe", "train", "--epochs", "0", "--out", "{out}"], r"epochs"),
+    ("gfe train", "--lr nan", ["gfe", "train", "--lr", "nan", "--out", "{out}"], r"\blr\b"),
+    ("gfe train", "--val-size 0", ["gfe", "train", "--val-size", "0", "--out", "{out}"], r"val"),
+    ("gfe train", "--steps 0", ["gfe", "train", "--steps", "0", "--out", "{out}"], r"steps"),
+    ("gfe train", "--threads 0", ["gfe", "train", "--threads", "0", "--train-size", "8", "--val-size", "8",
+                                       "--eval-every", "1000", "--out", "{out}"], r"threads"),
+    ("gfe train", "mnist with a missing --data-dir", ["gfe", "train", "--dataset", "mnist", "--data-dir",
+                                                      "{d}/nope", "--out", "{out}"], r"does not exist|not found"),
+    ("gfe train", "--out below a regular file", ["gfe", "train", "--train-size", "8", "--out", "{blocked}"], r"out"),
+    # ------------------------------------------------------------------ gfe compare
+    ("gfe compare", "--train-sizes not integers", ["gfe", "compare", "--train-sizes", "a,b", "--out", "{out}"],
+     r"train-sizes"),
+    ("gfe compare", "--train-sizes empty", ["gfe", "compare", "--train-sizes", ",", "--out", "{out}"],
+     r"train-sizes"),
+    ("gfe compare", "--train-sizes 0", ["gfe", "compare", "--train-sizes", "0", "--out", "{out}"], r"train-sizes"),
+    ("gfe compare", "--train-sizes larger than the data", ["gfe", "compare", "--train-sizes", "100000",
+                                                           "--out", "{out}"], r"train-sizes"),
+    ("gfe compare", "--seeds 0", ["gfe", "compare", "--train-sizes", "8", "--seeds", "0", "--out", "{out}"],
+     r"seeds"),
+    ("gfe compare", "--images 0", ["gfe", "compare", "--train-sizes", "8", "--images", "0", "--out", "{out}"],
+     r"images"),
+    ("gfe compare", "--ae-factor 0", ["gfe", "compare", "--train-sizes", "8", "--ae-factor", "0", "--out", "{out}"],
+     r"ae.factor"),
+    ("gfe compare", "unknown --optimizer", ["gfe", "compare", "--train-sizes", "8", "--optimizer", "adamm",
+                                            "--out", "{out}"], r"optimizer"),
+    ("gfe compare", "--out below a regular file", ["gfe", "compare", "--train-sizes", "8", "--images", "8",
+                                                   "--full-images", "8", "--seeds", "1", "--out", "{blocked}"], r"out"),
+    # ------------------------------------------------------------------ reproduce
+    ("reproduce", "unknown --parts", ["reproduce", "--parts", "ising", "--out", "{out}"], r"invalid choice"),
+    ("reproduce", "--out below a regular file", ["reproduce", "--parts", "learning", "--out", "{blocked}"], r"--out"),
+]
+
+#: known failures (command, bad input) -> reason; empty: every case passes
+XFAIL: dict = {}
+
+
+def make_fixtures(d: Path) -> None:
+    """The input files the cases refer to (all tiny)."""
+    import torch
+
+    from flowlearn.learning.predictor import PatchPredictor
+
+    rng = np.random.default_rng(0)
+    (d / "text.png").write_text("this is not an image\n")
+    (d / "text.npy").write_text("this is not an array\n")
+    image = rng.random((12, 12))
+    np.save(d / "image.npy", image)
+    np.save(d / "image_rgb.npy", rng.random((12, 12, 3)))
+    nan_image = image.copy()
+    nan_image[3, 4] = np.nan
+    np.save(d / "nan_image.npy", nan_image)
+    inf_image = image.copy()
+    inf_image[0, 0] = np.inf
+    np.save(d / "inf_image.npy", inf_image)
+    np.save(d / "empty_image.npy", np.zeros((0, 8)))
+    np.save(d / "image4d.npy", np.zeros((2, 4, 4, 1)))
+    np.save(d / "complex_image.npy", image.astype(np.complex128))
+    np.save(d / "protos_c1.npy", np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+    np.save(d / "protos_nan.npy", np.array([[0.0], [np.nan]]))
+    labels = (image > 0.5).astype(np.int64)
+    np.save(d / "labels.npy", labels)
+    np.save(d / "labels_small.npy", labels[:5, :5])
+    np.save(d / "labels_float.npy", labels.astype(np.float64))
+    f = rng.random((2, 8, 8, 3))
+    lab = (f[..., 0] > 0.5).astype(np.int64)
+    np.savez(d / "facades.npz", f=f, l=lab)
+    pred = PatchPredictor(4, feature_dim=9)
+    torch.save({"state": pred.state_dict(), "num_prototypes": 4, "feature_dim": 9,
+                "prototypes": np.array([[0.0], [1.0]]), "rho": 0.1, "T": 5.0}, d / "predictor.pt")
+    (d / "regular_file").write_text("a regular file, not a directory\n")
+
+
+def snapshot(d: Path) -> dict:
+    """Every file below ``d`` with its size and modification time."""
+    return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.rglob("*"))}
+
+
+def run_case(argv_template, d: Path):
+    """Run one case in-process; ``(exit code, stderr, out path)``."""
+    out = d / "out"
+    blocked = d / "regular_file" / "out"
+    argv = [a.format(d=d, out=out, blocked=blocked) for a in argv_template]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse errors
+            code = exc.code
+    return code, err.getvalue(), out
+
+
+def error_line(stderr: str) -> str:
+    """The error message: the last non-empty line (argparse prints a usage line before it)."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _params():
+    for command, bad, argv, pattern in CASES:
+        marks = []
+        if (command, bad) in XFAIL:
+            marks.append(pytest.mark.xfail(strict=True, reason=XFAIL[(command, bad)]))
+        yield pytest.param(command, argv, pattern, id=f"{command}: {bad}", marks=marks)
+
+
+@pytest.mark.parametrize("command, argv, pattern", list(_params()))
+def test_bad_input(command, argv, pattern, tmp_path, monkeypatch):
+    make_fixtures(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a write to the working directory would show in the snapshot
+    before = snapshot(tmp_path)
+    code, stderr, out = run_case(argv, tmp_path)
+    line = error_line(stderr)
+    assert code == 2, f"exit code {code}, stderr:\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    if stderr.startswith("usage:"):  # argparse: the usage block, then one error line
+        assert line.startswith(f"flowlearn {command}: error: argument "), line
+    else:  # our own errors: exactly one line, prefixed by the command
+        assert len(stderr.strip().splitlines()) == 1, f"expected a single stderr line, got:\n{stderr}"
+        assert line.startswith(f"flowlearn {command.split()[0]}: error: "), line
+    assert re.search(pattern, line), f"{pattern!r} not in {line!r}"
+    assert not out.exists(), f"output directory {out} was created"
+    assert snapshot(tmp_path) == before, "files were written or modified"
+
+
+def _markdown() -> str:
+    import tempfile
+
+    rows = ["| command | bad input | error seen (exit code) |", "|---|---|---|"]
+    for command, bad, argv, _ in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            make_fixtures(d)
+            cwd = os.getcwd()
+            os.chdir(d)
+            try:
+                code, stderr, _ = run_case(argv, d)
+            except Exception as exc:  # noqa: BLE001 -- a crash is what the table must show
+                code, stderr = "crash", f"{type(exc).__name__}: {exc}"
+            finally:
+                os.chdir(cwd)
+            line = error_line(stderr).replace(str(d), "DIR").replace("|", "\\|")
+            rows.append(f"| {command} | {bad} | `{line}` ({code}) |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("FLOWLEARN_NO_PROGRESS", "1")
+    print(_markdown())
+    sys.exit(0)
