@@ -13,7 +13,6 @@ relative difference of the two solutions; writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

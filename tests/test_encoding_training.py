@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from flowlearn.cli import gfe as gfe_cli
-from flowlearn.encoding import (Autoencoder, TrainConfig, Trainer, compare, decoder_widths,
+from flowlearn.encoding import (Autoencoder, GradientFlowEncoder, TrainConfig, Trainer, compare, decoder_widths,
                                 load_dataset, make_decoder, read_idx, training_subset)
 from flowlearn.io import load_checkpoint
 
@@ -228,3 +228,10 @@ def test_torchrun_two_processes_equal_one_process(tmp_path, model, adjoint):
     for k in single:
         assert torch.allclose(ddp_state[k], single[k], rtol=1e-10, atol=1e-12), k
     assert any(not torch.equal(single[k], init[k]) for k in single)      # training really moved the weights
+
+
+def test_encoder_names_a_dtype_mismatch():
+    gfe = GradientFlowEncoder(make_decoder(16, 3, dtype=torch.float64), 3)
+    with pytest.raises(ValueError, match=r"y must have the decoder's dtype.*float64.*float32"):
+        gfe.encode(torch.rand(2, 16, dtype=torch.float32))
+    assert gfe.encode(torch.rand(2, 16, dtype=torch.float64)).z.dtype == torch.float64

@@ -8,7 +8,7 @@ from flowlearn.data import label_error, make_voronoi
 from flowlearn.graphs import GridWeights
 from flowlearn.labeling import (AssignmentFlow, LinearizedAssignmentFlow, LinearizedFlowSequence, LinearizedSystem,
                                 distance_matrix, label)
-from flowlearn.solvers import RK4, ExponentialIntegrator, integrate, linear_grid
+from flowlearn.solvers import RK4, integrate, linear_grid
 
 
 def _blocks():

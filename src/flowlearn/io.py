@@ -97,6 +97,24 @@ def check_out_dir(out, *, name: str = "out") -> Path:
     return out
 
 
+def existing_file(path, what: str, expected: str) -> Path:
+    """``Path(path)`` after checking it names an existing regular file.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``"{what} file '<path>' does not exist"``.
+    ValueError
+        ``"{what} path '<path>' is a directory, expected {expected}"``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} path {str(path)!r} is a directory, expected {expected}")
+    return path
+
+
 def to_jsonable(obj: Any) -> Any:
     """Recursively convert tensors, arrays and numpy scalars to JSON-serialisable objects."""
     try:

@@ -6,9 +6,9 @@ path, so :mod:`flowlearn.cli.main` reports one clear line before any output is w
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+
+from ..io import existing_file
 
 __all__ = ["load_label_map", "load_model_state"]
 
@@ -29,12 +29,8 @@ def load_label_map(path, shape, *, option: str = "--labels") -> np.ndarray:
     ValueError
         If the file is not a ``.npy`` array, is not integer, has another shape or negative values.
     """
-    path = Path(path)
+    path = existing_file(path, option, "an .npy label map")
     where = f"{option} file {str(path)!r}"
-    if not path.exists():
-        raise FileNotFoundError(f"{where} does not exist")
-    if path.is_dir():
-        raise ValueError(f"{where} is a directory, expected an .npy label map")
     with open(path, "rb") as fh:
         if fh.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
             raise ValueError(f"{where} is not a NumPy .npy file (missing the .npy header)")
@@ -67,12 +63,8 @@ def load_model_state(path, keys, *, option: str = "--model") -> dict:
 
     import torch
 
-    path = Path(path)
+    path = existing_file(path, option, "a saved model (.pt)")
     where = f"{option} file {str(path)!r}"
-    if not path.exists():
-        raise FileNotFoundError(f"{where} does not exist")
-    if path.is_dir():
-        raise ValueError(f"{where} is a directory, expected a saved model (.pt)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError,

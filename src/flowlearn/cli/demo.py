@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from ..data import colorize_labels, label_error, make_voronoi, nearest_prototype_labels, to_display
 from ..io import ensure_out_dir, save_json, save_npy, save_png

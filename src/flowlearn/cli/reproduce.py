@@ -51,6 +51,7 @@ def environment() -> dict:
 def run(args) -> int:
     check_out_dir(args.out, name="--out")
     out = ensure_out_dir(args.out, name="--out")
+    env = environment()  # before the parts change the number of threads
     results: dict[str, PartResult] = {}
     total0 = time.perf_counter()
     for name in args.parts:
@@ -70,7 +71,6 @@ def run(args) -> int:
         results[name] = res
         print(f"[{name}] done in {res.seconds:.0f} s", flush=True)
 
-    env = environment()
     report = Report(f"flowlearn reproduction report ({'quick' if args.quick else 'full'})")
     report.text("Each part below runs flowlearn commands; the papers' published numbers stand beside ours. "
                 "Every figure and JSON file lies in the part's folder next to this report.")

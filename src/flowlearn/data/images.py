@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_int
+from ..io import existing_file
 
 __all__ = ["colorize_labels", "label_palette", "overlay_labels", "read_image", "to_display"]
 
@@ -107,11 +108,7 @@ def read_image(path) -> np.ndarray:
         array), a wrong number of dimensions, an empty array, NaN/inf values or more than
         4 channels.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise ValueError(f"image path {str(path)!r} is a directory, expected an image file")
+    path = existing_file(path, "image", "an image file")
     arr = _read_npy(path) if path.suffix.lower() == ".npy" else _read_pillow(path)
     if arr.ndim == 2:
         arr = arr[:, :, None]

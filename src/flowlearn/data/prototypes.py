@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_int
+from ..io import existing_file
 
 __all__ = ["class_mean_prototypes", "kmeans_prototypes", "load_prototypes"]
 
@@ -53,11 +54,7 @@ def load_prototypes(path, channels=None) -> np.ndarray:
         Naming the path, if the file cannot be parsed, has the wrong number of dimensions,
         fewer than 2 rows, NaN/inf values, or ``C != channels``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"prototypes file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise ValueError(f"prototypes path {str(path)!r} is a directory, expected a .npy or text file")
+    path = existing_file(path, "prototypes", "a .npy or text file")
     if channels is not None:
         channels = check_int("channels", channels, minimum=1)
     if path.suffix.lower() == ".npy":

@@ -151,6 +151,10 @@ class GradientFlowEncoder(nn.Module):
         check_finite("y", y)
         if y.shape[0] == 0:
             raise ValueError("y must hold at least one sample, got shape " + str(tuple(y.shape)))
+        param = next(self.decoder.parameters(), None)
+        if param is not None and (param.dtype != y.dtype or param.device != y.device):
+            raise ValueError(f"y must have the decoder's dtype and device ({param.dtype}, {param.device}), got "
+                             f"({y.dtype}, {y.device}); convert one of them, e.g. y.to(torch.{str(param.dtype)[6:]})")
         return y
 
     def _field(self, y, create_graph: bool):

@@ -181,7 +181,7 @@ def exact_inference(model: PairwiseModel, *, chunk_size: int = 2**20,
 
 def log_probability_table(model: PairwiseModel, *, max_configurations: int = 2**20) -> torch.Tensor:
     r"""The full table :math:`\log P^*_\alpha`, shape ``(c^n,)`` (default limit 2**20 entries)."""
-    total = _check_size(model, max_configurations)
+    _check_size(model, max_configurations)
     e = torch.cat([e for _, e in energy_chunks(model)])
     return -e - torch.logsumexp(-e, 0)
 
