@@ -5,7 +5,9 @@ import torch
 
 os.environ.setdefault("FLOWLEARN_NO_PROGRESS", "1")
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+#: the real data of ../shared/data (next to the checkout); FLOWLEARN_SHARED_DATA points elsewhere
+SHARED_DATA = os.environ.get("FLOWLEARN_SHARED_DATA",
+                             os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
 @pytest.fixture(autouse=True)
@@ -22,5 +24,5 @@ def _float64_and_seed():
 def facades_path():
     path = os.path.abspath(os.path.join(SHARED_DATA, "facades.npz"))
     if not os.path.exists(path):
-        pytest.skip("../shared/data/facades.npz not available")
+        pytest.skip(f"{path} not available (set FLOWLEARN_SHARED_DATA to the folder holding facades.npz)")
     return path
