@@ -129,7 +129,9 @@ def main(argv=None) -> int:
     rss_after_encoding = _maxrss_mb()
     train = training_benchmark(data, args.quick)
     result = {"benchmark": "gfe", "quick": args.quick, "threads": args.threads, "torch": torch.__version__,
-              "decoder": "AE-trained on digits, widths " + str([decoder[0].in_features] + [m.out_features for m in decoder if isinstance(m, torch.nn.Linear)]),
+              "decoder": "AE-trained on digits, widths "
+                         + str([decoder[0].in_features]
+                               + [m.out_features for m in decoder if isinstance(m, torch.nn.Linear)]),
               "encoding": enc, "training": train,
               "memory": {"maxrss_mb_after_encoding": rss_after_encoding, "maxrss_mb_end": _maxrss_mb()},
               "total_seconds": time.perf_counter() - t0,

@@ -121,7 +121,8 @@ def main(argv=None) -> int:
         "relative_difference": rel,
         "environment": environment(),
     }
-    print(f"linearized flow forward, {size}x{size}, J={args.labels}, T={args.T}  ({result['problem']['unknowns']:,} unknowns)")
+    print(f"linearized flow forward, {size}x{size}, J={args.labels}, T={args.T}  "
+          f"({result['problem']['unknowns']:,} unknowns)")
     print(f"{'method':<24}{'seconds':>10}{'peak MB':>10}")
     print(f"{'krylov (m=%d)' % args.m:<24}{krylov['seconds']:>10.3f}{krylov['peak_mb']:>10.1f}   {krylov['stats']}")
     print(f"{'scipy expm_multiply':<24}{m_s['seconds']:>10.3f}{m_s['peak_mb']:>10.1f}   "

@@ -8,8 +8,8 @@ Model: the Table 1 grid (3 x 8, field 3, coupling 2.1), flow as in ``flowlearn i
 Training: Adam iterations per second of the KL objective (score entropy estimator) for several
 batch sizes; sampling: integer samples per second for several chunk sizes, plus the wall time
 of a full 10^6-sample evaluation.  Ratios are relative to the first (smallest) batch size
-measured in the same run.  Peak memory: tracemalloc (Python-level allocations only; torch's
-tensor memory is not traced) and ru_maxrss of the whole process.
+measured in the same run.  Peak memory: growth of the resident set's high-water mark during each
+measurement (``benchmarks/_memory.py``, includes torch's tensors) and ru_maxrss of the whole process.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ import argparse
 import resource
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flowlearn.io import save_json
+from _memory import measure  # noqa: E402
+
+from flowlearn.io import save_json  # noqa: E402
 from flowlearn.randomized import (  # noqa: E402
     IsingExperimentConfig,
     TrainingConfig,
@@ -37,29 +39,23 @@ from flowlearn.randomized import (  # noqa: E402
 
 def measure_training(config: IsingExperimentConfig, model, batch_size: int, iterations: int) -> dict:
     flow = config.build_flow(model)
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    train_randomized_flow(flow, model, TrainingConfig(iterations=iterations, batch_size=batch_size,
-                                                      entropy_estimator="score", random_roundings=4),
-                          show_progress=False)
-    seconds = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    with measure() as m:
+        train_randomized_flow(flow, model, TrainingConfig(iterations=iterations, batch_size=batch_size,
+                                                          entropy_estimator="score", random_roundings=4),
+                              show_progress=False)
+    seconds = m["seconds"]
     return {"batch_size": batch_size, "iterations": iterations, "seconds": seconds,
             "iterations_per_second": iterations / seconds, "samples_per_second": iterations * batch_size / seconds,
-            "tracemalloc_peak_mb": peak / 2**20}
+            "peak_mb": m["peak_mb"]}
 
 
 def measure_sampling(flow, chunk_size: int, num_samples: int) -> dict:
     gen = torch.Generator().manual_seed(0)
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    flow.sample(num_samples, gen, chunk_size=chunk_size)
-    seconds = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    with measure() as m:
+        flow.sample(num_samples, gen, chunk_size=chunk_size)
+    seconds = m["seconds"]
     return {"chunk_size": chunk_size, "num_samples": num_samples, "seconds": seconds,
-            "samples_per_second": num_samples / seconds, "tracemalloc_peak_mb": peak / 2**20}
+            "samples_per_second": num_samples / seconds, "peak_mb": m["peak_mb"]}
 
 
 def main(argv=None) -> int:
@@ -104,11 +100,11 @@ def main(argv=None) -> int:
     print(f"{'train batch':>12}{'it/s':>10}{'ratio':>8}{'samples/s':>12}{'peak MB':>10}")
     for r in train_rows:
         print(f"{r['batch_size']:>12}{r['iterations_per_second']:>10.1f}{r['ratio_iterations_per_second']:>8.2f}"
-              f"{r['samples_per_second']:>12.0f}{r['tracemalloc_peak_mb']:>10.1f}")
+              f"{r['samples_per_second']:>12.0f}{r['peak_mb']:>10.1f}")
     print(f"{'sample chunk':>12}{'samples/s':>12}{'ratio':>8}{'peak MB':>10}")
     for r in sample_rows:
         print(f"{r['chunk_size']:>12}{r['samples_per_second']:>12.0f}{r['ratio_samples_per_second']:>8.2f}"
-              f"{r['tracemalloc_peak_mb']:>10.1f}")
+              f"{r['peak_mb']:>10.1f}")
     print(f"evaluation of {eval_n} samples: {evaluation['seconds']:.1f} s; exact inference "
           f"{exact.seconds:.1f} s; peak RSS {maxrss_mb:.0f} MB")
     save_json(args.out, result)

@@ -30,7 +30,9 @@ def test_real_facades_file(facades_path):
     assert np.isclose(err, 100 * (1 - np.trace(cm) / cm.sum()))
     # the class means are the least-squares optimum: moving any prototype increases the
     # within-class squared error on image 0
-    sq = lambda p: sum(((data.images[0][data.labels[0] == j] - p[j]) ** 2).sum() for j in range(9))
+    def sq(p):
+        return sum(((data.images[0][data.labels[0] == j] - p[j]) ** 2).sum() for j in range(9))
+
     assert sq(protos) < sq(protos + 1e-3)
 
 
@@ -46,7 +48,8 @@ def _npz(path, **arrays):
         (dict(f=np.zeros((1, 4, 4, 3))), r"lacks key\(s\) \['l'\]"),
         (dict(f=np.zeros((4, 4, 3)), l=np.zeros((1, 4, 4), int)), r"shape \(N, H, W, 3\), got shape \(4, 4, 3\)"),
         (dict(f=np.zeros((1, 4, 4, 1)), l=np.zeros((1, 4, 4), int)), r"\(N, H, W, 3\)"),
-        (dict(f=np.zeros((2, 4, 4, 3)), l=np.zeros((1, 4, 4), int)), r"must have shape \(2, 4, 4\).*got shape \(1, 4, 4\)"),
+        (dict(f=np.zeros((2, 4, 4, 3)), l=np.zeros((1, 4, 4), int)),
+         r"must have shape \(2, 4, 4\).*got shape \(1, 4, 4\)"),
         (dict(f=np.zeros((1, 4, 4, 3)), l=np.zeros((1, 4, 4))), "labels 'l'.*must be integers"),
         (dict(f=np.full((1, 4, 4, 3), np.nan), l=np.zeros((1, 4, 4), int)), "must be finite"),
         (dict(f=np.zeros((1, 4, 4, 3)), l=-np.ones((1, 4, 4), int)), "must be >= 0"),

@@ -64,7 +64,9 @@ def test_never_increases_any_sample_loss_on_a_nonconvex_decoder():
     torch.manual_seed(3)
     dec = nn.Sequential(nn.Linear(3, 16), nn.ELU(), nn.Linear(16, 20), nn.Sigmoid())
     y = torch.rand(10, 20)
-    loss = lambda z, rows: nn.functional.binary_cross_entropy(dec(z), y[rows], reduction="none").mean(1)
+    def loss(z, rows):
+        return nn.functional.binary_cross_entropy(dec(z), y[rows], reduction="none").mean(1)
+
     res = AMD(max_steps=60).minimize(loss, torch.randn(10, 3) * 2, indexed=True)
     h = res.loss_history
     for b in range(10):
@@ -80,7 +82,9 @@ def test_each_sample_alone_equals_batch():
     dec = nn.Sequential(nn.Linear(2, 8), nn.ELU(), nn.Linear(8, 12), nn.Sigmoid())
     y = torch.rand(7, 12)
     y[3] = 1.0 - y[3] ** 8                                # a harder sample must not change the others
-    loss = lambda z, rows: ((dec(z) - y[rows]) ** 2).mean(1)
+    def loss(z, rows):
+        return ((dec(z) - y[rows]) ** 2).mean(1)
+
     amd = AMD(max_steps=80)
     batch = amd.minimize(loss, torch.zeros(7, 2), indexed=True)
     assert len(set(batch.steps.tolist())) > 1             # samples really stop at different times

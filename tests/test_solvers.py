@@ -146,7 +146,8 @@ def test_krylov_with_initial_value_and_dense_small():
     A = torch.randn(n, n, generator=g) / 4
     b, y0 = torch.randn(n, generator=g), torch.randn(n, generator=g)
     t = 3.0
-    exact = torch.linalg.matrix_exp(t * A) @ y0 + torch.linalg.solve(A, (torch.linalg.matrix_exp(t * A) - torch.eye(n)) @ b)
+    eA = torch.linalg.matrix_exp(t * A)
+    exact = eA @ y0 + torch.linalg.solve(A, (eA - torch.eye(n)) @ b)
     r = krylov_phi(lambda x: A @ x, b, t, y0=y0, m=12, rtol=1e-12)
     torch.testing.assert_close(r.y, exact, rtol=1e-9, atol=1e-9)
 

@@ -58,6 +58,7 @@ def as_tensor(name: str, x, *, dtype=None, device=None) -> torch.Tensor:
 
 
 def check_dtype_float(name: str, x: torch.Tensor) -> None:
+    """Raise ``TypeError`` unless ``x`` has a floating dtype."""
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
 
@@ -74,6 +75,7 @@ def check_finite(name: str, x: torch.Tensor) -> None:
 
 
 def check_ndim(name: str, x, ndims: Iterable[int]) -> None:
+    """Raise ``ValueError`` unless ``x.ndim`` is one of ``ndims``."""
     ndims = tuple(ndims)
     if x.ndim not in ndims:
         allowed = " or ".join(str(n) for n in ndims)
@@ -117,6 +119,7 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
 
 
 def check_choice(name: str, value, choices: Iterable) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")

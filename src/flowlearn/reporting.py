@@ -32,6 +32,7 @@ class Table:
     caption: str = ""
 
     def markdown(self) -> str:
+        """The table as Markdown (caption in italics above it)."""
         out = [f"*{self.caption}*", ""] if self.caption else []
         out.append("| " + " | ".join(self.headers) + " |")
         out.append("|" + "---|" * len(self.headers))
@@ -39,9 +40,11 @@ class Table:
         return "\n".join(out) + "\n"
 
     def html(self) -> str:
+        """The table as an HTML ``<table>`` element with escaped cells."""
         cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in self.rows)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
+                       for row in self.rows)
         return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
 
 
@@ -53,18 +56,29 @@ class Report:
     blocks: list = field(default_factory=list)
 
     def heading(self, text: str, level: int = 2) -> None:
+        """Append a section heading of the given level (``##`` / ``<h2>`` by default)."""
         self.blocks.append(("heading", (text, level)))
 
     def text(self, text: str) -> None:
+        """Append a paragraph of plain text (HTML-escaped, newlines become ``<br>``)."""
         self.blocks.append(("text", text))
 
     def table(self, table: Table) -> None:
+        """Append a :class:`Table`."""
         self.blocks.append(("table", table))
 
     def figure(self, path, caption: str = "") -> None:
+        """Append an image at ``path``, linked relative to the output directory, with a caption."""
         self.blocks.append(("figure", (Path(path), caption)))
 
     def write(self, out_dir) -> tuple[Path, Path]:
+        """Write ``report.md`` and ``report.html`` atomically into the existing directory ``out_dir``.
+
+        Returns
+        -------
+        (Path, Path)
+            The paths of the Markdown and the HTML file.
+        """
         out_dir = Path(out_dir)
         md, hl = [f"# {self.title}\n"], [
             "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -90,7 +104,8 @@ class Report:
                 path, caption = value
                 rel = os.path.relpath(path, out_dir)
                 md.append(f"![{caption}]({rel})\n\n*{caption}*\n")
-                hl.append(f"<figure><img src='{html.escape(rel)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+                hl.append(f"<figure><img src='{html.escape(rel)}'>"
+                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         hl.append("</body></html>")
         md_path, html_path = out_dir / "report.md", out_dir / "report.html"
         with atomic_write(md_path, "w") as fh:

@@ -56,8 +56,8 @@ def labeling_demo(out, size: int = 128, seed: int = 0) -> dict:
         save_png(out / f"labels_{name}.png", colorize_labels(lab))
     image_panel(out / "labeling.png",
                 [to_display(v.image), colorize_labels(v.labels)] + [colorize_labels(m) for m in maps.values()],
-                ["noisy image", "ground truth"] + [f"{k.replace('_', ' ')}: {metrics[k]['label_error_percent']:.1f} % wrong"
-                                                   for k in maps],
+                ["noisy image", "ground truth"]
+                + [f"{k.replace('_', ' ')}: {metrics[k]['label_error_percent']:.1f} % wrong" for k in maps],
                 suptitle="Assignment-flow labeling (uniform 3x3 weights)")
     return metrics
 

@@ -115,6 +115,7 @@ def run_compare(args) -> int:
         cells = [f"{row[m]['mean']:.4f}+-{row[m]['std']:.4f}" if row[m]["mean"] is not None else "-"
                  for m in ("AE", "GFE-amd", "Mixed")]
         rel = row.get("gfe_vs_ae_relative")
-        print(f"{size:>6} " + " ".join(f"{c:>16}" for c in cells) + (f" {100 * rel:>+9.1f}%" if rel is not None else ""))
+        print(f"{size:>6} " + " ".join(f"{c:>16}" for c in cells)
+              + (f" {100 * rel:>+9.1f}%" if rel is not None else ""))
     print(f"wrote {args.out}/table.json")
     return 0

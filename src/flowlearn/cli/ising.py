@@ -69,9 +69,10 @@ def run(args) -> int:
     out = ensure_out_dir(args.out, name="--out")
     result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=not args.no_resume)
     grid = result.model.grid_shape
-    save_samples_png(out / "samples.png", {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")}, grid)
-    save_marginals_png(out / "marginals.png", {k: result.marginals[k] for k in ("exact", "randomized_af", "mean_field")},
-                       grid)
+    save_samples_png(out / "samples.png",
+                     {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")}, grid)
+    save_marginals_png(out / "marginals.png",
+                       {k: result.marginals[k] for k in ("exact", "randomized_af", "mean_field")}, grid)
     reference = {"objective": {"mean field": result.table["mean_field"]["kl"]}}
     if (config.rows, config.cols, config.field, config.coupling) == (3, 8, 3.0, 2.1):
         reference["objective"]["paper AF"] = PAPER_TABLE1["randomized_af"]["kl"]

@@ -26,6 +26,7 @@ class PartResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
+        """A JSON-serialisable dict of the fields (tables as dicts), read back by :meth:`from_json`."""
         d = asdict(self)
         d["tables"] = [asdict(t) for t in self.tables]
         return d

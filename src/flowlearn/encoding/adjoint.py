@@ -49,6 +49,20 @@ class FixedGridReplay:
         return len(self.times) - 1
 
     def step(self, n: int, state: torch.Tensor) -> torch.Tensor:
+        """Recompute solver step ``n``: one ``solver.step`` from ``times[n]`` with ``h = times[n+1] - times[n]``.
+
+        Parameters
+        ----------
+        n : int
+            Step index, ``0 <= n < n_steps``.
+        state : tensor
+            The state before step ``n``.
+
+        Returns
+        -------
+        tensor
+            The state after step ``n`` (with a graph to ``state`` and the field's parameters).
+        """
         t, h = self.times[n], self.times[n + 1] - self.times[n]
         return self.solver.step(self.field, t, state, h)
 
@@ -66,6 +80,20 @@ class AMDReplay:
         return self.step_sizes.shape[0]
 
     def step(self, n: int, z: torch.Tensor) -> torch.Tensor:
+        r"""Recompute step ``n``: :math:`z_b \leftarrow z_b - \delta t_{n,b}\,\nabla_{z_b} l_b` where it is positive.
+
+        Parameters
+        ----------
+        n : int
+            Step index, ``0 <= n < n_steps``.
+        z : tensor, shape (B, ...)
+            The codes before step ``n``.
+
+        Returns
+        -------
+        tensor, shape (B, ...)
+            The codes after step ``n``; ``z`` itself (the same object) when no sample moved.
+        """
         delta = self.step_sizes[n].to(z.dtype)
         rows = (delta > 0).nonzero().flatten()
         if rows.numel() == 0:

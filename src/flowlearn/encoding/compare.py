@@ -4,10 +4,11 @@ For every training size ``N`` and seed, an AE and a GFE-amd decoder are trained 
 subset of ``N`` images for the same number of images seen (``images`` per run, ``full_images`` when
 ``N`` is the whole pool), both with the same optimizer; "Mixed" evaluates the AE's decoder with AMD
 encoding.  ``ae_factor`` gives the AE ``ae_factor`` times as many images (the paper trains its AE for
-12 epochs against the GFE's one); its cells are then named ``..._ae_x{factor}``.  Each finished ``(size, seed, model)`` cell is stored as ``cells/N{size}_s{seed}_{model}.json``
-in the output directory and skipped when the comparison is run again (resume).  ``table.json``
-holds, per size, the mean and standard deviation over seeds of the validation BCE of every model
-and the relative difference GFE-amd vs AE.
+12 epochs against the GFE's one); its cells are then named ``..._ae_x{factor}``.  Each finished
+``(size, seed, model)`` cell is stored as ``cells/N{size}_s{seed}_{model}.json`` in the output
+directory and skipped when the comparison is run again (resume).  ``table.json`` holds, per size,
+the mean and standard deviation over seeds of the validation BCE of every model and the relative
+difference GFE-amd vs AE.
 """
 
 from __future__ import annotations

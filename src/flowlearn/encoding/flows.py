@@ -127,6 +127,7 @@ class GradientFlowField:
         return state
 
     def initial_state(self, z0: torch.Tensor) -> torch.Tensor:
+        """The state for the initial code ``z0`` of shape (B, d) (``z0`` itself)."""
         return z0
 
     def __call__(self, t: float, z: torch.Tensor) -> torch.Tensor:
@@ -145,9 +146,11 @@ class NesterovField:
         self.create_graph = create_graph
 
     def latent(self, state: torch.Tensor) -> torch.Tensor:
+        """The code ``z = state[:, 0]``, shape (B, d), of a stacked state (B, 2, d)."""
         return state[:, 0]
 
     def initial_state(self, z0: torch.Tensor) -> torch.Tensor:
+        """The stacked state ``(z0, 0)`` of shape (B, 2, d): initial code ``z0`` (B, d), zero velocity."""
         return torch.stack([z0, torch.zeros_like(z0)], dim=1)
 
     def __call__(self, t: float, state: torch.Tensor) -> torch.Tensor:

@@ -214,7 +214,8 @@ class Trainer:
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            wrapped = DistributedDataParallel(trained, device_ids=[train.device] if train.device.type == "cuda" else None)
+            device_ids = [train.device] if train.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(trained, device_ids=device_ids)
         per_epoch = math.ceil(len(train) / cfg.batch_size)
         total = cfg.epochs * per_epoch
         evals = 0

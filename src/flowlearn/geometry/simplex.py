@@ -74,7 +74,10 @@ def _safe_log(p: torch.Tensor) -> torch.Tensor:
 
 
 def log_lift(log_p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""Logarithm of the lifting map from log-probabilities: :math:`\log\exp_p(v) = \mathrm{log\_softmax}(v + \log p)`."""
+    r"""Logarithm of the lifting map from log-probabilities.
+
+    :math:`\log\exp_p(v) = \mathrm{log\_softmax}(v + \log p)`, computed without leaving the log domain.
+    """
     return torch.log_softmax(v + log_p, dim=-1)
 
 
@@ -160,15 +163,19 @@ class Simplex:
         return proj_tangent(u)
 
     def egrad2rgrad(self, p, egrad):
+        r"""Riemannian gradient :math:`R_p\,\partial f`; see :func:`egrad2rgrad`."""
         return egrad2rgrad(p, egrad)
 
     def inner(self, p, u, v=None, keepdim: bool = False):
+        r"""Fisher--Rao inner product :math:`\langle u, v\rangle_p` (``v = u`` if omitted); see :func:`inner`."""
         return inner(p, u, u if v is None else v, keepdim=keepdim)
 
     def expmap(self, p, v):
+        r"""e-exponential map :math:`\mathrm{Exp}_p(v)`; see :func:`expmap`."""
         return expmap(p, v)
 
     def logmap(self, p, q):
+        r"""Inverse e-exponential map :math:`\mathrm{Exp}_p^{-1}(q)`; see :func:`logmap`."""
         return logmap(p, q)
 
     def retr(self, p, v):
@@ -176,6 +183,7 @@ class Simplex:
         return expmap(p, v)
 
     def lift(self, p, v):
+        r"""Lifting map :math:`\exp_p(v)`; see :func:`lift`."""
         return lift(p, v)
 
     def random(self, *shape: int, dtype=None, device=None, generator=None) -> torch.Tensor:
@@ -184,4 +192,5 @@ class Simplex:
         return torch.softmax(z, dim=-1)
 
     def barycenter(self, *shape: int, dtype=None, device=None):
+        r"""The barycenter :math:`\mathbb{1}/J` of the given shape; see :func:`barycenter`."""
         return barycenter(*shape, dtype=dtype, device=device)

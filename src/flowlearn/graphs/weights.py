@@ -72,7 +72,8 @@ class WeightOperator(abc.ABC):
             if bool(((sums - 1).abs() > tol).any()):
                 k = int((sums - 1).abs().argmax())
                 raise ValueError(
-                    f"patches must be normalised (each row sums to 1), got a row summing to {sums[k].item():.6g} (node {k})"
+                    "patches must be normalised (each row sums to 1), "
+                    f"got a row summing to {sums[k].item():.6g} (node {k})"
                 )
         self.mask = self.mask.to(p.device)
         eff_mass = (p * self.mask).sum(-1)
@@ -108,6 +109,7 @@ class WeightOperator(abc.ABC):
         return new
 
     def to(self, device=None, dtype=None) -> "WeightOperator":
+        """A copy with patches moved to ``device`` / cast to ``dtype`` (the boolean mask is only moved)."""
         new = self.with_patches(self.patches.to(device=device, dtype=dtype))
         new.mask = self.mask.to(device=device)
         return new

@@ -82,8 +82,8 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
         runner = AssignmentFlow(weights, rho=rho, step_size=step_size, entropy_tol=entropy_tol,
                                 max_steps=max_steps)
     else:
-        runner = LinearizedAssignmentFlow(weights, rho=rho, T=T,
-                                          integrator=ExponentialIntegrator(m=check_int("krylov_dim", krylov_dim, minimum=1)))
+        m = check_int("krylov_dim", krylov_dim, minimum=1)
+        runner = LinearizedAssignmentFlow(weights, rho=rho, T=T, integrator=ExponentialIntegrator(m=m))
     return runner.run(D)
 
 

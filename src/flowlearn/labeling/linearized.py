@@ -118,6 +118,10 @@ class LinearizedAssignmentFlow:
         self.integrator = _integrator_check(integrator if integrator is not None else ExponentialIntegrator())
 
     def system(self, distances) -> LinearizedSystem:
+        r"""The affine system :math:`\dot U = AU + B` linearized at the barycenter for ``distances`` ``(I, J)``.
+
+        The distances are validated, cast to the weights' dtype and scaled to :math:`D/\rho`.
+        """
         D = check_distances(distances, self.weights.num_nodes).to(self.weights.dtype)
         return LinearizedSystem.at(self.weights, scale_distances(D, self.rho))
 
@@ -129,7 +133,8 @@ class LinearizedAssignmentFlow:
         J = sysm.num_labels
         W = torch.softmax(J * r.y, dim=-1)
         stats = dict(r.stats, error_estimate=r.error_estimate)
-        return LabelingResult.from_assignment(W, tangent=r.y, time=self.T, steps=r.stats.get("substeps", r.stats.get("steps", 1)),
+        steps = r.stats.get("substeps", r.stats.get("steps", 1))
+        return LabelingResult.from_assignment(W, tangent=r.y, time=self.T, steps=steps,
                                               status=r.status, stats=stats)
 
 
@@ -162,6 +167,15 @@ class LinearizedFlowSequence:
         self.integrator = _integrator_check(integrator if integrator is not None else ExponentialIntegrator())
 
     def run(self, distances) -> LabelingResult:
+        r"""Label from the distance matrix ``(I, J)`` by successive re-linearizations.
+
+        Returns
+        -------
+        LabelingResult
+            :math:`W = \mathrm{softmax}(JV_k)` with tangent :math:`V_k`, ``time = k * interval``,
+            ``steps = k``; ``status`` is ``"terminated"`` if the entropy criterion was met, else
+            ``"max_steps"``; ``stats`` holds ``intervals`` and the total ``matvecs``.
+        """
         check_weights_match(self.weights, distances)
         D = check_distances(distances, self.weights.num_nodes).to(self.weights.dtype)
         Ds = scale_distances(D, self.rho)

@@ -57,6 +57,7 @@ class LabelingResult:
 
 
 def check_weights_match(weights, distances) -> None:
+    """Raise ``ValueError`` if ``distances`` (shaped) has not one row per node of ``weights``."""
     rows = distances.shape[0] if hasattr(distances, "shape") and len(distances.shape) else None
     if rows is not None and rows != weights.num_nodes:
         raise ValueError(

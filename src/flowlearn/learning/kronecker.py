@@ -93,8 +93,11 @@ def frechet_block(M1: torch.Tensor, M2: torch.Tensor, b1: torch.Tensor, b2: torc
 
 
 def benzi_simoncini(T1: torch.Tensor, T2: torch.Tensor) -> torch.Tensor:
-    r"""The small matrix :math:`X = \mathrm{vec}_r^{-1}\big[(I\otimes e^{T_2})\varphi(T_1\oplus(-T_2))(e_1\otimes e_1)\big]`
-    of the Benzi--Simoncini approximation (3.42): ``(m1, m2)``, computed in float64 by :func:`frechet_block`."""
+    r"""The small matrix of the Benzi--Simoncini approximation (3.42), shape ``(m1, m2)``.
+
+    :math:`X = \mathrm{vec}_r^{-1}\big[(I\otimes e^{T_2})\varphi(T_1\oplus(-T_2))(e_1\otimes e_1)\big]`,
+    computed in float64 by :func:`frechet_block`.
+    """
     dt = torch.float64
     e1 = torch.zeros(T1.shape[0], dtype=dt, device=T1.device)
     e2 = torch.zeros(T2.shape[0], dtype=dt, device=T2.device)

@@ -136,6 +136,21 @@ class LoopyBP:
         self.tol = check_positive("tol", tol)
 
     def fit(self, model: PairwiseModel) -> BeliefPropagationResult:
+        r"""Run damped message passing on ``model`` and return the beliefs and the Bethe free energy.
+
+        Messages start uniform and are updated in parallel until the largest change of a log
+        message is below ``tol`` or ``max_iterations`` is reached.
+
+        Parameters
+        ----------
+        model : PairwiseModel
+            Unaries :math:`\theta^i` ``(n, c)`` and pairwise tables :math:`\theta^{ij}` ``(E, c, c)``.
+
+        Returns
+        -------
+        BeliefPropagationResult
+            Node beliefs ``(n, c)``, edge beliefs ``(E, c, c)`` and :math:`F_B = U_B - H_B`.
+        """
         t0 = time.perf_counter()
         n, c, E = model.num_nodes, model.num_labels, model.num_edges
         src, dst = model.edges[:, 0], model.edges[:, 1]

@@ -104,14 +104,17 @@ class IsingExperimentConfig:
         LoopyBP(damping=self.bp_damping)
 
     def training_config(self) -> TrainingConfig:
+        """The :class:`TrainingConfig` of these settings (``num_roundings`` becomes ``random_roundings``)."""
         return TrainingConfig(iterations=self.iterations, batch_size=self.batch_size, lr=self.lr,
                               lr_schedule=self.lr_schedule, seed=self.seed,
                               entropy_estimator=self.entropy_estimator, random_roundings=self.num_roundings)
 
     def build_model(self, device=None) -> PairwiseModel:
+        """The float64 :func:`ising_grid` model ``rows x cols`` with ``field`` and ``coupling``."""
         return ising_grid(self.rows, self.cols, self.field, self.coupling, dtype=torch.float64, device=device)
 
     def build_flow(self, model: PairwiseModel) -> RandomizedAssignmentFlow:
+        """An untrained :class:`RandomizedAssignmentFlow` for ``model``, in ``dtype``, on the model's device."""
         dtype = getattr(torch, self.dtype)
         return RandomizedAssignmentFlow(
             model.num_nodes, model.num_labels, end_time=self.end_time, step_size=self.step_size,
@@ -140,6 +143,7 @@ class IsingExperimentResult:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        """JSON-serialisable summary: ``config``, ``table``, the published ``paper`` table and ``details``."""
         return {"config": asdict(self.config), "table": self.table, "paper": PAPER_TABLE1, "details": self.extra}
 
 
@@ -176,7 +180,8 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
                               "num_samples": ev.num_samples, "rounding": config.rounding,
                               "iterations": training.iterations, "resumed_from": training.resumed_from,
                               "iterations_per_second": training.iterations_per_second,
-                              "final_objective": training.history["objective"][-1] if training.history["objective"] else None}
+                              "final_objective": (training.history["objective"][-1]
+                                                  if training.history["objective"] else None)}
 
     fits = [MeanField(config.mean_field_restarts, method=method, iterations=iters, seed=config.seed).fit(
         model, log_z=exact.log_z) for method, iters in (("adam", config.mean_field_iterations),
@@ -187,8 +192,8 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
     marginals["mean_field"] = mf.marginals
     g = torch.Generator(device=model.device)
     g.manual_seed(config.seed + 2)
-    samples["mean_field"] = torch.multinomial(mf.marginals.expand(num_picture_samples, -1, -1).reshape(-1, model.num_labels),
-                                              1, generator=g).reshape(num_picture_samples, model.num_nodes)
+    probs = mf.marginals.expand(num_picture_samples, -1, -1).reshape(-1, model.num_labels)
+    samples["mean_field"] = torch.multinomial(probs, 1, generator=g).reshape(num_picture_samples, model.num_nodes)
     extra["mean_field"] = {"restarts_per_method": config.mean_field_restarts, "best_method": mf.method,
                            "best_restart": mf.best_restart, "kl_by_method": {f.method: f.kl for f in fits}}
 

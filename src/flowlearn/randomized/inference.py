@@ -85,6 +85,7 @@ class SampleAccumulator:
         self.num_samples = 0
 
     def add(self, configs: torch.Tensor) -> None:
+        """Accumulate a chunk of integer samples ``configs`` of shape ``(m, n)`` (validated by the model)."""
         configs = self.model.check_configs(configs)
         self.energy_sum += float(self.model._energy_unchecked(configs).double().sum())
         self.counts += torch.nn.functional.one_hot(configs, self.model.num_labels).sum(0).double()
@@ -95,6 +96,13 @@ class SampleAccumulator:
             self._parts.append(configs.to(torch.uint8 if self.model.num_labels <= 256 else torch.int32))
 
     def evaluate(self, exact: ExactResult, *, bias_correction: bool = True, seconds: float = 0.0) -> Evaluation:
+        r"""Table row of all samples added so far, against the exact reference ``exact``.
+
+        ``energy`` is the sample mean :math:`\overline{E}`, ``entropy`` the plug-in estimate
+        :math:`\hat H` (Miller--Madow corrected if ``bias_correction``), ``kl`` is
+        :math:`-\hat H + \overline{E} + \log Z^*` and the marginals are the sample frequencies ``(n, c)``.
+        ``seconds`` is stored as given.  Raises ``ValueError`` if no samples were added.
+        """
         if self.num_samples == 0:
             raise ValueError("no samples were added")
         allp = torch.cat(self._parts)

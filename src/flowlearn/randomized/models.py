@@ -170,7 +170,8 @@ class PairwiseModel:
         tensor, shape (...)
         """
         if q.shape[-2:] != (self.num_nodes, self.num_labels):
-            raise ValueError(f"q must have shape (..., {self.num_nodes}, {self.num_labels}), got shape {tuple(q.shape)}")
+            raise ValueError(f"q must have shape (..., {self.num_nodes}, {self.num_labels}), "
+                             f"got shape {tuple(q.shape)}")
         unary = (q * self.unary.to(q.dtype)).sum((-1, -2))
         if self.num_edges == 0:
             return unary

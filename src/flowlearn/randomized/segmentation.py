@@ -27,7 +27,8 @@ __all__ = ["SegmentationDemoResult", "ambiguous_image_model", "run_segmentation_
 
 
 def ambiguous_image_model(rows: int = 12, cols: int = 16, *, data_weight: float = 2.0, coupling: float = 1.0,
-                          noise: float = 0.3, seed: int = 0, dtype=None) -> tuple[np.ndarray, np.ndarray, PairwiseModel]:
+                          noise: float = 0.3, seed: int = 0,
+                          dtype=None) -> tuple[np.ndarray, np.ndarray, PairwiseModel]:
     r"""Image, subject mask and 3-label Potts model of an ambiguous subject.
 
     Unary energies: background pixels :math:`(0, w, w)`, subject pixels :math:`(w, 0, 0)` with

@@ -201,7 +201,10 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
                                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
                                    "history": history, "iteration": iteration, "config": asdict(config)})
 
-    end = config.iterations if stop_after is None else min(config.iterations, check_int("stop_after", stop_after, minimum=0))
+    if stop_after is None:
+        end = config.iterations
+    else:
+        end = min(config.iterations, check_int("stop_after", stop_after, minimum=0))
     offset = float(log_z) if log_z is not None else 0.0
     t0 = time.perf_counter()
     bar = progress(range(start, end), total=end - start, desc="train randomized flow", enabled=show_progress)

@@ -203,8 +203,8 @@ class AMD:
         AMDResult
         """
         if not isinstance(z0, torch.Tensor) or not z0.is_floating_point() or z0.ndim < 1:
-            raise TypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}"
-                            + (f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""))
+            detail = f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""
+            raise TypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}" + detail)
         check_finite("z0", z0)
         B = z0.shape[0]
         device, dtype = z0.device, z0.dtype

@@ -60,6 +60,22 @@ class ExponentialIntegrator:
             check_int("substeps", self.substeps, minimum=1)
 
     def solve(self, matvec: Callable, b: torch.Tensor, t: float) -> LinearODEResult:
+        r"""Compute :math:`y(t) = t\varphi(tA)b` with :func:`~flowlearn.solvers.krylov_phi`.
+
+        Parameters
+        ----------
+        matvec : callable
+            :math:`y \mapsto Ay`, acting on tensors shaped like ``b``.
+        b : tensor
+            Constant term :math:`b` (any shape, e.g. ``(I, J)``).
+        t : float
+            End time.
+
+        Returns
+        -------
+        LinearODEResult
+            ``y`` shaped like ``b``, with the Krylov error estimate.
+        """
         r = krylov_phi(matvec, b, t, m=self.m, rtol=self.rtol, substeps=self.substeps)
         return LinearODEResult(y=r.y, error_estimate=r.error_estimate, status=r.status.value, stats=r.stats)
 
@@ -80,6 +96,23 @@ class FixedStepIntegrator:
             raise TypeError(f"solver must be a flowlearn.solvers.Solver, got {type(self.solver).__name__}")
 
     def solve(self, matvec: Callable, b: torch.Tensor, t: float) -> LinearODEResult:
+        r"""Integrate :math:`\dot y = Ay + b`, :math:`y(0) = 0`, from 0 to ``t`` with fixed steps.
+
+        Parameters
+        ----------
+        matvec : callable
+            :math:`y \mapsto Ay`, acting on tensors shaped like ``b``.
+        b : tensor
+            Constant term :math:`b` (any shape, e.g. ``(I, J)``).
+        t : float > 0
+            End time.
+
+        Returns
+        -------
+        LinearODEResult
+            ``y`` shaped like ``b``; ``error_estimate`` is NaN and ``stats["matvecs"]`` the number of
+            field evaluations.
+        """
         t = check_positive("t", t)
         steps = max(1, math.ceil(t / self.step_size - 1e-9))
         sol = integrate(lambda _t, y: matvec(y) + b, torch.zeros_like(b), linear_grid(t, steps), self.solver)
