@@ -21,6 +21,15 @@ def _float64_and_seed():
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread (reproducible timings and reductions); ``pytestmark = usefixtures("one_thread")``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def facades_path():
     path = os.path.abspath(os.path.join(SHARED_DATA, "facades.npz"))
     if not os.path.exists(path):

@@ -8,12 +8,7 @@ from flowlearn.encoding import GradientFlowEncoder
 from flowlearn.solvers.amd import AMD
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _decoder(seed=0):

@@ -9,12 +9,7 @@ from torch import nn
 from flowlearn.solvers.amd import AMD, AMDStatus
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _quadratic(B=6, d=4, seed=0):

@@ -14,12 +14,7 @@ from flowlearn.encoding import GradientFlowEncoder, reconstruction_loss, time_gr
 from flowlearn.solvers.amd import AMD
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear_problem(d=3, P=6, B=4, seed=0):

@@ -19,12 +19,7 @@ from flowlearn.encoding import (Autoencoder, GradientFlowEncoder, TrainConfig, T
 from flowlearn.io import load_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_idx(path, arr, gz=False):

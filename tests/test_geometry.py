@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowlearn.geometry import (Simplex, barycenter, egrad2rgrad, entropy, expmap, inner, lift, lift_inverse,
-                                logmap, proj_tangent, replicator, replicator_matrix)
+                                logmap, proj_tangent, replicator, replicator_, replicator_matrix)
 
 
 def _points(seed, shape):
@@ -48,6 +48,9 @@ def test_replicator_properties(seed, shape):
     R = replicator_matrix(p)
     torch.testing.assert_close(R, R.transpose(-1, -2))
     torch.testing.assert_close((R @ v.unsqueeze(-1)).squeeze(-1), replicator(p, v))
+    w = v.clone()
+    assert replicator_(p, w) is w  # the in-place variant writes R_p v into its argument
+    torch.testing.assert_close(w, replicator(p, v), rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("J", [2, 3, 6])

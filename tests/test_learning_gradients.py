@@ -93,6 +93,21 @@ def test_lowrank_gets_better_with_rank_and_krylov_dimension():
     assert errs[2] < 1e-6
 
 
+@pytest.mark.parametrize("m, rank", [(10, 1), (192, 192)])
+def test_lowrank_recompute_forward_gives_the_same_gradient(m, rank):
+    """Rebuilding the forward basis instead of keeping it changes nothing but the number of products
+    (with a full Krylov space the memory-lean variant still equals ``exact``)."""
+    prob, p = make_problem(8, 8, J=3, T=5.0, seed=3)
+    keep = LowRankGradient(m=m, rank=rank)(prob, p)
+    lean = LowRankGradient(m=m, rank=rank, recompute_forward=True)(prob, p)
+    assert rel(lean.grad, keep.grad) < 1e-13 and lean.loss == keep.loss
+    assert lean.stats["matvecs"] == keep.stats["matvecs"] + keep.stats["krylov_dim"]
+    if m == 192:
+        assert rel(lean.grad, make_gradient_method("exact")(prob, p).grad) < 1e-8
+    with pytest.raises(TypeError, match="recompute_forward must be a bool, got 'yes'"):
+        LowRankGradient(recompute_forward="yes")
+
+
 def test_autodiff_expint_matches_exact_and_euler_converges_first_order():
     prob, p = make_problem(6, 6, J=3, T=2.0)
     exact = make_gradient_method("exact")(prob, p).grad

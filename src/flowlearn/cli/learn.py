@@ -79,16 +79,16 @@ def load_problem(args):
     return problem, image, labels, protos
 
 
-def lowrank_options(m: int, rank: int) -> dict:
+def lowrank_options(m: int, rank: int, recompute_forward: bool = False) -> dict:
     """Options of the ``lowrank`` method; the rank of an ``m x m`` block cannot exceed ``m``."""
     if rank > m >= 1:
         raise ValueError(f"--rank must be <= --m (the Krylov dimension), got --rank {rank} and --m {m}")
-    return {"m": m, "rank": rank}
+    return {"m": m, "rank": rank, "recompute_forward": bool(recompute_forward)}
 
 
 def _method_options(args, name: str) -> dict:
     if name == "lowrank":
-        return lowrank_options(args.m, args.rank)
+        return lowrank_options(args.m, args.rank, args.low_memory)
     if name == "autodiff-expint":
         return {"m": args.m}
     if name == "autodiff-euler":
@@ -110,6 +110,8 @@ def register(subparsers) -> None:
     parser.add_argument("--m", type=int, default=10, help="Krylov dimension (lowrank, autodiff-expint)")
     parser.add_argument("--rank", type=int, default=1, help="rank of the low-rank gradient (default 1)")
     parser.add_argument("--step-size", type=float, default=0.1, help="Euler step (autodiff-euler, default 0.1)")
+    parser.add_argument("--low-memory", action="store_true",
+                        help="lowrank: keep one Krylov basis at a time (about half the memory, m more products)")
     parser.add_argument("--resume", action="store_true", help="continue from checkpoint_<grad>.pt in --out")
     parser.add_argument("--out", required=True, help="output directory")
     parser.set_defaults(func=run)

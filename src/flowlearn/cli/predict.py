@@ -3,14 +3,18 @@
 Training (``--out DIR`` without ``--model``): on Voronoi images (``--scenario``, ``--size``,
 ``--train-seeds``, ``--test-seeds``) or on the facades (``--facades FILE``, ``--train 0 1``, ``--test
 2``; label ids are first made consistent across the images with
-:func:`flowlearn.data.align_labels`, prototypes are the class means of the training images).
+:func:`flowlearn.data.align_labels`).  ``--facade-prototypes train`` (default) labels every image with
+the class means of the training images -- a test of colour transfer as well as of the weights;
+``--facade-prototypes own`` gives every image the class means of its own ground truth, the setting of the
+papers, where the label prototypes are part of the labeling problem and only the weights are learned.
 Writes ``predictor.pt`` (model + settings + prototypes), ``history.json``, ``curves.png``,
 ``results.json`` (label error % of pixel-wise rounding, uniform weights and predicted weights per
 test image), ``labeling_{uniform,predicted}_<k>.png`` and ``weights_predicted_<k>.png``.
 
 Labeling (``--model DIR/predictor.pt --image FILE [--labels FILE.npy] --out DIR``): predicts the
 weight patches of an unseen image, runs the linearized flow and writes ``labeling.png``,
-``labels.npy``, ``weights.png`` and ``result.json`` (with the label error when labels are given).
+``labels.npy``, ``weights.png`` and ``result.json`` (with the label error when labels are given);
+``--prototypes FILE`` replaces the prototypes stored with the model.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..data import (
     colorize_labels,
     label_error,
     load_facades,
+    load_prototypes,
     make_voronoi,
     nearest_prototype_labels,
     read_image,
@@ -54,7 +59,11 @@ def register(subparsers) -> None:
     parser.add_argument("--train", type=int, nargs="+", default=[0, 1], help="facades training images")
     parser.add_argument("--test", type=int, nargs="+", default=[2], help="facades test images")
     parser.add_argument("--downsample", type=int, default=1, help="facades: keep every k-th pixel (default 1)")
+    parser.add_argument("--facade-prototypes", choices=("train", "own"), default="train",
+                        help="facades: class means of the training images (default) or of each image itself")
     parser.add_argument("--num-prototypes", type=int, default=50)
+    parser.add_argument("--sigma", type=float, default=1.0,
+                        help="initial scale sigma of (4.3) (default 1, the paper's; learned in training)")
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--rho", type=float, default=0.1)
@@ -63,18 +72,21 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None, help="trained predictor.pt: label --image instead of training")
     parser.add_argument("--image", default=None, help="image to label with --model")
     parser.add_argument("--labels", default=None, help="ground truth .npy of --image (optional)")
+    parser.add_argument("--prototypes", default=None,
+                        help="with --model: prototypes FILE (.npy or text, J x C) instead of the model's")
     parser.add_argument("--resume", action="store_true", help="continue training from DIR/checkpoint.pt")
     parser.add_argument("--out", required=True)
     parser.set_defaults(func=run)
 
 
 def _datasets(args):
-    """``(train, test)`` lists of ``(image, labels, clean)`` and the prototypes."""
+    """``(train, test)`` lists of ``(image, labels, clean, prototypes)`` and the prototypes stored with the model."""
     if args.facades is None:
         mk = lambda s: make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=s)  # noqa: E731
         tr, te = [mk(s) for s in args.train_seeds], [mk(s) for s in args.test_seeds]
-        return ([(v.image, v.labels, v.clean) for v in tr], [(v.image, v.labels, v.clean) for v in te],
-                tr[0].prototypes)
+        protos = tr[0].prototypes
+        return ([(v.image, v.labels, v.clean, protos) for v in tr],
+                [(v.image, v.labels, v.clean, protos) for v in te], protos)
     data = load_facades(args.facades)
     for i in list(args.train) + list(args.test):
         if not 0 <= i < data.num_images:
@@ -87,19 +99,22 @@ def _datasets(args):
     J = int(labs.max()) + 1
     protos = class_mean_prototypes(np.concatenate([imgs[i] for i in args.train], 0),
                                    np.concatenate([labs[i] for i in args.train], 0), J)
-    clean = lambda i: protos[labs[i]]  # noqa: E731  (label-coloured image: the "noise-free" windows)
-    return ([(imgs[i], labs[i], clean(i)) for i in args.train], [(imgs[i], labs[i], clean(i)) for i in args.test],
-            protos)
+
+    def item(i):  # the label-coloured image gives the "noise-free" windows
+        own = class_mean_prototypes(imgs[i], labs[i], J) if args.facade_prototypes == "own" else protos
+        return imgs[i], labs[i], own[labs[i]], own
+
+    return [item(i) for i in args.train], [item(i) for i in args.test], protos
 
 
 def _train(args) -> int:
     train, test, protos = _datasets(args)
     trainer = PredictorTrainer(lr=args.lr, iters=args.iters)
     kw = dict(rho=args.rho, T=args.T)
-    tr = [make_sample(img, lab, protos, **kw) for img, lab, _ in train]
-    te = [make_sample(img, lab, protos, **kw) for img, lab, _ in test]
-    wins = [clean_windows(c, lab) for _, lab, c in train]
-    pred = PatchPredictor(args.num_prototypes, feature_dim=tr[0].features.shape[1])
+    tr = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in train]
+    te = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in test]
+    wins = [clean_windows(c, lab) for _, lab, c, _ in train]
+    pred = PatchPredictor(args.num_prototypes, feature_dim=tr[0].features.shape[1], sigma=args.sigma)
     out = ensure_out_dir(args.out)  # everything is validated before the first output
     pred.initialize(torch.cat([w[0] for w in wins]), torch.cat([w[1] for w in wins]), seed=args.seed)
     ckpt = out / "checkpoint.pt"
@@ -113,13 +128,13 @@ def _train(args) -> int:
     hist = [dict(h, label_error=h["validation_error"]) for h in res.history if h["validation_error"] is not None]
     plot_curves(out / "curves.png", {"train": res.history, "test": hist}, title="parameter predictor")
     rows = []
-    for k, ((img, lab, _), s) in enumerate(zip(test, te)):
+    for k, ((img, lab, _, pr), s) in enumerate(zip(test, te)):
         H, W = lab.shape
         uni = predict_tangent(s.problem, s.problem.weights.patches).argmax(-1)
         with torch.no_grad():
             patches = pred(s.features)
         prd = predict_tangent(s.problem, patches).argmax(-1)
-        rows.append({"test_image": k, "rounding": label_error(nearest_prototype_labels(img, protos), lab),
+        rows.append({"test_image": k, "rounding": label_error(nearest_prototype_labels(img, pr), lab),
                      "uniform": label_error(uni.reshape(H, W).numpy(), lab),
                      "predicted": label_error(prd.reshape(H, W).numpy(), lab)})
         save_png(out / f"labeling_uniform_{k}.png", colorize_labels(uni.reshape(H, W).numpy()))
@@ -140,6 +155,8 @@ def _label(args) -> int:
     image = read_image(args.image)
     labels = None if args.labels is None else load_label_map(args.labels, image.shape[:2], option="--labels")
     protos = np.asarray(state["prototypes"])
+    if args.prototypes is not None:
+        protos = load_prototypes(args.prototypes, channels=image.shape[-1] if image.ndim == 3 else 1)
     s = make_sample(image, np.zeros(image.shape[:2], dtype=np.int64) if labels is None else labels, protos,
                     rho=state["rho"], T=state["T"])
     pred = PatchPredictor(state["num_prototypes"], feature_dim=state["feature_dim"])

@@ -13,6 +13,7 @@ from .simplex import (
     logmap,
     proj_tangent,
     replicator,
+    replicator_,
     replicator_matrix,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "logmap",
     "proj_tangent",
     "replicator",
+    "replicator_",
     "replicator_matrix",
 ]

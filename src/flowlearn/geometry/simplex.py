@@ -40,6 +40,7 @@ __all__ = [
     "logmap",
     "proj_tangent",
     "replicator",
+    "replicator_",
     "replicator_matrix",
 ]
 
@@ -62,6 +63,14 @@ def replicator(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     ``R_p`` is symmetric, maps into :math:`T_0` and annihilates :math:`\mathbb{1}`.
     """
     return p * (v - (p * v).sum(-1, keepdim=True))
+
+
+def replicator_(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""In place: :math:`v \leftarrow R_p v`; returns ``v`` (one temporary of ``v``'s size instead of two).
+
+    For large work vectors that are not needed afterwards and do not require grad.
+    """
+    return v.sub_((p * v).sum(-1, keepdim=True)).mul_(p)
 
 
 def replicator_matrix(p: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ underflow after very large steps, entries are floored at ``min_weight`` and the 
 
 from __future__ import annotations
 
+import abc
+
 import torch
 
 from .._checks import check_positive
@@ -34,14 +36,18 @@ def _retract(p: torch.Tensor, v: torch.Tensor, min_weight: float) -> None:
     p.copy_(q / q.sum(-1, keepdim=True))
 
 
-class RiemannianSGD(torch.optim.Optimizer):
-    r"""Riemannian gradient descent (3.7) with step size ``lr`` (:math:`h`)."""
+class _SimplexOptimizer(torch.optim.Optimizer, abc.ABC):
+    """Shared ``step``: for every parameter with a gradient, ``p <- exp_p(direction(p, group))``."""
 
-    def __init__(self, params, lr: float = 1.0, min_weight: float = 1e-12):
-        super().__init__(params, dict(lr=check_positive("lr", lr), min_weight=check_positive("min_weight", min_weight)))
+    def __init__(self, params, defaults: dict):
+        super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
                 _check_param(p)
+
+    @abc.abstractmethod
+    def _direction(self, p: torch.Tensor, group: dict) -> torch.Tensor:
+        """The tangent vector ``v`` of the update ``p <- exp_p(v)``."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -52,11 +58,21 @@ class RiemannianSGD(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    _retract(p, -group["lr"] * p.grad, group["min_weight"])
+                    _retract(p, self._direction(p, group), group["min_weight"])
         return loss
 
 
-class SimplexAdam(torch.optim.Optimizer):
+class RiemannianSGD(_SimplexOptimizer):
+    r"""Riemannian gradient descent (3.7) with step size ``lr`` (:math:`h`)."""
+
+    def __init__(self, params, lr: float = 1.0, min_weight: float = 1e-12):
+        super().__init__(params, dict(lr=check_positive("lr", lr), min_weight=check_positive("min_weight", min_weight)))
+
+    def _direction(self, p, group):
+        return -group["lr"] * p.grad
+
+
+class SimplexAdam(_SimplexOptimizer):
     r"""Adam on the logits of simplex rows: moments of :math:`R_p\partial\mathcal L`, update by :math:`\exp_p`."""
 
     def __init__(self, params, lr: float = 0.05, betas=(0.9, 0.999), eps: float = 1e-8, min_weight: float = 1e-12):
@@ -65,31 +81,18 @@ class SimplexAdam(torch.optim.Optimizer):
             raise ValueError(f"betas must lie in [0, 1), got {tuple(betas)}")
         super().__init__(params, dict(lr=check_positive("lr", lr), betas=(b1, b2), eps=check_positive("eps", eps),
                                      min_weight=check_positive("min_weight", min_weight)))
-        for group in self.param_groups:
-            for p in group["params"]:
-                _check_param(p)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                g = egrad2rgrad(p, p.grad)
-                state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
-                state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                m_hat = state["exp_avg"] / (1 - b1 ** state["step"])
-                v_hat = state["exp_avg_sq"] / (1 - b2 ** state["step"])
-                _retract(p, -group["lr"] * m_hat / (v_hat.sqrt() + group["eps"]), group["min_weight"])
-        return loss
+    def _direction(self, p, group):
+        b1, b2 = group["betas"]
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        g = egrad2rgrad(p, p.grad)
+        state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
+        state["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
+        m_hat = state["exp_avg"] / (1 - b1 ** state["step"])
+        v_hat = state["exp_avg_sq"] / (1 - b2 ** state["step"])
+        return -group["lr"] * m_hat / (v_hat.sqrt() + group["eps"])

@@ -175,7 +175,12 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
     w1 = matvec(q1)
     if torch.is_grad_enabled() and (v.requires_grad or w1.requires_grad):
         return _arnoldi_autograd(matvec, q1, w1, beta, m, breakdown_tol)
-    return _arnoldi_block(matvec, q1, w1, beta, m, breakdown_tol)
+    shape = q1.shape
+    Q = torch.empty(m + 1, q1.numel(), dtype=q1.dtype, device=q1.device)
+    Q[0] = q1.reshape(-1)
+    Q[1] = w1.reshape(-1)  # the first product waits in the free row; no other copy stays alive
+    del q1, w1
+    return _arnoldi_block(matvec, Q, shape, beta, m, breakdown_tol)
 
 
 def _is_breakdown(norm_w: float, norm_in: float, tol: float, dtype: torch.dtype) -> bool:
@@ -225,41 +230,47 @@ def _arnoldi_autograd(matvec, q1, w1, beta, m, tol) -> ArnoldiResult:
                                                         "orthogonality_bound": loss})
 
 
-def _arnoldi_block(matvec, q1, w1, beta, m, tol) -> ArnoldiResult:
-    """Classical Gram--Schmidt with selective second pass on a preallocated ``(m + 1, n)`` block."""
-    shape, n = q1.shape, q1.numel()
-    Q = torch.empty(m + 1, n, dtype=q1.dtype, device=q1.device)
-    Q[0] = q1.reshape(-1)
-    H = torch.zeros(m + 1, m, dtype=q1.dtype, device=q1.device)
+def _arnoldi_block(matvec, Q, shape, beta, m, tol) -> ArnoldiResult:
+    """Classical Gram--Schmidt with selective second pass on the preallocated ``(m + 1, n)`` block ``Q``
+    (row 0: :math:`q_1`, row 1: :math:`Aq_1`).
+
+    The free row ``j + 1`` is the work vector of step ``j``: the product is copied there and
+    Gram--Schmidt runs in place, so a step needs no storage beyond the block and the product itself.
+    """
+    dtype = Q.dtype
+    H = torch.zeros(m + 1, m, dtype=dtype, device=Q.device)
     k, breakdown, reorth = m, False, 0
-    eps, loss = torch.finfo(q1.dtype).eps, 0.0
+    eps, loss = torch.finfo(dtype).eps, 0.0
     for j in range(m):
-        w = w1 if j == 0 else matvec(Q[j].view(shape))
-        if w.requires_grad and torch.is_grad_enabled():
-            raise ValueError(f"matvec returned a tensor that requires grad at step {j + 1} although its first "
-                             "product did not: arnoldi cannot differentiate through such a matvec")
-        w = w.reshape(-1)
+        w = Q[j + 1]
+        if j > 0:
+            product = matvec(Q[j].view(shape))
+            if product.requires_grad and torch.is_grad_enabled():
+                raise ValueError(f"matvec returned a tensor that requires grad at step {j + 1} although its "
+                                 "first product did not: arnoldi cannot differentiate through such a matvec")
+            w.copy_(product.reshape(-1))
+            del product
         Qj = Q[: j + 1]
         norm_in = float(torch.linalg.vector_norm(w))
         h = Qj @ w
-        w = torch.addmv(w, Qj.T, h, alpha=-1)
+        w.addmv_(Qj.T, h, alpha=-1)
         norm_w = torch.linalg.vector_norm(w)
         new = _orthogonality_after(loss, norm_in, float(norm_w), j, eps)
         if new > ORTHOGONALITY_BUDGET * eps:
             reorth += 1
             norm_mid = float(norm_w)
             h2 = Qj @ w
-            w = torch.addmv(w, Qj.T, h2, alpha=-1)
+            w.addmv_(Qj.T, h2, alpha=-1)
             h = h + h2
             norm_w = torch.linalg.vector_norm(w)
             new = _orthogonality_after(loss, norm_mid, float(norm_w), j, eps)
         loss = max(loss, new)
         H[: j + 1, j] = h
         H[j + 1, j] = norm_w
-        if _is_breakdown(float(norm_w), norm_in, tol, q1.dtype):
+        if _is_breakdown(float(norm_w), norm_in, tol, dtype):
             k, breakdown = j + 1, True
             break
-        torch.div(w, norm_w, out=Q[j + 1])
+        w.div_(norm_w)
     block = Q[:k]
     h_next = 0.0 if breakdown else float(H[m, m - 1])
     q_next = None if breakdown else Q[m].view(shape)

@@ -24,6 +24,10 @@ vector); the :math:`m\times m` block that gives :math:`G_{11}` is truncated to r
 Memory: the two bases, :math:`2(m+1)k` numbers (:func:`~flowlearn.solvers.arnoldi` takes its preallocated
 block path under ``no_grad``); no :math:`k\times k` matrix is ever formed; :math:`\Omega` and
 :math:`\Omega^\top` act as CSR matrices (:meth:`~flowlearn.graphs.WeightOperator.sparse_operator`).
+With ``recompute_forward=True`` only one basis is alive at a time: the forward basis is dropped once
+:math:`V_T` is known and rebuilt by a second, identical Arnoldi run after the adjoint basis has been
+contracted, i.e. :math:`(m+1)k` numbers for :math:`m` more products with :math:`A` and one more
+Gram--Schmidt sweep.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from ..._checks import check_int
-from ...geometry import replicator
+from ...geometry import replicator, replicator_
 from ...solvers import arnoldi
 from ..contraction import WeightGradientTerms, assemble_weight_gradient, bilinear_terms, dense_terms
 from ..kronecker import benzi_simoncini, frechet_block, truncate
@@ -87,15 +91,28 @@ class LowRankGradient(GradientMethod):
     ``V_T`` is the Krylov solution :math:`T\beta Q_m\varphi(TH_m)e_1` of the same space, so loss and
     gradient are consistent.  ``stats`` holds the Krylov dimensions, breakdown flags, the singular values
     of :math:`X` and the number of products with :math:`A` and :math:`A^\top`.
+
+    Parameters
+    ----------
+    m : int
+        Krylov dimension of the forward and of the adjoint space.
+    rank : int
+        Rank of the truncated SVD of :math:`X` (3.46).
+    recompute_forward : bool
+        Keep only one Krylov basis in memory at a time (about half the basis memory of the default)
+        by running the forward Arnoldi twice; the same result, for ``m`` more products with :math:`A`.
     """
 
     m: int = 10
     rank: int = 1
+    recompute_forward: bool = False
     name = "lowrank"
 
     def __post_init__(self):
         check_int("m", self.m, minimum=1)
         check_int("rank", self.rank, minimum=1)
+        if not isinstance(self.recompute_forward, bool):
+            raise TypeError(f"recompute_forward must be a bool, got {self.recompute_forward!r}")
 
     def data_gradient(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
         with torch.no_grad():
@@ -105,7 +122,7 @@ class LowRankGradient(GradientMethod):
         system = problem.system(patches)
         S, T = system.S, problem.T
         omega, omega_t = system.weights.sparse_operator()
-        matvec = lambda U: replicator(S, omega @ U)  # noqa: E731   A U = R_S(Omega U)
+        matvec = lambda U: replicator_(S, omega @ U)  # noqa: E731   A U = R_S(Omega U)
         rmatvec = lambda U: omega_t @ replicator(S, U)  # noqa: E731   A^T U = Omega^T R_S(U)
         if float(torch.linalg.vector_norm(system.B)) == 0.0:  # B = 0 only for exactly uniform S0
             V = torch.zeros_like(system.B)
@@ -118,22 +135,37 @@ class LowRankGradient(GradientMethod):
         T2[1:, 1:] = T * fwd.hessenberg.to(torch.float64)
         col = torch.linalg.matrix_exp(T2)[1:, 0].to(system.S.dtype)  # T beta phi(T H) e1
         V = fwd.combine(col)
+        stats = {"krylov_dim": mf, "forward_breakdown": fwd.breakdown, "matvecs": mf}
+        forward_hessenberg = fwd.hessenberg
+        if self.recompute_forward:
+            del fwd  # only H_m is needed until the right factors are known
         g = problem.data_loss_grad(V)
         gnorm = torch.linalg.vector_norm(g)
-        stats = {"krylov_dim": mf, "forward_breakdown": fwd.breakdown, "matvecs": mf}
         if float(gnorm) == 0.0:
             return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_loss_gradient",
                                 stats=dict(stats, adjoint_dim=0))
         adj = arnoldi(rmatvec, g, self.m)
+        del g
         X = gnorm * benzi_simoncini(T * adj.hessenberg, T2)           # (m_adj, mf + 1)
         grad_b = T * adj.combine(X[:, 0])                               # T G12
         factors = truncate(X[:, 1:], self.rank)                         # G11 ~ P (left right^T) Q^T
+        left = [T * adj.combine(factors.left[:, r]) for r in range(factors.rank)]
+        adjoint_dim, adjoint_breakdown = adj.dim, adj.breakdown
+        del adj
+        if self.recompute_forward:
+            fwd = arnoldi(matvec, system.B, self.m)
+            tol = torch.finfo(V.dtype).eps ** 0.5 * float(forward_hessenberg.abs().max())
+            if fwd.dim != mf or float((fwd.hessenberg - forward_hessenberg).abs().max()) > tol:
+                raise RuntimeError("the recomputed forward Krylov space differs from the first one "
+                                   "(non-deterministic matvec?); use recompute_forward=False")
+        right = [fwd.combine(factors.right[:, r]) for r in range(factors.rank)]
+        del fwd  # both bases are gone before the contraction's work vectors appear
         terms = WeightGradientTerms(torch.zeros_like(patches), torch.zeros_like(V))
-        for r in range(factors.rank):
-            Xr = T * adj.combine(factors.left[:, r])
-            Yr = fwd.combine(factors.right[:, r])
+        for Xr, Yr in zip(left, right):
             terms = terms + bilinear_terms(system, Xr, Yr)
+        del left, right
         grad_w = assemble_weight_gradient(system, problem.scaled_distances, terms, grad_b)
-        stats.update(adjoint_dim=adj.dim, adjoint_breakdown=adj.breakdown, rank=factors.rank,
-                     singular_values=factors.singular_values.tolist(), matvecs=mf + adj.dim + factors.rank)
+        stats.update(adjoint_dim=adjoint_dim, adjoint_breakdown=adjoint_breakdown, rank=factors.rank,
+                     singular_values=factors.singular_values.tolist(),
+                     matvecs=mf * (2 if self.recompute_forward else 1) + adjoint_dim + factors.rank)
         return DataGradient(tangent=V, grad_patches=system.weights.grad_to_patches(grad_w), stats=stats)
