@@ -15,7 +15,9 @@ from flowlearn.randomized import (
 )
 from flowlearn.randomized.mean_field import mean_field_free_energy
 
-from test_randomized_enum import one_thread, random_model  # noqa: F401 (autouse fixture)
+from test_randomized_enum import random_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def chain_model(n=7, c=3, seed=0):

@@ -13,7 +13,9 @@ from flowlearn.randomized import (
     mean_field_free_energy,
 )
 
-from test_randomized_enum import one_thread, random_model  # noqa: F401 (autouse fixture)
+from test_randomized_enum import random_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("n,c", [(1, 3), (3, 2), (4, 3)])

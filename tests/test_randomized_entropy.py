@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from test_randomized_enum import one_thread  # noqa: F401 (autouse fixture)
 
 from flowlearn.randomized import (
     configurations,
@@ -12,6 +11,8 @@ from flowlearn.randomized import (
     mixture_log_density,
     plugin_entropy,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def integer_log_samples(configs, c, dtype=torch.float64):

@@ -18,13 +18,7 @@ from flowlearn.randomized import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tensors here are tiny: one torch thread avoids lock contention on shared 2-core machines."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: no lock contention on 2 cores
 
 
 def random_model(n=6, c=3, num_edges=7, seed=0, dtype=torch.float64):

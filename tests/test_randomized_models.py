@@ -6,7 +6,9 @@ import torch
 from flowlearn.randomized import PairwiseModel, configurations, embed_factorized, grid_edges, ising_grid
 from flowlearn.randomized.mean_field import expected_local_energies, mean_field_free_energy
 
-from test_randomized_enum import one_thread, random_model  # noqa: F401 (autouse fixture)
+from test_randomized_enum import random_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ising_grid_layout():

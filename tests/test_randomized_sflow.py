@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from test_randomized_enum import one_thread  # noqa: F401 (autouse fixture)
 
 from flowlearn.randomized import RandomizedAssignmentFlow
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed=0):

@@ -3,8 +3,6 @@
 import pytest
 import torch
 
-from test_randomized_enum import one_thread  # noqa: F401 (autouse fixture)
-
 from flowlearn.randomized import (
     MeanField,
     RandomizedAssignmentFlow,
@@ -14,6 +12,8 @@ from flowlearn.randomized import (
     ising_grid,
     train_randomized_flow,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_setup():
