@@ -12,13 +12,17 @@ __all__ = ["image_panel"]
 
 
 def image_panel(path, images: Sequence[np.ndarray], titles: Sequence[str], *, ncols: int | None = None,
-                suptitle: str | None = None, size: float = 3.0):
+                suptitle: str | None = None, size: float = 3.0, fit: bool = False):
     """Save images side by side with titles as one PNG.
 
     Parameters
     ----------
     images : list of arrays ``(H, W)`` or ``(H, W, 3)`` (uint8 or float in [0, 1])
     titles : list of str, same length
+    size : float
+        Width of a panel in inches (and its height, unless ``fit``).
+    fit : bool
+        Panels take the aspect ratio of the first image (for wide or tall images).
     """
     import matplotlib
 
@@ -30,7 +34,8 @@ def image_panel(path, images: Sequence[np.ndarray], titles: Sequence[str], *, nc
     n = len(images)
     ncols = ncols or n
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+    height = size * np.asarray(images[0]).shape[0] / np.asarray(images[0]).shape[1] + 0.35 if fit else size
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, height * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import save_figure, save_png
+from ..io import save_figure
+from ..plotting import image_panel
 
 __all__ = ["PALETTE", "labels_to_rgb", "marginals_panel", "save_marginals_png", "save_samples_png",
            "save_training_curve", "tile_images"]
@@ -43,16 +44,20 @@ def tile_images(rows: list[list[np.ndarray]], gap: int = 4, background: float = 
 
 def save_samples_png(path, named_samples: dict, grid_shape: tuple[int, int], *, scale: int = 12,
                      per_row: int = 8) -> Path:
-    """One row of ``per_row`` samples per entry of ``named_samples`` (name -> (k, n) configs), as in Fig. 2."""
-    rows = [[labels_to_rgb(s, grid_shape, scale) for s in samples[:per_row]] for samples in named_samples.values()]
-    return save_png(path, tile_images(rows))
+    """One row of ``per_row`` samples per entry of ``named_samples`` (name -> (k, n) configs), as in Fig. 2;
+    each row is titled with its name."""
+    rows = [tile_images([[labels_to_rgb(s, grid_shape, scale) for s in samples[:per_row]]])
+            for samples in named_samples.values()]
+    return image_panel(path, rows, [name.replace("_", " ") for name in named_samples], ncols=1,
+                       suptitle="samples (dark: label 0, light: label 1)", size=9.0, fit=True)
 
 
 def save_marginals_png(path, named_marginals: dict, grid_shape: tuple[int, int], *, scale: int = 12,
                        label: int = 0) -> Path:
-    """Marginal probability of ``label`` side by side (name -> (n, c)), as in Fig. 3."""
-    return save_png(path, tile_images([[marginals_panel(m, grid_shape, scale, label)
-                                        for m in named_marginals.values()]]))
+    """Marginal probability of ``label`` side by side (name -> (n, c)), as in Fig. 3 (black 0, white 1)."""
+    return image_panel(path, [marginals_panel(m, grid_shape, scale, label) for m in named_marginals.values()],
+                       [name.replace("_", " ") for name in named_marginals],
+                       suptitle=f"P(label {label}) per node (black 0, white 1)", fit=True)
 
 
 def save_training_curve(path, history: dict, *, reference: dict | None = None) -> Path:
