@@ -7,7 +7,7 @@ import torch
 from flowlearn.graphs import GridWeights
 from flowlearn.labeling import LinearizedSystem
 from flowlearn.solvers import arnoldi, krylov_phi
-from flowlearn.solvers.krylov import ORTHOGONALITY_BUDGET
+from flowlearn.solvers.arnoldi import ORTHOGONALITY_BUDGET
 
 
 def _system(H=12, W=10, J=4, seed=0, patches=None):

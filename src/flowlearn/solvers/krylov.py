@@ -41,10 +41,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import check_finite, check_int, check_positive
-from .arnoldi import ORTHOGONALITY_BUDGET, ArnoldiResult, Matvec, arnoldi
+from .arnoldi import Matvec, arnoldi
 
-__all__ = ["ArnoldiResult", "KrylovStatus", "PhiResult", "ORTHOGONALITY_BUDGET", "arnoldi", "krylov_phi",
-           "phi_functions"]
+__all__ = ["KrylovStatus", "PhiResult", "krylov_phi", "phi_functions"]
 
 
 def phi_functions(H: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
