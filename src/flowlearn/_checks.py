@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "UserFileNotFoundError",
+    "UserInputError",
+    "UserTypeError",
     "as_tensor",
     "check_choice",
     "check_finite",
@@ -25,6 +28,23 @@ __all__ = [
     "check_shape",
     "check_dtype_float",
 ]
+
+
+class UserInputError(ValueError):
+    """Bad input from the user: the one exception the CLI turns into a one-line error and exit 2.
+
+    Every check of this package raises it (or one of its subclasses), so that a library bug
+    -- any other exception -- keeps its traceback.  It is a ``ValueError``, so code that
+    catches ``ValueError`` keeps working.
+    """
+
+
+class UserTypeError(UserInputError, TypeError):
+    """An argument of the wrong type (also a ``TypeError``)."""
+
+
+class UserFileNotFoundError(UserInputError, FileNotFoundError):
+    """A named input file does not exist (also a ``FileNotFoundError``)."""
 
 
 def _describe(x) -> str:
@@ -45,12 +65,12 @@ def as_tensor(name: str, x, *, dtype=None, device=None) -> torch.Tensor:
         try:
             t = torch.as_tensor(np.asarray(x))
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
+            raise UserTypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
     if dtype is not None:
         t = t.to(dtype=dtype)
     elif not t.is_floating_point():
         if t.is_complex():
-            raise TypeError(f"{name} must be real, got complex dtype {t.dtype}")
+            raise UserTypeError(f"{name} must be real, got complex dtype {t.dtype}")
         t = t.to(torch.get_default_dtype())
     if device is not None:
         t = t.to(device)
@@ -60,7 +80,7 @@ def as_tensor(name: str, x, *, dtype=None, device=None) -> torch.Tensor:
 def check_dtype_float(name: str, x: torch.Tensor) -> None:
     """Raise ``TypeError`` unless ``x`` has a floating dtype."""
     if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
+        raise UserTypeError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
@@ -68,7 +88,7 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     if x.numel() and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         n_bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(
+        raise UserInputError(
             f"{name} must be finite, got {n_bad} NaN/inf entries "
             f"(first at index {tuple(bad)}, value {x[tuple(bad)].item()})"
         )
@@ -79,7 +99,7 @@ def check_ndim(name: str, x, ndims: Iterable[int]) -> None:
     ndims = tuple(ndims)
     if x.ndim not in ndims:
         allowed = " or ".join(str(n) for n in ndims)
-        raise ValueError(f"{name} must be {allowed}-dimensional, got {_describe(x)}")
+        raise UserInputError(f"{name} must be {allowed}-dimensional, got {_describe(x)}")
 
 
 def check_shape(name: str, x, expected: Sequence[int | None]) -> None:
@@ -88,7 +108,7 @@ def check_shape(name: str, x, expected: Sequence[int | None]) -> None:
     ok = len(shape) == len(expected) and all(e is None or e == s for s, e in zip(shape, expected))
     if not ok:
         exp = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise ValueError(f"{name} must have shape {exp}, got shape {shape}")
+        raise UserInputError(f"{name} must have shape {exp}, got shape {shape}")
 
 
 def check_positive(name: str, value, *, strict: bool = True) -> float:
@@ -96,10 +116,10 @@ def check_positive(name: str, value, *, strict: bool = True) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {value!r}") from exc
+        raise UserTypeError(f"{name} must be a number, got {value!r}") from exc
     if not math.isfinite(v) or (v <= 0 if strict else v < 0):
         rel = "> 0" if strict else ">= 0"
-        raise ValueError(f"{name} must be finite and {rel}, got {value!r}")
+        raise UserInputError(f"{name} must be finite and {rel}, got {value!r}")
     return v
 
 
@@ -107,14 +127,14 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
               odd: bool = False) -> int:
     """Return ``int(value)`` after range (and optional oddness) checks."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise UserTypeError(f"{name} must be an integer, got {value!r}")
     v = int(value)
     if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+        raise UserInputError(f"{name} must be >= {minimum}, got {v}")
     if maximum is not None and v > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {v}")
+        raise UserInputError(f"{name} must be <= {maximum}, got {v}")
     if odd and v % 2 == 0:
-        raise ValueError(f"{name} must be odd, got {v}")
+        raise UserInputError(f"{name} must be odd, got {v}")
     return v
 
 
@@ -122,7 +142,7 @@ def check_choice(name: str, value, choices: Iterable) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise UserInputError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def check_probability_rows(name: str, x: torch.Tensor, *, strict: bool = True, atol: float | None = None) -> None:
@@ -130,16 +150,16 @@ def check_probability_rows(name: str, x: torch.Tensor, *, strict: bool = True, a
     check_finite(name, x)
     if strict and bool((x <= 0).any()):
         idx = (x <= 0).nonzero()[0].tolist()
-        raise ValueError(f"{name} must be strictly positive, got {x[tuple(idx)].item()} at index {tuple(idx)}")
+        raise UserInputError(f"{name} must be strictly positive, got {x[tuple(idx)].item()} at index {tuple(idx)}")
     if not strict and bool((x < 0).any()):
         idx = (x < 0).nonzero()[0].tolist()
-        raise ValueError(f"{name} must be non-negative, got {x[tuple(idx)].item()} at index {tuple(idx)}")
+        raise UserInputError(f"{name} must be non-negative, got {x[tuple(idx)].item()} at index {tuple(idx)}")
     if atol is None:
         atol = 1e-5 if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
     sums = x.sum(-1)
     err = (sums - 1).abs()
     if err.numel() and float(err.max()) > atol * max(1, x.shape[-1]):
         k = int(err.reshape(-1).argmax())
-        raise ValueError(
+        raise UserInputError(
             f"{name} rows must sum to 1, got a row summing to {sums.reshape(-1)[k].item():.6g} (row {k})"
         )

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import UserFileNotFoundError, UserInputError
+
 __all__ = [
     "atomic_write",
     "check_out_dir",
@@ -58,19 +60,19 @@ def ensure_out_dir(out, *, name: str = "out") -> Path:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{name} must be a directory, got existing file {str(out)!r}")
+        raise UserInputError(f"{name} must be a directory, got existing file {str(out)!r}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"{name} directory {str(out)!r} cannot be created: {exc.strerror or exc}") from exc
+        raise UserInputError(f"{name} directory {str(out)!r} cannot be created: {exc.strerror or exc}") from exc
     if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"{name} directory {str(out)!r} is not writable")
+        raise UserInputError(f"{name} directory {str(out)!r} is not writable")
     try:  # os.access lies for root on read-only mounts: probe for real
         fd, tmp = tempfile.mkstemp(dir=out, prefix=".probe.")
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise ValueError(f"{name} directory {str(out)!r} is not writable: {exc.strerror or exc}") from exc
+        raise UserInputError(f"{name} directory {str(out)!r} is not writable: {exc.strerror or exc}") from exc
     return out
 
 
@@ -83,17 +85,17 @@ def check_out_dir(out, *, name: str = "out") -> Path:
     out = Path(out)
     if out.exists():
         if not out.is_dir():
-            raise ValueError(f"{name} must be a directory, got existing file {str(out)!r}")
+            raise UserInputError(f"{name} must be a directory, got existing file {str(out)!r}")
         if not os.access(out, os.W_OK | os.X_OK):
-            raise ValueError(f"{name} directory {str(out)!r} is not writable")
+            raise UserInputError(f"{name} directory {str(out)!r} is not writable")
         return out
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise ValueError(f"{name} directory {str(out)!r} cannot be created: {str(parent)!r} is a file")
+        raise UserInputError(f"{name} directory {str(out)!r} cannot be created: {str(parent)!r} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{name} directory {str(out)!r} cannot be created: {str(parent)!r} is not writable")
+        raise UserInputError(f"{name} directory {str(out)!r} cannot be created: {str(parent)!r} is not writable")
     return out
 
 
@@ -109,9 +111,9 @@ def existing_file(path, what: str, expected: str) -> Path:
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+        raise UserFileNotFoundError(f"{what} file {str(path)!r} does not exist")
     if path.is_dir():
-        raise ValueError(f"{what} path {str(path)!r} is a directory, expected {expected}")
+        raise UserInputError(f"{what} path {str(path)!r} is a directory, expected {expected}")
     return path
 
 

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._checks import UserInputError
 from .io import save_figure
 
 __all__ = ["image_panel"]
@@ -30,7 +31,7 @@ def image_panel(path, images: Sequence[np.ndarray], titles: Sequence[str], *, nc
     import matplotlib.pyplot as plt
 
     if len(images) != len(titles):
-        raise ValueError(f"images and titles must have the same length, got {len(images)} and {len(titles)}")
+        raise UserInputError(f"images and titles must have the same length, got {len(images)} and {len(titles)}")
     n = len(images)
     ncols = ncols or n
     nrows = (n + ncols - 1) // ncols

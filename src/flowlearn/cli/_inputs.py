@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import UserInputError
 from ..io import existing_file
 
 __all__ = ["load_label_map", "load_model_state"]
@@ -33,18 +34,18 @@ def load_label_map(path, shape, *, option: str = "--labels") -> np.ndarray:
     where = f"{option} file {str(path)!r}"
     with open(path, "rb") as fh:
         if fh.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
-            raise ValueError(f"{where} is not a NumPy .npy file (missing the .npy header)")
+            raise UserInputError(f"{where} is not a NumPy .npy file (missing the .npy header)")
     try:
         labels = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"cannot read {where} as a .npy array: {exc}") from exc
+        raise UserInputError(f"cannot read {where} as a .npy array: {exc}") from exc
     if labels.shape != tuple(shape):
-        raise ValueError(f"{option} must have the image's shape {tuple(shape)}, got shape {labels.shape} "
+        raise UserInputError(f"{option} must have the image's shape {tuple(shape)}, got shape {labels.shape} "
                          f"in {str(path)!r}")
     if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{where} must hold an integer label map, got dtype {labels.dtype}")
+        raise UserInputError(f"{where} must hold an integer label map, got dtype {labels.dtype}")
     if labels.size and labels.min() < 0:
-        raise ValueError(f"{where} must hold labels >= 0, got minimum {labels.min()}")
+        raise UserInputError(f"{where} must hold labels >= 0, got minimum {labels.min()}")
     return labels.astype(np.int64)
 
 
@@ -69,10 +70,10 @@ def load_model_state(path, keys, *, option: str = "--model") -> dict:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError,
             AttributeError, ImportError) as exc:
-        raise ValueError(f"cannot read {where} as a saved model: {type(exc).__name__}: {exc}") from exc
+        raise UserInputError(f"cannot read {where} as a saved model: {type(exc).__name__}: {exc}") from exc
     if not isinstance(state, dict):
-        raise ValueError(f"{where} must hold a dictionary, got {type(state).__name__}")
+        raise UserInputError(f"{where} must hold a dictionary, got {type(state).__name__}")
     missing = [k for k in keys if k not in state]
     if missing:
-        raise ValueError(f"{where} lacks the entries {missing}; is it a model written by this command?")
+        raise UserInputError(f"{where} lacks the entries {missing}; is it a model written by this command?")
     return state

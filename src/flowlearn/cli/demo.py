@@ -17,8 +17,13 @@ from __future__ import annotations
 
 import time
 
-
-from ..data import colorize_labels, label_error, make_voronoi, nearest_prototype_labels, to_display
+from ..data import (
+    colorize_labels,
+    label_error,
+    make_voronoi,
+    nearest_prototype_labels,
+    to_display,
+)
 from ..io import ensure_out_dir, save_json, save_npy, save_png
 from ..labeling import label
 from ..plotting import image_panel
@@ -82,7 +87,7 @@ def ising_demo(out, seed: int = 0) -> dict:
 def digits_demo(out, seed: int = 0, train_size: int = 500, images: int = 6000) -> dict:
     """Train a small GFE decoder on scikit-learn's digits (AMD encoding, approximate gradient)
     and save reconstructions of held-out digits; returns the validation BCE and timings."""
-    from ..encoding import Trainer, TrainConfig, load_dataset, training_subset
+    from ..encoding import TrainConfig, Trainer, load_dataset, training_subset
     from ..encoding.plots import reconstructions_for, save_reconstruction_grid
 
     data = load_dataset("digits")

@@ -6,8 +6,21 @@ import argparse
 
 import torch
 
-from ..encoding import (DATASETS, MODELS, OPTIMIZERS, SOLVERS, TrainConfig, Trainer, compare, load_dataset,
-                        plot_curves, reconstructions_for, save_reconstruction_grid, training_subset)
+from .._checks import UserInputError
+from ..encoding import (
+    DATASETS,
+    MODELS,
+    OPTIMIZERS,
+    SOLVERS,
+    TrainConfig,
+    Trainer,
+    compare,
+    load_dataset,
+    plot_curves,
+    reconstructions_for,
+    save_reconstruction_grid,
+    training_subset,
+)
 from ..encoding.adjoint import ADJOINTS
 from ..io import ensure_out_dir, save_checkpoint, save_json
 from ..progress import seed_everything
@@ -62,15 +75,15 @@ def _sizes(text: str) -> list:
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError as exc:
-        raise ValueError(f"--train-sizes must be comma-separated integers, got {text!r}") from exc
+        raise UserInputError(f"--train-sizes must be comma-separated integers, got {text!r}") from exc
     if not sizes:
-        raise ValueError(f"--train-sizes must name at least one size, got {text!r}")
+        raise UserInputError(f"--train-sizes must name at least one size, got {text!r}")
     return sizes
 
 
 def _set_threads(threads: int) -> None:
     if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
+        raise UserInputError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
 
 
@@ -107,7 +120,7 @@ def run_compare(args) -> int:
     data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size)
     for s in sizes:
         if not 1 <= s <= len(data.train):
-            raise ValueError(f"--train-sizes entries must lie in [1, {len(data.train)}] for {args.dataset}, got {s}")
+            raise UserInputError(f"--train-sizes entries must lie in [1, {len(data.train)}] for {args.dataset}, got {s}")
     table = compare(data, sizes, args.seeds, args.out, base=base, images=args.images, full_images=args.full_images,
                     ae_factor=args.ae_factor)
     print(f"{'N':>6} {'AE':>16} {'GFE-amd':>16} {'Mixed':>16} {'GFE vs AE':>10}")

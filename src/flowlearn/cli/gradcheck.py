@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._checks import UserInputError
 from ..io import ensure_out_dir
 from ..learning import GRADIENT_METHODS, make_gradient_method
 from ..learning.diagnostics import (
@@ -55,9 +56,9 @@ def run(args) -> int:
     reference = make_gradient_method(args.reference,
                                      **_options(args.reference, args.m, args.rank, args.ref_step, args.ref_m))
     if not args.min_norm >= 0:
-        raise ValueError(f"--min-norm must be >= 0, got {args.min_norm}")
+        raise UserInputError(f"--min-norm must be >= 0, got {args.min_norm}")
     if args.studies and args.study_iters < 1:
-        raise ValueError(f"--study-iters must be >= 1 with --studies, got {args.study_iters}")
+        raise UserInputError(f"--study-iters must be >= 1 with --studies, got {args.study_iters}")
     out = ensure_out_dir(args.out)
     patches = problem.weights.patches
     report, _, ref = compare_gradients(problem, patches, method, reference, min_relative_norm=args.min_norm)

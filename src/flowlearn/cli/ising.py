@@ -12,6 +12,8 @@ import argparse
 
 from flowlearn.randomized import IsingExperimentConfig, run_ising_experiment
 
+from .._checks import UserInputError
+
 
 def register(subparsers) -> None:
     d = IsingExperimentConfig()
@@ -55,7 +57,11 @@ def run(args) -> int:
 
     from flowlearn.io import ensure_out_dir, save_json
     from flowlearn.randomized import PAPER_TABLE1
-    from flowlearn.randomized.plots import save_marginals_png, save_samples_png, save_training_curve
+    from flowlearn.randomized.plots import (
+        save_marginals_png,
+        save_samples_png,
+        save_training_curve,
+    )
 
     config = IsingExperimentConfig(
         rows=args.rows, cols=args.cols, field=args.field, coupling=args.coupling, iterations=args.iters,
@@ -64,7 +70,7 @@ def run(args) -> int:
         mean_field_restarts=args.mf_restarts, gibbs_samples=args.gibbs_samples, seed=args.seed)
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            raise UserInputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     out = ensure_out_dir(args.out, name="--out")
     result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=not args.no_resume)

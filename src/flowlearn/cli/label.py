@@ -11,8 +11,15 @@ import time
 
 import numpy as np
 
-from ..data import (colorize_labels, kmeans_prototypes, label_error, load_prototypes, nearest_prototype_labels,
-                    overlay_labels, read_image)
+from ..data import (
+    colorize_labels,
+    kmeans_prototypes,
+    label_error,
+    load_prototypes,
+    nearest_prototype_labels,
+    overlay_labels,
+    read_image,
+)
 from ..io import check_out_dir, ensure_out_dir, save_json, save_npy, save_png
 from ..labeling import FlowKind, label
 from ._inputs import load_label_map

@@ -18,6 +18,7 @@ import argparse
 
 import torch
 
+from .._checks import UserInputError
 from ..data import (
     SCENARIOS,
     class_mean_prototypes,
@@ -64,12 +65,12 @@ def load_problem(args):
     """``(problem, image, labels, prototypes)`` from the parsed arguments; raises ValueError before any output."""
     if args.image is None:
         if args.labels is not None:
-            raise ValueError("--labels needs --image")
+            raise UserInputError("--labels needs --image")
         v = make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=args.seed)
         image, labels, protos = v.image, v.labels, v.prototypes
     else:
         if args.labels is None:
-            raise ValueError("--image needs --labels (an .npy file of shape (H, W))")
+            raise UserInputError("--image needs --labels (an .npy file of shape (H, W))")
         image = read_image(args.image)
         labels = load_label_map(args.labels, image.shape[:2], option="--labels")
         protos = (class_mean_prototypes(image, labels) if args.prototypes is None
@@ -82,7 +83,7 @@ def load_problem(args):
 def lowrank_options(m: int, rank: int, recompute_forward: bool = False) -> dict:
     """Options of the ``lowrank`` method; the rank of an ``m x m`` block cannot exceed ``m``."""
     if rank > m >= 1:
-        raise ValueError(f"--rank must be <= --m (the Krylov dimension), got --rank {rank} and --m {m}")
+        raise UserInputError(f"--rank must be <= --m (the Krylov dimension), got --rank {rank} and --m {m}")
     return {"m": m, "rank": rank, "recompute_forward": bool(recompute_forward)}
 
 

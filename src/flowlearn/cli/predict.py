@@ -24,6 +24,7 @@ import argparse
 import numpy as np
 import torch
 
+from .._checks import UserInputError
 from ..data import (
     align_labels,
     class_mean_prototypes,
@@ -90,9 +91,9 @@ def _datasets(args):
     data = load_facades(args.facades)
     for i in list(args.train) + list(args.test):
         if not 0 <= i < data.num_images:
-            raise ValueError(f"facades image index must be in 0..{data.num_images - 1}, got {i}")
+            raise UserInputError(f"facades image index must be in 0..{data.num_images - 1}, got {i}")
     if args.downsample < 1:
-        raise ValueError(f"--downsample must be >= 1, got {args.downsample}")
+        raise UserInputError(f"--downsample must be >= 1, got {args.downsample}")
     labels = align_labels(data.images, data.labels).labels
     k = args.downsample
     imgs, labs = data.images[:, ::k, ::k], labels[:, ::k, ::k]
@@ -150,7 +151,7 @@ def _train(args) -> int:
 
 def _label(args) -> int:
     if args.image is None:
-        raise ValueError("--model needs --image")
+        raise UserInputError("--model needs --image")
     state = load_model_state(args.model, ("state", "num_prototypes", "feature_dim", "prototypes", "rho", "T"))
     image = read_image(args.image)
     labels = None if args.labels is None else load_label_map(args.labels, image.shape[:2], option="--labels")
@@ -161,7 +162,7 @@ def _label(args) -> int:
                     rho=state["rho"], T=state["T"])
     pred = PatchPredictor(state["num_prototypes"], feature_dim=state["feature_dim"])
     if s.features.shape[1] != pred.feature_dim:
-        raise ValueError(f"image has {s.features.shape[1]} window features, the model expects {pred.feature_dim}")
+        raise UserInputError(f"image has {s.features.shape[1]} window features, the model expects {pred.feature_dim}")
     pred.load_state_dict(state["state"])
     out = ensure_out_dir(args.out)
     with torch.no_grad():

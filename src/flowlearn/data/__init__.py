@@ -7,10 +7,22 @@ int64 (H, W); :func:`window_features` is the one torch-in/torch-out function.
 from .alignment import LabelAlignment, align_labels
 from .facades import FacadesData, load_facades
 from .features import window_features
-from .images import colorize_labels, label_palette, overlay_labels, read_image, to_display
+from .images import (
+    colorize_labels,
+    label_palette,
+    overlay_labels,
+    read_image,
+    to_display,
+)
 from .metrics import confusion_matrix, label_error, nearest_prototype_labels
 from .prototypes import class_mean_prototypes, kmeans_prototypes, load_prototypes
-from .voronoi import DEFAULT_NOISE, SCENARIOS, VoronoiImage, default_num_cells, make_voronoi
+from .voronoi import (
+    DEFAULT_NOISE,
+    SCENARIOS,
+    VoronoiImage,
+    default_num_cells,
+    make_voronoi,
+)
 
 __all__ = [
     "DEFAULT_NOISE",

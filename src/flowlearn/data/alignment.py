@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .._checks import UserInputError
+
 __all__ = ["LabelAlignment", "align_labels"]
 
 
@@ -72,19 +74,19 @@ def align_labels(images, labels, reference: int = 0) -> LabelAlignment:
     images = np.asarray(images, dtype=np.float64)
     labels = np.asarray(labels)
     if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, H, W, C), got {images.shape}")
+        raise UserInputError(f"images must have shape (N, H, W, C), got {images.shape}")
     if labels.shape != images.shape[:3]:
-        raise ValueError(f"labels must have shape {images.shape[:3]} (matching images), got {labels.shape}")
+        raise UserInputError(f"labels must have shape {images.shape[:3]} (matching images), got {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ValueError("labels must be non-negative integers")
+        raise UserInputError("labels must be non-negative integers")
     N = images.shape[0]
     if not (isinstance(reference, (int, np.integer)) and 0 <= reference < N):
-        raise ValueError(f"reference must be an image index in 0..{N - 1}, got {reference!r}")
+        raise UserInputError(f"reference must be an image index in 0..{N - 1}, got {reference!r}")
     J = int(labels.max()) + 1
     ref = _class_means(images[reference], labels[reference], J)
     if np.isnan(ref).any():
         missing = np.nonzero(np.isnan(ref[:, 0]))[0].tolist()
-        raise ValueError(f"reference image {reference} has no pixels of label(s) {missing}")
+        raise UserInputError(f"reference image {reference} has no pixels of label(s) {missing}")
     out = np.empty_like(labels, dtype=np.int64)
     perms = np.empty((N, J), dtype=np.int64)
     costs = np.zeros(N)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import UserFileNotFoundError, UserInputError
+
 __all__ = ["FacadesData", "load_facades"]
 
 
@@ -67,36 +69,36 @@ def load_facades(path) -> FacadesData:
     path = Path(path)
     where = repr(str(path))
     if not path.exists():
-        raise FileNotFoundError(f"facades file {where} does not exist")
+        raise UserFileNotFoundError(f"facades file {where} does not exist")
     if path.is_dir() or not zipfile.is_zipfile(path):
-        raise ValueError(f"facades file {where} is not an .npz (zip) archive; expected one with keys 'f' and 'l'")
+        raise UserInputError(f"facades file {where} is not an .npz (zip) archive; expected one with keys 'f' and 'l'")
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"cannot read facades file {where} as .npz: {exc}") from exc
+        raise UserInputError(f"cannot read facades file {where} as .npz: {exc}") from exc
     with archive:
         missing = [key for key in ("f", "l") if key not in archive.files]
         if missing:
-            raise ValueError(f"facades file {where} lacks key(s) {missing}; expected 'f' (images) and 'l' "
+            raise UserInputError(f"facades file {where} lacks key(s) {missing}; expected 'f' (images) and 'l' "
                              f"(labels), found {sorted(archive.files)}")
         try:
             images, labels = archive["f"], archive["l"]
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"cannot read the arrays of facades file {where}: {exc}") from exc
+            raise UserInputError(f"cannot read the arrays of facades file {where}: {exc}") from exc
     if images.dtype == bool or not np.issubdtype(images.dtype, np.number):
-        raise ValueError(f"facades images 'f' in {where} must be real numbers, got dtype {images.dtype}")
+        raise UserInputError(f"facades images 'f' in {where} must be real numbers, got dtype {images.dtype}")
     if images.ndim != 4 or images.shape[3] != 3 or min(images.shape) == 0:
-        raise ValueError(f"facades images 'f' in {where} must have shape (N, H, W, 3), got shape {images.shape}")
+        raise UserInputError(f"facades images 'f' in {where} must have shape (N, H, W, 3), got shape {images.shape}")
     if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"facades labels 'l' in {where} must be integers, got dtype {labels.dtype}")
+        raise UserInputError(f"facades labels 'l' in {where} must be integers, got dtype {labels.dtype}")
     if labels.shape != images.shape[:3]:
-        raise ValueError(f"facades labels 'l' in {where} must have shape {images.shape[:3]} (matching 'f'), "
+        raise UserInputError(f"facades labels 'l' in {where} must have shape {images.shape[:3]} (matching 'f'), "
                          f"got shape {labels.shape}")
     images = images.astype(np.float64)
     if not np.all(np.isfinite(images)):
-        raise ValueError(f"facades images 'f' in {where} must be finite, got "
+        raise UserInputError(f"facades images 'f' in {where} must be finite, got "
                          f"{int(np.sum(~np.isfinite(images)))} NaN/inf values")
     labels = labels.astype(np.int64)
     if labels.min() < 0:
-        raise ValueError(f"facades labels 'l' in {where} must be >= 0, got minimum {labels.min()}")
+        raise UserInputError(f"facades labels 'l' in {where} must be >= 0, got minimum {labels.min()}")
     return FacadesData(images=images, labels=labels, num_labels=int(labels.max()) + 1, path=str(path))

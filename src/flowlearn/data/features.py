@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import check_int, check_ndim
+from .._checks import UserInputError, UserTypeError, check_int, check_ndim
 
 __all__ = ["window_features"]
 
@@ -43,11 +43,11 @@ def window_features(image, size: int = 3) -> torch.Tensor:
     if isinstance(image, np.ndarray):
         image = torch.as_tensor(np.ascontiguousarray(image))  # negative strides (np.flip) unsupported by torch
     elif not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor or numpy array, got {type(image).__name__}")
+        raise UserTypeError(f"image must be a torch.Tensor or numpy array, got {type(image).__name__}")
     check_ndim("image (H, W, C)", image, (3,))
     height, width, channels = image.shape
     if height == 0 or width == 0 or channels == 0:
-        raise ValueError(f"image must be non-empty, got shape {tuple(image.shape)}")
+        raise UserInputError(f"image must be non-empty, got shape {tuple(image.shape)}")
     r = size // 2
     rows = torch.arange(-r, height + r, device=image.device).clamp(0, height - 1)
     cols = torch.arange(-r, width + r, device=image.device).clamp(0, width - 1)

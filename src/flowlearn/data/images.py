@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import UserInputError, UserTypeError, check_int
 from ..io import existing_file
 
 __all__ = ["colorize_labels", "label_palette", "overlay_labels", "read_image", "to_display"]
@@ -35,23 +35,23 @@ def _is_npy(path: Path) -> bool:
 
 def _read_npy(path: Path) -> np.ndarray:
     if not _is_npy(path):
-        raise ValueError(f"image {str(path)!r} is not a NumPy .npy file (missing the .npy header)")
+        raise UserInputError(f"image {str(path)!r} is not a NumPy .npy file (missing the .npy header)")
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"cannot read {str(path)!r} as a .npy array: {exc}") from exc
+        raise UserInputError(f"cannot read {str(path)!r} as a .npy array: {exc}") from exc
     if not isinstance(arr, np.ndarray):
-        raise ValueError(f"{str(path)!r} does not hold a single .npy array")
+        raise UserInputError(f"{str(path)!r} does not hold a single .npy array")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+        raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim not in (2, 3):
-        raise ValueError(f"image {str(path)!r} must be 2-dimensional (H, W) or 3-dimensional (H, W, C), "
+        raise UserInputError(f"image {str(path)!r} must be 2-dimensional (H, W) or 3-dimensional (H, W, C), "
                          f"got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"image {str(path)!r} is empty, got shape {arr.shape}")
+        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"image {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf values")
+        raise UserInputError(f"image {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf values")
     return arr
 
 
@@ -69,16 +69,16 @@ def _read_pillow(path: Path) -> np.ndarray:
             if mode == "I":
                 arr = np.asarray(img, dtype=np.float64)
                 if arr.size and (arr.min() < 0 or arr.max() > 65535):
-                    raise ValueError(f"image {str(path)!r} is a 32-bit integer image with values outside "
+                    raise UserInputError(f"image {str(path)!r} is a 32-bit integer image with values outside "
                                      f"[0, 65535] (range [{arr.min():g}, {arr.max():g}]); cannot scale to [0, 1]")
                 return arr / 65535.0
             if mode == "F":
                 return np.asarray(img, dtype=np.float64)
             return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
     except UnidentifiedImageError as exc:
-        raise ValueError(f"{str(path)!r} is not an image file Pillow can read") from exc
+        raise UserInputError(f"{str(path)!r} is not an image file Pillow can read") from exc
     except (OSError, SyntaxError) as exc:  # truncated or corrupt files
-        raise ValueError(f"cannot read image {str(path)!r}: {exc}") from exc
+        raise UserInputError(f"cannot read image {str(path)!r}: {exc}") from exc
 
 
 def read_image(path) -> np.ndarray:
@@ -113,9 +113,9 @@ def read_image(path) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
-        raise ValueError(f"image {str(path)!r} is empty, got shape {arr.shape}")
+        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
     if arr.shape[2] > MAX_CHANNELS:
-        raise ValueError(f"image {str(path)!r} must have at most {MAX_CHANNELS} channels, got shape {arr.shape}")
+        raise UserInputError(f"image {str(path)!r} must have at most {MAX_CHANNELS} channels, got shape {arr.shape}")
     return np.ascontiguousarray(arr)
 
 
@@ -132,7 +132,7 @@ def _float_rgb(image) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] == 0:
-        raise ValueError(f"image must have shape (H, W) or (H, W, C), got shape {arr.shape}")
+        raise UserInputError(f"image must have shape (H, W) or (H, W, C), got shape {arr.shape}")
     arr = np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     channels = arr.shape[2]
     if channels == 3:
@@ -213,11 +213,11 @@ def label_palette(num_labels: int) -> np.ndarray:
 def _check_labels(labels) -> np.ndarray:
     arr = _to_numpy(labels)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
+        raise UserTypeError(f"labels must be an integer array, got dtype {arr.dtype}")
     if arr.ndim != 2:
-        raise ValueError(f"labels must have shape (H, W), got shape {arr.shape}")
+        raise UserInputError(f"labels must have shape (H, W), got shape {arr.shape}")
     if arr.size and arr.min() < 0:
-        raise ValueError(f"labels must be >= 0, got minimum {arr.min()}")
+        raise UserInputError(f"labels must be >= 0, got minimum {arr.min()}")
     return arr.astype(np.int64, copy=False)
 
 
@@ -227,13 +227,13 @@ def _check_palette(palette, labels: np.ndarray) -> np.ndarray:
         return label_palette(needed)
     pal = _to_numpy(palette)
     if pal.ndim != 2 or pal.shape[1] != 3:
-        raise ValueError(f"palette must have shape (J, 3), got shape {pal.shape}")
+        raise UserInputError(f"palette must have shape (J, 3), got shape {pal.shape}")
     if pal.shape[0] < needed:
-        raise ValueError(f"palette has {pal.shape[0]} colours but labels go up to {needed - 1}")
+        raise UserInputError(f"palette has {pal.shape[0]} colours but labels go up to {needed - 1}")
     if not np.issubdtype(pal.dtype, np.number) or (pal.size and (pal.min() < 0 or pal.max() > 255)):
-        raise ValueError(f"palette values must be numbers in [0, 255], got dtype {pal.dtype}")
+        raise UserInputError(f"palette values must be numbers in [0, 255], got dtype {pal.dtype}")
     if pal.dtype != np.uint8 and np.any(pal != np.round(pal)):
-        raise ValueError("palette values must be integers in [0, 255] (uint8 colours)")
+        raise UserInputError("palette values must be integers in [0, 255] (uint8 colours)")
     return pal.astype(np.uint8)
 
 
@@ -272,13 +272,13 @@ def overlay_labels(image, labels, alpha: float = 0.5, palette=None) -> np.ndarra
     try:
         alpha = float(alpha)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"alpha must be a number, got {alpha!r}") from exc
+        raise UserTypeError(f"alpha must be a number, got {alpha!r}") from exc
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+        raise UserInputError(f"alpha must lie in [0, 1], got {alpha!r}")
     labels = _check_labels(labels)
     rgb = _float_rgb(image)
     if rgb.shape[:2] != labels.shape:
-        raise ValueError(f"image and labels must have the same (H, W), got image shape "
+        raise UserInputError(f"image and labels must have the same (H, W), got image shape "
                          f"{_to_numpy(image).shape} and labels shape {labels.shape}")
     colours = _check_palette(palette, labels)[labels].astype(np.float64) / 255.0
     return _quantize((1.0 - alpha) * rgb + alpha * colours)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import UserInputError, UserTypeError, check_int
 
 __all__ = ["confusion_matrix", "label_error", "nearest_prototype_labels"]
 
@@ -17,16 +17,16 @@ def _as_label_array(name: str, labels) -> np.ndarray:
         labels = labels.detach().cpu().numpy()
     arr = np.asarray(labels)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must be an integer label array, got dtype {arr.dtype}")
+        raise UserTypeError(f"{name} must be an integer label array, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must hold integer labels, got non-integer float values")
+            raise UserInputError(f"{name} must hold integer labels, got non-integer float values")
     return arr.astype(np.int64, copy=False)
 
 
 def _check_same_shape(pred: np.ndarray, truth: np.ndarray) -> None:
     if pred.shape != truth.shape:
-        raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
+        raise UserInputError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
 
 
 def label_error(pred, truth) -> float:
@@ -51,7 +51,7 @@ def label_error(pred, truth) -> float:
     truth = _as_label_array("truth", truth)
     _check_same_shape(pred, truth)
     if pred.size == 0:
-        raise ValueError("pred and truth must be non-empty, got shape " + str(pred.shape))
+        raise UserInputError("pred and truth must be non-empty, got shape " + str(pred.shape))
     return float(100.0 * np.count_nonzero(pred != truth) / pred.size)
 
 
@@ -75,10 +75,10 @@ def confusion_matrix(pred, truth, num_labels: int) -> np.ndarray:
     pred = _as_label_array("pred", pred).ravel()
     truth = _as_label_array("truth", truth).ravel()
     if pred.shape != truth.shape:
-        raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
+        raise UserInputError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
     for name, arr in (("pred", pred), ("truth", truth)):
         if arr.size and (arr.min() < 0 or arr.max() >= num_labels):
-            raise ValueError(f"{name} labels must lie in 0..{num_labels - 1}, got range "
+            raise UserInputError(f"{name} labels must lie in 0..{num_labels - 1}, got range "
                              f"[{arr.min()}, {arr.max()}]")
     flat = truth * num_labels + pred
     return np.bincount(flat, minlength=num_labels * num_labels).reshape(num_labels, num_labels).astype(np.int64)
@@ -107,13 +107,13 @@ def nearest_prototype_labels(image, prototypes) -> np.ndarray:
     image = np.asarray(image, dtype=np.float64)
     prototypes = np.asarray(prototypes, dtype=np.float64)
     if prototypes.ndim != 2 or prototypes.shape[0] < 1:
-        raise ValueError(f"prototypes must have shape (J, C) with J >= 1, got shape {prototypes.shape}")
+        raise UserInputError(f"prototypes must have shape (J, C) with J >= 1, got shape {prototypes.shape}")
     if image.ndim < 1 or image.shape[-1] != prototypes.shape[1]:
-        raise ValueError(f"image must have shape (..., C) with C = {prototypes.shape[1]} "
+        raise UserInputError(f"image must have shape (..., C) with C = {prototypes.shape[1]} "
                          f"(the prototypes' channels), got shape {image.shape}")
     for name, arr in (("image", image), ("prototypes", prototypes)):
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf entries")
+            raise UserInputError(f"{name} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf entries")
     pixels = image.reshape(-1, image.shape[-1])
     out = np.empty(pixels.shape[0], dtype=np.int64)
     for start in range(0, pixels.shape[0], _CHUNK):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import UserInputError, UserTypeError, check_int
 from ..io import existing_file
 
 __all__ = ["class_mean_prototypes", "kmeans_prototypes", "load_prototypes"]
@@ -23,11 +23,11 @@ def _parse_text(path: Path) -> np.ndarray:
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
-        raise ValueError(f"cannot parse prototypes file {str(path)!r}: not a text file") from exc
+        raise UserInputError(f"cannot parse prototypes file {str(path)!r}: not a text file") from exc
     try:
         return np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, comments="#", ndmin=2)
     except ValueError as exc:
-        raise ValueError(f"cannot parse prototypes file {str(path)!r}: {exc}") from exc
+        raise UserInputError(f"cannot parse prototypes file {str(path)!r}: {exc}") from exc
 
 
 def load_prototypes(path, channels=None) -> np.ndarray:
@@ -60,30 +60,30 @@ def load_prototypes(path, channels=None) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         with open(path, "rb") as fh:
             if fh.read(6) != b"\x93NUMPY":
-                raise ValueError(f"cannot parse prototypes file {str(path)!r}: not a NumPy .npy file "
+                raise UserInputError(f"cannot parse prototypes file {str(path)!r}: not a NumPy .npy file "
                                  "(missing the .npy header)")
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise ValueError(f"cannot parse prototypes file {str(path)!r} as .npy: {exc}") from exc
+            raise UserInputError(f"cannot parse prototypes file {str(path)!r} as .npy: {exc}") from exc
         if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise ValueError(f"prototypes in {str(path)!r} must be real numbers, got dtype {arr.dtype}")
+            raise UserInputError(f"prototypes in {str(path)!r} must be real numbers, got dtype {arr.dtype}")
         arr = arr.astype(np.float64)
         if arr.ndim == 1:
             arr = arr[:, None]
     else:
         arr = _parse_text(path)
     if arr.ndim != 2:
-        raise ValueError(f"prototypes in {str(path)!r} must have shape (J, C) or (J,), got shape {arr.shape}")
+        raise UserInputError(f"prototypes in {str(path)!r} must have shape (J, C) or (J,), got shape {arr.shape}")
     if arr.shape[0] < 2:
-        raise ValueError(f"prototypes in {str(path)!r} must have at least 2 rows (labels), got shape {arr.shape}")
+        raise UserInputError(f"prototypes in {str(path)!r} must have at least 2 rows (labels), got shape {arr.shape}")
     if arr.shape[1] < 1:
-        raise ValueError(f"prototypes in {str(path)!r} must have at least 1 column, got shape {arr.shape}")
+        raise UserInputError(f"prototypes in {str(path)!r} must have at least 1 column, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"prototypes in {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} "
+        raise UserInputError(f"prototypes in {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} "
                          "NaN/inf values")
     if channels is not None and arr.shape[1] != channels:
-        raise ValueError(f"prototypes in {str(path)!r} must have {channels} channels (columns), "
+        raise UserInputError(f"prototypes in {str(path)!r} must have {channels} channels (columns), "
                          f"got shape {arr.shape}")
     return np.ascontiguousarray(arr)
 
@@ -92,14 +92,14 @@ def _pixels(image) -> np.ndarray:
     """(H, W, C) or (N, C) array-like -> finite float64 (N, C)."""
     arr = _to_numpy(image)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"image must be a real array, got dtype {arr.dtype}")
+        raise UserTypeError(f"image must be a real array, got dtype {arr.dtype}")
     if arr.ndim not in (2, 3):
-        raise ValueError(f"image must have shape (H, W, C) or (N, C), got shape {arr.shape}")
+        raise UserInputError(f"image must have shape (H, W, C) or (N, C), got shape {arr.shape}")
     pixels = arr.reshape(-1, arr.shape[-1]).astype(np.float64)
     if pixels.shape[1] == 0:
-        raise ValueError(f"image must have at least one channel, got shape {arr.shape}")
+        raise UserInputError(f"image must have at least one channel, got shape {arr.shape}")
     if not np.all(np.isfinite(pixels)):
-        raise ValueError(f"image must be finite, got {int(np.sum(~np.isfinite(pixels)))} NaN/inf values")
+        raise UserInputError(f"image must be finite, got {int(np.sum(~np.isfinite(pixels)))} NaN/inf values")
     return pixels
 
 
@@ -134,10 +134,10 @@ def kmeans_prototypes(image, k: int, seed: int = 0, n_init: int = 4) -> np.ndarr
     seed = check_int("seed", seed, minimum=0)
     n_init = check_int("n_init", n_init, minimum=1)
     if k > pixels.shape[0]:
-        raise ValueError(f"k must be <= the number of pixels ({pixels.shape[0]}), got {k}")
+        raise UserInputError(f"k must be <= the number of pixels ({pixels.shape[0]}), got {k}")
     distinct = np.unique(pixels, axis=0).shape[0]
     if distinct < k:
-        raise ValueError(f"k must be <= the number of distinct pixel values ({distinct}), got {k}")
+        raise UserInputError(f"k must be <= the number of distinct pixel values ({distinct}), got {k}")
     model = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(pixels)
     centres = np.asarray(model.cluster_centers_, dtype=np.float64)
     order = np.lexsort(centres.T[::-1])
@@ -166,25 +166,25 @@ def class_mean_prototypes(image, labels, num_labels=None) -> np.ndarray:
     pixels = _pixels(image)
     lab = _to_numpy(labels)
     if lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer):
-        raise TypeError(f"labels must be an integer array, got dtype {lab.dtype}")
+        raise UserTypeError(f"labels must be an integer array, got dtype {lab.dtype}")
     image_shape = _to_numpy(image).shape
     if lab.shape != image_shape[:-1]:
-        raise ValueError(f"labels must have shape {image_shape[:-1]} (the image's without channels), "
+        raise UserInputError(f"labels must have shape {image_shape[:-1]} (the image's without channels), "
                          f"got shape {lab.shape}")
     lab = lab.reshape(-1).astype(np.int64)
     if lab.size == 0:
-        raise ValueError("image and labels must be non-empty")
+        raise UserInputError("image and labels must be non-empty")
     if lab.min() < 0:
-        raise ValueError(f"labels must be >= 0, got minimum {lab.min()}")
+        raise UserInputError(f"labels must be >= 0, got minimum {lab.min()}")
     if num_labels is None:
         num_labels = int(lab.max()) + 1
     num_labels = check_int("num_labels", num_labels, minimum=1)
     if lab.max() >= num_labels:
-        raise ValueError(f"labels must be < num_labels = {num_labels}, got maximum {lab.max()}")
+        raise UserInputError(f"labels must be < num_labels = {num_labels}, got maximum {lab.max()}")
     counts = np.bincount(lab, minlength=num_labels)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        raise ValueError(f"every class needs at least one pixel, got none for label(s) {empty.tolist()}")
+        raise UserInputError(f"every class needs at least one pixel, got none for label(s) {empty.tolist()}")
     sums = np.stack([np.bincount(lab, weights=pixels[:, c], minlength=num_labels)
                      for c in range(pixels.shape[1])], axis=1)
     return sums / counts[:, None]

@@ -44,7 +44,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .._checks import check_choice, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_choice,
+    check_int,
+    check_positive,
+)
 
 __all__ = [
     "DEFAULT_NOISE",
@@ -139,12 +145,12 @@ def default_num_cells(height: int, width: int) -> int:
 def _parse_size(size) -> tuple[int, int]:
     if isinstance(size, (tuple, list)):
         if len(size) != 2:
-            raise ValueError(f"size must be an int or a pair (H, W), got {size!r}")
+            raise UserInputError(f"size must be an int or a pair (H, W), got {size!r}")
         h = check_int("size[0] (height)", size[0], minimum=8)
         w = check_int("size[1] (width)", size[1], minimum=8)
         return h, w
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise TypeError(f"size must be an int or a pair (H, W) of ints, got {size!r}")
+        raise UserTypeError(f"size must be an int or a pair (H, W) of ints, got {size!r}")
     s = check_int("size", size, minimum=8)
     return s, s
 

@@ -9,13 +9,31 @@ Public API::
     from flowlearn.solvers.amd import AMD, AMDResult, AMDStatus
 """
 
-from .adjoint import ADJOINTS, AMDReplay, FixedGridReplay, adjoint_final_state, unrolled_final_state
+from .adjoint import (
+    ADJOINTS,
+    AMDReplay,
+    FixedGridReplay,
+    adjoint_final_state,
+    unrolled_final_state,
+)
 from .compare import COMPARE_MODELS, compare, summarise
 from .data import DATASETS, ImageData, load_dataset, read_idx, training_subset
 from .encoder import SOLVERS, EncodeResult, GradientFlowEncoder, TrainingLoss
-from .flows import LOSSES, GradientFlowField, NesterovField, alpha_schedule, reconstruction_loss, time_grid
+from .flows import (
+    LOSSES,
+    GradientFlowField,
+    NesterovField,
+    alpha_schedule,
+    reconstruction_loss,
+    time_grid,
+)
 from .models import Autoencoder, decoder_widths, make_decoder, make_encoder
-from .plots import plot_curves, plot_data_efficiency, reconstructions_for, save_reconstruction_grid
+from .plots import (
+    plot_curves,
+    plot_data_efficiency,
+    reconstructions_for,
+    save_reconstruction_grid,
+)
 from .training import MODELS, OPTIMIZERS, TrainConfig, Trainer, TrainResult, evaluate
 
 __all__ = [

@@ -21,10 +21,15 @@ from typing import Sequence
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import UserInputError, check_int
 from ..io import ensure_out_dir, save_json
 from .data import ImageData, training_subset
-from .plots import plot_curves, plot_data_efficiency, reconstructions_for, save_reconstruction_grid
+from .plots import (
+    plot_curves,
+    plot_data_efficiency,
+    reconstructions_for,
+    save_reconstruction_grid,
+)
 from .training import TrainConfig, Trainer
 
 __all__ = ["COMPARE_MODELS", "PAPER_TABLE1", "compare", "summarise"]
@@ -106,7 +111,7 @@ def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *,
     pool = len(data.train)
     sizes = [check_int("train size", s, minimum=1, maximum=pool) for s in train_sizes]
     if not sizes:
-        raise ValueError("train_sizes must name at least one size")
+        raise UserInputError("train_sizes must name at least one size")
     out = ensure_out_dir(out_dir)
     cells = ensure_out_dir(out / "cells")
     records = []

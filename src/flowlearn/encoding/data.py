@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_choice, check_int
+from .._checks import UserFileNotFoundError, UserInputError, check_choice, check_int
 
 __all__ = ["DATASETS", "ImageData", "load_dataset", "read_idx", "training_subset"]
 
@@ -75,20 +75,20 @@ def read_idx(path) -> np.ndarray:
     with opener(path, "rb") as fh:
         raw = fh.read()
     if len(raw) < 4:
-        raise ValueError(f"{path} is not an IDX file: {len(raw)} bytes")
+        raise UserInputError(f"{path} is not an IDX file: {len(raw)} bytes")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+        raise UserInputError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} bytes, file holds {data.size}")
+        raise UserInputError(f"{path}: header says {dims} = {int(np.prod(dims))} bytes, file holds {data.size}")
     return data.reshape(dims)
 
 
 def _find_idx(kind: str, data_dir) -> dict:
     if data_dir is None:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"dataset {kind!r} needs the IDX files; pass --data-dir DIR containing {sorted(_IDX_FILES.values())} "
             "(optionally .gz), e.g. from http://yann.lecun.com/exdb/mnist/ or "
             "https://github.com/zalandoresearch/fashion-mnist")
@@ -105,7 +105,7 @@ def _find_idx(kind: str, data_dir) -> dict:
                     break
         if len(found) == len(_IDX_FILES):
             return found
-    raise FileNotFoundError(
+    raise UserFileNotFoundError(
         f"dataset {kind!r}: IDX files {sorted(_IDX_FILES.values())} (optionally .gz) not found; searched "
         f"{searched}. Download them (MNIST: http://yann.lecun.com/exdb/mnist/, FashionMNIST: "
         "https://github.com/zalandoresearch/fashion-mnist) into --data-dir")

@@ -20,7 +20,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from .._checks import check_choice
+from .._checks import UserInputError, check_choice
 
 __all__ = ["cleanup", "main", "setup"]
 
@@ -41,7 +41,7 @@ def setup(backend: str = "auto") -> tuple[int, int, torch.device]:
     check_choice("backend", backend, ("auto", "gloo", "nccl"))
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise ValueError(f"not started by torchrun: environment variables {missing} are missing")
+        raise UserInputError(f"not started by torchrun: environment variables {missing} are missing")
     if backend == "auto":
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     device = torch.device("cpu")
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         data = load_dataset(args.dataset, args.data_dir, dtype=getattr(torch, args.dtype))
         idx = training_subset(data, args.train_size, args.seed)
         if cfg.batch_size % world:
-            raise ValueError(f"--batch-size must be divisible by the world size {world}, got {cfg.batch_size}")
+            raise UserInputError(f"--batch-size must be divisible by the world size {world}, got {cfg.batch_size}")
         result = Trainer(cfg, device=device).fit(data, idx)
         if rank == 0:
             out = ensure_out_dir(args.out)

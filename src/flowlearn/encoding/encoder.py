@@ -21,11 +21,30 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_finite, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+)
 from ..solvers import RK4, Euler, Status, integrate
 from ..solvers.amd import AMD
-from .adjoint import ADJOINTS, AMDReplay, FixedGridReplay, adjoint_final_state, unrolled_final_state
-from .flows import LOSSES, GradientFlowField, NesterovField, reconstruction_loss, time_grid
+from .adjoint import (
+    ADJOINTS,
+    AMDReplay,
+    FixedGridReplay,
+    adjoint_final_state,
+    unrolled_final_state,
+)
+from .flows import (
+    LOSSES,
+    GradientFlowField,
+    NesterovField,
+    reconstruction_loss,
+    time_grid,
+)
 
 __all__ = ["EncodeResult", "GradientFlowEncoder", "SOLVERS", "TrainingLoss"]
 
@@ -117,15 +136,15 @@ class GradientFlowEncoder(nn.Module):
                  alpha_decay: bool = False, nesterov_eps: float = 1e-2, amd: Optional[AMD] = None):
         super().__init__()
         if not isinstance(decoder, nn.Module):
-            raise TypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
+            raise UserTypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
         check_choice("loss", loss, LOSSES)
         check_choice("solver", solver, SOLVERS)
         check_choice("adjoint", adjoint, ADJOINTS)
         check_choice("grid", grid, ("log", "linear"))
         if amd is not None and not isinstance(amd, AMD):
-            raise TypeError(f"amd must be a flowlearn.solvers.amd.AMD, got {type(amd).__name__}")
+            raise UserTypeError(f"amd must be a flowlearn.solvers.amd.AMD, got {type(amd).__name__}")
         if alpha_decay and solver in ("amd", "nesterov"):
-            raise ValueError(f"alpha_decay applies to the euler/rk4 gradient flows only, got solver={solver!r}")
+            raise UserInputError(f"alpha_decay applies to the euler/rk4 gradient flows only, got solver={solver!r}")
         self.decoder = decoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
         self.loss_kind = loss
@@ -145,15 +164,15 @@ class GradientFlowEncoder(nn.Module):
     # ------------------------------------------------------------------ helpers
     def _check_batch(self, y) -> torch.Tensor:
         if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.ndim < 2:
-            raise TypeError("y must be a floating tensor of shape (B, ...) with B >= 1, got "
+            raise UserTypeError("y must be a floating tensor of shape (B, ...) with B >= 1, got "
                             + (f"dtype {y.dtype} and shape {tuple(y.shape)}" if isinstance(y, torch.Tensor)
                                else type(y).__name__))
         check_finite("y", y)
         if y.shape[0] == 0:
-            raise ValueError("y must hold at least one sample, got shape " + str(tuple(y.shape)))
+            raise UserInputError("y must hold at least one sample, got shape " + str(tuple(y.shape)))
         param = next(self.decoder.parameters(), None)
         if param is not None and (param.dtype != y.dtype or param.device != y.device):
-            raise ValueError(f"y must have the decoder's dtype and device ({param.dtype}, {param.device}), got "
+            raise UserInputError(f"y must have the decoder's dtype and device ({param.dtype}, {param.device}), got "
                              f"({y.dtype}, {y.device}); convert one of them, e.g. y.to(torch.{str(param.dtype)[6:]})")
         return y
 

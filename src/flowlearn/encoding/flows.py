@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_int, check_positive
+from .._checks import UserInputError, check_choice, check_int, check_positive
 from ..solvers import linear_grid, log_grid
 
 __all__ = [
@@ -54,7 +54,7 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str = "
     """
     check_choice("loss", kind, LOSSES)
     if recon.shape[0] != target.shape[0] or recon[0].numel() != target[0].numel():
-        raise ValueError(f"recon and target must hold the same samples, got shapes {tuple(recon.shape)} "
+        raise UserInputError(f"recon and target must hold the same samples, got shapes {tuple(recon.shape)} "
                          f"and {tuple(target.shape)}")
     x = recon.reshape(recon.shape[0], -1)
     y = target.reshape(target.shape[0], -1).to(x.dtype)

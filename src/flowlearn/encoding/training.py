@@ -21,7 +21,13 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from .._checks import check_choice, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_choice,
+    check_int,
+    check_positive,
+)
 from ..io import ensure_out_dir, load_checkpoint, save_checkpoint
 from ..progress import progress
 from ..solvers.amd import AMD
@@ -161,7 +167,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, amd: Optional[AMD] = None, device=None):
         if not isinstance(config, TrainConfig):
-            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+            raise UserTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.config = config
         self.amd = amd if amd is not None else AMD()
         self.device = torch.device(device) if device is not None else None
@@ -195,7 +201,7 @@ class Trainer:
         if self.device is not None:
             train, val = train.to(self.device), val.to(self.device)
         if len(train) == 0:
-            raise ValueError("the training subset is empty")
+            raise UserInputError("the training subset is empty")
         world, rank = _world()
         model = self.build(data.data_dim, dtype=train.dtype).to(train.device)
         trained = model.decoder if cfg.model == "gfe" else model
@@ -205,7 +211,7 @@ class Trainer:
         state = load_checkpoint(ckpt_path) if ckpt_path is not None else None
         if state is not None:
             if state["config"] != asdict(cfg):
-                raise ValueError(f"checkpoint {ckpt_path} was written with a different configuration "
+                raise UserInputError(f"checkpoint {ckpt_path} was written with a different configuration "
                                  f"{state['config']}; use another --out directory")
             trained.load_state_dict({k: v.to(train.device) for k, v in state["model"].items()})
             optimizer.load_state_dict(state["optimizer"])

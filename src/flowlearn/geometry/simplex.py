@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import UserInputError
+
 __all__ = [
     "Simplex",
     "barycenter",
@@ -48,7 +50,7 @@ __all__ = [
 def barycenter(*shape: int, dtype=None, device=None) -> torch.Tensor:
     """The barycenter :math:`\\mathbb{1}_\\mathcal{S} = \\mathbb{1}/J` with ``shape[-1] = J``."""
     if not shape or shape[-1] < 1:
-        raise ValueError(f"shape must end with the number of labels J >= 1, got {shape}")
+        raise UserInputError(f"shape must end with the number of labels J >= 1, got {shape}")
     return torch.full(shape, 1.0 / shape[-1], dtype=dtype, device=device)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import check_int
+from .._checks import UserInputError, check_int
 from .weights import WeightOperator
 
 __all__ = ["GraphWeights"]
@@ -37,13 +37,13 @@ class GraphWeights(WeightOperator):
         if e.size == 0:
             e = np.zeros((0, 2), dtype=np.int64)
         if e.ndim != 2 or e.shape[1] != 2:
-            raise ValueError(f"edges must have shape (E, 2), got shape {e.shape}")
+            raise UserInputError(f"edges must have shape (E, 2), got shape {e.shape}")
         if not np.issubdtype(e.dtype, np.integer):
             if not np.all(np.equal(np.mod(e, 1), 0)):
-                raise ValueError("edges must hold integer node indices")
+                raise UserInputError("edges must hold integer node indices")
             e = e.astype(np.int64)
         if e.size and (e.min() < 0 or e.max() >= self.num_nodes):
-            raise ValueError(
+            raise UserInputError(
                 f"edges must index nodes 0..{self.num_nodes - 1}, got indices in [{e.min()}, {e.max()}]"
             )
         nbrs = [set() for _ in range(self.num_nodes)]
@@ -74,7 +74,7 @@ class GraphWeights(WeightOperator):
 
         a = sp.coo_array(adjacency)
         if a.ndim != 2 or a.shape[0] != a.shape[1]:
-            raise ValueError(f"adjacency must be a square matrix, got shape {a.shape}")
+            raise UserInputError(f"adjacency must be a square matrix, got shape {a.shape}")
         edges = np.stack([a.row, a.col], 1)[a.data != 0]
         return cls(edges, a.shape[0], patches, dtype=dtype, device=device)
 

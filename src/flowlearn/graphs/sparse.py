@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import torch
 
+from .._checks import UserInputError
+
 __all__ = ["SparseOmega", "SparsePattern"]
 
 
@@ -72,11 +74,11 @@ class SparsePattern:
             If ``weights`` require grad while grad mode is on (see the module docstring).
         """
         if weights.requires_grad and torch.is_grad_enabled():
-            raise ValueError("sparse CSR products are not differentiable with respect to the weights in "
+            raise UserInputError("sparse CSR products are not differentiable with respect to the weights in "
                              "practice (the backward forms a dense I x I matrix); got weights that require "
                              "grad -- use WeightOperator.apply / apply_transpose")
         if weights.shape[0] != self.size:
-            raise ValueError(f"weights must have {self.size} rows, got shape {tuple(weights.shape)}")
+            raise UserInputError(f"weights must have {self.size} rows, got shape {tuple(weights.shape)}")
         vals = weights.reshape(-1)
         shape = (self.size, self.size)
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the kernels used here are stable

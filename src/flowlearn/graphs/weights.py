@@ -33,7 +33,7 @@ import abc
 
 import torch
 
-from .._checks import as_tensor, check_finite, check_shape
+from .._checks import UserInputError, as_tensor, check_finite, check_shape
 from .sparse import SparseOmega, SparsePattern
 
 __all__ = ["WeightOperator"]
@@ -66,12 +66,12 @@ class WeightOperator(abc.ABC):
             check_finite("patches", p)
             if bool((p < 0).any()):
                 idx = tuple((p < 0).nonzero()[0].tolist())
-                raise ValueError(f"patches must be non-negative, got {p[idx].item()} at {idx}")
+                raise UserInputError(f"patches must be non-negative, got {p[idx].item()} at {idx}")
             sums = p.sum(-1)
             tol = 1e-4 if p.dtype == torch.float32 else 1e-8
             if bool(((sums - 1).abs() > tol).any()):
                 k = int((sums - 1).abs().argmax())
-                raise ValueError(
+                raise UserInputError(
                     "patches must be normalised (each row sums to 1), "
                     f"got a row summing to {sums[k].item():.6g} (node {k})"
                 )
@@ -79,7 +79,7 @@ class WeightOperator(abc.ABC):
         eff_mass = (p * self.mask).sum(-1)
         if bool((eff_mass <= 0).any()):
             k = int((eff_mass <= 0).nonzero()[0])
-            raise ValueError(f"patches give node {k} zero weight on its valid neighbours")
+            raise UserInputError(f"patches give node {k} zero weight on its valid neighbours")
         self.patches = p
 
     @property
@@ -121,7 +121,7 @@ class WeightOperator(abc.ABC):
     # --------------------------------------------------------------- products
     def _check_x(self, name: str, x: torch.Tensor) -> None:
         if x.ndim < 1 or x.shape[0] != self.num_nodes:
-            raise ValueError(
+            raise UserInputError(
                 f"{name} must have {self.num_nodes} rows (one per node), got shape {tuple(x.shape)}"
             )
 
@@ -199,7 +199,7 @@ class WeightOperator(abc.ABC):
         self._check_x("u", u)
         self._check_x("x", x)
         if u.shape != x.shape:
-            raise ValueError(f"u and x must have the same shape, got {tuple(u.shape)} and {tuple(x.shape)}")
+            raise UserInputError(f"u and x must have the same shape, got {tuple(u.shape)} and {tuple(x.shape)}")
         return self._patch_products(u, x) * self.mask
 
     def grad_to_patches(self, grad_weights: torch.Tensor) -> torch.Tensor:
@@ -232,7 +232,7 @@ class WeightOperator(abc.ABC):
     def to_dense(self) -> torch.Tensor:
         """The dense ``(I, I)`` matrix :math:`\\Omega` -- for tests and small problems only."""
         if self.num_nodes > 20000:
-            raise ValueError(f"to_dense is for small problems, got {self.num_nodes} nodes (> 20000)")
+            raise UserInputError(f"to_dense is for small problems, got {self.num_nodes} nodes (> 20000)")
         idx = self.neighbour_index()
         dense = torch.zeros(self.num_nodes, self.num_nodes, dtype=self.dtype, device=self.device)
         rows = torch.arange(self.num_nodes, device=self.device).unsqueeze(1).expand_as(idx)

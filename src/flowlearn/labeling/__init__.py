@@ -3,7 +3,11 @@
 from .api import FlowKind, label
 from .data_term import DISTANCES, distance_matrix, similarity
 from .flow import AssignmentFlow
-from .linearized import LinearizedAssignmentFlow, LinearizedFlowSequence, LinearizedSystem
+from .linearized import (
+    LinearizedAssignmentFlow,
+    LinearizedFlowSequence,
+    LinearizedSystem,
+)
 from .result import LabelingResult
 
 __all__ = [

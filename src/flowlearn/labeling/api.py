@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import enum
 
-
-from .._checks import as_tensor, check_finite, check_int, check_ndim, check_positive
+from .._checks import (
+    UserInputError,
+    as_tensor,
+    check_finite,
+    check_int,
+    check_ndim,
+    check_positive,
+)
 from ..graphs import GridWeights
 from ..solvers import ExponentialIntegrator
 from .data_term import distance_matrix
@@ -27,7 +33,7 @@ class FlowKind(str, enum.Enum):
         try:
             return cls(value)
         except ValueError:
-            raise ValueError(f"flow must be one of {[k.value for k in cls]}, got {value!r}") from None
+            raise UserInputError(f"flow must be one of {[k.value for k in cls]}, got {value!r}") from None
 
 
 def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho: float = 1.0,
@@ -71,7 +77,7 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
     if x.ndim == 2:
         x = x.unsqueeze(-1)
     if x.shape[0] < 1 or x.shape[1] < 1 or x.shape[2] < 1:
-        raise ValueError(f"image must be non-empty, got shape {tuple(x.shape)}")
+        raise UserInputError(f"image must be non-empty, got shape {tuple(x.shape)}")
     check_finite("image", x)
     neighbourhood = check_int("neighbourhood", neighbourhood, minimum=1, odd=True)
     rho = check_positive("rho", rho)

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import as_tensor, check_choice, check_finite, check_ndim, check_positive
+from .._checks import (
+    UserInputError,
+    as_tensor,
+    check_choice,
+    check_finite,
+    check_ndim,
+    check_positive,
+)
 from ..graphs import WeightOperator
 
 __all__ = ["DISTANCES", "check_distances", "distance_matrix", "similarity"]
@@ -42,11 +49,11 @@ def distance_matrix(features, prototypes, metric: str = "sqeuclidean") -> torch.
         p = p.unsqueeze(1)
     check_ndim("prototypes", p, (2,))
     if p.shape[1] != f.shape[1]:
-        raise ValueError(
+        raise UserInputError(
             f"prototypes must have the features' dimension C={f.shape[1]}, got shape {tuple(p.shape)}"
         )
     if p.shape[0] < 2:
-        raise ValueError(f"prototypes must hold at least 2 labels, got {p.shape[0]}")
+        raise UserInputError(f"prototypes must hold at least 2 labels, got {p.shape[0]}")
     check_finite("features", f)
     check_finite("prototypes", p)
     check_choice("metric", metric, DISTANCES)
@@ -62,12 +69,12 @@ def check_distances(distances, num_nodes: int | None = None) -> torch.Tensor:
     D = as_tensor("distances", distances)
     check_ndim("distances", D, (2,))
     if num_nodes is not None and D.shape[0] != num_nodes:
-        raise ValueError(f"distances must have {num_nodes} rows (one per node), got shape {tuple(D.shape)}")
+        raise UserInputError(f"distances must have {num_nodes} rows (one per node), got shape {tuple(D.shape)}")
     if D.shape[1] < 2:
-        raise ValueError(f"distances must have at least 2 columns (labels), got shape {tuple(D.shape)}")
+        raise UserInputError(f"distances must have at least 2 columns (labels), got shape {tuple(D.shape)}")
     check_finite("distances", D)
     if bool((D < 0).any()):
-        raise ValueError(f"distances must be non-negative, got minimum {D.min().item():.4g}")
+        raise UserInputError(f"distances must be non-negative, got minimum {D.min().item():.4g}")
     return D
 
 

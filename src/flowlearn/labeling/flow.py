@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_int, check_positive
+from .._checks import UserTypeError, check_int, check_positive
 from ..geometry import entropy, proj_tangent
 from ..graphs import WeightOperator
 from ..solvers import Euler, Solver, integrate, linear_grid
@@ -49,13 +49,13 @@ class AssignmentFlow:
     def __init__(self, weights: WeightOperator, rho: float = 1.0, step_size: float = 1.0,
                  solver: Solver | None = None, max_steps: int = 1000, entropy_tol: float = 1e-3):
         if not isinstance(weights, WeightOperator):
-            raise TypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
         self.weights = weights
         self.rho = check_positive("rho", rho)
         self.step_size = check_positive("step_size", step_size)
         self.solver = solver if solver is not None else Euler()
         if not isinstance(self.solver, Solver):
-            raise TypeError(f"solver must be a flowlearn.solvers.Solver, got {type(self.solver).__name__}")
+            raise UserTypeError(f"solver must be a flowlearn.solvers.Solver, got {type(self.solver).__name__}")
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
         self.entropy_tol = check_positive("entropy_tol", entropy_tol)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_int, check_positive
+from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..geometry import entropy, proj_tangent, replicator, replicator_matrix
 from ..graphs import WeightOperator
 from ..solvers import ExponentialIntegrator, FixedStepIntegrator
@@ -79,14 +79,14 @@ class LinearizedSystem:
         r"""Dense :math:`A^J = \mathrm{Diag}(R_S)(\Omega\otimes I_J)`, ``(IJ, IJ)`` -- small problems only."""
         I, J = self.S.shape
         if I * J > 6000:
-            raise ValueError(f"dense() is for small problems, got I*J = {I * J} (> 6000)")
+            raise UserInputError(f"dense() is for small problems, got I*J = {I * J} (> 6000)")
         R = torch.block_diag(*replicator_matrix(self.S))
         return R @ torch.kron(self.weights.to_dense(), torch.eye(J, dtype=self.S.dtype, device=self.S.device))
 
 
 def _integrator_check(integrator):
     if not isinstance(integrator, (ExponentialIntegrator, FixedStepIntegrator)):
-        raise TypeError(
+        raise UserTypeError(
             "integrator must be an ExponentialIntegrator or FixedStepIntegrator, "
             f"got {type(integrator).__name__}"
         )
@@ -111,7 +111,7 @@ class LinearizedAssignmentFlow:
     def __init__(self, weights: WeightOperator, rho: float = 1.0, T: float = 10.0,
                  integrator=None):
         if not isinstance(weights, WeightOperator):
-            raise TypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
         self.weights = weights
         self.rho = check_positive("rho", rho)
         self.T = check_positive("T", T)
@@ -158,7 +158,7 @@ class LinearizedFlowSequence:
     def __init__(self, weights: WeightOperator, rho: float = 1.0, interval: float = 5.0,
                  max_intervals: int = 20, entropy_tol: float = 1e-3, integrator=None):
         if not isinstance(weights, WeightOperator):
-            raise TypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
         self.weights = weights
         self.rho = check_positive("rho", rho)
         self.interval = check_positive("interval", interval)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._checks import UserInputError
 from ..geometry import entropy
 
 __all__ = ["LabelingResult", "check_weights_match"]
@@ -52,7 +53,7 @@ class LabelingResult:
     def label_image(self, height: int, width: int) -> torch.Tensor:
         """Labels reshaped to an ``(height, width)`` image."""
         if height * width != self.labels.numel():
-            raise ValueError(f"height*width must equal {self.labels.numel()}, got {height}x{width}")
+            raise UserInputError(f"height*width must equal {self.labels.numel()}, got {height}x{width}")
         return self.labels.reshape(height, width)
 
 
@@ -60,7 +61,7 @@ def check_weights_match(weights, distances) -> None:
     """Raise ``ValueError`` if ``distances`` (shaped) has not one row per node of ``weights``."""
     rows = distances.shape[0] if hasattr(distances, "shape") and len(distances.shape) else None
     if rows is not None and rows != weights.num_nodes:
-        raise ValueError(
+        raise UserInputError(
             f"distances must have one row per node of the weights ({weights.num_nodes}), "
             f"got shape {tuple(distances.shape)}"
         )

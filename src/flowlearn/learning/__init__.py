@@ -11,7 +11,13 @@ from .gradients import (
     LowRankGradient,
     make_gradient_method,
 )
-from .losses import LearningProblem, assignment_kl, assignment_kl_grad, patch_regularizer, patch_regularizer_grad
+from .losses import (
+    LearningProblem,
+    assignment_kl,
+    assignment_kl_grad,
+    patch_regularizer,
+    patch_regularizer_grad,
+)
 from .optim import RiemannianSGD, SimplexAdam
 from .plots import patch_mosaic, plot_curves, plot_gradient_maps, plot_series
 from .training import OPTIMIZERS, LearningResult, WeightLearner, label_error_percent

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import UserInputError
+
 __all__ = ["LowRankFactors", "benzi_simoncini", "frechet_block", "frechet_kronecker", "kronecker_sum",
            "phi_dense", "truncate"]
 
@@ -69,7 +71,7 @@ def frechet_kronecker(M1: torch.Tensor, M2: torch.Tensor, b1: torch.Tensor, b2: 
     """
     n1, n2 = M1.shape[0], M2.shape[0]
     if n1 * n2 > 4096:
-        raise ValueError(f"frechet_kronecker forms a dense (n1*n2)^2 matrix; got n1*n2 = {n1 * n2} (> 4096)")
+        raise UserInputError(f"frechet_kronecker forms a dense (n1*n2)^2 matrix; got n1*n2 = {n1 * n2} (> 4096)")
     K = kronecker_sum(M1, -M2)
     I1 = torch.eye(n1, dtype=M1.dtype, device=M1.device)
     vec = torch.kron(I1, torch.linalg.matrix_exp(M2)) @ (phi_dense(K) @ torch.kron(b1, b2))

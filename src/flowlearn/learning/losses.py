@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import as_tensor, check_finite, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    as_tensor,
+    check_finite,
+    check_positive,
+)
 from ..geometry import proj_tangent
 from ..graphs import GridWeights, SparsePattern, WeightOperator
 from ..labeling import LinearizedSystem, distance_matrix
@@ -112,18 +118,18 @@ class LearningProblem:
             outside ``0..J-1``, or non-positive ``rho``/``T`` or negative ``tau``.
         """
         if not isinstance(weights, WeightOperator):
-            raise TypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
         D = check_distances(distances, weights.num_nodes).to(dtype=weights.dtype, device=weights.device)
         rho = check_positive("rho", rho)
         lab = torch.as_tensor(labels)
         if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
-            raise TypeError(f"labels must be integers, got dtype {lab.dtype}")
+            raise UserTypeError(f"labels must be integers, got dtype {lab.dtype}")
         lab = lab.reshape(-1).to(dtype=torch.long, device=weights.device)
         if lab.numel() != weights.num_nodes:
-            raise ValueError(f"labels must have {weights.num_nodes} entries (one per node), got {lab.numel()}")
+            raise UserInputError(f"labels must have {weights.num_nodes} entries (one per node), got {lab.numel()}")
         J = D.shape[1]
         if bool((lab < 0).any()) or bool((lab >= J).any()):
-            raise ValueError(f"labels must lie in 0..{J - 1} (J = {J} labels), got range "
+            raise UserInputError(f"labels must lie in 0..{J - 1} (J = {J} labels), got range "
                              f"{int(lab.min())}..{int(lab.max())}")
         return cls(weights=weights, scaled_distances=D / rho, labels=lab, T=check_positive("T", T),
                    tau=check_positive("tau", tau, strict=False))
@@ -138,11 +144,11 @@ class LearningProblem:
         """
         img = as_tensor("image", image, dtype=dtype, device=device)
         if img.ndim != 3:
-            raise ValueError(f"image must have shape (H, W, C), got {tuple(img.shape)}")
+            raise UserInputError(f"image must have shape (H, W, C), got {tuple(img.shape)}")
         H, W = img.shape[:2]
         lab = torch.as_tensor(labels)
         if tuple(lab.shape) != (H, W):
-            raise ValueError(f"labels must have shape {(H, W)} (the image's), got {tuple(lab.shape)}")
+            raise UserInputError(f"labels must have shape {(H, W)} (the image's), got {tuple(lab.shape)}")
         weights = GridWeights(H, W, patch_size, patches=patches, dtype=img.dtype, device=img.device)
         D = distance_matrix(img, prototypes)
         return cls.build(weights, D, lab, rho=rho, T=T, tau=tau)
@@ -156,10 +162,10 @@ class LearningProblem:
         p = as_tensor("patches", patches, dtype=self.weights.dtype, device=self.weights.device)
         shape = (self.weights.num_nodes, self.weights.patch_size)
         if tuple(p.shape) != shape:
-            raise ValueError(f"patches must have shape {shape}, got {tuple(p.shape)}")
+            raise UserInputError(f"patches must have shape {shape}, got {tuple(p.shape)}")
         check_finite("patches", p)
         if bool((p <= 0).any()):
-            raise ValueError(f"patches must be strictly positive, got minimum {p.min().item():.3g}")
+            raise UserInputError(f"patches must be strictly positive, got minimum {p.min().item():.3g}")
         return p
 
     def operator(self, patches: torch.Tensor) -> WeightOperator:

@@ -19,7 +19,7 @@ import abc
 
 import torch
 
-from .._checks import check_positive
+from .._checks import UserInputError, check_positive
 from ..geometry import egrad2rgrad, lift
 
 __all__ = ["RiemannianSGD", "SimplexAdam"]
@@ -27,7 +27,7 @@ __all__ = ["RiemannianSGD", "SimplexAdam"]
 
 def _check_param(p: torch.Tensor) -> None:
     if p.ndim != 2:
-        raise ValueError(f"simplex parameters must have shape (I, N), got {tuple(p.shape)}")
+        raise UserInputError(f"simplex parameters must have shape (I, N), got {tuple(p.shape)}")
 
 
 def _retract(p: torch.Tensor, v: torch.Tensor, min_weight: float) -> None:
@@ -78,7 +78,7 @@ class SimplexAdam(_SimplexOptimizer):
     def __init__(self, params, lr: float = 0.05, betas=(0.9, 0.999), eps: float = 1e-8, min_weight: float = 1e-12):
         b1, b2 = (float(b) for b in betas)
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"betas must lie in [0, 1), got {tuple(betas)}")
+            raise UserInputError(f"betas must lie in [0, 1), got {tuple(betas)}")
         super().__init__(params, dict(lr=check_positive("lr", lr), betas=(b1, b2), eps=check_positive("eps", eps),
                                      min_weight=check_positive("min_weight", min_weight)))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._checks import check_int, check_positive
+from .._checks import UserInputError, check_int, check_positive
 from ..data import window_features
 from ..geometry import proj_tangent
 from ..io import load_checkpoint, save_checkpoint
@@ -130,7 +130,7 @@ class PatchPredictor(torch.nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Patches ``(I, patch_size)`` for features ``(I, F)`` -- eq. (4.4)."""
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
-            raise ValueError(f"features must have shape (I, {self.feature_dim}), got {tuple(features.shape)}")
+            raise UserInputError(f"features must have shape (I, {self.feature_dim}), got {tuple(features.shape)}")
         dist = torch.cdist(features.to(self.prototypes.dtype), self.prototypes)
         a = torch.softmax(-self.sigma * dist, dim=1)          # s_ij / sum_k s_ik
         return torch.softmax(a @ proj_tangent(self.nu), dim=1)  # exp_1(v) = softmax(v)
@@ -179,7 +179,7 @@ class PredictorTrainer:
     def fit(self, predictor: PatchPredictor, train: list, validation: list = (), *, checkpoint=None) -> PredictorResult:
         """Train on the samples ``train``; record validation errors on ``validation`` every iteration."""
         if not train:
-            raise ValueError("train must hold at least one PredictionSample")
+            raise UserInputError("train must hold at least one PredictionSample")
         opt = torch.optim.Adam(predictor.parameters(), lr=self.lr)
         history, start = [], 0
         if checkpoint is not None and (state := load_checkpoint(checkpoint)) is not None:

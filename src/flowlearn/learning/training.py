@@ -19,7 +19,13 @@ from pathlib import Path
 
 import torch
 
-from .._checks import check_choice, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_choice,
+    check_int,
+    check_positive,
+)
 from ..geometry import egrad2rgrad
 from ..io import load_checkpoint, save_checkpoint
 from ..progress import progress
@@ -100,7 +106,7 @@ class WeightLearner:
         iterations and at the end.  ``callback(iteration, record)`` is called after every step.
         """
         if not isinstance(problem, LearningProblem):
-            raise TypeError(f"problem must be a LearningProblem, got {type(problem).__name__}")
+            raise UserTypeError(f"problem must be a LearningProblem, got {type(problem).__name__}")
         p0 = problem.weights.patches if patches is None else patches
         param = problem.check_patches(p0).detach().clone()
         opt = self._make_optimizer(param)
@@ -109,7 +115,7 @@ class WeightLearner:
             state = load_checkpoint(checkpoint)
             if state is not None:
                 if state.get("config") != self._config():
-                    raise ValueError(f"checkpoint {str(checkpoint)!r} was written with {state.get('config')}, "
+                    raise UserInputError(f"checkpoint {str(checkpoint)!r} was written with {state.get('config')}, "
                                      f"not {self._config()}; use another checkpoint path")
                 param.copy_(state["patches"].to(param))
                 opt.load_state_dict(state["optimizer"])

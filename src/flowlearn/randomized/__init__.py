@@ -35,7 +35,12 @@ from .enumeration import (
     kl_from_table,
     log_probability_table,
 )
-from .experiment import IsingExperimentConfig, IsingExperimentResult, PAPER_TABLE1, run_ising_experiment
+from .experiment import (
+    PAPER_TABLE1,
+    IsingExperimentConfig,
+    IsingExperimentResult,
+    run_ising_experiment,
+)
 from .inference import (
     Evaluation,
     SampleAccumulator,
@@ -44,11 +49,25 @@ from .inference import (
     evaluate_samples,
     marginal_difference,
 )
-from .mean_field import MeanField, MeanFieldResult, expected_local_energies, mean_field_free_energy
+from .mean_field import (
+    MeanField,
+    MeanFieldResult,
+    expected_local_energies,
+    mean_field_free_energy,
+)
 from .models import PairwiseModel, grid_edges, ising_grid, potts_grid
-from .segmentation import SegmentationDemoResult, ambiguous_image_model, run_segmentation_demo
+from .segmentation import (
+    SegmentationDemoResult,
+    ambiguous_image_model,
+    run_segmentation_demo,
+)
 from .sflow import INTERACTIONS, RandomizedAssignmentFlow
-from .training import TrainingConfig, TrainingResult, kl_objective, train_randomized_flow
+from .training import (
+    TrainingConfig,
+    TrainingResult,
+    kl_objective,
+    train_randomized_flow,
+)
 
 __all__ = [
     "BeliefPropagationResult", "Evaluation", "ExactResult", "GibbsResult", "GibbsSampler", "INTERACTIONS",

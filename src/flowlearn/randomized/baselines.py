@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_int, check_positive
+from .._checks import UserInputError, check_int, check_positive
 from ..geometry import entropy as row_entropy
 from .models import PairwiseModel
 
@@ -131,7 +131,7 @@ class LoopyBP:
         self.max_iterations = check_int("max_iterations", max_iterations, minimum=1)
         damping = float(damping)
         if not 0.0 <= damping < 1.0:
-            raise ValueError(f"damping must lie in [0, 1), got {damping!r}")
+            raise UserInputError(f"damping must lie in [0, 1), got {damping!r}")
         self.damping = damping
         self.tol = check_positive("tol", tol)
 

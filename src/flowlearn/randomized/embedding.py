@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import UserInputError
 from .enumeration import configurations
 
 __all__ = ["embed_factorized", "embed_tangent", "marginalize"]
@@ -24,7 +25,7 @@ __all__ = ["embed_factorized", "embed_tangent", "marginalize"]
 def _configs_for(x: torch.Tensor) -> torch.Tensor:
     n, c = x.shape[-2:]
     if n * torch.log2(torch.tensor(float(c))) > 24:
-        raise ValueError(f"dense embedding needs c**n <= 2**24 entries, got c={c}, n={n}")
+        raise UserInputError(f"dense embedding needs c**n <= 2**24 entries, got c={c}, n={n}")
     return configurations(n, c, device=x.device)
 
 
@@ -45,7 +46,7 @@ def embed_tangent(v: torch.Tensor) -> torch.Tensor:
 def marginalize(p: torch.Tensor, num_nodes: int, num_labels: int) -> torch.Tensor:
     r""":math:`Q^\top p`, shape ``(..., n, c)`` from a table ``p`` of shape ``(..., c^n)``."""
     if p.shape[-1] != num_labels**num_nodes:
-        raise ValueError(f"p must have last dimension c**n = {num_labels**num_nodes}, got shape {tuple(p.shape)}")
+        raise UserInputError(f"p must have last dimension c**n = {num_labels**num_nodes}, got shape {tuple(p.shape)}")
     cfg = configurations(num_nodes, num_labels, device=p.device)  # (N, n)
     onehot = torch.nn.functional.one_hot(cfg, num_labels).to(p.dtype)  # (N, n, c)
     return torch.einsum("...a,anc->...nc", p, onehot)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import UserInputError
+
 __all__ = ["PluginEntropy", "config_counts", "differentiable_entropy", "entropy_from_counts", "entropy_score_surrogate",
            "mixture_log_density", "plugin_entropy"]
 
@@ -69,10 +71,10 @@ def plugin_entropy(configs: torch.Tensor, num_labels: int, *, bias_correction: b
     With ``bias_correction`` the Miller--Madow term :math:`(\hat s - 1)/(2m)` is added (20).
     """
     if configs.is_floating_point() or configs.ndim != 2:
-        raise ValueError(f"configs must be an integer tensor of shape (m, n), got {configs.dtype} "
+        raise UserInputError(f"configs must be an integer tensor of shape (m, n), got {configs.dtype} "
                          f"of shape {tuple(configs.shape)}")
     if configs.shape[0] == 0:
-        raise ValueError("configs must hold at least one sample, got 0")
+        raise UserInputError("configs must hold at least one sample, got 0")
     return entropy_from_counts(config_counts(configs, num_labels)[1], bias_correction=bias_correction)
 
 
@@ -81,7 +83,7 @@ def entropy_from_counts(counts: torch.Tensor, *, bias_correction: bool = True) -
     counts = counts[counts > 0]
     m = int(counts.sum())
     if m == 0:
-        raise ValueError("counts must hold at least one sample, got total 0")
+        raise UserInputError("counts must hold at least one sample, got total 0")
     p = counts.double() / m
     h = float(-(p * p.log()).sum())
     s = int(counts.numel())
@@ -134,9 +136,9 @@ def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "suppo
         :math:`\hat H`; gradients flow into ``log_samples``.
     """
     if log_samples.ndim != 3:
-        raise ValueError(f"log_samples must have shape (m, n, c), got shape {tuple(log_samples.shape)}")
+        raise UserInputError(f"log_samples must have shape (m, n, c), got shape {tuple(log_samples.shape)}")
     if estimator not in ("support", "samples"):
-        raise ValueError(f"estimator must be one of ['support', 'samples'], got {estimator!r}")
+        raise UserInputError(f"estimator must be one of ['support', 'samples'], got {estimator!r}")
     m, n, c = log_samples.shape
     rounded = log_samples.detach().argmax(-1)  # (m, n)
     distinct, counts = config_counts(rounded, c)
@@ -196,9 +198,9 @@ def entropy_score_surrogate(log_samples: torch.Tensor, *, num_roundings: int = 4
         For integer samples it is the plug-in entropy (19).
     """
     if log_samples.ndim != 3:
-        raise ValueError(f"log_samples must have shape (m, n, c), got shape {tuple(log_samples.shape)}")
+        raise UserInputError(f"log_samples must have shape (m, n, c), got shape {tuple(log_samples.shape)}")
     if isinstance(num_roundings, bool) or not isinstance(num_roundings, int) or num_roundings < 1:
-        raise ValueError(f"num_roundings must be an integer >= 1, got {num_roundings!r}")
+        raise UserInputError(f"num_roundings must be an integer >= 1, got {num_roundings!r}")
     m, n, c = log_samples.shape
     probs = log_samples.detach().exp().reshape(m * n, c)
     draws = torch.multinomial(probs, num_roundings, replacement=True, generator=generator)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import as_tensor, check_int, check_shape
+from .._checks import UserInputError, as_tensor, check_int, check_shape
 from .entropy import plugin_entropy
 from .models import PairwiseModel
 
@@ -66,7 +66,7 @@ def _check_size(model: PairwiseModel, max_configurations: int) -> int:
     n, c = model.num_nodes, model.num_labels
     log_n = n * math.log(c)
     if log_n > math.log(max_configurations) + 1e-9:
-        raise ValueError(
+        raise UserInputError(
             f"exact enumeration needs c**n = {c}**{n} configurations, above the limit "
             f"max_configurations = {max_configurations} (about {int(math.log2(max_configurations))} binary nodes)"
         )
@@ -81,7 +81,7 @@ def configurations(num_nodes: int, num_labels: int, start: int = 0, stop: int | 
     total = c**n
     stop = total if stop is None else stop
     if not 0 <= start <= stop <= total:
-        raise ValueError(f"need 0 <= start <= stop <= {total}, got start={start}, stop={stop}")
+        raise UserInputError(f"need 0 <= start <= stop <= {total}, got start={start}, stop={stop}")
     idx = torch.arange(start, stop, device=device, dtype=torch.long)
     powers = c ** torch.arange(n - 1, -1, -1, device=device, dtype=torch.long)
     return (idx[:, None] // powers) % c
@@ -201,7 +201,7 @@ def kl_from_table(model: PairwiseModel, probabilities, *, log_z: float | None = 
     p = as_tensor("probabilities", probabilities, dtype=model.dtype, device=model.device)
     check_shape("probabilities", p, (total,))
     if bool((p < 0).any()) or abs(float(p.sum()) - 1.0) > 1e-6:
-        raise ValueError(f"probabilities must be non-negative and sum to 1, got sum {float(p.sum()):.6g}"
+        raise UserInputError(f"probabilities must be non-negative and sum to 1, got sum {float(p.sum()):.6g}"
                          f" and minimum {float(p.min()):.3g}")
     if log_z is None:
         log_z = exact_inference(model, chunk_size=chunk_size, max_configurations=max_configurations).log_z

@@ -17,10 +17,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .._checks import check_int, check_positive
+from .._checks import UserInputError, check_int, check_positive
 from .baselines import GibbsSampler, LoopyBP
-from .enumeration import ExactResult, MAX_CONFIGURATIONS, exact_inference
-from .inference import Evaluation, evaluate_factorized, evaluate_flow, evaluate_samples, marginal_difference
+from .enumeration import MAX_CONFIGURATIONS, ExactResult, exact_inference
+from .inference import (
+    Evaluation,
+    evaluate_factorized,
+    evaluate_flow,
+    evaluate_samples,
+    marginal_difference,
+)
 from .mean_field import MeanField
 from .models import PairwiseModel, ising_grid
 from .sflow import RandomizedAssignmentFlow
@@ -79,12 +85,12 @@ class IsingExperimentConfig:
         check_int("cols", self.cols, minimum=2)
         n = self.rows * self.cols
         if 2**n > MAX_CONFIGURATIONS:
-            raise ValueError(f"rows * cols = {n} nodes is above the exact-enumeration limit of "
+            raise UserInputError(f"rows * cols = {n} nodes is above the exact-enumeration limit of "
                              f"{MAX_CONFIGURATIONS.bit_length() - 1} binary nodes")
         for name in ("field", "coupling"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
+                raise UserInputError(f"{name} must be a finite number, got {v!r}")
         check_int("eval_samples", self.eval_samples, minimum=1)
         check_int("mean_field_restarts", self.mean_field_restarts, minimum=1)
         check_int("mean_field_iterations", self.mean_field_iterations, minimum=1)
@@ -94,9 +100,9 @@ class IsingExperimentConfig:
         check_int("gibbs_burn_in", self.gibbs_burn_in, minimum=0)
         check_positive("init_scale", self.init_scale, strict=False)
         if self.rounding not in ("argmax", "random"):
-            raise ValueError(f"rounding must be one of ['argmax', 'random'], got {self.rounding!r}")
+            raise UserInputError(f"rounding must be one of ['argmax', 'random'], got {self.rounding!r}")
         if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be one of ['float32', 'float64'], got {self.dtype!r}")
+            raise UserInputError(f"dtype must be one of ['float32', 'float64'], got {self.dtype!r}")
         # validate the nested settings now, before any work is done
         self.training_config()
         RandomizedAssignmentFlow(1, 2, end_time=self.end_time, step_size=self.step_size,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_int
+from .._checks import UserInputError, check_int
 from ..geometry import entropy as row_entropy
 from .entropy import config_counts, entropy_from_counts
 from .enumeration import ExactResult
@@ -67,7 +67,7 @@ class Evaluation:
 def marginal_difference(q: torch.Tensor, p: torch.Tensor) -> float:
     r"""Mean over nodes of :math:`\tfrac12\|q_i - p_i\|_1` (= :math:`|q_i(0) - p_i(0)|` for c = 2)."""
     if q.shape != p.shape:
-        raise ValueError(f"marginals must have equal shapes, got {tuple(q.shape)} and {tuple(p.shape)}")
+        raise UserInputError(f"marginals must have equal shapes, got {tuple(q.shape)} and {tuple(p.shape)}")
     return float(0.5 * (q - p.to(q)).abs().sum(-1).mean())
 
 
@@ -104,7 +104,7 @@ class SampleAccumulator:
         ``seconds`` is stored as given.  Raises ``ValueError`` if no samples were added.
         """
         if self.num_samples == 0:
-            raise ValueError("no samples were added")
+            raise UserInputError("no samples were added")
         allp = torch.cat(self._parts)
         counts = torch.unique(allp, return_counts=True)[1] if self._use_keys else \
             config_counts(allp.long(), self.model.num_labels)[1]

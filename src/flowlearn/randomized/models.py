@@ -21,7 +21,15 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import as_tensor, check_finite, check_int, check_ndim, check_shape
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    as_tensor,
+    check_finite,
+    check_int,
+    check_ndim,
+    check_shape,
+)
 
 __all__ = ["PairwiseModel", "grid_edges", "ising_grid", "potts_grid"]
 
@@ -56,23 +64,23 @@ class PairwiseModel:
         check_ndim("unary", unary, (2,))
         n, c = unary.shape
         if n < 1 or c < 2:
-            raise ValueError(f"unary must have shape (n, c) with n >= 1 and c >= 2, got shape {tuple(unary.shape)}")
+            raise UserInputError(f"unary must have shape (n, c) with n >= 1 and c >= 2, got shape {tuple(unary.shape)}")
         check_finite("unary", unary)
         edges = torch.as_tensor(edges)
         if edges.numel() == 0:
             edges = edges.reshape(0, 2)
         if edges.is_floating_point() or edges.dtype == torch.bool:
-            raise TypeError(f"edges must be an integer tensor, got dtype {edges.dtype}")
+            raise UserTypeError(f"edges must be an integer tensor, got dtype {edges.dtype}")
         check_shape("edges", edges, (None, 2))
         edges = edges.to(device=unary.device, dtype=torch.long)
         if edges.numel() and (int(edges.min()) < 0 or int(edges.max()) >= n):
-            raise ValueError(f"edges must hold node indices in [0, {n - 1}], got range "
+            raise UserInputError(f"edges must hold node indices in [0, {n - 1}], got range "
                              f"[{int(edges.min())}, {int(edges.max())}]")
         if bool((edges[:, 0] == edges[:, 1]).any()):
-            raise ValueError("edges must not contain self-loops (i, i)")
+            raise UserInputError("edges must not contain self-loops (i, i)")
         key = torch.minimum(edges[:, 0], edges[:, 1]) * n + torch.maximum(edges[:, 0], edges[:, 1])
         if key.unique().numel() != key.numel():
-            raise ValueError("edges must not contain duplicate undirected edges")
+            raise UserInputError("edges must not contain duplicate undirected edges")
         pairwise = as_tensor("pairwise", pairwise, dtype=unary.dtype, device=unary.device)
         if pairwise.ndim == 2:
             check_shape("pairwise", pairwise, (c, c))
@@ -82,7 +90,7 @@ class PairwiseModel:
         if grid_shape is not None:
             rows, cols = (int(v) for v in grid_shape)
             if rows * cols != n:
-                raise ValueError(f"grid_shape {tuple(grid_shape)} does not match n = {n} nodes")
+                raise UserInputError(f"grid_shape {tuple(grid_shape)} does not match n = {n} nodes")
             grid_shape = (rows, cols)
         self.unary = unary
         self.edges = edges
@@ -124,11 +132,11 @@ class PairwiseModel:
         """Validate integer configurations of shape ``(B, n)`` with labels in ``[0, c)``."""
         configs = torch.as_tensor(configs, device=self.device)
         if configs.is_floating_point() or configs.dtype == torch.bool:
-            raise TypeError(f"{name} must be an integer tensor, got dtype {configs.dtype}")
+            raise UserTypeError(f"{name} must be an integer tensor, got dtype {configs.dtype}")
         check_shape(name, configs, (None, self.num_nodes))
         configs = configs.long()
         if configs.numel() and (int(configs.min()) < 0 or int(configs.max()) >= self.num_labels):
-            raise ValueError(f"{name} must hold labels in [0, {self.num_labels - 1}], got range "
+            raise UserInputError(f"{name} must hold labels in [0, {self.num_labels - 1}], got range "
                              f"[{int(configs.min())}, {int(configs.max())}]")
         return configs
 
@@ -170,7 +178,7 @@ class PairwiseModel:
         tensor, shape (...)
         """
         if q.shape[-2:] != (self.num_nodes, self.num_labels):
-            raise ValueError(f"q must have shape (..., {self.num_nodes}, {self.num_labels}), "
+            raise UserInputError(f"q must have shape (..., {self.num_nodes}, {self.num_labels}), "
                              f"got shape {tuple(q.shape)}")
         unary = (q * self.unary.to(q.dtype)).sum((-1, -2))
         if self.num_edges == 0:
@@ -245,7 +253,7 @@ def potts_grid(unary, coupling: float, *, dtype=None, device=None) -> PairwiseMo
     rows, cols, c = unary.shape
     coupling = float(coupling)
     if not torch.isfinite(torch.tensor(coupling)):
-        raise ValueError(f"coupling must be finite, got {coupling!r}")
+        raise UserInputError(f"coupling must be finite, got {coupling!r}")
     table = coupling * (torch.ones(c, c, dtype=unary.dtype, device=unary.device)
                         - torch.eye(c, dtype=unary.dtype, device=unary.device))
     return PairwiseModel(unary.reshape(rows * cols, c), grid_edges(rows, cols, device=unary.device), table,
@@ -267,7 +275,7 @@ def ising_grid(rows: int = 3, cols: int = 8, field: float = 3.0, coupling: float
     cols = check_int("cols", cols, minimum=2)
     for name, v in (("field", field), ("coupling", coupling)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not torch.isfinite(torch.tensor(float(v))):
-            raise ValueError(f"{name} must be a finite number, got {v!r}")
+            raise UserInputError(f"{name} must be a finite number, got {v!r}")
     dtype = dtype or torch.get_default_dtype()
     unary = torch.zeros(rows, cols, 2, dtype=dtype, device=device)
     unary[:, 0, 0] = -float(field)

@@ -38,7 +38,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_choice,
+    check_int,
+    check_positive,
+)
 from ..geometry import log_lift
 
 __all__ = ["RandomizedAssignmentFlow", "INTERACTIONS"]
@@ -105,14 +111,14 @@ class RandomizedAssignmentFlow(nn.Module):
         self.init_factor_scale = check_positive("init_factor_scale", init_factor_scale)
         mean_init = float(mean_init)
         if not math.isfinite(mean_init):
-            raise ValueError(f"mean_init must be finite, got {mean_init!r}")
+            raise UserInputError(f"mean_init must be finite, got {mean_init!r}")
         self.mean_init = mean_init
         if interaction == "conv":
             if grid_shape is None:
-                raise ValueError("grid_shape=(rows, cols) is required for interaction='conv'")
+                raise UserInputError("grid_shape=(rows, cols) is required for interaction='conv'")
             rows, cols = (int(v) for v in grid_shape)
             if rows * cols != self.num_nodes:
-                raise ValueError(f"grid_shape {tuple(grid_shape)} does not match num_nodes = {self.num_nodes}")
+                raise UserInputError(f"grid_shape {tuple(grid_shape)} does not match num_nodes = {self.num_nodes}")
             self.grid_shape = (rows, cols)
         else:
             self.grid_shape = None if grid_shape is None else tuple(int(v) for v in grid_shape)
@@ -126,7 +132,7 @@ class RandomizedAssignmentFlow(nn.Module):
         else:
             start = torch.as_tensor(initial_logits).to(**factory).clone()
             if tuple(start.shape) != (n, c) or not bool(torch.isfinite(start).all()):
-                raise ValueError(f"initial_logits must be a finite tensor of shape ({n}, {c}), got shape "
+                raise UserInputError(f"initial_logits must be a finite tensor of shape ({n}, {c}), got shape "
                                  f"{tuple(start.shape)}")
         self.init_logits = nn.Parameter(start)
         if self.init_noise > 0:
@@ -138,7 +144,7 @@ class RandomizedAssignmentFlow(nn.Module):
             else:
                 factors = torch.as_tensor(initial_factors).to(dtype=factory["dtype"]).clone()
                 if tuple(factors.shape) != (self.init_rank, n, c) or not bool(torch.isfinite(factors).all()):
-                    raise ValueError(f"initial_factors must be a finite tensor of shape ({self.init_rank}, {n}, {c}),"
+                    raise UserInputError(f"initial_factors must be a finite tensor of shape ({self.init_rank}, {n}, {c}),"
                                      f" got shape {tuple(factors.shape)}")
             self.init_factors = nn.Parameter(factors.to(device))
 
@@ -267,13 +273,13 @@ class RandomizedAssignmentFlow(nn.Module):
         For :math:`f(\alpha) = \langle Q\phi\rangle_\alpha = \sum_i \phi_{i,\alpha_i}` this is eq. (25).
         """
         if not callable(fn):
-            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+            raise UserTypeError(f"fn must be callable, got {type(fn).__name__}")
         check_choice("rounding", rounding, ("argmax", "random"))
         total = None
         for b in self._chunks(num_samples, chunk_size):
             values = torch.as_tensor(fn(self.round(self.forward(b, generator), rounding, generator)))
             if values.ndim == 0 or values.shape[0] != b:
-                raise ValueError(f"fn must return a tensor with leading dimension {b} (one value per "
+                raise UserInputError(f"fn must return a tensor with leading dimension {b} (one value per "
                                  f"sample), got shape {tuple(values.shape)}")
             part = values.to(self.dtype).sum(0)
             total = part if total is None else total + part

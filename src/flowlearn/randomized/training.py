@@ -23,7 +23,13 @@ from pathlib import Path
 
 import torch
 
-from .._checks import check_choice, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_choice,
+    check_int,
+    check_positive,
+)
 from ..io import load_checkpoint, save_checkpoint
 from ..progress import progress
 from .entropy import differentiable_entropy, entropy_score_surrogate
@@ -169,9 +175,9 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
     """
     config = config or TrainingConfig()
     if not isinstance(flow, RandomizedAssignmentFlow):
-        raise TypeError(f"flow must be a RandomizedAssignmentFlow, got {type(flow).__name__}")
+        raise UserTypeError(f"flow must be a RandomizedAssignmentFlow, got {type(flow).__name__}")
     if (flow.num_nodes, flow.num_labels) != (model.num_nodes, model.num_labels):
-        raise ValueError(f"flow has (n, c) = {(flow.num_nodes, flow.num_labels)} but model has "
+        raise UserInputError(f"flow has (n, c) = {(flow.num_nodes, flow.num_labels)} but model has "
                          f"{(model.num_nodes, model.num_labels)}")
     model = model.to(device=flow.device, dtype=flow.dtype)
     generator = torch.Generator(device=flow.device)
@@ -186,7 +192,7 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
         state = load_checkpoint(path)
         if state is not None:
             if state.get("config") != asdict(config):
-                raise ValueError(f"checkpoint {str(path)!r} was written with a different config "
+                raise UserInputError(f"checkpoint {str(path)!r} was written with a different config "
                                  f"{state.get('config')}; use another path or resume=False (CLI: --no-resume)")
             flow.load_state_dict(state["flow"])
             optimizer.load_state_dict(state["optimizer"])

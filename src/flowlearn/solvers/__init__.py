@@ -4,8 +4,8 @@ Knows nothing of the applications.
 """
 
 from .amd import AMD, AMDResult, AMDStatus
-from .base import Solution, Solver, Status, integrate, linear_grid, log_grid
 from .arnoldi import ArnoldiResult, arnoldi
+from .base import Solution, Solver, Status, integrate, linear_grid, log_grid
 from .krylov import KrylovStatus, PhiResult, krylov_phi, phi_functions
 from .linear_ode import ExponentialIntegrator, FixedStepIntegrator, LinearODEResult
 from .runge_kutta import RK4, Euler, ExplicitRungeKutta, Heun

@@ -43,7 +43,13 @@ from typing import Callable, List, Optional
 
 import torch
 
-from .._checks import check_finite, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_finite,
+    check_int,
+    check_positive,
+)
 
 __all__ = ["AMD", "AMDResult", "AMDStatus"]
 
@@ -136,15 +142,15 @@ class AMD:
                  patience: int = 5, flat_rtol: float = 1e-3, gtol: float = 0.0):
         beta = check_positive("beta", beta)
         if not beta < 1.0:
-            raise ValueError(f"beta must lie in (0, 1), got {beta!r}")
+            raise UserInputError(f"beta must lie in (0, 1), got {beta!r}")
         self.beta = beta
         self.s0 = check_positive("s0", s0)
         self.smax = check_positive("smax", smax)
         if self.smax < self.s0:
-            raise ValueError(f"smax must be >= s0={self.s0}, got {smax!r}")
+            raise UserInputError(f"smax must be >= s0={self.s0}, got {smax!r}")
         self.kappa = check_positive("kappa", kappa)
         if self.kappa < 1.0:
-            raise ValueError(f"kappa must be >= 1, got {kappa!r}")
+            raise UserInputError(f"kappa must be >= 1, got {kappa!r}")
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
         self.max_backtracks = check_int("max_backtracks", max_backtracks, minimum=0)
         self.tau = None if tau is None else check_positive("tau", tau)
@@ -168,10 +174,10 @@ class AMD:
             full = z_full.index_copy(0, rows, z_rows)
             out = loss_fn(full)
             if out.shape != (z_full.shape[0],):
-                raise ValueError(f"loss_fn must return shape ({z_full.shape[0]},), got {tuple(out.shape)}")
+                raise UserInputError(f"loss_fn must return shape ({z_full.shape[0]},), got {tuple(out.shape)}")
             out = out.index_select(0, rows)
         if out.shape != (rows.numel(),):
-            raise ValueError(f"loss_fn must return shape ({rows.numel()},), got {tuple(out.shape)}")
+            raise UserInputError(f"loss_fn must return shape ({rows.numel()},), got {tuple(out.shape)}")
         return out
 
     def _value_and_grad(self, loss_fn, indexed, z, rows):
@@ -204,7 +210,7 @@ class AMD:
         """
         if not isinstance(z0, torch.Tensor) or not z0.is_floating_point() or z0.ndim < 1:
             detail = f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""
-            raise TypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}" + detail)
+            raise UserTypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}" + detail)
         check_finite("z0", z0)
         B = z0.shape[0]
         device, dtype = z0.device, z0.dtype

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from .._checks import check_int
+from .._checks import UserInputError, check_int
 
 __all__ = ["ArnoldiResult", "ORTHOGONALITY_BUDGET", "arnoldi"]
 
@@ -143,7 +143,7 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
         breakdown_tol = 100 * torch.finfo(v.dtype).eps
     beta = torch.linalg.vector_norm(v)
     if float(beta.detach()) == 0.0:
-        raise ValueError("arnoldi needs a non-zero start vector v")
+        raise UserInputError("arnoldi needs a non-zero start vector v")
     q1 = v / beta
     w1 = matvec(q1)
     if torch.is_grad_enabled() and (v.requires_grad or w1.requires_grad):
@@ -219,7 +219,7 @@ def _arnoldi_block(matvec, Q, shape, beta, m, tol) -> ArnoldiResult:
         if j > 0:
             product = matvec(Q[j].view(shape))
             if product.requires_grad and torch.is_grad_enabled():
-                raise ValueError(f"matvec returned a tensor that requires grad at step {j + 1} although its "
+                raise UserInputError(f"matvec returned a tensor that requires grad at step {j + 1} although its "
                                  "first product did not: arnoldi cannot differentiate through such a matvec")
             w.copy_(product.reshape(-1))
             del product

@@ -18,7 +18,13 @@ from typing import Callable, Optional
 
 import torch
 
-from .._checks import check_finite, check_int, check_positive
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_finite,
+    check_int,
+    check_positive,
+)
 
 __all__ = ["Solution", "Solver", "Status", "integrate", "linear_grid", "log_grid"]
 
@@ -79,7 +85,7 @@ def linear_grid(t1: float, steps: int, t0: float = 0.0, *, dtype=torch.float64) 
     """``steps + 1`` equally spaced times from ``t0`` to ``t1``."""
     steps = check_int("steps", steps, minimum=1)
     if not t1 > t0:
-        raise ValueError(f"t1 must be greater than t0={t0}, got {t1}")
+        raise UserInputError(f"t1 must be greater than t0={t0}, got {t1}")
     return torch.linspace(float(t0), float(t1), steps + 1, dtype=dtype)
 
 
@@ -93,7 +99,7 @@ def log_grid(t1: float, steps: int, t_first: float | None = None, *, dtype=torch
     t1 = check_positive("t1", t1)
     t_first = t1 * 1e-3 if t_first is None else check_positive("t_first", t_first)
     if not t_first < t1:
-        raise ValueError(f"t_first must be smaller than t1={t1}, got {t_first}")
+        raise UserInputError(f"t_first must be smaller than t1={t1}, got {t_first}")
     pos = torch.logspace(torch.log10(torch.tensor(t_first)).item(), torch.log10(torch.tensor(t1)).item(),
                          steps, dtype=dtype)
     return torch.cat([torch.zeros(1, dtype=dtype), pos])
@@ -134,12 +140,12 @@ def integrate(
     Solution
     """
     if not isinstance(solver, Solver):
-        raise TypeError(f"solver must be a flowlearn.solvers.Solver, got {type(solver).__name__}")
+        raise UserTypeError(f"solver must be a flowlearn.solvers.Solver, got {type(solver).__name__}")
     ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
     if ts.numel() < 2:
-        raise ValueError(f"ts must hold at least 2 times, got {ts.numel()}")
+        raise UserInputError(f"ts must hold at least 2 times, got {ts.numel()}")
     if not bool((ts[1:] > ts[:-1]).all()):
-        raise ValueError("ts must be strictly increasing")
+        raise UserInputError("ts must be strictly increasing")
     check_finite("y0", y0)
     check_every = check_int("check_every", check_every, minimum=1)
     times = ts.tolist()

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .._checks import check_finite, check_int, check_positive
+from .._checks import UserInputError, check_finite, check_int, check_positive
 from .arnoldi import Matvec, arnoldi
 
 __all__ = ["KrylovStatus", "PhiResult", "krylov_phi", "phi_functions"]
@@ -138,7 +138,7 @@ def krylov_phi(
     check_finite("b", b)
     if y0 is not None:
         if y0.shape != b.shape:
-            raise ValueError(f"y0 must have the shape of b {tuple(b.shape)}, got {tuple(y0.shape)}")
+            raise UserInputError(f"y0 must have the shape of b {tuple(b.shape)}, got {tuple(y0.shape)}")
         check_finite("y0", y0)
     if substeps is not None:
         substeps = check_int("substeps", substeps, minimum=1)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .._checks import check_int, check_positive
+from .._checks import UserTypeError, check_int, check_positive
 from .base import Solver, integrate, linear_grid
 from .krylov import krylov_phi
 from .runge_kutta import Euler
@@ -93,7 +93,7 @@ class FixedStepIntegrator:
     def __post_init__(self):
         check_positive("step_size", self.step_size)
         if not isinstance(self.solver, Solver):
-            raise TypeError(f"solver must be a flowlearn.solvers.Solver, got {type(self.solver).__name__}")
+            raise UserTypeError(f"solver must be a flowlearn.solvers.Solver, got {type(self.solver).__name__}")
 
     def solve(self, matvec: Callable, b: torch.Tensor, t: float) -> LinearODEResult:
         r"""Integrate :math:`\dot y = Ay + b`, :math:`y(0) = 0`, from 0 to ``t`` with fixed steps.

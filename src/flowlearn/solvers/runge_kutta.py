@@ -9,6 +9,7 @@ from typing import Sequence
 
 import torch
 
+from .._checks import UserInputError
 from .base import Solver
 
 __all__ = ["Euler", "ExplicitRungeKutta", "Heun", "RK4"]
@@ -31,7 +32,7 @@ class ExplicitRungeKutta(Solver):
     def __init__(self, a: Sequence[Sequence[float]], b: Sequence[float], c: Sequence[float], order: int):
         s = len(b)
         if len(c) != s or len(a) != s or any(len(row) != i for i, row in enumerate(a)):
-            raise ValueError(
+            raise UserInputError(
                 f"Butcher tableau must have len(b) == len(c) == len(a) = s and row i of a of length i, "
                 f"got s={s}, len(c)={len(c)}, row lengths {[len(r) for r in a]}"
             )

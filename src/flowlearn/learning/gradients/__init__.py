@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..._checks import UserInputError
 from .autodiff import AutodiffEulerGradient, AutodiffExpintGradient
 from .base import DataGradient, GradientMethod, GradientResult
 from .closed_form import MAX_EXACT_SIZE, ExactGradient, LowRankGradient
@@ -41,10 +42,10 @@ def make_gradient_method(name: str, **options) -> GradientMethod:
         For an unknown name or an option the method does not have (listing the valid ones).
     """
     if name not in GRADIENT_METHODS:
-        raise ValueError(f"gradient method must be one of {sorted(GRADIENT_METHODS)}, got {name!r}")
+        raise UserInputError(f"gradient method must be one of {sorted(GRADIENT_METHODS)}, got {name!r}")
     cls = GRADIENT_METHODS[name]
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(f"gradient method {name!r} has no option(s) {unknown}; valid options: {valid}")
+        raise UserInputError(f"gradient method {name!r} has no option(s) {unknown}; valid options: {valid}")
     return cls(**options)

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import torch
 
+from ..._checks import UserTypeError
 from ..losses import LearningProblem
 
 __all__ = ["GradientMethod", "GradientResult", "DataGradient"]
@@ -72,7 +73,7 @@ class GradientMethod(abc.ABC):
 
     def __call__(self, problem: LearningProblem, patches) -> GradientResult:
         if not isinstance(problem, LearningProblem):
-            raise TypeError(f"problem must be a LearningProblem, got {type(problem).__name__}")
+            raise UserTypeError(f"problem must be a LearningProblem, got {type(problem).__name__}")
         p = problem.check_patches(patches).detach()
         start = time.perf_counter()
         out = self.data_gradient(problem, p)

@@ -36,10 +36,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..._checks import check_int
+from ..._checks import UserInputError, UserTypeError, check_int
 from ...geometry import replicator, replicator_
 from ...solvers import arnoldi
-from ..contraction import WeightGradientTerms, assemble_weight_gradient, bilinear_terms, dense_terms
+from ..contraction import (
+    WeightGradientTerms,
+    assemble_weight_gradient,
+    bilinear_terms,
+    dense_terms,
+)
 from ..kronecker import benzi_simoncini, frechet_block, truncate
 from ..losses import LearningProblem
 from .base import DataGradient, GradientMethod
@@ -67,7 +72,7 @@ class ExactGradient(GradientMethod):
     def data_gradient(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
         I, J = problem.scaled_distances.shape
         if I * J > MAX_EXACT_SIZE:
-            raise ValueError(f"the exact gradient is dense: I*J must be <= {MAX_EXACT_SIZE}, got {I * J} "
+            raise UserInputError(f"the exact gradient is dense: I*J must be <= {MAX_EXACT_SIZE}, got {I * J} "
                              f"(use 'lowrank')")
         system = problem.system(patches)
         n, T = I * J, problem.T
@@ -112,7 +117,7 @@ class LowRankGradient(GradientMethod):
         check_int("m", self.m, minimum=1)
         check_int("rank", self.rank, minimum=1)
         if not isinstance(self.recompute_forward, bool):
-            raise TypeError(f"recompute_forward must be a bool, got {self.recompute_forward!r}")
+            raise UserTypeError(f"recompute_forward must be a bool, got {self.recompute_forward!r}")
 
     def data_gradient(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
         with torch.no_grad():
