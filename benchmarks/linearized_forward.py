@@ -7,7 +7,12 @@ where SciPy gets the sparse augmented matrix (assembled directly; its assembly t
 memory are reported separately and not counted). Reports time, peak memory, the speed ratio and the
 relative difference of the two solutions; writes JSON.
 
-    python benchmarks/linearized_forward.py [--size 512] [--labels 10] [--T 10] [--out FILE.json]
+``--device cuda`` runs the Krylov integrator on the GPU (system built there, ``torch.cuda.synchronize()``
+around each timing, peak memory from ``torch.cuda.max_memory_allocated``); the SciPy baseline always
+runs on the CPU (on a CPU copy of the same system), which the JSON records
+(``scipy_expm_multiply.device: "cpu"``).
+
+    python benchmarks/linearized_forward.py [--size 512] [--labels 10] [--T 10] [--device cpu|cuda] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory import environment, measure  # noqa: E402
+from _memory import environment, measure, resolve_device  # noqa: E402
 
 from flowlearn.data import make_voronoi  # noqa: E402
 from flowlearn.graphs import GridWeights  # noqa: E402
@@ -29,12 +34,12 @@ from flowlearn.labeling import LinearizedSystem, distance_matrix  # noqa: E402
 from flowlearn.solvers import krylov_phi  # noqa: E402
 
 
-def build_system(size: int, J: int, seed: int = 0) -> LinearizedSystem:
+def build_system(size: int, J: int, seed: int = 0, device="cpu") -> LinearizedSystem:
     v = make_voronoi(size, scenario="colors", seed=seed)
     g = np.random.default_rng(seed)
     protos = np.concatenate([v.prototypes, g.random((max(0, J - len(v.prototypes)), 3))])[:J]
-    D = distance_matrix(torch.from_numpy(v.image), protos)
-    return LinearizedSystem.at(GridWeights(size, size, 3, dtype=torch.float64), D)
+    D = distance_matrix(torch.from_numpy(v.image).to(device), protos)
+    return LinearizedSystem.at(GridWeights(size, size, 3, dtype=torch.float64, device=device), D)
 
 
 def sparse_augmented(sysm: LinearizedSystem, T: float):
@@ -90,42 +95,47 @@ def main(argv=None) -> int:
     ap.add_argument("--rtol", type=float, default=1e-8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="128x128 instead of 512x512")
+    ap.add_argument("--device", default="cpu", help="device of the Krylov run (cpu or cuda; SciPy stays on the CPU)")
     ap.add_argument("--out", default="benchmarks/results/linearized_forward.json")
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)
     size = 128 if args.quick else args.size
-    sysm = build_system(size, args.labels)
+    sysm = build_system(size, args.labels, device=device)
+    sysm_cpu = sysm if device.type == "cpu" else build_system(size, args.labels)
 
     # time: best of n runs; peak memory: the first run (later runs reuse memory the allocator kept)
     krylov = None
     for rep in range(args.repeats):
-        with measure() as m_k:
+        with measure(device) as m_k:
             r = krylov_phi(sysm.matvec, sysm.B, args.T, m=args.m, rtol=args.rtol)
         if krylov is None:
             krylov = dict(m_k, stats=r.stats, error_estimate=r.error_estimate, all_seconds=[])
         krylov["all_seconds"].append(m_k["seconds"])
         krylov["seconds"] = min(krylov["all_seconds"])
-        y_k = r.y.reshape(-1).numpy()
+        y_k = r.y.reshape(-1).cpu().numpy()
     with measure() as m_a:
-        aug = sparse_augmented(sysm, args.T)
+        aug = sparse_augmented(sysm_cpu, args.T)
     with measure() as m_s:
         y_s = scipy_solution(aug)
     m_s["assembly_seconds"], m_s["assembly_peak_mb"], m_s["nnz"] = m_a["seconds"], m_a["peak_mb"], int(aug.nnz)
+    m_s["device"] = "cpu"  # SciPy has no GPU path: the baseline always runs on the CPU
     rel = float(np.linalg.norm(y_k - y_s) / np.linalg.norm(y_s))
     result = {
         "problem": {"size": size, "labels": args.labels, "unknowns": size * size * args.labels, "T": args.T,
                     "neighbourhood": 3},
-        "krylov": {"m": args.m, "rtol": args.rtol, **krylov},
+        "device": str(device),
+        "krylov": {"m": args.m, "rtol": args.rtol, "device": str(device), **krylov},
         "scipy_expm_multiply": m_s,
         "speedup": m_s["seconds"] / krylov["seconds"],
         "memory_ratio": m_s["peak_mb"] / max(krylov["peak_mb"], 1e-9),
         "relative_difference": rel,
-        "environment": environment(),
+        "environment": environment(device),
     }
     print(f"linearized flow forward, {size}x{size}, J={args.labels}, T={args.T}  "
-          f"({result['problem']['unknowns']:,} unknowns)")
+          f"({result['problem']['unknowns']:,} unknowns); krylov on {device}, scipy on cpu")
     print(f"{'method':<24}{'seconds':>10}{'peak MB':>10}")
-    print(f"{'krylov (m=%d)' % args.m:<24}{krylov['seconds']:>10.3f}{krylov['peak_mb']:>10.1f}   {krylov['stats']}")
-    print(f"{'scipy expm_multiply':<24}{m_s['seconds']:>10.3f}{m_s['peak_mb']:>10.1f}   "
+    print(f"{f'krylov (m={args.m}, {device.type})':<24}{krylov['seconds']:>10.3f}{krylov['peak_mb']:>10.1f}   {krylov['stats']}")
+    print(f"{'scipy expm_multiply cpu':<24}{m_s['seconds']:>10.3f}{m_s['peak_mb']:>10.1f}   "
           f"(+ assembly of {m_s['nnz']:,} non-zeros: {m_a['seconds']:.1f} s, {m_a['peak_mb']:.0f} MB)")
     print(f"speed-up {result['speedup']:.1f}x, relative difference {rel:.2e}")
     out = Path(args.out)

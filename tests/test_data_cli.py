@@ -10,7 +10,8 @@ from PIL import Image
 from flowlearn.cli import main as cli_main
 from flowlearn.data import label_error, make_voronoi, nearest_prototype_labels
 
-FILES = ["image.npy", "image.png", "clean.png", "labels.npy", "labels.png", "prototypes.npy", "meta.json"]
+FILES = ["image.npy", "image.png", "clean.png", "labels.npy", "labels.png", "prototypes.npy", "meta.json",
+         "manifest.json", ".flowlearn.lock"]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import torch
 from flowlearn.cli import gfe as gfe_cli
 from flowlearn.encoding import (Autoencoder, GradientFlowEncoder, TrainConfig, Trainer, compare, decoder_widths,
                                 load_dataset, make_decoder, read_idx, training_subset)
-from flowlearn.io import load_checkpoint
+from flowlearn.engine import load_checkpoint, load_weights
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -117,13 +117,13 @@ def test_resumed_run_equals_uninterrupted(tmp_path, model):
     full = Trainer(cfg).fit(d, idx)
     with pytest.raises(KeyboardInterrupt):
         _Interrupted(cfg).fit(d, idx, out_dir=tmp_path)
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 2
     resumed = Trainer(cfg).fit(d, idx, out_dir=tmp_path)
     assert resumed.stats["resumed_from_step"] == 2 and resumed.stats["steps"] == 6
     for a, b in zip(full.module.state_dict().values(), resumed.module.state_dict().values()):
         assert torch.equal(a, b)
     assert [h["val_bce"] for h in full.history] == [h["val_bce"] for h in resumed.history]
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match=r"belongs to a different run \(config.epochs: 2 in the checkpoint, 3 now"):
         Trainer(TrainConfig(model=model, epochs=3, batch_size=16, seed=4)).fit(d, idx, out_dir=tmp_path)
 
 
@@ -211,10 +211,10 @@ def test_torchrun_two_processes_equal_one_process(tmp_path, model, adjoint):
             "--batch-size", "16", "--epochs", "1", "--eval-every", "100", "--seed", "3", "--dtype", "float64"]
     env = dict(os.environ, OMP_NUM_THREADS="1", FLOWLEARN_NO_PROGRESS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "flowlearn.encoding.distributed", *argv, "--out", str(tmp_path)]
+           "--master_port", str(_free_port()), "-m", "flowlearn", "gfe", "train", *argv, "--out", str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp_state = load_checkpoint(tmp_path / "model.pt")["state_dict"]
+    ddp_state = load_weights(tmp_path / "model.pt")["state_dict"]
     d = load_dataset("digits", dtype=torch.float64)
     cfg = TrainConfig(model=model, adjoint=adjoint, batch_size=16, epochs=1, eval_every=100, seed=3)
     single = Trainer(cfg).fit(d, training_subset(d, 64, 3)).module.state_dict()

@@ -25,7 +25,10 @@ def test_ising_command_writes_table_and_pictures(tmp_path, capsys):
     for name in ("table.json", "history.json", "samples.png", "marginals.png", "training_curve.png", "checkpoint.pt"):
         assert (out / name).is_file(), name
     data = json.loads((out / "table.json").read_text())
-    assert set(data["table"]) == {"exact", "randomized_af", "mean_field", "gibbs", "loopy_bp"}
+    assert set(data["table"]) == {"exact", "randomized_af", "randomized_af_argmax", "mean_field", "gibbs", "loopy_bp"}
+    af = data["details"]["randomized_af"]
+    assert af["rounding"] == "random" and 0.0 <= af["integral_fraction"] <= 1.0
+    assert data["details"]["reference"]["method"] == "transfer"
     for row in data["table"].values():
         assert set(row) == {"kl", "energy", "entropy", "marginal_difference", "seconds"}
     assert data["table"]["exact"]["kl"] == 0.0
@@ -33,14 +36,18 @@ def test_ising_command_writes_table_and_pictures(tmp_path, capsys):
     assert data["config"]["field"] == 2.0 and data["config"]["seed"] == 3
     assert data["table"]["mean_field"]["kl"] >= 0
     assert "randomized_af" in capsys.readouterr().out
-    # a second call resumes from the finished checkpoint and reproduces the table's flow row
-    assert main(["ising", *SMALL, "--field", "2", "--coupling", "1.0", "--seed", "3", "--out", str(out)]) == 0
+    # a second call with --resume continues the finished checkpoint and reproduces the table's flow row
+    assert main(["ising", *SMALL, "--field", "2", "--coupling", "1.0", "--seed", "3", "--out", str(out)]) == 2
+    assert main(["ising", *SMALL, "--field", "2", "--coupling", "1.0", "--seed", "3", "--resume",
+                 "--out", str(out)]) == 0
     again = json.loads((out / "table.json").read_text())
     assert again["table"]["randomized_af"]["kl"] == data["table"]["randomized_af"]["kl"]
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--rows", "5", "--cols", "5"], "exact-enumeration limit"),
+    (["--rows", "20", "--cols", "20", "--reference", "exact"], "reference='exact' is not feasible"),
+    (["--labels", "1"], "labels must be >= 2"),
+    (["--field-noise", "-1"], "field_noise"),
     (["--iters", "-1"], "iterations must be >= 0"),
     (["--rows", "2", "--cols", "3", "--field", "nan"], "field must be a finite number"),
     (["--rows", "2", "--cols", "3", "--eval-samples", "0"], "eval_samples must be >= 1"),

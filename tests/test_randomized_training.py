@@ -28,8 +28,8 @@ def test_training_reduces_kl_and_beats_mean_field():
     cfg = TrainingConfig(iterations=150, batch_size=64, lr=3e-2, seed=1, entropy_estimator="score",
                          random_roundings=4)
     res = train_randomized_flow(flow, model, cfg, log_z=exact.log_z)
-    assert res.status == "completed" and res.iterations == 150
-    h = res.history["objective"]
+    assert res.status == "completed" and res.stats["iterations"] == 150
+    h = res.series("objective")
     assert len(h) == 150 and sum(h[-25:]) / 25 < sum(h[:25]) / 25
     ev = evaluate_flow(flow, model, exact, num_samples=20000, generator=torch.Generator().manual_seed(0))
     mf = MeanField(50, method="coordinate", iterations=100).fit(model, log_z=exact.log_z)
@@ -45,21 +45,29 @@ def test_resume_gives_the_same_result(tmp_path):
     _, flow_b = small_setup()
     ckpt = tmp_path / "ck.pt"
     part = train_randomized_flow(flow_b, model, cfg, checkpoint_path=ckpt, stop_after=7)
-    assert part.status == "interrupted" and part.iterations == 7
+    assert part.status == "interrupted" and part.stats["iterations"] == 7
     _, flow_c = small_setup()
     rest = train_randomized_flow(flow_c, model, cfg, checkpoint_path=ckpt)
-    assert rest.resumed_from == 7 and rest.status == "completed"
+    assert rest.stats["resumed_from"] == 7 and rest.status == "completed"
     for (name, a), (_, c) in zip(flow_a.state_dict().items(), flow_c.state_dict().items()):
         torch.testing.assert_close(a, c, rtol=0, atol=0, msg=name)
-    assert rest.history["objective"] == full.history["objective"]
+    assert rest.series("objective") == full.series("objective")
 
 
 def test_checkpoint_with_other_config_is_refused(tmp_path):
     model, flow = small_setup()
     ckpt = tmp_path / "ck.pt"
     train_randomized_flow(flow, model, TrainingConfig(iterations=2, batch_size=8), checkpoint_path=ckpt)
-    with pytest.raises(ValueError, match="different config"):
-        train_randomized_flow(flow, model, TrainingConfig(iterations=3, batch_size=8), checkpoint_path=ckpt)
+    _, fresh = small_setup()
+    with pytest.raises(ValueError, match=r"belongs to a different run \(config.batch_size: 8 in the checkpoint, 16"):
+        train_randomized_flow(fresh, model, TrainingConfig(iterations=3, batch_size=16), checkpoint_path=ckpt)
+    other = ising_grid(2, 4, field=2.0, coupling=50.0)  # the `flowlearn ising --coupling 50` case
+    with pytest.raises(ValueError, match=r"belongs to a different run \(model: "):
+        train_randomized_flow(small_setup()[1], other, TrainingConfig(iterations=3, batch_size=8), checkpoint_path=ckpt)
+    # a constant-rate run may be extended: same model, flow and config but more iterations
+    more = train_randomized_flow(small_setup()[1], model, TrainingConfig(iterations=3, batch_size=8),
+                                 checkpoint_path=ckpt)
+    assert more.stats["resumed_from"] == 2 and more.stats["iterations"] == 3
 
 
 def test_paper_estimators_run():
@@ -67,7 +75,7 @@ def test_paper_estimators_run():
     for est in ("samples", "support"):
         res = train_randomized_flow(flow, model, TrainingConfig(iterations=3, batch_size=16, entropy_estimator=est,
                                                                 energy_warmup=2))
-        assert all(torch.isfinite(torch.tensor(v)).all() for v in res.history.values())
+        assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in res.history)
 
 
 def test_config_and_model_validation():

@@ -43,6 +43,11 @@ CASES = [
     ("voronoi", "--seed -1", ["voronoi", "--size", "16", "--seed", "-1", "--out", "{out}"], r"seed"),
     ("voronoi", "unknown --scenario", ["voronoi", "--scenario", "colour", "--out", "{out}"], r"invalid choice"),
     ("voronoi", "--out below a regular file", ["voronoi", "--size", "16", "--out", "{blocked}"], r"out"),
+    ("voronoi", "--size 100000 (more memory than the machine has)", ["voronoi", "--size", "100000",
+                                                                     "--out", "{out}"], r"memory"),
+    ("voronoi", "--noise 1e308", ["voronoi", "--size", "16", "--noise", "1e308", "--out", "{out}"],
+     r"noise must be at most"),
+    ("voronoi", "--seed 2**40", ["voronoi", "--size", "16", "--seed", str(2**40), "--out", "{out}"], r"seed"),
     # ------------------------------------------------------------------ label
     ("label", "missing image file", ["label", "{d}/nope.png", "--k", "2", "--out", "{out}"], r"does not exist"),
     ("label", "text file named .png", ["label", "{d}/text.png", "--k", "2", "--out", "{out}"], r"not an image"),
@@ -81,6 +86,16 @@ CASES = [
     ("label", "--truth with float dtype", ["label", "{d}/image.npy", "--k", "2", "--truth", "{d}/labels_float.npy",
                                           "--out", "{out}"], r"integer"),
     ("label", "--out below a regular file", ["label", "{d}/image.npy", "--k", "2", "--out", "{blocked}"], r"--out"),
+    ("label", "uint8 image (0..255) with prototypes in [0, 1]",
+     ["label", "{d}/image_uint8.npy", "--prototypes", "{d}/protos01.npy", "--out", "{out}"], r"value range"),
+    ("label", "image x 1e200 (distances overflow)", ["label", "{d}/image_huge.npy", "--k", "2", "--out", "{out}"],
+     r"overflow|finite"),
+    ("label", "--seed 2**40", ["label", "{d}/image.npy", "--k", "2", "--seed", str(2**40), "--out", "{out}"],
+     r"seed must be <= 4294967295"),
+    ("label", "--neighbourhood 1001 on a 12x12 image", ["label", "{d}/image.npy", "--k", "2", "--neighbourhood",
+                                                       "1001", "--out", "{out}"], r"at most 2 \* max"),
+    ("label", "--threads 0", ["label", "{d}/image.npy", "--k", "2", "--threads", "0", "--out", "{out}"],
+     r"threads"),
     # ------------------------------------------------------------------ learn
     ("learn", "--size 0", ["learn", "--size", "0", "--iters", "1", "--out", "{out}"], r"size"),
     ("learn", "--iters -1", ["learn", "--size", "16", "--iters", "-1", "--out", "{out}"], r"iters"),
@@ -197,6 +212,9 @@ CASES = [
                                        "--eval-every", "1000", "--out", "{out}"], r"threads"),
     ("gfe train", "mnist with a missing --data-dir", ["gfe", "train", "--dataset", "mnist", "--data-dir",
                                                       "{d}/nope", "--out", "{out}"], r"does not exist|not found"),
+    ("gfe train", "--device cuda on a machine without CUDA", ["gfe", "train", "--device", "cuda:7",
+                                                              "--out", "{out}"], r"CUDA|cuda"),
+    ("gfe train", "--device tpu", ["gfe", "train", "--device", "tpu", "--out", "{out}"], r"device"),
     ("gfe train", "--out below a regular file", ["gfe", "train", "--train-size", "8", "--out", "{blocked}"], r"out"),
     # ------------------------------------------------------------------ gfe compare
     ("gfe compare", "--train-sizes not integers", ["gfe", "compare", "--train-sizes", "a,b", "--out", "{out}"],
@@ -219,6 +237,45 @@ CASES = [
     # ------------------------------------------------------------------ reproduce
     ("reproduce", "unknown --parts", ["reproduce", "--parts", "ising", "--out", "{out}"], r"invalid choice"),
     ("reproduce", "--out below a regular file", ["reproduce", "--parts", "learning", "--out", "{blocked}"], r"--out"),
+]
+
+#: Runs that must not mix or pass as results: (command, situation, earlier steps, argv, exit code, regex).
+#: An earlier step is an argv template run first (it must succeed), ``("truncate", path)`` or
+#: ``("lock", dir)`` (the directory is held by another writer while the case runs).
+SEQUENCES = [
+    ("learn", "--resume into a run of another problem (seed, rho)",
+     [["learn", "--size", "16", "--iters", "2", "--seed", "3", "--out", "{out}"]],
+     ["learn", "--size", "16", "--iters", "4", "--seed", "4", "--rho", "0.5", "--resume", "--out", "{out}"], 2,
+     r"belongs to a different run \(problem:"),
+    ("learn", "--resume after a shape change (--size 32 on a 16x16 run)",
+     [["learn", "--size", "16", "--iters", "2", "--out", "{out}"]],
+     ["learn", "--size", "32", "--iters", "4", "--resume", "--out", "{out}"], 2, r"belongs to a different run"),
+    ("learn", "--resume --optimizer rgd on an adam run",
+     [["learn", "--size", "16", "--iters", "2", "--out", "{out}"]],
+     ["learn", "--size", "16", "--iters", "4", "--optimizer", "rgd", "--resume", "--out", "{out}"], 2,
+     r"config.optimizer: 'adam' in the checkpoint, 'rgd' now; start afresh with --overwrite"),
+    ("learn", "--resume from a truncated checkpoint",
+     [["learn", "--size", "16", "--iters", "2", "--out", "{out}"], ("truncate", "{out}/checkpoint_lowrank.pt")],
+     ["learn", "--size", "16", "--iters", "4", "--resume", "--out", "{out}"], 2, r"truncated, corrupt"),
+    ("ising", "a second run into a used --out (another --coupling)",
+     [["ising", "--rows", "2", "--cols", "3", "--iters", "5", "--batch-size", "8", "--eval-samples", "500",
+       "--gibbs-samples", "500", "--mf-restarts", "2", "--out", "{out}"]],
+     ["ising", "--rows", "2", "--cols", "3", "--iters", "5", "--batch-size", "8", "--eval-samples", "500",
+      "--gibbs-samples", "500", "--mf-restarts", "2", "--coupling", "50", "--out", "{out}"], 2,
+     r"holds the outputs of an earlier `flowlearn ising` run"),
+    ("ising", "--resume with another model (--coupling 50)",
+     [["ising", "--rows", "2", "--cols", "3", "--iters", "5", "--batch-size", "8", "--eval-samples", "500",
+       "--gibbs-samples", "500", "--mf-restarts", "2", "--out", "{out}"]],
+     ["ising", "--rows", "2", "--cols", "3", "--iters", "5", "--batch-size", "8", "--eval-samples", "500",
+      "--gibbs-samples", "500", "--mf-restarts", "2", "--coupling", "50", "--resume", "--out", "{out}"], 2,
+     r"belongs to a different run \(model:"),
+    ("label", "a second writer while --out is in use", [("lock", "{out}")],
+     ["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], 2, r"is in use by flowlearn label \(pid"),
+    ("label", "linearized flow with --T 1e6 (sub-step budget exhausted)", [],
+     ["label", "{d}/image.npy", "--k", "2", "--flow", "linearized", "--T", "1e6", "--out", "{out}"], 3,
+     r"status (max_substeps|nonfinite).*options: --T, --rho"),
+    ("label", "--rho 1e300 (the data term vanishes)", [],
+     ["label", "{d}/image.npy", "--k", "2", "--rho", "1e300", "--out", "{out}"], 3, r"status undecided.*lower rho"),
 ]
 
 #: known failures (command, bad input) -> reason; empty: every case passes
@@ -257,7 +314,10 @@ def make_fixtures(d: Path) -> None:
     np.savez(d / "facades.npz", f=f, l=lab)
     pred = PatchPredictor(4, feature_dim=9)
     torch.save({"state": pred.state_dict(), "num_prototypes": 4, "feature_dim": 9,
-                "prototypes": np.array([[0.0], [1.0]]), "rho": 0.1, "T": 5.0}, d / "predictor.pt")
+                "prototypes": torch.tensor([[0.0], [1.0]]), "rho": 0.1, "T": 5.0}, d / "predictor.pt")
+    np.save(d / "image_uint8.npy", (image * 255).astype(np.uint8))
+    np.save(d / "protos01.npy", np.array([[0.0], [1.0]]))
+    np.save(d / "image_huge.npy", image * 1e200)
     (d / "regular_file").write_text("a regular file, not a directory\n")
 
 
@@ -313,6 +373,42 @@ def test_bad_input(command, argv, pattern, tmp_path, monkeypatch):
     assert snapshot(tmp_path) == before, "files were written or modified"
 
 
+def run_sequence(steps, argv, d: Path):
+    """Run the earlier ``steps`` of a :data:`SEQUENCES` case, then ``argv``; ``(exit code, stderr, out)``."""
+    from flowlearn.engine import RunDirectory
+
+    out = d / "out"
+    with contextlib.ExitStack() as stack:
+        for step in steps:
+            if step[0] == "truncate":
+                p = Path(step[1].format(d=d, out=out))
+                p.write_bytes(p.read_bytes()[:100])
+            elif step[0] == "lock":
+                stack.enter_context(RunDirectory(Path(step[1].format(d=d, out=out)), command="label"))
+            else:
+                code, err, _ = run_case(step, d)
+                assert code == 0, err
+        return run_case(argv, d)
+
+
+def _sequence_params():
+    for command, situation, steps, argv, code, pattern in SEQUENCES:
+        yield pytest.param(steps, argv, code, pattern, id=f"{command}: {situation}")
+
+
+@pytest.mark.parametrize("steps, argv, expected_code, pattern", list(_sequence_params()))
+def test_runs_never_mix_or_pass_failures_as_results(steps, argv, expected_code, pattern, tmp_path, monkeypatch):
+    make_fixtures(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    fresh = not steps
+    code, stderr, out = run_sequence(steps, argv, tmp_path)
+    assert code == expected_code, f"exit code {code}, stderr:\n{stderr}"
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert re.search(pattern, error_line(stderr)), f"{pattern!r} not in {error_line(stderr)!r}"
+    if fresh:
+        assert not out.exists(), "a failed computation wrote outputs"
+
+
 def _markdown() -> str:
     import tempfile
 
@@ -331,6 +427,24 @@ def _markdown() -> str:
                 os.chdir(cwd)
             line = error_line(stderr).replace(str(d), "DIR").replace("|", "\\|")
             rows.append(f"| {command} | {bad} | `{line}` ({code}) |")
+    rows += ["", "Runs that must not mix, and computations that must not pass as results "
+             "(`SEQUENCES`: earlier steps, then the command):", "",
+             "| command | situation | error seen (exit code) |", "|---|---|---|"]
+    for command, situation, steps, argv, _, _ in SEQUENCES:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            make_fixtures(d)
+            cwd = os.getcwd()
+            os.chdir(d)
+            try:
+                code, stderr, _ = run_sequence(steps, argv, d)
+            except Exception as exc:  # noqa: BLE001
+                code, stderr = "crash", f"{type(exc).__name__}: {exc}"
+            finally:
+                os.chdir(cwd)
+            line = error_line(stderr).replace(str(d), "DIR").replace("|", "\\|")
+            line = re.sub(r"pid \d+", "pid N", re.sub(r"'[0-9a-f]{16}'", "'…'", line))
+            rows.append(f"| {command} | {situation} | `{line}` ({code}) |")
     return "\n".join(rows)
 
 

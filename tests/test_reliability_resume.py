@@ -3,7 +3,7 @@ as an uninterrupted run with the same seed.
 
 Each test starts the command in a subprocess, polls until the checkpoint file appears, kills it, checks
 the killed run had not yet written its final output (so the resume really continued a partial run),
-reruns the same command to completion and compares every number of the final outputs (timings and
+reruns the same command with ``--resume`` to completion and compares every number of the final outputs (timings and
 resume bookkeeping excluded) with an uninterrupted run in a fresh directory.
 """
 
@@ -72,7 +72,7 @@ def _json(path: Path):
 def _kill_resume_and_reference(tmp_path, argv, checkpoint, final):
     resumed, reference = tmp_path / "resumed", tmp_path / "reference"
     _kill_after_checkpoint(argv, resumed, checkpoint, final)
-    _complete(argv, resumed)
+    _complete(argv + ["--resume"], resumed)
     _complete(argv, reference)
     return resumed, reference
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "ComputationError",
     "UserFileNotFoundError",
     "UserInputError",
     "UserTypeError",
@@ -25,7 +26,10 @@ __all__ = [
     "check_ndim",
     "check_positive",
     "check_probability_rows",
+    "check_memory",
+    "check_seed",
     "check_shape",
+    "check_unit_interval",
     "check_dtype_float",
 ]
 
@@ -36,6 +40,14 @@ class UserInputError(ValueError):
     Every check of this package raises it (or one of its subclasses), so that a library bug
     -- any other exception -- keeps its traceback.  It is a ``ValueError``, so code that
     catches ``ValueError`` keeps working.
+    """
+
+
+class ComputationError(UserInputError):
+    """A computation failed for the settings given (did not converge, overflowed, stayed undecided).
+
+    Raised instead of returning a failed result as if it were an answer; the message names the
+    cause and the option to change.  The CLI exits with code 3.
     """
 
 
@@ -94,6 +106,15 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         )
 
 
+def check_unit_interval(name: str, x: torch.Tensor, *, hint: str = "") -> None:
+    """Raise ``UserInputError`` unless every entry of ``x`` lies in ``[0, 1]``."""
+    if x.numel():
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise UserInputError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]"
+                                 + (f"; {hint}" if hint else ""))
+
+
 def check_ndim(name: str, x, ndims: Iterable[int]) -> None:
     """Raise ``ValueError`` unless ``x.ndim`` is one of ``ndims``."""
     ndims = tuple(ndims)
@@ -136,6 +157,55 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
     if odd and v % 2 == 0:
         raise UserInputError(f"{name} must be odd, got {v}")
     return v
+
+
+#: seeds are accepted in [0, 2**32 - 1], the range every generator used here (torch, NumPy, scikit-learn) takes
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(name: str, value) -> int:
+    """Return ``int(value)`` after checking it is a seed in ``[0, 2**32 - 1]``."""
+    return check_int(name, value, minimum=0, maximum=MAX_SEED)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (``MemAvailable``; ``FLOWLEARN_MEMORY_LIMIT``
+    in bytes overrides it)."""
+    import os
+
+    if os.environ.get("FLOWLEARN_MEMORY_LIMIT"):
+        return int(float(os.environ["FLOWLEARN_MEMORY_LIMIT"]))
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"  # pragma: no cover
+
+
+def check_memory(what: str, nbytes: float, *, hint: str) -> None:
+    """Refuse a request whose estimated memory ``nbytes`` exceeds what the machine has available.
+
+    The message names the request (``what``), the estimate, the memory available and ``hint``
+    (which option to change).
+    """
+    avail = available_memory()
+    if nbytes > avail:
+        raise UserInputError(f"{what} needs about {_bytes(nbytes)} of memory, more than the {_bytes(avail)} "
+                             f"available; {hint}")
 
 
 def check_choice(name: str, value, choices: Iterable) -> None:

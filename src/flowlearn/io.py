@@ -23,14 +23,20 @@ __all__ = [
     "atomic_write",
     "check_out_dir",
     "ensure_out_dir",
-    "load_checkpoint",
-    "save_checkpoint",
     "save_figure",
     "save_json",
     "save_npy",
     "save_png",
+    "save_weights",
     "to_jsonable",
 ]
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -39,6 +45,7 @@ def atomic_write(path, mode: str = "wb"):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the user's umask
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -209,8 +216,9 @@ def save_figure(path, fig) -> Path:
     return Path(path)
 
 
-def save_checkpoint(path, state: dict) -> Path:
-    """``torch.save`` a state dict atomically (a killed run keeps the previous checkpoint)."""
+def save_weights(path, state: dict) -> Path:
+    """``torch.save`` a dictionary of tensors and plain values (numbers, strings, lists, dicts)
+    atomically; it loads with ``torch.load(path, weights_only=True)``."""
     import torch
 
     buf = io.BytesIO()
@@ -218,13 +226,3 @@ def save_checkpoint(path, state: dict) -> Path:
     with atomic_write(path, "wb") as fh:
         fh.write(buf.getvalue())
     return Path(path)
-
-
-def load_checkpoint(path) -> dict | None:
-    """Load a checkpoint written by :func:`save_checkpoint`, or ``None`` if there is none."""
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)

@@ -1,15 +1,11 @@
-"""Progress reporting and reproducibility helpers shared by long-running commands."""
+"""Progress reporting shared by long-running commands (seeding: explicit ``torch.Generator`` objects)."""
 
 from __future__ import annotations
 
 import os
-import random
 import sys
 
-import numpy as np
-import torch
-
-__all__ = ["progress", "seed_everything"]
+__all__ = ["progress"]
 
 
 def progress(iterable=None, *, total=None, desc: str = "", enabled: bool | None = None, **kwargs):
@@ -27,13 +23,3 @@ def progress(iterable=None, *, total=None, desc: str = "", enabled: bool | None 
         enabled = bool(os.environ.get("FLOWLEARN_PROGRESS")) or sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True, leave=False, **kwargs)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a fresh ``torch.Generator`` seeded with ``seed``."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g

@@ -1,4 +1,4 @@
-"""Validated loading of the CLI's auxiliary input files (label maps, saved models).
+"""Validated loading of the CLI's auxiliary input files (label maps; saved models go through :func:`flowlearn.engine.load_weights`).
 
 Each loader raises :class:`FileNotFoundError` or :class:`ValueError` naming the option and the
 path, so :mod:`flowlearn.cli.main` reports one clear line before any output is written.
@@ -11,7 +11,7 @@ import numpy as np
 from .._checks import UserInputError
 from ..io import existing_file
 
-__all__ = ["load_label_map", "load_model_state"]
+__all__ = ["load_label_map"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -47,33 +47,3 @@ def load_label_map(path, shape, *, option: str = "--labels") -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise UserInputError(f"{where} must hold labels >= 0, got minimum {labels.min()}")
     return labels.astype(np.int64)
-
-
-def load_model_state(path, keys, *, option: str = "--model") -> dict:
-    """Load a dictionary saved by :func:`flowlearn.io.save_checkpoint` and check it holds ``keys``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If the file cannot be read by ``torch.load`` or lacks one of ``keys``.
-    """
-    import pickle
-    import zipfile
-
-    import torch
-
-    path = existing_file(path, option, "a saved model (.pt)")
-    where = f"{option} file {str(path)!r}"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError,
-            AttributeError, ImportError) as exc:
-        raise UserInputError(f"cannot read {where} as a saved model: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(state, dict):
-        raise UserInputError(f"{where} must hold a dictionary, got {type(state).__name__}")
-    missing = [k for k in keys if k not in state]
-    if missing:
-        raise UserInputError(f"{where} lacks the entries {missing}; is it a model written by this command?")
-    return state

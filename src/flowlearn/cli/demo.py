@@ -24,7 +24,8 @@ from ..data import (
     nearest_prototype_labels,
     to_display,
 )
-from ..io import ensure_out_dir, save_json, save_npy, save_png
+from ..engine import RunDirectory
+from ..io import save_json, save_npy, save_png
 from ..labeling import label
 from ..plotting import image_panel
 
@@ -108,10 +109,15 @@ PARTS = ("labeling", "ising", "digits")
 
 
 def run(args) -> int:
+    make_voronoi(args.size, scenario="colors", seed=args.seed)  # a bad --size/--seed fails before any output (~10 ms)
+    with RunDirectory(args.out, command="demo", config={"size": args.size, "seed": args.seed},
+                      seed=args.seed, overwrite=True, option="--out") as run_dir:  # a tour: always replaced
+        return _tour(args, run_dir.path)
+
+
+def _tour(args, out) -> int:
     import torch
 
-    make_voronoi(args.size, scenario="colors", seed=args.seed)  # a bad --size/--seed fails before any output (~10 ms)
-    out = ensure_out_dir(args.out, name="--out")
     t0 = time.perf_counter()
     metrics = {}
     threads = torch.get_num_threads()

@@ -1,12 +1,17 @@
-"""``flowlearn gfe``: gradient flow encoding -- ``train`` one model, ``compare`` data efficiency."""
+"""``flowlearn gfe``: gradient flow encoding -- ``train`` one model, ``compare`` data efficiency.
+
+Data-parallel on several processes: ``torchrun --nproc_per_node 2 -m flowlearn gfe train ...``
+(the global batch is split over the ranks; rank 0 evaluates and writes the outputs).
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
 import torch
 
-from .._checks import UserInputError
+from .._checks import UserInputError, check_int
 from ..encoding import (
     DATASETS,
     MODELS,
@@ -22,21 +27,22 @@ from ..encoding import (
     training_subset,
 )
 from ..encoding.adjoint import ADJOINTS
-from ..io import ensure_out_dir, save_checkpoint, save_json
-from ..progress import seed_everything
+from ..engine import world
+from ..io import save_json, save_weights
+from ._flags import add_arguments, collect
+from ._run import add_run_arguments, open_run, resolve_device, set_threads
+
+_SHARED = ("optimizer", "lr", "batch_size", "eval_every")
+_CHOICES = {"model": MODELS, "solver": SOLVERS, "adjoint": ADJOINTS, "optimizer": OPTIMIZERS, "grid": ("log", "linear")}
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, resumable: bool) -> None:
     p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits, built in)")
     p.add_argument("--data-dir", default=None, help="directory with the MNIST/FashionMNIST IDX files")
     p.add_argument("--val-size", type=int, default=None, help="use a fixed subset of this many validation images")
-    p.add_argument("--optimizer", default="rmsprop", help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 5e-4 rmsprop, 1e-3 adam)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-every", type=int, default=50, help="optimizer steps between validation evaluations")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the small networks run fastest single-threaded)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="data and model dtype")
+    add_run_arguments(p, resumable=resumable, threads_default=1)
 
 
 def register(subparsers) -> None:
@@ -46,21 +52,14 @@ def register(subparsers) -> None:
     sub.required = True
 
     train = sub.add_parser("train", help="train one GFE decoder or conventional AE")
-    _common(train)
-    train.add_argument("--model", default="gfe", help=f"one of {', '.join(MODELS)}")
-    train.add_argument("--solver", default="amd", help=f"one of {', '.join(SOLVERS)}")
-    train.add_argument("--adjoint", default="approx", help=f"one of {', '.join(ADJOINTS)}")
+    _common(train, resumable=True)
+    add_arguments(train, TrainConfig, choices=_CHOICES)
     train.add_argument("--train-size", type=int, default=None, help="fixed training subset of N images (default all)")
-    train.add_argument("--epochs", type=int, default=1)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--t1", type=float, default=None,
-                       help="final time of fixed-grid solvers (default 1000; nesterov 100)")
-    train.add_argument("--steps", type=int, default=60, help="intervals of the fixed grid")
-    train.add_argument("--grid", default="log", help="log or linear")
     train.set_defaults(func=run_train)
 
     cmp_ = sub.add_parser("compare", help="data-efficiency table: AE vs GFE-amd vs Mixed")
-    _common(cmp_)
+    _common(cmp_, resumable=True)
+    add_arguments(cmp_, TrainConfig, only=_SHARED, choices=_CHOICES)
     cmp_.add_argument("--train-sizes", required=True, help="comma-separated sizes, e.g. 50,200,1437")
     cmp_.add_argument("--seeds", type=int, default=3)
     cmp_.add_argument("--images", type=int, default=10000, help="images seen per run")
@@ -81,31 +80,30 @@ def _sizes(text: str) -> list:
     return sizes
 
 
-def _set_threads(threads: int) -> None:
-    if threads < 1:
-        raise UserInputError(f"--threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-
-
 def run_train(args) -> int:
-    cfg = TrainConfig(model=args.model, solver=args.solver, adjoint=args.adjoint, optimizer=args.optimizer,
-                      lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, eval_every=args.eval_every,
-                      seed=args.seed, t1=args.t1, steps=args.steps, grid=args.grid)
-    _set_threads(args.threads)
-    data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size)
+    cfg = TrainConfig(**collect(args, TrainConfig))
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
     idx = training_subset(data, args.train_size, args.seed)
-    out = ensure_out_dir(args.out)
-    seed_everything(args.seed)
-    result = Trainer(cfg).fit(data, idx, out_dir=out)
+    with open_run(args, "gfe train", asdict(cfg), seed=cfg.seed) as run_dir:
+        return _train(args, cfg, device, data, idx, run_dir)
+
+
+def _train(args, cfg, device, data, idx, run_dir) -> int:
+    out = run_dir.path
+    result = Trainer(cfg, device=device).fit(data, idx, out_dir=out, resume=run_dir.resumed)
+    if world()[1] != 0:
+        return 0
     label = "AE" if args.model == "ae" else f"GFE-{args.solver}"
     plot_curves(out / "curves.png", {label: result.history})
     save_reconstruction_grid(out / "reconstructions.png", reconstructions_for({label: result.module}, data.val[:16]),
                              data.image_shape)
     save_json(out / "history.json", result.history)
-    metrics = {"dataset": args.dataset, "config": cfg.__dict__, "val_bce": result.val_bce,
+    metrics = {"dataset": args.dataset, "config": asdict(cfg), "status": result.status.value, "val_bce": result.val_bce,
                "mixed_val_bce": result.mixed_val_bce, "stats": result.stats}
     save_json(out / "metrics.json", metrics)
-    save_checkpoint(out / "model.pt", {"config": cfg.__dict__, "state_dict": result.module.state_dict()})
+    save_weights(out / "model.pt", {"config": asdict(cfg), "state_dict": result.module.state_dict()})
     line = f"{label} on {args.dataset} (N={len(idx)}): validation BCE {result.val_bce:.4f}"
     if result.mixed_val_bce is not None:
         line += f", mixed (AMD encoding) {result.mixed_val_bce:.4f}"
@@ -115,14 +113,20 @@ def run_train(args) -> int:
 
 def run_compare(args) -> int:
     sizes = _sizes(args.train_sizes)
-    base = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, eval_every=args.eval_every)
-    _set_threads(args.threads)
-    data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size)
+    base = TrainConfig(**collect(args, TrainConfig, _SHARED))
+    set_threads(args.threads)
+    resolve_device(args.device)
+    data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
     for s in sizes:
         if not 1 <= s <= len(data.train):
             raise UserInputError(f"--train-sizes entries must lie in [1, {len(data.train)}] for {args.dataset}, got {s}")
-    table = compare(data, sizes, args.seeds, args.out, base=base, images=args.images, full_images=args.full_images,
-                    ae_factor=args.ae_factor)
+    check_int("--seeds", args.seeds, minimum=1)
+    check_int("--images", args.images, minimum=1)
+    check_int("--full-images", args.full_images, minimum=1)
+    check_int("--ae-factor", args.ae_factor, minimum=1)
+    with open_run(args, "gfe compare", asdict(base)) as run_dir:
+        table = compare(data, sizes, args.seeds, run_dir.path, base=base, images=args.images,
+                        full_images=args.full_images, ae_factor=args.ae_factor)
     print(f"{'N':>6} {'AE':>16} {'GFE-amd':>16} {'Mixed':>16} {'GFE vs AE':>10}")
     for size, row in table["rows"].items():
         cells = [f"{row[m]['mean']:.4f}+-{row[m]['std']:.4f}" if row[m]["mean"] is not None else "-"
@@ -132,3 +136,4 @@ def run_compare(args) -> int:
               + (f" {100 * rel:>+9.1f}%" if rel is not None else ""))
     print(f"wrote {args.out}/table.json")
     return 0
+

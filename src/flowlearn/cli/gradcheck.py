@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 
 from .._checks import UserInputError
-from ..io import ensure_out_dir
 from ..learning import GRADIENT_METHODS, make_gradient_method
 from ..learning.diagnostics import (
     compare_gradients,
@@ -23,6 +22,7 @@ from ..learning.diagnostics import (
     rank_study,
     save_study,
 )
+from ._run import add_run_arguments, open_run, set_threads
 from .learn import add_problem_arguments, load_problem, lowrank_options
 
 
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
                         help="pixels count when their reference gradient norm is >= this times the maximum")
     parser.add_argument("--studies", action="store_true", help="also run the Krylov-dimension and T studies")
     parser.add_argument("--study-iters", type=int, default=10, help="training iterations per study curve")
-    parser.add_argument("--out", required=True, help="output directory")
+    add_run_arguments(parser, resumable=False)
     parser.set_defaults(func=run)
 
 
@@ -59,7 +59,12 @@ def run(args) -> int:
         raise UserInputError(f"--min-norm must be >= 0, got {args.min_norm}")
     if args.studies and args.study_iters < 1:
         raise UserInputError(f"--study-iters must be >= 1 with --studies, got {args.study_iters}")
-    out = ensure_out_dir(args.out)
+    set_threads(args.threads)
+    with open_run(args, "gradcheck", seed=args.seed) as run_dir:
+        return _study(args, run_dir.path, problem, method, reference)
+
+
+def _study(args, out, problem, method, reference) -> int:
     patches = problem.weights.patches
     report, _, ref = compare_gradients(problem, patches, method, reference, min_relative_norm=args.min_norm)
     report["args"] = {k: v for k, v in vars(args).items() if k != "func"}

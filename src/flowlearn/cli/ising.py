@@ -1,7 +1,14 @@
 """``flowlearn ising``: randomized assignment flow vs exact, mean field, Gibbs and loopy BP (paper 001, Table 1).
 
-Writes to ``--out``: ``table.json`` (rows exact, randomized_af, mean_field, gibbs, loopy_bp;
-columns kl, energy, entropy, marginal_difference, seconds; the paper's numbers in ``paper``),
+Any grid and any number of labels (``--labels C``: Potts), random fields on label 0
+(``--field-noise SIGMA --seed K``).  The reference is exact (column transfer matrix, else
+enumeration) when feasible, otherwise a long Gibbs run (row ``gibbs_reference``, KL columns null,
+its error in ``details.reference``).
+
+Writes to ``--out``: ``table.json`` (rows exact, randomized_af (``--rounding``, default random: the
+trained finite-time mixture), randomized_af_argmax, mean_field, gibbs, loopy_bp;
+columns kl, energy, entropy, marginal_difference, seconds; the fraction of integral samples in
+``details.randomized_af``; the paper's numbers in ``paper``),
 ``history.json``, ``samples.png`` (Fig. 2), ``marginals.png`` (Fig. 3), ``training_curve.png``
 and ``checkpoint.pt`` (resumable).
 """
@@ -9,53 +16,39 @@ and ``checkpoint.pt`` (resumable).
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
+from flowlearn.engine import world
 from flowlearn.randomized import IsingExperimentConfig, run_ising_experiment
 
-from .._checks import UserInputError
+from ._flags import add_arguments, collect
+from ._run import add_run_arguments, open_run, set_threads
+
+_RENAME = {"iterations": "--iters", "mean_field_restarts": "--mf-restarts"}
+_CHOICES = {"entropy_estimator": ("score", "support", "samples"), "rounding": ("random", "argmax"),
+            "lr_schedule": ("constant", "cosine"), "dtype": ("float32", "float64"),
+            "interaction": ("node", "sparse"), "drive_scale": ("none", "degree"),
+            "reference": ("auto", "exact", "gibbs")}
 
 
 def register(subparsers) -> None:
-    d = IsingExperimentConfig()
     p = subparsers.add_parser(
         "ising", help="approximate a grid Gibbs distribution with a randomized assignment flow (Table 1)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=d.rows, help="grid rows (default %(default)s)")
-    p.add_argument("--cols", type=int, default=d.cols, help="grid columns (default %(default)s)")
-    p.add_argument("--field", type=float, default=d.field,
-                   help="class 0 has unary energy -FIELD on the left column, +FIELD on the right (default %(default)s)")
-    p.add_argument("--coupling", type=float, default=d.coupling,
-                   help="pairwise energy when neighbouring labels differ (default %(default)s; the paper's "
-                        "text says 0.7 but its Table 1 needs 2.1)")
-    p.add_argument("--iters", type=int, default=d.iterations, help="training iterations (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per iteration (default %(default)s)")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
-    p.add_argument("--init-rank", type=int, default=d.init_rank,
-                   help="low-rank Gaussian factors of the initial point; 0 = the paper's flow (default %(default)s)")
-    p.add_argument("--init-noise", type=float, default=d.init_noise,
-                   help="std of independent initial-point noise; 0 = none (default %(default)s)")
-    p.add_argument("--entropy-estimator", choices=("score", "support", "samples"), default=d.entropy_estimator,
-                   help="entropy gradient: score (default), support, or samples = the paper's eq. (22)")
-    p.add_argument("--eval-samples", type=int, default=d.eval_samples,
-                   help="samples for evaluating the flow (default %(default)s)")
-    p.add_argument("--rounding", choices=("argmax", "random"), default=d.rounding,
-                   help="how soft flow end points become integer samples (default %(default)s)")
-    p.add_argument("--mf-restarts", type=int, default=d.mean_field_restarts,
-                   help="mean-field random restarts (default %(default)s)")
-    p.add_argument("--gibbs-samples", type=int, default=d.gibbs_samples,
-                   help="Gibbs samples (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is fastest for these small tensors)")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
-    p.add_argument("--out", required=True, help="output directory")
+    add_arguments(p, IsingExperimentConfig, rename=_RENAME, choices=_CHOICES)
+    add_run_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import torch
+    config = IsingExperimentConfig(**collect(args, IsingExperimentConfig))
+    set_threads(args.threads)
+    with open_run(args, "ising", asdict(config), seed=config.seed) as run_dir:
+        return _run(config, run_dir)
 
-    from flowlearn.io import ensure_out_dir, save_json
+
+def _run(config, run_dir) -> int:
+    from flowlearn.io import save_json
     from flowlearn.randomized import PAPER_TABLE1
     from flowlearn.randomized.plots import (
         save_marginals_png,
@@ -63,33 +56,37 @@ def run(args) -> int:
         save_training_curve,
     )
 
-    config = IsingExperimentConfig(
-        rows=args.rows, cols=args.cols, field=args.field, coupling=args.coupling, iterations=args.iters,
-        batch_size=args.batch_size, lr=args.lr, init_rank=args.init_rank, init_noise=args.init_noise,
-        entropy_estimator=args.entropy_estimator, eval_samples=args.eval_samples, rounding=args.rounding,
-        mean_field_restarts=args.mf_restarts, gibbs_samples=args.gibbs_samples, seed=args.seed)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserInputError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    out = ensure_out_dir(args.out, name="--out")
-    result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=not args.no_resume)
-    grid = result.model.grid_shape
+    out = run_dir.path
+    result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=run_dir.resumed)
+    if world()[1] != 0:
+        return 0
+    grid, ref = result.model.grid_shape, result.reference_name
     save_samples_png(out / "samples.png",
-                     {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")}, grid)
+                     {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")}, grid,
+                     num_labels=config.labels)
     save_marginals_png(out / "marginals.png",
-                       {k: result.marginals[k] for k in ("exact", "randomized_af", "mean_field")}, grid)
-    reference = {"objective": {"mean field": result.table["mean_field"]["kl"]}}
-    if (config.rows, config.cols, config.field, config.coupling) == (3, 8, 3.0, 2.1):
+                       {k: result.marginals[k] for k in (ref, "randomized_af", "mean_field")}, grid)
+    mf = result.table["mean_field"]
+    reference = {"objective": {"mean field": mf["kl"] if mf["kl"] is not None else mf["free_energy"]}}
+    if (config.rows, config.cols, config.labels, config.field, config.field_noise, config.coupling) == \
+            (3, 8, 2, 3.0, 0.0, 2.1):
         reference["objective"]["paper AF"] = PAPER_TABLE1["randomized_af"]["kl"]
     save_training_curve(out / "training_curve.png", result.training.history, reference=reference)
     save_json(out / "history.json", result.training.history)
     save_json(out / "table.json", {**result.to_json(), "figures": {
         "samples.png": "rows: mean field, randomized AF, Gibbs (Fig. 2)",
-        "marginals.png": "P(class 0): exact, randomized AF, mean field (Fig. 3)"}})
-    print(f"{'model':<14}{'KL':>9}{'energy':>9}{'entropy':>9}{'marg.diff':>10}{'seconds':>9}")
+        "marginals.png": f"P(label 0): {ref.replace('_', ' ')}, randomized AF, mean field (Fig. 3)"}})
+    print(f"{'model':<22}{'KL':>9}{'energy':>9}{'entropy':>9}{'marg.diff':>10}{'seconds':>9}")
     for name, row in result.table.items():
-        print(f"{name:<14}{row['kl']:>9.4f}{row['energy']:>9.4f}{row['entropy']:>9.4f}"
+        kl = f"{row['kl']:>9.4f}" if row["kl"] is not None else f"{'-':>9}"
+        print(f"{name:<22}{kl}{row['energy']:>9.4f}{row['entropy']:>9.4f}"
               f"{row['marginal_difference']:>10.4f}{row['seconds']:>9.1f}")
+    af = result.extra["randomized_af"]
+    print(f"integral samples (every node max prob >= {1 - af['integral_tolerance']:g}): "
+          f"{100 * af['integral_fraction']:.1f} %")
+    if ref != "exact":
+        r = result.extra["reference"]
+        print(f"reference: Gibbs, {r['samples']} samples, marginal standard error mean "
+              f"{r.get('marginal_standard_error_mean', float('nan')):.2g} (no exact reference: KL not available)")
     print(f"wrote {out / 'table.json'}")
     return 0

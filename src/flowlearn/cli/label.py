@@ -1,8 +1,11 @@
 """``flowlearn label``: label an image by an assignment flow.
 
 Writes to ``--out``: ``labels.npy`` (H x W int64), ``labels.png`` (coloured labels),
-``overlay.png`` (labels over the image) and ``metrics.json`` (flow, parameters, steps,
-status, seconds, label error against ``--truth`` if given).
+``overlay.png`` (labels over the image), ``metrics.json`` (flow, parameters, steps,
+status, seconds, label error against ``--truth`` if given) and ``manifest.json``.
+
+A flow that does not converge, overflows or stays undecided exits with code 3 and a message
+naming the option to change; ``--allow-unconverged`` writes its result, marked by its status.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import time
 
 import numpy as np
 
+from .._checks import check_seed
 from ..data import (
     colorize_labels,
     kmeans_prototypes,
@@ -20,9 +24,10 @@ from ..data import (
     overlay_labels,
     read_image,
 )
-from ..io import check_out_dir, ensure_out_dir, save_json, save_npy, save_png
+from ..io import check_out_dir, save_json, save_npy, save_png
 from ..labeling import FlowKind, label
 from ._inputs import load_label_map
+from ._run import add_run_arguments, open_run, set_threads
 
 
 def register(subparsers) -> None:
@@ -40,12 +45,16 @@ def register(subparsers) -> None:
     p.add_argument("--step-size", type=float, default=1.0, help="step of the full flow")
     p.add_argument("--truth", metavar="LABELS.npy", help="ground-truth label map for the label error")
     p.add_argument("--seed", type=int, default=0, help="seed of k-means")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--allow-unconverged", action="store_true",
+                   help="write the result of a flow that failed (status in metrics.json) instead of exiting 3")
+    add_run_arguments(p, resumable=False)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     # --- validate everything before writing anything
+    set_threads(args.threads)
+    check_seed("--seed", args.seed)
     image = read_image(args.image)
     H, W, C = image.shape
     if args.prototypes is not None:
@@ -57,9 +66,17 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     result = label(image, prototypes, flow=args.flow, neighbourhood=args.neighbourhood, rho=args.rho,
-                   T=args.T, step_size=args.step_size)
+                   T=args.T, step_size=args.step_size, throw=not args.allow_unconverged)
     seconds = time.perf_counter() - t0
-    out = ensure_out_dir(args.out, name="--out")
+    with open_run(args, "label") as run_dir:
+        _write(args, run_dir, image, prototypes, truth, result, seconds)
+    return 0
+
+
+def _write(args, run_dir, image, prototypes, truth, result, seconds) -> None:
+    out = run_dir.path
+    H, W, _ = image.shape
+    run_dir.set_status(result.status)
     labels = result.label_image(H, W).cpu().numpy().astype(np.int64)
 
     metrics = {
@@ -70,7 +87,9 @@ def run(args) -> int:
         "num_labels": int(prototypes.shape[0]),
         "steps": result.steps,
         "time": result.time,
-        "status": result.status,
+        "status": result.status.value,
+        "converged": result.status.ok,
+        "status_message": result.status.message,
         "mean_entropy": result.mean_entropy,
         "seconds": seconds,
         "stats": result.stats,
@@ -90,4 +109,3 @@ def run(args) -> int:
         summary += f", label error {metrics['label_error_percent']:.2f} %"
     print(summary)
     print(f"wrote {out}/labels.npy, labels.png, overlay.png, metrics.json")
-    return 0

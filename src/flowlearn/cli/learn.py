@@ -30,17 +30,19 @@ from ..data import (
     read_image,
     to_display,
 )
-from ..io import ensure_out_dir, save_json, save_npy, save_png
+from ..engine import world
+from ..io import save_json, save_npy, save_png
 from ..learning import (
     GRADIENT_METHODS,
-    OPTIMIZERS,
     LearningProblem,
     WeightLearner,
     make_gradient_method,
     patch_mosaic,
     plot_curves,
 )
+from ._flags import add_arguments, collect
 from ._inputs import load_label_map
+from ._run import add_run_arguments, open_run, set_threads
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -103,28 +105,36 @@ def register(subparsers) -> None:
     add_problem_arguments(parser)
     parser.add_argument("--grad", nargs="+", choices=sorted(GRADIENT_METHODS), default=["lowrank"],
                         help="gradient method(s); several give side-by-side curves (default lowrank)")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
-                        help="'rgd': Riemannian gradient descent (3.7); 'adam': SimplexAdam (default)")
     parser.add_argument("--lr", type=float, default=None,
                         help="step size (default 0.05 for adam, 1.0 for rgd, whose step is lr * H * W)")
-    parser.add_argument("--iters", type=int, default=50, help="iterations (default 50)")
+    add_arguments(parser, WeightLearner, only=("optimizer", "iters", "checkpoint_every", "checkpoint_seconds"),
+                  defaults={"optimizer": "adam"})
     parser.add_argument("--m", type=int, default=10, help="Krylov dimension (lowrank, autodiff-expint)")
     parser.add_argument("--rank", type=int, default=1, help="rank of the low-rank gradient (default 1)")
     parser.add_argument("--step-size", type=float, default=0.1, help="Euler step (autodiff-euler, default 0.1)")
     parser.add_argument("--low-memory", action="store_true",
                         help="lowrank: keep one Krylov basis at a time (about half the memory, m more products)")
-    parser.add_argument("--resume", action="store_true", help="continue from checkpoint_<grad>.pt in --out")
-    parser.add_argument("--out", required=True, help="output directory")
+    add_run_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    set_threads(args.threads)
     problem, image, labels, protos = load_problem(args)
     methods = {name: make_gradient_method(name, **_method_options(args, name)) for name in args.grad}
-    lr = args.lr if args.lr is not None else {"adam": 0.05, "rgd": 1.0}[args.optimizer]
-    learners = {name: WeightLearner(m, optimizer=args.optimizer, lr=lr, iters=args.iters)
-                for name, m in methods.items()}
-    out = ensure_out_dir(args.out)
+    opts = collect(args, WeightLearner, ("optimizer", "iters", "checkpoint_every", "checkpoint_seconds"))
+    lr = args.lr if args.lr is not None else {"adam": 0.05, "rgd": 1.0}.get(args.optimizer, 1.0)
+    learners = {name: WeightLearner(m, lr=lr, **opts) for name, m in methods.items()}
+    with open_run(args, "learn", {"lr": lr}, seed=args.seed) as run_dir:
+        return _learn(args, run_dir, problem, image, labels, protos, methods, learners)
+
+
+def _learn(args, run_dir, problem, image, labels, protos, methods, learners) -> int:
+    out = run_dir.path
+    if world()[1] != 0:  # under torchrun: the same deterministic steps on every rank, rank 0 writes
+        for name, learner in learners.items():
+            learner.fit(problem, checkpoint=out / f"checkpoint_{name}.pt", resume=run_dir.resumed)
+        return 0
     H, W = labels.shape
     size = problem.weights.size
     uniform = learners[args.grad[0]].evaluate(problem, problem.weights.patches)
@@ -133,10 +143,7 @@ def run(args) -> int:
     save_png(out / "labels.png", colorize_labels(labels))
     histories, summary = {}, {}
     for name, learner in learners.items():
-        ckpt = out / f"checkpoint_{name}.pt"
-        if not args.resume and ckpt.exists():
-            ckpt.unlink()
-        res = learner.fit(problem, checkpoint=ckpt)
+        res = learner.fit(problem, checkpoint=out / f"checkpoint_{name}.pt", resume=run_dir.resumed)
         histories[name] = res.history
         save_json(out / f"history_{name}.json", res.history)
         save_npy(out / f"patches_{name}.npy", res.patches)

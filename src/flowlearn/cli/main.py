@@ -2,15 +2,23 @@
 
 Each subcommand lives in its own module under :mod:`flowlearn.cli` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-``func(args) -> int``.  ``ValueError``/``TypeError``/``FileNotFoundError`` raised by
-the library are reported as one clear line on stderr with exit code 2.
+``func(args) -> int``.  A :class:`~flowlearn._checks.UserInputError` (bad input: every check of
+the library raises one) is reported as one clear line on stderr with exit code 2 (3 for a
+:class:`~flowlearn._checks.ComputationError`: a flow that failed for the settings given); any other
+exception is a bug and keeps its traceback.  ``--debug`` shows the traceback of bad input too.
+
+Under ``torchrun`` (``torchrun --nproc_per_node 2 -m flowlearn COMMAND ...``) the process group is
+joined first; the trainers split their batches over the ranks and rank 0 writes the outputs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from .._checks import ComputationError, UserInputError
 
 # Subcommand modules, in the order shown by ``flowlearn --help``.
 COMMANDS = [
@@ -32,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learning and inference with ODE flows: assignment flows, "
         "randomized assignment flows and gradient flow encoding.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -42,14 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
+        if distributed:
+            from ..engine.distributed import setup
+
+            setup()
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except UserInputError as exc:
+        if args.debug:
+            raise
         print(f"flowlearn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"flowlearn {args.command}: interrupted", file=sys.stderr)
+        return 3 if isinstance(exc, ComputationError) else 2
+    except KeyboardInterrupt as exc:
+        print(f"flowlearn {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
+    finally:
+        if distributed:
+            from ..engine.distributed import cleanup
+
+            cleanup()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ import argparse
 import numpy as np
 import torch
 
-from .._checks import UserInputError
+from .._checks import UserInputError, check_seed
 from ..data import (
     align_labels,
     class_mean_prototypes,
@@ -36,7 +36,8 @@ from ..data import (
     nearest_prototype_labels,
     read_image,
 )
-from ..io import ensure_out_dir, save_checkpoint, save_json, save_npy, save_png
+from ..engine import load_weights, world
+from ..io import existing_file, save_json, save_npy, save_png, save_weights
 from ..learning import patch_mosaic, plot_curves
 from ..learning.predictor import (
     PatchPredictor,
@@ -45,7 +46,11 @@ from ..learning.predictor import (
     make_sample,
     predict_tangent,
 )
-from ._inputs import load_label_map, load_model_state
+from ._flags import add_arguments, collect
+from ._inputs import load_label_map
+from ._run import add_run_arguments, open_run, set_threads
+
+_TRAINER = ("lr", "iters", "checkpoint_every", "checkpoint_seconds")
 
 
 def register(subparsers) -> None:
@@ -62,11 +67,8 @@ def register(subparsers) -> None:
     parser.add_argument("--downsample", type=int, default=1, help="facades: keep every k-th pixel (default 1)")
     parser.add_argument("--facade-prototypes", choices=("train", "own"), default="train",
                         help="facades: class means of the training images (default) or of each image itself")
-    parser.add_argument("--num-prototypes", type=int, default=50)
-    parser.add_argument("--sigma", type=float, default=1.0,
-                        help="initial scale sigma of (4.3) (default 1, the paper's; learned in training)")
-    parser.add_argument("--iters", type=int, default=30)
-    parser.add_argument("--lr", type=float, default=0.05)
+    add_arguments(parser, PatchPredictor, only=("num_prototypes", "sigma"))
+    add_arguments(parser, PredictorTrainer, only=_TRAINER, defaults={"iters": 30})
     parser.add_argument("--rho", type=float, default=0.1)
     parser.add_argument("--T", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means initialisation")
@@ -75,8 +77,7 @@ def register(subparsers) -> None:
     parser.add_argument("--labels", default=None, help="ground truth .npy of --image (optional)")
     parser.add_argument("--prototypes", default=None,
                         help="with --model: prototypes FILE (.npy or text, J x C) instead of the model's")
-    parser.add_argument("--resume", action="store_true", help="continue training from DIR/checkpoint.pt")
-    parser.add_argument("--out", required=True)
+    add_run_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -110,21 +111,28 @@ def _datasets(args):
 
 def _train(args) -> int:
     train, test, protos = _datasets(args)
-    trainer = PredictorTrainer(lr=args.lr, iters=args.iters)
+    set_threads(args.threads)
+    trainer = PredictorTrainer(**collect(args, PredictorTrainer, _TRAINER))
     kw = dict(rho=args.rho, T=args.T)
     tr = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in train]
     te = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in test]
     wins = [clean_windows(c, lab) for _, lab, c, _ in train]
     pred = PatchPredictor(args.num_prototypes, feature_dim=tr[0].features.shape[1], sigma=args.sigma)
-    out = ensure_out_dir(args.out)  # everything is validated before the first output
+    check_seed("--seed", args.seed)
     pred.initialize(torch.cat([w[0] for w in wins]), torch.cat([w[1] for w in wins]), seed=args.seed)
-    ckpt = out / "checkpoint.pt"
-    if not args.resume and ckpt.exists():
-        ckpt.unlink()
-    res = trainer.fit(pred, tr, te, checkpoint=ckpt)
-    save_checkpoint(out / "predictor.pt", {"state": pred.state_dict(), "num_prototypes": args.num_prototypes,
-                                           "feature_dim": tr[0].features.shape[1], "prototypes": protos,
-                                           "rho": args.rho, "T": args.T})
+    with open_run(args, "predict", seed=args.seed) as run_dir:
+        return _train_and_test(args, run_dir, trainer, pred, tr, te, test, protos)
+
+
+def _train_and_test(args, run_dir, trainer, pred, tr, te, test, protos) -> int:
+    out = run_dir.path
+    res = trainer.fit(pred, tr, te, checkpoint=out / "checkpoint.pt", resume=run_dir.resumed)
+    if world()[1] != 0:
+        return 0
+    save_weights(out / "predictor.pt", {"state": pred.state_dict(), "num_prototypes": args.num_prototypes,
+                                        "feature_dim": tr[0].features.shape[1],
+                                        "prototypes": torch.as_tensor(np.asarray(protos)),
+                                        "rho": args.rho, "T": args.T})
     save_json(out / "history.json", res.history)
     hist = [dict(h, label_error=h["validation_error"]) for h in res.history if h["validation_error"] is not None]
     plot_curves(out / "curves.png", {"train": res.history, "test": hist}, title="parameter predictor")
@@ -152,10 +160,12 @@ def _train(args) -> int:
 def _label(args) -> int:
     if args.image is None:
         raise UserInputError("--model needs --image")
-    state = load_model_state(args.model, ("state", "num_prototypes", "feature_dim", "prototypes", "rho", "T"))
+    state = load_weights(existing_file(args.model, "--model", "a saved model (.pt)"),
+                         keys=("state", "num_prototypes", "feature_dim", "prototypes", "rho", "T"),
+                         what="--model file")
     image = read_image(args.image)
     labels = None if args.labels is None else load_label_map(args.labels, image.shape[:2], option="--labels")
-    protos = np.asarray(state["prototypes"])
+    protos = np.asarray(torch.as_tensor(state["prototypes"]).numpy())
     if args.prototypes is not None:
         protos = load_prototypes(args.prototypes, channels=image.shape[-1] if image.ndim == 3 else 1)
     s = make_sample(image, np.zeros(image.shape[:2], dtype=np.int64) if labels is None else labels, protos,
@@ -164,7 +174,11 @@ def _label(args) -> int:
     if s.features.shape[1] != pred.feature_dim:
         raise UserInputError(f"image has {s.features.shape[1]} window features, the model expects {pred.feature_dim}")
     pred.load_state_dict(state["state"])
-    out = ensure_out_dir(args.out)
+    with open_run(args, "predict --model") as run_dir:
+        return _label_image(args, run_dir.path, pred, s, image, labels)
+
+
+def _label_image(args, out, pred, s, image, labels) -> int:
     with torch.no_grad():
         patches = pred(s.features)
     H, W = image.shape[:2]

@@ -56,7 +56,7 @@ def run(args) -> int:
     total0 = time.perf_counter()
     for name in args.parts:
         part_dir = ensure_out_dir(out / name)
-        done = part_dir / "part.json"
+        done = out / f"{name}.part.json"  # beside the part's directory, which its commands own
         if done.exists() and not args.restart:
             stored = json.loads(done.read_text())
             if stored.get("quick") == args.quick:

@@ -1,7 +1,7 @@
 """The parts of ``flowlearn reproduce``: each runs other ``flowlearn`` commands and reads their outputs.
 
-A part is ``part(out_dir, quick) -> PartResult``. Each command it runs resumes from its own
-checkpoints in its output directory, so an interrupted ``--full`` run continues where it stopped.
+A part is ``part(out_dir, quick) -> PartResult``. Each command it runs resumes (``--resume``) from its
+own checkpoints in its output directory, so an interrupted ``--full`` run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def learning_part(out: Path, quick: bool) -> PartResult:
                          "curves are nearly identical.")
     # Fig. 3/4: per-pixel cosine of lowrank vs autodiff-euler with a very small step; rank/Krylov/T studies
     gsize = 64
-    argv = ["gradcheck", "--scenario", "boundary", "--size", gsize, "--seed", 0, "--out", out / "fig3"]
+    argv = ["gradcheck", "--scenario", "boundary", "--size", gsize, "--seed", 0, "--overwrite", "--out", out / "fig3"]
     if not quick:
         argv += ["--studies"]
     _run(argv)
@@ -115,7 +115,7 @@ ISING_COLS = ("kl", "energy", "entropy", "marginal_difference", "seconds")
 
 
 def ising_part(out: Path, quick: bool) -> PartResult:
-    argv = ["ising", "--threads", 1, "--out", out]
+    argv = ["ising", "--threads", 1, "--resume", "--out", out]
     if quick:
         argv += ["--eval-samples", 200000, "--gibbs-samples", 200000]
     _run(argv)
@@ -153,7 +153,7 @@ def encoding_part(out: Path, quick: bool) -> PartResult:
 
     sizes, seeds, images = ("25,100", 3, 3000) if quick else ("25,100,400,1437", 3, 10000)
     _run(["gfe", "compare", "--dataset", "digits", "--train-sizes", sizes, "--seeds", seeds,
-          "--images", images, "--full-images", 3 * images, "--optimizer", "rmsprop", "--lr", 2e-3, "--out", out])
+          "--images", images, "--full-images", 3 * images, "--optimizer", "rmsprop", "--lr", 2e-3, "--resume", "--out", out])
     t = _load(out / "table.json")
     rows = []
     for size, r in t["rows"].items():

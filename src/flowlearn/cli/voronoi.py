@@ -21,7 +21,7 @@ from ..data import (
     nearest_prototype_labels,
     to_display,
 )
-from ..io import ensure_out_dir, save_json, save_npy, save_png
+from ..io import save_json, save_npy, save_png
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?$")
 
@@ -33,6 +33,8 @@ def _size(text: str):
         raise argparse.ArgumentTypeError(f"expected N or HxW with positive integers, got {text!r}")
     height, width = match.groups()
     return int(height) if width is None else (int(height), int(width))
+
+from ._run import add_run_arguments, open_run
 
 
 def register(subparsers) -> None:
@@ -50,15 +52,19 @@ def register(subparsers) -> None:
                         help="Gaussian noise std (default: 0.5 boundary, 0.6 colors)")
     parser.add_argument("--seed", type=int, default=0, help="random seed >= 0 (default 0)")
     parser.add_argument("--cells", type=int, default=None, help="number of Voronoi cells >= 2 (default H*W/512)")
-    parser.add_argument("--out", required=True, help="output directory (created if needed)")
+    add_run_arguments(parser, resumable=False)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    # Everything is validated (make_voronoi raises ValueError) before any file is written.
+    # Everything is validated (make_voronoi raises UserInputError) before any file is written.
     problem = make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=args.seed,
                            num_cells=args.cells)
-    out = ensure_out_dir(args.out)
+    with open_run(args, "voronoi", seed=args.seed) as run_dir:
+        return _write(args, run_dir.path, problem)
+
+
+def _write(args, out, problem) -> int:
     rounded = nearest_prototype_labels(problem.image, problem.prototypes)
     error = label_error(rounded, problem.labels)
     residual = problem.image - problem.clean

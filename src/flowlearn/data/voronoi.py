@@ -49,7 +49,9 @@ from .._checks import (
     UserTypeError,
     check_choice,
     check_int,
+    check_memory,
     check_positive,
+    check_seed,
 )
 
 __all__ = [
@@ -224,6 +226,10 @@ def _color_cells(num_cells: int, pairs: np.ndarray, num_labels: int, rng: np.ran
     return colour
 
 
+#: largest accepted noise standard deviation (1e6 times the prototypes' range)
+MAX_NOISE = 1e6
+
+
 def make_voronoi(size, scenario: str = "colors", noise=None, seed: int = 0, num_cells=None) -> VoronoiImage:
     """Generate a random Voronoi labeling image with ground truth (paper 000, Sect. 4.1).
 
@@ -262,7 +268,11 @@ def make_voronoi(size, scenario: str = "colors", noise=None, seed: int = 0, num_
     height, width = _parse_size(size)
     check_choice("scenario", scenario, SCENARIOS)
     noise = DEFAULT_NOISE[scenario] if noise is None else check_positive("noise", noise, strict=False)
-    seed = check_int("seed", seed, minimum=0)
+    if noise > MAX_NOISE:
+        raise UserInputError(f"noise must be at most {MAX_NOISE:g} (the prototypes lie in [0, 1]), got {noise!r}")
+    seed = check_seed("seed", seed)
+    # sites and cells, clean image, noise and image (3 float64 channels each), labels
+    check_memory(f"a {height}x{width} Voronoi image", 120.0 * height * width, hint="use a smaller --size")
     if num_cells is None:
         num_cells = default_num_cells(height, width)
     num_cells = check_int("num_cells", num_cells, minimum=2, maximum=height * width)

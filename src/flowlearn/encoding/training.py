@@ -6,7 +6,7 @@ the way (against images seen and wall time, paper Fig. 1), checkpoints atomicall
 Batches of epoch ``e`` come from a permutation seeded by ``(seed, e)``, so a resumed run replays
 exactly the batches of an uninterrupted one and ends with the same parameters.
 
-Under ``torch.distributed`` (see :mod:`flowlearn.encoding.distributed`) every global batch is split
+Under ``torchrun`` (see :mod:`flowlearn.engine.distributed`) every global batch is split
 in equal parts over the ranks, the module is wrapped in ``DistributedDataParallel`` and each rank's
 loss is scaled so that the all-reduced gradient equals the one-process gradient of the global batch.
 """
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
-import torch.distributed as dist
 
 from .._checks import (
     UserInputError,
@@ -27,9 +26,18 @@ from .._checks import (
     check_choice,
     check_int,
     check_positive,
+    check_seed,
+    check_unit_interval,
 )
-from ..io import ensure_out_dir, load_checkpoint, save_checkpoint
-from ..progress import progress
+from ..engine import (
+    CheckpointPolicy,
+    RunResult,
+    fingerprint,
+    load_module_state,
+    run_steps,
+    world,
+)
+from ..io import ensure_out_dir
 from ..solvers.amd import AMD
 from .adjoint import ADJOINTS
 from .data import ImageData
@@ -63,6 +71,8 @@ class TrainConfig:
         Evaluate the validation BCE every this many optimizer steps (and at the end).
     checkpoint_every : int
         Optimizer steps between checkpoints.
+    checkpoint_seconds : float
+        Also checkpoint when this many seconds have passed since the last one (0: never by time).
     seed : int
         Seeds the initialisation and the batch order.
     t1, steps, grid : fixed-grid solver settings of the GFE.
@@ -78,6 +88,7 @@ class TrainConfig:
     latent_dim: Optional[int] = None
     eval_every: int = 50
     checkpoint_every: int = 200
+    checkpoint_seconds: float = 30.0
     seed: int = 0
     t1: Optional[float] = None
     steps: int = 60
@@ -92,7 +103,8 @@ class TrainConfig:
             check_positive("lr", self.lr)
         for name in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
             check_int(name, getattr(self, name), minimum=1)
-        check_int("seed", self.seed, minimum=0)
+        check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
+        check_seed("seed", self.seed)
         if self.latent_dim is not None:
             check_int("latent_dim", self.latent_dim, minimum=1)
         if self.t1 is not None:
@@ -105,28 +117,27 @@ class TrainConfig:
         return self.lr if self.lr is not None else (5e-4 if self.optimizer == "rmsprop" else 1e-3)
 
 
-@dataclass
-class TrainResult:
+@dataclass(kw_only=True)
+class TrainResult(RunResult):
     """Outcome of :meth:`Trainer.fit`.
 
     Attributes
     ----------
     module : GradientFlowEncoder or Autoencoder (trained)
     history : list of dict
-        ``step``, ``images_seen``, ``wall_time`` (s), ``train_loss`` and ``val_bce`` per evaluation.
+        ``step``, ``images_seen``, ``wall_time`` (training seconds), ``train_loss`` and ``val_bce`` per
+        evaluation.
     val_bce : float
         Final mean per-pixel validation BCE (GFE: AMD encoding; AE: its encoder).
     mixed_val_bce : float or None
         AE only: its decoder evaluated with AMD (GFE) encoding ("Mixed", paper Table 1).
-    stats : dict
-        ``steps``, ``images_seen``, ``wall_time``, ``resumed_from_step``, ``decoder_evals_per_image``.
+    status, stats
+        The engine's; ``stats`` adds ``steps``, ``images_seen``, ``wall_time``, ``train_size``.
     """
 
     module: torch.nn.Module
-    history: list
     val_bce: float
-    mixed_val_bce: Optional[float]
-    stats: dict = field(default_factory=dict)
+    mixed_val_bce: Optional[float] = None
 
 
 def evaluate(model, images: torch.Tensor, *, batch_size: int = 512) -> float:
@@ -145,12 +156,6 @@ def evaluate(model, images: torch.Tensor, *, batch_size: int = 512) -> float:
         total += float(per.sum())
         n += chunk.shape[0]
     return total / n
-
-
-def _world():
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 class Trainer:
@@ -173,14 +178,20 @@ class Trainer:
         self.device = torch.device(device) if device is not None else None
 
     def build(self, data_dim: int, dtype=torch.float32):
-        """A freshly initialised model (seeded by ``config.seed``) for ``data_dim`` pixels."""
+        """A freshly initialised model (seeded by ``config.seed``) for ``data_dim`` pixels.
+
+        The initialisation draws from torch's generator seeded with ``config.seed`` inside
+        ``torch.random.fork_rng``, so the caller's global random state is left untouched.
+        """
         cfg = self.config
-        torch.manual_seed(cfg.seed)
         latent = decoder_widths(data_dim, cfg.latent_dim)[0]
-        if cfg.model == "ae":
-            return Autoencoder.for_data(data_dim, latent, dtype=dtype)
-        return GradientFlowEncoder(make_decoder(data_dim, latent, dtype=dtype), latent, solver=cfg.solver,
-                                   adjoint=cfg.adjoint, t1=cfg.t1, steps=cfg.steps, grid=cfg.grid, amd=self.amd)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            if cfg.model == "ae":
+                return Autoencoder.for_data(data_dim, latent, dtype=dtype)
+            return GradientFlowEncoder(make_decoder(data_dim, latent, dtype=dtype), latent, solver=cfg.solver,
+                                       adjoint=cfg.adjoint, t1=cfg.t1, steps=cfg.steps, grid=cfg.grid,
+                                       amd=self.amd)
 
     def _optimizer(self, params):
         cfg = self.config
@@ -192,9 +203,22 @@ class Trainer:
         g = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
         return list(torch.randperm(n, generator=g).split(self.config.batch_size))
 
+    def identity(self, train: torch.Tensor, val: torch.Tensor) -> dict:
+        """Config and data fingerprint that a resumed checkpoint must match."""
+        cfg = asdict(self.config)
+        for k in ("checkpoint_every", "checkpoint_seconds", "eval_every"):
+            cfg.pop(k, None)
+        return {"trainer": "gfe.Trainer", "config": cfg, "amd": repr(self.amd), "dtype": str(train.dtype),
+                "data": fingerprint(train, val)}
+
     def fit(self, data: ImageData, train_idx: Optional[torch.Tensor] = None, *, out_dir=None,
-            desc: str = "train") -> TrainResult:
-        """Train on ``data.train[train_idx]``; checkpoint to / resume from ``out_dir/checkpoint.pt``."""
+            desc: str = "train", resume: bool = True, stop_after: Optional[int] = None) -> TrainResult:
+        """Train on ``data.train[train_idx]``; checkpoint to / resume from ``out_dir/checkpoint.pt``.
+
+        The loop is :func:`flowlearn.engine.run_steps`; ``history`` holds one record per evaluation
+        (every ``eval_every`` steps and at the end) with ``wall_time``: training seconds, evaluation
+        time excluded.
+        """
         cfg = self.config
         train = data.train if train_idx is None else data.train[train_idx]
         val = data.val
@@ -202,69 +226,82 @@ class Trainer:
             train, val = train.to(self.device), val.to(self.device)
         if len(train) == 0:
             raise UserInputError("the training subset is empty")
-        world, rank = _world()
+        for name, x in (("data.train", train), ("data.val", val)):
+            check_unit_interval(name, x, hint="both models use the BCE loss: scale the images to [0, 1]")
+        world_size, rank = world()
         model = self.build(data.data_dim, dtype=train.dtype).to(train.device)
         trained = model.decoder if cfg.model == "gfe" else model
         optimizer = self._optimizer(trained.parameters())
         ckpt_path = ensure_out_dir(out_dir, name="out_dir") / "checkpoint.pt" if out_dir is not None else None
-        step, history, elapsed, resumed = 0, [], 0.0, 0
-        state = load_checkpoint(ckpt_path) if ckpt_path is not None else None
-        if state is not None:
-            if state["config"] != asdict(cfg):
-                raise UserInputError(f"checkpoint {ckpt_path} was written with a different configuration "
-                                 f"{state['config']}; use another --out directory")
-            trained.load_state_dict({k: v.to(train.device) for k, v in state["model"].items()})
-            optimizer.load_state_dict(state["optimizer"])
-            step, history, elapsed, resumed = state["step"], state["history"], state["wall_time"], state["step"]
         wrapped = trained
-        if world > 1:
+        if world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [train.device] if train.device.type == "cuda" else None
             wrapped = DistributedDataParallel(trained, device_ids=device_ids)
         per_epoch = math.ceil(len(train) / cfg.batch_size)
         total = cfg.epochs * per_epoch
-        evals = 0
-        bar = progress(total=total, desc=desc, initial=step, enabled=None if rank == 0 else False)
-        start = time.perf_counter() - elapsed
-        train_loss = float("nan")
-        while step < total:
-            epoch, k = divmod(step, per_epoch)
+        counters = _Counters(trained, optimizer)
+
+        def step(it: int):
+            t0 = time.perf_counter()
+            epoch, k = divmod(it, per_epoch)
             batch = self._batches(len(train), epoch)[k].to(train.device)
-            local = batch.tensor_split(world)[rank]
+            local = batch.tensor_split(world_size)[rank]
             y = train[local]
             optimizer.zero_grad(set_to_none=True)
             if cfg.model == "gfe":
                 tl = model.training_loss(y, output_decoder=wrapped)
-                loss, evals = tl.loss, evals + int(tl.encoding.decoder_evals.sum())
+                loss = tl.loss
+                counters.evals += int(tl.encoding.decoder_evals.sum())
             else:
                 loss = reconstruction_loss(wrapped(y), y, "bce").mean()
-            (loss * (len(local) * world / len(batch))).backward()
+            (loss * (len(local) * world_size / len(batch))).backward()
             optimizer.step()
-            step += 1
-            train_loss = float(loss.detach())
-            bar.update(1)
-            if rank == 0 and (step % cfg.eval_every == 0 or step == total):
-                history.append({"step": step, "images_seen": step_images(step, per_epoch, len(train), cfg.batch_size),
-                                "wall_time": time.perf_counter() - start, "train_loss": train_loss,
-                                "val_bce": evaluate(model, val)})
-                bar.set_postfix(val_bce=f"{history[-1]['val_bce']:.4f}")
-            if ckpt_path is not None and rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
-                save_checkpoint(ckpt_path, {"config": asdict(cfg), "model": trained.state_dict(),
-                                            "optimizer": optimizer.state_dict(), "step": step,
-                                            "history": history, "wall_time": time.perf_counter() - start})
-        bar.close()
-        val_bce = history[-1]["val_bce"] if history else evaluate(model, val)
+            counters.train_seconds += time.perf_counter() - t0
+            counters.steps_here += 1
+            done = it + 1
+            if rank == 0 and (done % cfg.eval_every == 0 or done == total):
+                return {"step": done, "images_seen": step_images(done, per_epoch, len(train), cfg.batch_size),
+                        "wall_time": counters.train_seconds, "train_loss": float(loss.detach()),
+                        "val_bce": evaluate(model, val)}
+            return None
+
+        run = run_steps(step, iterations=total, state=counters, identity=self.identity(train, val),
+                        checkpoint=CheckpointPolicy(ckpt_path, cfg.checkpoint_every, cfg.checkpoint_seconds, resume),
+                        desc=desc, postfix=("val_bce",), stop_after=stop_after)
+        history = run.history
+        val_bce = history[-1]["val_bce"] if history and history[-1]["step"] == run.stats["iterations"] \
+            else evaluate(model, val)
         mixed = None
         if cfg.model == "ae" and rank == 0:
             latent = model.decoder[0].in_features
             mixed = evaluate(GradientFlowEncoder(model.decoder, latent, amd=self.amd), val)
-        stats = {"steps": step, "images_seen": step_images(step, per_epoch, len(train), cfg.batch_size),
-                 "wall_time": time.perf_counter() - start, "resumed_from_step": resumed,
-                 "train_size": len(train), "world_size": world}
+        steps = run.stats["iterations"]
+        stats = {**run.stats, "steps": steps, "images_seen": step_images(steps, per_epoch, len(train), cfg.batch_size),
+                 "wall_time": counters.train_seconds, "resumed_from_step": run.stats["resumed_from"],
+                 "train_size": len(train)}
         if cfg.model == "gfe":
-            stats["decoder_evals_per_image_this_session"] = evals / max(1, (step - resumed) * cfg.batch_size)
-        return TrainResult(module=model, history=history, val_bce=val_bce, mixed_val_bce=mixed, stats=stats)
+            stats["decoder_evals_per_image_this_session"] = counters.evals / max(1, counters.steps_here * cfg.batch_size)
+        return TrainResult(module=model, val_bce=val_bce, mixed_val_bce=mixed, status=run.status,
+                           history=history, stats=stats)
+
+
+class _Counters:
+    """The mutable training state of :meth:`Trainer.fit` (module, optimizer, training seconds)."""
+
+    def __init__(self, module, optimizer):
+        self.module, self.optimizer = module, optimizer
+        self.train_seconds, self.evals, self.steps_here = 0.0, 0, 0
+
+    def state_dict(self) -> dict:
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "train_seconds": self.train_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        load_module_state(self.module, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_seconds = float(state["train_seconds"])
 
 
 def step_images(step: int, per_epoch: int, n: int, batch_size: int) -> int:

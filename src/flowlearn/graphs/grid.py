@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_int
+from .._checks import UserInputError, check_int, check_memory
 from .weights import WeightOperator
 
 __all__ = ["GridWeights"]
@@ -47,7 +47,14 @@ class GridWeights(WeightOperator):
         self.height = check_int("height", height, minimum=1)
         self.width = check_int("width", width, minimum=1)
         self.size = check_int("size", size, minimum=1, odd=True)
+        largest = 2 * max(self.height, self.width) - 1
+        if self.size > largest:
+            raise UserInputError(f"size (the neighbourhood) must be at most 2 * max(height, width) - 1 = {largest} "
+                                 f"for a {self.height}x{self.width} grid, got {self.size}")
         self.num_nodes = self.height * self.width
+        # mask (bool), patches and neighbour indices (8 bytes each) per node and offset
+        check_memory(f"a {self.height}x{self.width} grid with {self.size}x{self.size} neighbourhoods",
+                     17.0 * self.num_nodes * self.size**2, hint="use a smaller neighbourhood or image")
         self.patch_size = self.size**2
         s = self.size // 2
         self.offsets = [(dr, dc) for dr in range(-s, s + 1) for dc in range(-s, s + 1)]

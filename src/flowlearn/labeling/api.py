@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+import torch
+
 from .._checks import (
     UserInputError,
     as_tensor,
@@ -19,7 +21,7 @@ from .flow import AssignmentFlow
 from .linearized import LinearizedAssignmentFlow
 from .result import LabelingResult
 
-__all__ = ["FlowKind", "label"]
+__all__ = ["FlowKind", "check_value_ranges", "label"]
 
 
 class FlowKind(str, enum.Enum):
@@ -38,7 +40,7 @@ class FlowKind(str, enum.Enum):
 
 def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho: float = 1.0,
           step_size: float = 1.0, T: float = 10.0, krylov_dim: int = 10, patches=None,
-          entropy_tol: float = 1e-3, max_steps: int = 1000) -> LabelingResult:
+          entropy_tol: float = 1e-3, max_steps: int = 1000, throw: bool = True) -> LabelingResult:
     r"""Label an image by an assignment flow with uniform (or given) weight patches.
 
     Parameters
@@ -57,11 +59,20 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
     T, krylov_dim : for the linearized flow.
     patches : array ``(H*W, neighbourhood**2)``, optional
         Weight patches (e.g. learned); default uniform.
+    throw : bool
+        Raise :class:`~flowlearn._checks.ComputationError` when the flow fails (``status.ok`` is
+        false: not converged, non-finite, undecided) instead of returning the failed result.
 
     Returns
     -------
     LabelingResult
         ``labels`` has shape ``(H*W,)``; use ``result.label_image(H, W)``.
+
+    Raises
+    ------
+    UserInputError
+        For bad arguments, among them prototypes outside the image's value range (a uint8 image
+        with prototypes in [0, 1]) and values whose squared distances overflow.
 
     Examples
     --------
@@ -83,6 +94,10 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
     rho = check_positive("rho", rho)
     H, W, _ = x.shape
     D = distance_matrix(x, prototypes)
+    check_value_ranges(x, prototypes)
+    if not bool(torch.isfinite(D).all()):
+        raise UserInputError(f"the squared distances between image and prototypes overflow {x.dtype} (image values "
+                             f"up to {float(x.abs().max()):.3g}); rescale the image and the prototypes")
     weights = GridWeights(H, W, neighbourhood, patches=patches, dtype=x.dtype, device=x.device)
     if kind is FlowKind.FULL:
         runner = AssignmentFlow(weights, rho=rho, step_size=step_size, entropy_tol=entropy_tol,
@@ -90,6 +105,30 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
     else:
         m = check_int("krylov_dim", krylov_dim, minimum=1)
         runner = LinearizedAssignmentFlow(weights, rho=rho, T=T, integrator=ExponentialIntegrator(m=m))
-    return runner.run(D)
+    result = runner.run(D)
+    if throw:
+        options = "--T, --rho" if kind is FlowKind.LINEARIZED else "--rho, --step-size"
+        result.raise_for_status(options=options)
+    return result
+
+
+def check_value_ranges(image: torch.Tensor, prototypes) -> None:
+    """Raise :class:`UserInputError` when the prototypes do not lie in the image's value range.
+
+    The data term compares pixel values with prototype values, so both must be on one scale;
+    a uint8 image (0..255) with prototypes in [0, 1] would give every pixel the same label.
+    Refused when the two value intervals overlap on less than 5 % of the image's range.
+    """
+    p = as_tensor("prototypes", prototypes, dtype=image.dtype, device=image.device)
+    check_finite("prototypes", p)
+    lo, hi = float(image.min()), float(image.max())
+    plo, phi = float(p.min()), float(p.max())
+    span = hi - lo
+    if span <= 0 or not (abs(hi) < float("inf") and abs(lo) < float("inf")):
+        return
+    overlap = min(hi, phi) - max(lo, plo)
+    if overlap < 0.05 * span:
+        raise UserInputError(f"prototypes lie in [{plo:.4g}, {phi:.4g}] but the image in [{lo:.4g}, {hi:.4g}]: "
+                             f"give prototypes in the image's value range (e.g. scale a 0..255 image to [0, 1])")
 
 

@@ -23,7 +23,7 @@ from ..geometry import entropy, proj_tangent
 from ..graphs import WeightOperator
 from ..solvers import Euler, Solver, integrate, linear_grid
 from .data_term import check_distances, scale_distances
-from .result import LabelingResult, check_weights_match
+from .result import LabelingResult, check_weights_match, weights_like
 
 __all__ = ["AssignmentFlow"]
 
@@ -62,10 +62,11 @@ class AssignmentFlow:
     def vector_field(self, scaled_distances: torch.Tensor):
         r"""The tangent vector field :math:`V \mapsto \tfrac1J\Pi_0\mathrm{softmax}(J\Omega V - \Omega D/\rho)`."""
         J = scaled_distances.shape[1]
-        offset = self.weights.apply(scaled_distances)
+        weights = weights_like(self.weights, scaled_distances)
+        offset = weights.apply(scaled_distances)
 
         def f(t, V):
-            return proj_tangent(torch.softmax(J * self.weights.apply(V) - offset, dim=-1)) / J
+            return proj_tangent(torch.softmax(J * weights.apply(V) - offset, dim=-1)) / J
 
         return f
 
@@ -75,7 +76,7 @@ class AssignmentFlow:
         ``callback(step, t, V)`` is called after every step (e.g. a progress bar).
         """
         check_weights_match(self.weights, distances)
-        D = check_distances(distances, self.weights.num_nodes).to(self.weights.dtype)
+        D = check_distances(distances, self.weights.num_nodes)
         Ds = scale_distances(D, self.rho)
         J = D.shape[1]
 
@@ -87,4 +88,4 @@ class AssignmentFlow:
                         terminate=converged, callback=callback)
         W = torch.softmax(J * sol.y, dim=-1)
         return LabelingResult.from_assignment(W, tangent=sol.y, time=sol.t, steps=sol.stats["steps"],
-                                              status=sol.status.value, stats=sol.stats)
+                                              status=sol.status, stats=sol.stats)

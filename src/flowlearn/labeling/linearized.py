@@ -28,8 +28,9 @@ from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..geometry import entropy, proj_tangent, replicator, replicator_matrix
 from ..graphs import WeightOperator
 from ..solvers import ExponentialIntegrator, FixedStepIntegrator
+from ..status import Status
 from .data_term import check_distances, scale_distances
-from .result import LabelingResult, check_weights_match
+from .result import LabelingResult, check_weights_match, weights_like
 
 __all__ = ["LinearizedAssignmentFlow", "LinearizedFlowSequence", "LinearizedSystem"]
 
@@ -120,10 +121,10 @@ class LinearizedAssignmentFlow:
     def system(self, distances) -> LinearizedSystem:
         r"""The affine system :math:`\dot U = AU + B` linearized at the barycenter for ``distances`` ``(I, J)``.
 
-        The distances are validated, cast to the weights' dtype and scaled to :math:`D/\rho`.
+        The distances are validated and scaled to :math:`D/\rho`; the weights follow their dtype and device.
         """
-        D = check_distances(distances, self.weights.num_nodes).to(self.weights.dtype)
-        return LinearizedSystem.at(self.weights, scale_distances(D, self.rho))
+        D = check_distances(distances, self.weights.num_nodes)
+        return LinearizedSystem.at(weights_like(self.weights, D), scale_distances(D, self.rho))
 
     def run(self, distances) -> LabelingResult:
         """Label from the distance matrix ``(I, J)``; returns a :class:`LabelingResult`."""
@@ -177,19 +178,20 @@ class LinearizedFlowSequence:
             ``"max_steps"``; ``stats`` holds ``intervals`` and the total ``matvecs``.
         """
         check_weights_match(self.weights, distances)
-        D = check_distances(distances, self.weights.num_nodes).to(self.weights.dtype)
+        D = check_distances(distances, self.weights.num_nodes)
+        weights = weights_like(self.weights, D)
         Ds = scale_distances(D, self.rho)
         J = D.shape[1]
         V = torch.zeros_like(Ds)
-        status, matvecs = "max_steps", 0
+        status, matvecs = Status.MAX_STEPS, 0
         k = 0
         for k in range(1, self.max_intervals + 1):
-            sysm = LinearizedSystem.at(self.weights, Ds, V)
+            sysm = LinearizedSystem.at(weights, Ds, V)
             r = self.integrator.solve(sysm.matvec, sysm.B, self.interval)
             V = V + r.y
             matvecs += r.stats.get("matvecs", 0)
             if float(entropy(torch.softmax(J * V, -1)).mean()) < self.entropy_tol:
-                status = "terminated"
+                status = Status.TERMINATED
                 break
         W = torch.softmax(J * V, dim=-1)
         return LabelingResult.from_assignment(W, tangent=V, time=k * self.interval, steps=k, status=status,

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .._checks import UserInputError
+from .._checks import ComputationError, UserInputError
 from ..geometry import entropy
+from ..status import Status
 
-__all__ = ["LabelingResult", "check_weights_match"]
+__all__ = ["LabelingResult", "check_weights_match", "weights_like"]
 
 
 @dataclass
@@ -28,8 +29,9 @@ class LabelingResult:
         Integration time reached.
     steps : int
         Steps (or Krylov sub-steps / intervals) taken.
-    status : str
-        ``"success"``/``"terminated"`` (converged), ``"max_steps"``, ``"nonfinite"``, ...
+    status : Status
+        ``SUCCESS``/``TERMINATED`` (converged), ``MAX_STEPS``, ``MAX_SUBSTEPS``, ``NONFINITE``, ``UNDECIDED``;
+        ``status.ok`` says whether the labeling may be used, ``status.message`` why not.
     mean_entropy : float
         Mean row entropy of ``assignment`` (0 for an integral labeling).
     stats : dict
@@ -41,14 +43,36 @@ class LabelingResult:
     tangent: torch.Tensor
     time: float
     steps: int
-    status: str
+    status: Status
     mean_entropy: float
     stats: dict = field(default_factory=dict)
 
     @classmethod
     def from_assignment(cls, W, *, tangent, time, steps, status, stats=None) -> "LabelingResult":
+        """The result of a flow's final assignment ``W``; the solver's status becomes ``NONFINITE``
+        when ``W`` has NaN/inf entries and ``UNDECIDED`` when most rows are uniform to
+        ``UNDECIDED_GAP`` (no label was chosen), so that no failure passes as a labeling."""
+        status = Status(status)
+        stats = dict(stats or {})
+        if not bool(torch.isfinite(W).all()):
+            status = Status.NONFINITE
+        elif W.shape[-1] > 1:
+            top = W.topk(2, dim=-1).values
+            undecided = float(((top[:, 0] - top[:, 1]) < UNDECIDED_GAP).double().mean())
+            stats["undecided_fraction"] = undecided
+            if undecided > 0.5:  # the more telling cause, whatever the solver says
+                status = Status.UNDECIDED
         return cls(assignment=W, labels=W.argmax(-1), tangent=tangent, time=float(time), steps=int(steps),
-                   status=str(status), mean_entropy=float(entropy(W).mean()), stats=dict(stats or {}))
+                   status=status, mean_entropy=float(entropy(W).mean()), stats=stats)
+
+    def raise_for_status(self, *, options: str = "") -> "LabelingResult":
+        """``self`` when :attr:`status` is ``ok``, else :class:`~flowlearn._checks.ComputationError`
+        naming the cause (``options``: what the caller can change, e.g. ``"--T, --rho"``)."""
+        if not self.status.ok:
+            extra = f" (options: {options})" if options else ""
+            raise ComputationError(f"the flow did not produce a labeling: status {self.status.value}: "
+                                   f"{self.status.message}{extra}")
+        return self
 
     def label_image(self, height: int, width: int) -> torch.Tensor:
         """Labels reshaped to an ``(height, width)`` image."""
@@ -65,3 +89,15 @@ def check_weights_match(weights, distances) -> None:
             f"distances must have one row per node of the weights ({weights.num_nodes}), "
             f"got shape {tuple(distances.shape)}"
         )
+
+
+def weights_like(weights, distances: torch.Tensor):
+    """``weights`` cast to the dtype and device of ``distances`` (itself when they already match),
+    so that a flow's result keeps the data's dtype and device."""
+    if weights.dtype == distances.dtype and weights.device == distances.device:
+        return weights
+    return weights.to(device=distances.device, dtype=distances.dtype)
+
+
+#: a row whose two largest assignment probabilities differ by less than this is undecided
+UNDECIDED_GAP = 1e-9

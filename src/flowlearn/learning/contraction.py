@@ -30,7 +30,8 @@ import torch
 from ..geometry import proj_tangent, replicator, replicator_matrix
 from ..labeling import LinearizedSystem
 
-__all__ = ["WeightGradientTerms", "assemble_weight_gradient", "bilinear_terms", "dense_terms"]
+__all__ = ["WeightGradientTerms", "assemble_weight_gradient", "bilinear_terms", "data_term_gradients",
+           "dense_terms"]
 
 
 @dataclass
@@ -41,7 +42,7 @@ class WeightGradientTerms:
     direct: torch.Tensor
     through_s: torch.Tensor
 
-    def __add__(self, other: "WeightGradientTerms") -> "WeightGradientTerms":
+    def __add__(self, other: WeightGradientTerms) -> WeightGradientTerms:
         return WeightGradientTerms(self.direct + other.direct, self.through_s + other.through_s)
 
 
@@ -70,12 +71,47 @@ def dense_terms(system: LinearizedSystem, G11: torch.Tensor) -> WeightGradientTe
     return WeightGradientTerms(direct=direct, through_s=through_s)
 
 
+def data_term_gradients(system: LinearizedSystem, scaled_distances: torch.Tensor, terms: WeightGradientTerms,
+                        grad_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Chain the partial gradients through :math:`B = \frac1J\Pi_0S` and :math:`S = \mathrm{softmax}(Z)`,
+    :math:`Z = -\Omega\tilde D`, :math:`\tilde D = D/\rho`, to both inputs of the data term.
+
+    .. math:: \partial_S = K + \tfrac1J\Pi_0\,\partial_B,\quad \partial_Z = R_S\,\partial_S,\quad
+              \partial_{\omega_{in}} = \mathrm{direct}_{in} - \langle\partial_{Z_i}, \tilde D_{k(i,n)}\rangle,
+              \quad \partial_{\tilde D} = -\Omega^\top\partial_Z .
+
+    Parameters
+    ----------
+    system : LinearizedSystem
+        Holds :math:`S` ``(I, J)`` and the weights.
+    scaled_distances : tensor ``(I, J)``
+        :math:`\tilde D = D/\rho` (any real matrix, e.g. :math:`D/\rho - \log W` at a linearization point).
+    terms : WeightGradientTerms
+        From :func:`dense_terms` or a sum of :func:`bilinear_terms` (:math:`T G_{11}` part).
+    grad_b : tensor ``(I, J)``
+        Gradient with respect to :math:`B` (:math:`T G_{12}` reshaped).
+
+    Returns
+    -------
+    (grad_weights, grad_scaled_distances) : tensors ``(I, N)`` and ``(I, J)``
+        Gradients w.r.t. the effective weights and w.r.t. :math:`\tilde D` (divide by :math:`\rho`
+        for :math:`D`).
+    """
+    S, op = system.S, system.weights
+    J = S.shape[1]
+    grad_s = terms.through_s + proj_tangent(grad_b) / J
+    grad_logits = replicator(S, grad_s)
+    grad_w = terms.direct - op.patch_products(grad_logits, scaled_distances)
+    return grad_w, -op.apply_transpose(grad_logits)
+
+
 def assemble_weight_gradient(system: LinearizedSystem, scaled_distances: torch.Tensor,
                              terms: WeightGradientTerms, grad_b: torch.Tensor) -> torch.Tensor:
     r"""Chain the partial gradients through :math:`b` and :math:`S_0 = \mathrm{softmax}(-\Omega D/\rho)`.
 
     ``grad_b`` ``(I, J)`` is the gradient with respect to :math:`B` (i.e. :math:`T\,G_{12}` reshaped).
-    Returns the gradient with respect to the effective weights ``(I, N)``.
+    Returns the gradient with respect to the effective weights ``(I, N)``
+    (the first part of :func:`data_term_gradients`).
     """
     S, op = system.S, system.weights
     J = S.shape[1]

@@ -16,7 +16,6 @@ module), and updates :math:`(\nu, p, \sigma)` with Adam.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,13 +23,21 @@ import torch
 
 from .._checks import UserInputError, check_int, check_positive
 from ..data import window_features
+from ..engine import (
+    CheckpointPolicy,
+    RunResult,
+    all_reduce_gradients,
+    all_reduce_sum,
+    fingerprint,
+    load_module_state,
+    run_steps,
+    world,
+)
 from ..geometry import proj_tangent
-from ..io import load_checkpoint, save_checkpoint
-from ..progress import progress
 from ..solvers import ExponentialIntegrator
 from .gradients import GradientMethod, make_gradient_method
 from .losses import LearningProblem
-from .training import label_error_percent
+from .training import label_error_percent, problem_fingerprint
 
 __all__ = ["PatchPredictor", "PredictionSample", "PredictorResult", "PredictorTrainer", "clean_windows", "make_sample",
            "predict_tangent"]
@@ -127,6 +134,9 @@ class PatchPredictor(torch.nn.Module):
             self.nu.copy_(proj_tangent(torch.as_tensor(nu, dtype=self.nu.dtype)))
         return self
 
+    def extra_repr(self) -> str:
+        return f"num_prototypes={self.num_prototypes}, feature_dim={self.feature_dim}, patch_size={self.patch_size}"
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Patches ``(I, patch_size)`` for features ``(I, F)`` -- eq. (4.4)."""
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
@@ -136,15 +146,24 @@ class PatchPredictor(torch.nn.Module):
         return torch.softmax(a @ proj_tangent(self.nu), dim=1)  # exp_1(v) = softmax(v)
 
 
-@dataclass
-class PredictorResult:
-    """History (per iteration: train loss, train/validation label error %, seconds), final validation
-    errors, ``status`` and ``stats``."""
+@dataclass(kw_only=True)
+class PredictorResult(RunResult):
+    """The engine's ``status``, ``history`` (per iteration: train loss, train/validation label error %,
+    sigma, seconds) and ``stats``, plus the final errors per image (``final``)."""
 
-    history: list
-    final: dict
-    status: str = "completed"
-    stats: dict = field(default_factory=dict)
+    final: dict = field(default_factory=dict)
+
+
+class _ModuleState:
+    def __init__(self, module, opt):
+        self.module, self.opt = module, opt
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        load_module_state(self.module, state["module"])
+        self.opt.load_state_dict(state["optimizer"])
 
 
 class PredictorTrainer:
@@ -158,15 +177,20 @@ class PredictorTrainer:
         Adam step size.
     iters : int
     checkpoint_every : int
+    checkpoint_seconds : float
     show_progress : bool
+
+    Under ``torchrun`` the training images are split over the ranks (rank ``r`` takes images
+    ``r, r + world, ...``) and the gradients are summed, so ``n`` processes take the steps of one.
     """
 
     def __init__(self, method="lowrank", lr: float = 0.05, iters: int = 50, checkpoint_every: int = 10,
-                 show_progress: bool = True):
+                 checkpoint_seconds: float = 30.0, show_progress: bool = True):
         self.method = method if isinstance(method, GradientMethod) else make_gradient_method(method)
         self.lr = check_positive("lr", lr)
         self.iters = check_int("iters", iters, minimum=0)
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+        self.checkpoint_seconds = check_positive("checkpoint_seconds", checkpoint_seconds, strict=False)
         self.show_progress = bool(show_progress)
 
     @staticmethod
@@ -176,42 +200,46 @@ class PredictorTrainer:
             return [label_error_percent(predict_tangent(s.problem, predictor(s.features)), s.problem.labels)
                     for s in samples]
 
-    def fit(self, predictor: PatchPredictor, train: list, validation: list = (), *, checkpoint=None) -> PredictorResult:
+    def identity(self, predictor: PatchPredictor, train, validation=()) -> dict:
+        """Config and input fingerprint that a resumed checkpoint must match."""
+        inputs = [(problem_fingerprint(s.problem), fingerprint(s.features)) for s in list(train) + list(validation)]
+        return {"trainer": "PredictorTrainer",
+                "config": {"method": repr(self.method), "lr": self.lr, "predictor": repr(predictor)},
+                "inputs": fingerprint(inputs, len(train))}
+
+    def fit(self, predictor: PatchPredictor, train: list, validation: list = (), *, checkpoint=None,
+            resume: bool = True, stop_after: int | None = None, callback=None) -> PredictorResult:
         """Train on the samples ``train``; record validation errors on ``validation`` every iteration."""
         if not train:
             raise UserInputError("train must hold at least one PredictionSample")
         opt = torch.optim.Adam(predictor.parameters(), lr=self.lr)
-        history, start = [], 0
-        if checkpoint is not None and (state := load_checkpoint(checkpoint)) is not None:
-            predictor.load_state_dict(state["predictor"])
-            opt.load_state_dict(state["optimizer"])
-            history, start = list(state["history"]), int(state["iteration"])
-        elapsed = history[-1]["seconds"] if history else 0.0
-        bar = progress(range(start, self.iters), total=self.iters, initial=start, desc="predictor",
-                       enabled=None if self.show_progress else False)
-        for it in bar:
-            t0 = time.perf_counter()
+        world_size, rank = world()
+        mine = list(train)[rank::world_size]
+
+        def step(it: int) -> dict:
             opt.zero_grad()
-            losses, errors = [], []
-            for s in train:
+            sums = torch.zeros(2, dtype=torch.float64)
+            for s in mine:
                 patches = predictor(s.features)
                 r = self.method(s.problem, patches.detach())
                 patches.backward(r.grad / len(train))
-                losses.append(r.data_loss)
-                errors.append(label_error_percent(r.tangent, s.problem.labels))
+                sums += torch.tensor([r.data_loss, label_error_percent(r.tangent, s.problem.labels)],
+                                     dtype=torch.float64)
+            all_reduce_gradients(predictor.parameters())
+            sums = all_reduce_sum(sums)
             opt.step()
             with torch.no_grad():
                 predictor.sigma.clamp_(min=1e-3)
-            elapsed += time.perf_counter() - t0
-            rec = {"iteration": it, "loss": float(np.mean(losses)), "label_error": float(np.mean(errors)),
-                   "validation_error": float(np.mean(self.evaluate(predictor, validation))) if validation else None,
-                   "sigma": float(predictor.sigma.detach()), "seconds": elapsed}
-            history.append(rec)
-            bar.set_postfix(loss=f"{rec['loss']:.4f}", err=f"{rec['label_error']:.2f}%")
-            done = it + 1
-            if checkpoint is not None and (done % self.checkpoint_every == 0 or done == self.iters):
-                save_checkpoint(checkpoint, {"iteration": done, "predictor": predictor.state_dict(),
-                                             "optimizer": opt.state_dict(), "history": history})
+            return {"loss": float(sums[0]) / len(train), "label_error": float(sums[1]) / len(train),
+                    "validation_error": float(np.mean(self.evaluate(predictor, validation))) if validation else None,
+                    "sigma": float(predictor.sigma.detach())}
+
+        run = run_steps(step, iterations=self.iters, state=_ModuleState(predictor, opt),
+                        identity=self.identity(predictor, train, validation),
+                        checkpoint=CheckpointPolicy(checkpoint, self.checkpoint_every, self.checkpoint_seconds,
+                                                    resume),
+                        desc="predictor", show_progress=None if self.show_progress else False,
+                        postfix=("loss", "label_error"), stop_after=stop_after, callback=callback)
         final = {"train_errors": self.evaluate(predictor, train),
                  "validation_errors": self.evaluate(predictor, validation) if validation else []}
-        return PredictorResult(history=history, final=final, stats={"seconds": elapsed, "resumed_from": start})
+        return PredictorResult(final=final, status=run.status, history=run.history, stats=run.stats)

@@ -4,6 +4,7 @@ r"""Training loop for the weight patches of one image: history, progress bar, ch
 >>> result = learner.fit(problem)                                                   # doctest: +SKIP
 >>> result.history[-1]["label_error"]                                               # doctest: +SKIP
 
+The loop, checkpoints and resume are those of :func:`flowlearn.engine.run_steps`.
 Every iteration records ``iteration``, ``loss``, ``data_loss``, ``regularization``,
 ``label_error`` (percent of pixels whose :math:`\arg\max V_T` differs from the ground truth, at the
 patches *before* the step), ``grad_norm`` (Riemannian) and ``seconds`` (cumulative gradient + step
@@ -13,9 +14,7 @@ uninterrupted one does.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -26,9 +25,8 @@ from .._checks import (
     check_int,
     check_positive,
 )
+from ..engine import CheckpointPolicy, RunResult, fingerprint, run_steps
 from ..geometry import egrad2rgrad
-from ..io import load_checkpoint, save_checkpoint
-from ..progress import progress
 from .gradients import GradientMethod, make_gradient_method
 from .losses import LearningProblem
 from .optim import RiemannianSGD, SimplexAdam
@@ -43,16 +41,34 @@ def label_error_percent(tangent: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * float((tangent.argmax(-1) != labels).double().mean())
 
 
-@dataclass
-class LearningResult:
-    """Learned patches ``(I, N)``, the history (one dict per iteration, plus the final evaluation in
-    ``final``), ``status`` (``"completed"``) and ``stats``."""
+@dataclass(kw_only=True)
+class LearningResult(RunResult):
+    """Learned ``patches`` ``(I, N)`` and the evaluation at them (``final``), beside the engine's
+    ``status``, ``history`` (one dict per iteration) and ``stats``."""
 
     patches: torch.Tensor
-    history: list
-    final: dict
-    status: str = "completed"
-    stats: dict = field(default_factory=dict)
+    final: dict = field(default_factory=dict)
+
+
+def problem_fingerprint(problem: LearningProblem) -> str:
+    """Digest of everything that defines a learning problem: distances, labels, stencil, T, tau."""
+    return fingerprint(problem.scaled_distances, problem.labels, repr(problem.weights), problem.weights.patches,
+                       problem.T, problem.tau)
+
+
+class _LearnState:
+    def __init__(self, param, opt):
+        self.param, self.opt = param, opt
+
+    def state_dict(self) -> dict:
+        return {"patches": self.param.detach().clone(), "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["patches"].shape) != tuple(self.param.shape):
+            raise UserInputError(f"checkpoint patches have shape {tuple(state['patches'].shape)}, the problem "
+                                 f"needs {tuple(self.param.shape)}")
+        self.param.copy_(state["patches"].to(self.param))
+        self.opt.load_state_dict(state["optimizer"])
 
 
 class WeightLearner:
@@ -72,21 +88,27 @@ class WeightLearner:
         Number of gradient steps.
     checkpoint_every : int
         Iterations between checkpoints (when ``fit`` gets a ``checkpoint`` path).
+    checkpoint_seconds : float
+        Also checkpoint when this many seconds have passed since the last one (0: never by time).
     show_progress : bool
     """
 
     def __init__(self, method="lowrank", optimizer: str = "rgd", lr: float = 1.0, iters: int = 50,
-                 checkpoint_every: int = 10, show_progress: bool = True):
+                 checkpoint_every: int = 10, checkpoint_seconds: float = 30.0, show_progress: bool = True):
         self.method = method if isinstance(method, GradientMethod) else make_gradient_method(method)
         check_choice("optimizer", optimizer, OPTIMIZERS)
         self.optimizer = optimizer
         self.lr = check_positive("lr", lr)
         self.iters = check_int("iters", iters, minimum=0)
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+        self.checkpoint_seconds = check_positive("checkpoint_seconds", checkpoint_seconds, strict=False)
         self.show_progress = bool(show_progress)
 
-    def _config(self) -> dict:
-        return {"method": repr(self.method), "optimizer": self.optimizer, "lr": self.lr}
+    def identity(self, problem: LearningProblem) -> dict:
+        """What a checkpoint of this learner on ``problem`` must match to be resumed."""
+        return {"trainer": "WeightLearner", "config": {"method": repr(self.method), "optimizer": self.optimizer,
+                                                       "lr": self.lr, "dtype": str(problem.weights.dtype)},
+                "problem": problem_fingerprint(problem)}
 
     def _make_optimizer(self, param: torch.Tensor) -> torch.optim.Optimizer:
         scale = param.shape[0] if self.optimizer == "rgd" else 1.0
@@ -98,53 +120,38 @@ class WeightLearner:
         return {"loss": r.loss, "data_loss": r.data_loss, "regularization": r.regularization,
                 "label_error": label_error_percent(r.tangent, problem.labels)}
 
-    def fit(self, problem: LearningProblem, patches=None, *, checkpoint=None, callback=None) -> LearningResult:
+    def fit(self, problem: LearningProblem, patches=None, *, checkpoint=None, resume: bool = True,
+            callback=None, stop_after: int | None = None) -> LearningResult:
         """Run ``iters`` steps from ``patches`` (default: the problem's own weight patches).
 
-        ``checkpoint``: path of a checkpoint file; if it exists and was written with the same
-        configuration the run resumes from it, and it is rewritten every ``checkpoint_every``
-        iterations and at the end.  ``callback(iteration, record)`` is called after every step.
+        ``checkpoint``: path of a checkpoint file, rewritten every ``checkpoint_every`` iterations,
+        every ``checkpoint_seconds`` and at the end; with ``resume`` an existing one is continued
+        when it belongs to this learner and problem (else a :class:`UserInputError` names what
+        differs).  ``callback(iteration, record)`` is called after every step.
+
+        Weight learning of one image has no data axis to split: under ``torchrun`` every rank runs
+        the same deterministic steps and only rank 0 writes the checkpoint.
         """
         if not isinstance(problem, LearningProblem):
             raise UserTypeError(f"problem must be a LearningProblem, got {type(problem).__name__}")
         p0 = problem.weights.patches if patches is None else patches
         param = problem.check_patches(p0).detach().clone()
         opt = self._make_optimizer(param)
-        history, start_iter = [], 0
-        if checkpoint is not None:
-            state = load_checkpoint(checkpoint)
-            if state is not None:
-                if state.get("config") != self._config():
-                    raise UserInputError(f"checkpoint {str(checkpoint)!r} was written with {state.get('config')}, "
-                                     f"not {self._config()}; use another checkpoint path")
-                param.copy_(state["patches"].to(param))
-                opt.load_state_dict(state["optimizer"])
-                history, start_iter = list(state["history"]), int(state["iteration"])
-        elapsed = history[-1]["seconds"] if history else 0.0
-        bar = progress(range(start_iter, self.iters), total=self.iters, initial=start_iter, desc="learn",
-                       enabled=None if self.show_progress else False)
-        for it in bar:
-            t0 = time.perf_counter()
+
+        def step(it: int) -> dict:
             r = self.method(problem, param)
             param.grad = r.grad
             opt.step()
             param.grad = None
-            elapsed += time.perf_counter() - t0
-            record = {"iteration": it, "loss": r.loss, "data_loss": r.data_loss,
-                      "regularization": r.regularization,
-                      "label_error": label_error_percent(r.tangent, problem.labels),
-                      "grad_norm": float(torch.linalg.vector_norm(egrad2rgrad(param, r.grad))),
-                      "seconds": elapsed}
-            history.append(record)
-            bar.set_postfix(loss=f"{r.loss:.4f}", err=f"{record['label_error']:.2f}%")
-            if callback is not None:
-                callback(it, record)
-            done = it + 1
-            if checkpoint is not None and (done % self.checkpoint_every == 0 or done == self.iters):
-                save_checkpoint(Path(checkpoint), {"iteration": done, "patches": param.detach().clone(),
-                                                   "optimizer": opt.state_dict(), "history": history,
-                                                   "config": self._config()})
+            return {"loss": r.loss, "data_loss": r.data_loss, "regularization": r.regularization,
+                    "label_error": label_error_percent(r.tangent, problem.labels),
+                    "grad_norm": float(torch.linalg.vector_norm(egrad2rgrad(param, r.grad)))}
+
+        run = run_steps(step, iterations=self.iters, state=_LearnState(param, opt), identity=self.identity(problem),
+                        checkpoint=CheckpointPolicy(checkpoint, self.checkpoint_every, self.checkpoint_seconds,
+                                                    resume),
+                        desc="learn", show_progress=None if self.show_progress else False,
+                        postfix=("loss", "label_error"), stop_after=stop_after, callback=callback)
         final = self.evaluate(problem, param)
-        return LearningResult(patches=param.detach(), history=history, final=final,
-                              stats={"iterations": len(history), "resumed_from": start_iter,
-                                     "seconds": elapsed})
+        return LearningResult(patches=param.detach(), final=final, status=run.status, history=run.history,
+                              stats=run.stats)

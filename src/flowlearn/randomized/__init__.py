@@ -5,9 +5,14 @@ Building blocks, bottom-up:
 * :mod:`.models` -- pairwise energy models (:class:`PairwiseModel`, :func:`ising_grid`, :func:`potts_grid`);
 * :mod:`.enumeration` -- exact inference by enumeration (:func:`exact_inference`, :func:`kl_from_table`,
   :func:`kl_from_samples`);
+* :mod:`.transfer` -- exact inference on grids by a column transfer matrix
+  (:func:`transfer_matrix_inference`, :func:`exact_inference_auto`);
 * :mod:`.entropy` -- plug-in (Miller--Madow) and differentiable entropy estimators;
+* :mod:`.entropy_estimators` -- Chao--Shen and the paper's smoothed support count
+  (:func:`entropy_estimates`, :func:`smoothed_support_entropy`);
 * :mod:`.mean_field` -- the mean-field baseline (:class:`MeanField`);
-* :mod:`.sflow` -- the randomized S-flow (:class:`RandomizedAssignmentFlow`);
+* :mod:`.sflow` -- the randomized S-flow (:class:`RandomizedAssignmentFlow`); :mod:`.sampling`,
+  :mod:`.interactions` -- its sampling methods, sparse patterns and memory-budget chunks;
 * :mod:`.training` -- KL training with Adam, checkpoints and resume (:func:`train_randomized_flow`);
 * :mod:`.inference` -- table rows from 10^6 samples (:func:`evaluate_flow`, ...);
 * :mod:`.baselines` -- :class:`GibbsSampler` and :class:`LoopyBP`;
@@ -25,6 +30,14 @@ from .entropy import (
     mixture_log_density,
     plugin_entropy,
 )
+from .entropy_estimators import (
+    EntropyEstimates,
+    chao_shen_entropy,
+    entropy_estimates,
+    entropy_estimates_from_counts,
+    smoothed_support,
+    smoothed_support_entropy,
+)
 from .enumeration import (
     MAX_CONFIGURATIONS,
     ExactResult,
@@ -39,6 +52,7 @@ from .experiment import (
     PAPER_TABLE1,
     IsingExperimentConfig,
     IsingExperimentResult,
+    gibbs_reference,
     run_ising_experiment,
 )
 from .inference import (
@@ -46,8 +60,15 @@ from .inference import (
     SampleAccumulator,
     evaluate_factorized,
     evaluate_flow,
+    evaluate_flow_roundings,
     evaluate_samples,
     marginal_difference,
+)
+from .interactions import (
+    DEFAULT_SAMPLING_MEMORY,
+    REFERENCE_DEGREE,
+    sampling_chunk_size,
+    sparse_pattern,
 )
 from .mean_field import (
     MeanField,
@@ -56,6 +77,7 @@ from .mean_field import (
     mean_field_free_energy,
 )
 from .models import PairwiseModel, grid_edges, ising_grid, potts_grid
+from .sampling import ROUNDINGS, integral_fraction
 from .segmentation import (
     SegmentationDemoResult,
     ambiguous_image_model,
@@ -67,6 +89,13 @@ from .training import (
     TrainingResult,
     kl_objective,
     train_randomized_flow,
+)
+from .transfer import (
+    MAX_COLUMN_STATES,
+    TransferMatrixResult,
+    exact_inference_auto,
+    transfer_matrix_feasible,
+    transfer_matrix_inference,
 )
 
 __all__ = [
@@ -80,4 +109,13 @@ __all__ = [
     "expected_local_energies", "grid_edges", "ising_grid", "kl_from_samples", "kl_from_table", "kl_objective",
     "log_probability_table", "marginal_difference", "marginalize", "mean_field_free_energy", "plugin_entropy",
     "potts_grid", "run_ising_experiment", "run_segmentation_demo", "train_randomized_flow",
+    # exact inference beyond enumeration (transfer.py)
+    "MAX_COLUMN_STATES", "TransferMatrixResult", "exact_inference_auto", "transfer_matrix_feasible",
+    "transfer_matrix_inference",
+    # entropy estimators (entropy_estimators.py)
+    "EntropyEstimates", "chao_shen_entropy", "entropy_estimates", "entropy_estimates_from_counts",
+    "smoothed_support", "smoothed_support_entropy",
+    # scoring what is trained, sparse interactions, memory-budget chunks
+    "DEFAULT_SAMPLING_MEMORY", "REFERENCE_DEGREE", "ROUNDINGS", "evaluate_flow_roundings", "gibbs_reference",
+    "integral_fraction", "sampling_chunk_size", "sparse_pattern",
 ]

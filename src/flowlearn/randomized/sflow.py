@@ -19,7 +19,12 @@ Interaction structures (``interaction=``):
 * ``"conv"`` -- multi-channel convolution on an image grid (Fig. 1): a random kernel
   :math:`K \in \mathbb{R}^{c\times c\times k\times k}`, symmetrised as
   :math:`K_{ab}(d) + K_{ba}(-d)` (the adjoint of a zero-padded convolution), clipped at 0,
-  plus :math:`\varepsilon` on the centre tap of each channel.
+  plus :math:`\varepsilon` on the centre tap of each channel;
+* ``"sparse"`` -- the node interaction restricted to the model's graph (``edges``: edges and
+  self loops, :math:`O(B\,|E|)` memory, any graph; see :mod:`.interactions`).
+
+``drive_scale="degree"`` (node and sparse) scales the off-diagonal entries by
+:math:`4/\sqrt{d_i d_j}`, so the consensus drive does not grow with ``n``.
 
 Beyond the paper, the initial point can be random too,
 :math:`S_0 = \mathrm{softmax}(\nu + \tau\odot\zeta + \sum_{r} U_r \eta_r)` with
@@ -33,34 +38,40 @@ integer labeling.
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import nn
 
 from .._checks import (
     UserInputError,
-    UserTypeError,
     check_choice,
     check_int,
     check_positive,
 )
 from ..geometry import log_lift
+from .interactions import DEFAULT_SAMPLING_MEMORY, degree_scale, sparse_pattern
+from .sampling import FlowSampling
 
 __all__ = ["RandomizedAssignmentFlow", "INTERACTIONS"]
 
-INTERACTIONS = ("node", "label", "conv")
+INTERACTIONS = ("node", "label", "conv", "sparse")
 
 
-class RandomizedAssignmentFlow(nn.Module):
+class RandomizedAssignmentFlow(FlowSampling, nn.Module):
     r"""S-flow with random interaction matrix and learned initialisation.
 
     Parameters
     ----------
     num_nodes, num_labels : int
         ``n`` and ``c``.
-    interaction : {"node", "label", "conv"}
+    interaction : {"node", "label", "conv", "sparse"}
         Structure of :math:`\Omega` (see module docstring).
+    edges : (E, 2) integer tensor, optional
+        The graph of ``interaction="sparse"`` (duplicates, both orientations and self loops allowed).
+    drive_scale : {"none", "degree"}
+        ``"degree"``: off-diagonal entries times :math:`4/\sqrt{d_i d_j}` (node and sparse only).
+    sampling_memory : int
+        Bytes per sampling chunk when no ``chunk_size`` is given (default 256 MiB).
     grid_shape : (rows, cols), optional
         Required for ``interaction="conv"``; ``rows * cols == num_nodes``.
     kernel_size : int
@@ -94,7 +105,7 @@ class RandomizedAssignmentFlow(nn.Module):
                  end_time: float = 1.0, epsilon: float = 1e-3, mean_init: float = 0.05,
                  variance_init: float = 0.1, init_noise: float = 0.0, init_rank: int = 0,
                  init_factor_scale: float = 0.1, initial_logits=None, initial_factors=None, dtype=None,
-                 device=None):
+                 device=None, edges=None, drive_scale: str = "none", sampling_memory: int = DEFAULT_SAMPLING_MEMORY):
         super().__init__()
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
         self.num_labels = check_int("num_labels", num_labels, minimum=2)
@@ -113,6 +124,9 @@ class RandomizedAssignmentFlow(nn.Module):
         if not math.isfinite(mean_init):
             raise UserInputError(f"mean_init must be finite, got {mean_init!r}")
         self.mean_init = mean_init
+        check_choice("drive_scale", drive_scale, ("none", "degree"))
+        self.drive_scale = drive_scale
+        self.sampling_memory = check_int("sampling_memory", sampling_memory, minimum=1)
         if interaction == "conv":
             if grid_shape is None:
                 raise UserInputError("grid_shape=(rows, cols) is required for interaction='conv'")
@@ -123,8 +137,16 @@ class RandomizedAssignmentFlow(nn.Module):
         else:
             self.grid_shape = None if grid_shape is None else tuple(int(v) for v in grid_shape)
         n, c, k = self.num_nodes, self.num_labels, self.kernel_size
-        shape = {"node": (n, n), "label": (n * c, n * c), "conv": (c, c, k, k)}[interaction]
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+        pattern = sparse_pattern(edges, n, device) if interaction == "sparse" else None
+        if pattern is not None:
+            self.register_buffer("edges", pattern, persistent=False)
+        self.num_edges = 0 if pattern is None else pattern.shape[0]
+        shape = {"node": (n, n), "label": (n * c, n * c), "conv": (c, c, k, k),
+                 "sparse": (2 * self.num_edges + n,)}[interaction]
+        if drive_scale == "degree":
+            self.register_buffer("off_diagonal_scale", degree_scale(interaction, n, pattern, **factory),
+                                 persistent=False)
         self.interaction_mean = nn.Parameter(torch.full(shape, mean_init, **factory))
         self.interaction_log_variance = nn.Parameter(torch.full(shape, math.log(self.variance_init), **factory))
         if initial_logits is None:
@@ -168,6 +190,20 @@ class RandomizedAssignmentFlow(nn.Module):
         """
         mean, log_var = self.interaction_mean, self.interaction_log_variance
         z = mean + torch.exp(0.5 * log_var) * self._noise((batch,) + tuple(mean.shape), generator)
+        return self.interaction_from_z(z)
+
+    def interaction_from_z(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Omega` from draws ``z`` of :math:`Z` (shape ``(B,) + interaction_mean.shape``).
+
+        Sparse: ``z`` holds :math:`Z_{ij}` on the edges, then :math:`Z_{ji}`, then :math:`Z_{ii}`;
+        the result ``(B, E + n)`` holds the edge weights, then the diagonal.
+        """
+        if self.interaction == "sparse":
+            m = self.num_edges
+            w = torch.relu(z[:, :m] + z[:, m:2 * m])
+            if self.drive_scale == "degree":
+                w = w * self.off_diagonal_scale
+            return torch.cat([w, torch.relu(2 * z[:, 2 * m:]) + self.epsilon], 1)
         if self.interaction == "conv":
             sym = z + z.transpose(1, 2).flip(-1, -2)
             kernel = torch.relu(sym)
@@ -176,7 +212,10 @@ class RandomizedAssignmentFlow(nn.Module):
             return kernel + self.epsilon * torch.nn.functional.pad(
                 eye[:, :, None, None], (centre, centre, centre, centre))
         eye = torch.eye(z.shape[-1], dtype=self.dtype, device=self.device)
-        return torch.relu(z + z.transpose(-1, -2)) + self.epsilon * eye
+        omega = torch.relu(z + z.transpose(-1, -2))
+        if self.drive_scale == "degree":
+            omega = omega * self.off_diagonal_scale
+        return omega + self.epsilon * eye
 
     def apply_interaction(self, omega: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         r""":math:`\Omega S` for a batch: ``omega`` from :meth:`sample_interaction`, ``s`` (B, n, c)."""
@@ -185,6 +224,12 @@ class RandomizedAssignmentFlow(nn.Module):
             return omega @ s
         if self.interaction == "label":
             return (omega @ s.reshape(B, n * c, 1)).reshape(B, n, c)
+        if self.interaction == "sparse":
+            m = self.num_edges
+            i, j = self.edges[:, 0], self.edges[:, 1]
+            w = omega[:, :m, None]
+            out = omega[:, m:, None] * s
+            return out.index_add(1, i, w * s[:, j]).index_add(1, j, w * s[:, i])
         rows, cols = self.grid_shape
         img = s.reshape(B, rows, cols, c).permute(0, 3, 1, 2).reshape(1, B * c, rows, cols)
         out = torch.nn.functional.conv2d(img, omega.reshape(B * c, c, self.kernel_size, self.kernel_size),
@@ -214,73 +259,3 @@ class RandomizedAssignmentFlow(nn.Module):
         num_samples = check_int("num_samples", num_samples, minimum=1)
         omega = self.sample_interaction(num_samples, generator)
         return self.integrate(omega, self.initial_log_point(num_samples, generator))
-
-    def _chunks(self, num_samples: int, chunk_size: int):
-        num_samples = check_int("num_samples", num_samples, minimum=1)
-        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-        for start in range(0, num_samples, chunk_size):
-            yield min(chunk_size, num_samples - start)
-
-    def round(self, log_s: torch.Tensor, rounding: str = "argmax",
-              generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""Integer configurations from soft end points ``log_s`` (B, n, c) -> (B, n) long.
-
-        ``"argmax"``: the labeling the flow converges to (the limit model :math:`P^\infty`, eq. (7));
-        ``"random"``: :math:`\alpha_i \sim S_i(T)` independently, an exact sample of the
-        finite-time mixture :math:`P(T) = \mathbb{E}_\Omega[T(S(T))]` (eq. (6)) -- the model the
-        ``"score"`` training objective fits.  Both agree for integral end points.
-        """
-        check_choice("rounding", rounding, ("argmax", "random"))
-        if rounding == "argmax":
-            return log_s.argmax(-1)
-        B, n, c = log_s.shape
-        return torch.multinomial(log_s.exp().reshape(B * n, c), 1, generator=generator).reshape(B, n)
-
-    @torch.no_grad()
-    def sample(self, num_samples: int, generator: torch.Generator | None = None, *,
-               rounding: str = "argmax", chunk_size: int = 65536) -> torch.Tensor:
-        """Integer configurations, shape (num_samples, n), dtype long (chunked); see :meth:`round`."""
-        check_choice("rounding", rounding, ("argmax", "random"))
-        return torch.cat([self.round(self.forward(b, generator), rounding, generator)
-                          for b in self._chunks(num_samples, chunk_size)])
-
-    @torch.no_grad()
-    def marginals(self, num_samples: int, generator: torch.Generator | None = None, *,
-                  rounding: str = "argmax", chunk_size: int = 65536) -> torch.Tensor:
-        r"""Node marginals :math:`Q^\top P = \mathbb{E}_\Omega[S(\Omega)]` (eq. (24)), shape (n, c).
-
-        ``rounding="random"`` uses the soft end points themselves (eq. (24) for the finite-time
-        model :math:`P(T)`, no rounding noise); ``"argmax"`` averages the rounded samples
-        (marginals of :math:`P^\infty`).
-        """
-        check_choice("rounding", rounding, ("argmax", "random"))
-        total = torch.zeros(self.num_nodes, self.num_labels, dtype=self.dtype, device=self.device)
-        for b in self._chunks(num_samples, chunk_size):
-            log_s = self.forward(b, generator)
-            if rounding == "argmax":
-                total += torch.nn.functional.one_hot(log_s.argmax(-1), self.num_labels).to(self.dtype).sum(0)
-            else:
-                total += log_s.exp().sum(0)
-        return total / num_samples
-
-    @torch.no_grad()
-    def expectation(self, fn: Callable[[torch.Tensor], torch.Tensor], num_samples: int,
-                    generator: torch.Generator | None = None, *, rounding: str = "argmax",
-                    chunk_size: int = 65536) -> torch.Tensor:
-        r"""Monte-Carlo :math:`\mathbb{E}_P[f(\alpha)]` over integer samples (eq. (25) for linear ``f``).
-
-        ``fn`` maps configurations (B, n) to a tensor (B, ...); the result has shape (...).
-        For :math:`f(\alpha) = \langle Q\phi\rangle_\alpha = \sum_i \phi_{i,\alpha_i}` this is eq. (25).
-        """
-        if not callable(fn):
-            raise UserTypeError(f"fn must be callable, got {type(fn).__name__}")
-        check_choice("rounding", rounding, ("argmax", "random"))
-        total = None
-        for b in self._chunks(num_samples, chunk_size):
-            values = torch.as_tensor(fn(self.round(self.forward(b, generator), rounding, generator)))
-            if values.ndim == 0 or values.shape[0] != b:
-                raise UserInputError(f"fn must return a tensor with leading dimension {b} (one value per "
-                                 f"sample), got shape {tuple(values.shape)}")
-            part = values.to(self.dtype).sum(0)
-            total = part if total is None else total + part
-        return total / num_samples

@@ -10,16 +10,15 @@ of the mean-field energies of the soft samples :math:`S^l` (eq. (17)), and :math
 differentiable estimator (22)/(23) with Miller--Madow correction (20).  :math:`\log Z^*` is a
 constant: when given, the history reports KL estimates, else free energies.
 
-Checkpoints hold the flow, optimizer, scheduler, random generator and history, so a resumed
-run ends with exactly the parameters of an uninterrupted run with the same seed.
+The loop is :func:`flowlearn.engine.run_steps`: checkpoints hold the flow, optimizer, scheduler,
+random generators and history, so a resumed run ends with exactly the parameters of an
+uninterrupted run with the same seed, and a checkpoint of another model or config is refused.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -30,13 +29,22 @@ from .._checks import (
     check_int,
     check_positive,
 )
-from ..io import load_checkpoint, save_checkpoint
-from ..progress import progress
+from ..engine import (
+    CheckpointPolicy,
+    RunResult,
+    all_gather_cat,
+    all_reduce_gradients,
+    fingerprint,
+    load_module_state,
+    run_steps,
+    world,
+)
 from .entropy import differentiable_entropy, entropy_score_surrogate
 from .models import PairwiseModel
 from .sflow import RandomizedAssignmentFlow
 
-__all__ = ["TrainingConfig", "TrainingResult", "kl_objective", "train_randomized_flow"]
+__all__ = ["TrainingConfig", "TrainingResult", "batch_objective", "kl_objective", "model_fingerprint",
+           "train_randomized_flow"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,13 @@ class TrainingConfig:
         See :func:`flowlearn.randomized.differentiable_entropy` (``"samples"`` is eq. (22)).
     random_roundings : int
         Extra random roundings per sample in the ``"support"`` estimator.
+    checkpoint_seconds : float
+        Also checkpoint when this many seconds have passed since the last one (0: never by time).
+    data_shards : int
+        The batch is drawn in this many equal shards, each from its own generator seeded by
+        ``(seed, shard)``.  Under ``torchrun`` every rank draws its own shards (their number must be a
+        multiple of the world size) and the soft samples are gathered for the batch objective, so
+        ``n`` processes take exactly the steps of one process with the same ``data_shards``.
     """
 
     iterations: int = 5000
@@ -81,6 +96,8 @@ class TrainingConfig:
     energy_warmup: int = 0
     entropy_estimator: str = "support"
     random_roundings: int = 0
+    checkpoint_seconds: float = 30.0
+    data_shards: int = 1
 
     def __post_init__(self):
         check_int("iterations", self.iterations, minimum=0)
@@ -93,30 +110,43 @@ class TrainingConfig:
         check_int("energy_warmup", self.energy_warmup, minimum=0)
         check_choice("entropy_estimator", self.entropy_estimator, ("support", "samples", "score"))
         check_int("random_roundings", self.random_roundings, minimum=0)
+        check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
+        check_int("data_shards", self.data_shards, minimum=1)
+        if self.batch_size % self.data_shards:
+            raise UserInputError(f"batch_size must be a multiple of data_shards ({self.data_shards}), "
+                                 f"got {self.batch_size}")
+
+    def identity(self) -> dict:
+        """The fields that define the optimisation (all but bookkeeping)."""
+        d = asdict(self)
+        for k in ("checkpoint_every", "checkpoint_seconds"):
+            d.pop(k)
+        if self.lr_schedule == "constant":
+            d.pop("iterations")  # a constant-rate run may be extended
+        return d
 
 
-@dataclass
-class TrainingResult:
-    """Outcome of :func:`train_randomized_flow`.
+@dataclass(kw_only=True)
+class TrainingResult(RunResult):
+    """Outcome of :func:`train_randomized_flow`: the trained ``flow`` and the engine's ``status``,
+    ``history`` and ``stats``.
 
-    ``history`` maps ``"objective"`` (KL estimate if ``log_z`` was given, else free energy),
-    ``"energy"``, ``"entropy"``, ``"support"`` (distinct rounded samples per batch) and
-    ``"node_entropy"`` (mean entropy of the soft end points: 0 when samples are integral) to
-    one value per iteration.
+    Every ``history`` record holds ``objective`` (KL estimate if ``log_z`` was given, else free
+    energy), ``energy``, ``entropy``, ``support`` (distinct rounded samples in the batch) and
+    ``node_entropy`` (mean entropy of the soft end points: 0 when samples are integral).
     """
 
     flow: RandomizedAssignmentFlow
-    history: dict[str, list[float]]
-    iterations: int
-    seconds: float
-    status: str
-    resumed_from: int
     config: dict = field(default_factory=dict)
 
     @property
     def iterations_per_second(self) -> float:
-        done = self.iterations - self.resumed_from
-        return done / self.seconds if self.seconds > 0 else float("nan")
+        done = self.stats["iterations"] - self.stats["resumed_from"]
+        return done / self.stats["seconds"] if self.stats["seconds"] > 0 else float("nan")
+
+    def series(self, key: str) -> list:
+        """One history column, e.g. ``series("objective")``."""
+        return [h[key] for h in self.history]
 
 
 def kl_objective(flow: RandomizedAssignmentFlow, model: PairwiseModel, batch_size: int,
@@ -128,14 +158,24 @@ def kl_objective(flow: RandomizedAssignmentFlow, model: PairwiseModel, batch_siz
     ``energy`` and ``entropy`` are the unweighted estimates.
     """
     log_s = flow(batch_size, generator)
+    objective, energy, entropy = batch_objective(log_s, model, generator, bias_correction=bias_correction,
+                                                 energy_weight=energy_weight, entropy_estimator=entropy_estimator,
+                                                 random_roundings=random_roundings)
+    return objective, energy, entropy, log_s
+
+
+def batch_objective(log_s: torch.Tensor, model: PairwiseModel, generator: torch.Generator | None = None, *,
+                    bias_correction: bool = True, energy_weight: float = 1.0, entropy_estimator: str = "support",
+                    random_roundings: int = 0):
+    """:func:`kl_objective` of given soft log-samples ``(m, n, c)``: ``(objective, energy, entropy)``."""
     energy = model.mean_field_energy(log_s.exp()).mean()
     if entropy_estimator == "score":
         surrogate, entropy = entropy_score_surrogate(log_s, num_roundings=max(random_roundings, 1),
                                                      generator=generator)
-        return energy_weight * energy + surrogate, energy, entropy, log_s
+        return energy_weight * energy + surrogate, energy, entropy
     entropy = differentiable_entropy(log_s, estimator=entropy_estimator, bias_correction=bias_correction,
                                      random_roundings=random_roundings, generator=generator)
-    return energy_weight * energy - entropy, energy, entropy, log_s
+    return energy_weight * energy - entropy, energy, entropy
 
 
 def _lr_lambda(config: TrainingConfig):
@@ -146,10 +186,31 @@ def _lr_lambda(config: TrainingConfig):
     return lambda step: lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
+class _FlowState:
+    def __init__(self, flow, optimizer, scheduler, generators):
+        self.flow, self.optimizer, self.scheduler, self.generators = flow, optimizer, scheduler, generators
+
+    def state_dict(self) -> dict:
+        return {"flow": self.flow.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "generators": [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, state: dict) -> None:
+        load_module_state(self.flow, state["flow"], what="flow")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for g, st in zip(self.generators, state["generators"]):
+            g.set_state(st)
+
+
+def model_fingerprint(model: PairwiseModel) -> str:
+    """Digest of a pairwise model's energy (unaries, edges, pairwise tables)."""
+    return fingerprint({k: v for k, v in vars(model).items() if isinstance(v, (torch.Tensor, int, float, str, tuple))})
+
+
 def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
                           config: TrainingConfig | None = None, *, log_z: float | None = None,
                           checkpoint_path=None, resume: bool = True, show_progress: bool | None = None,
-                          stop_after: int | None = None) -> TrainingResult:
+                          stop_after: int | None = None, callback=None) -> TrainingResult:
     r"""Fit ``flow`` to the Gibbs distribution of ``model`` by minimising eq. (14) with Adam.
 
     Parameters
@@ -162,12 +223,13 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
     log_z : float, optional
         :math:`\log Z^*` to report KL estimates instead of free energies.
     checkpoint_path : path, optional
-        Written atomically every ``config.checkpoint_every`` iterations and at the end.
+        Written atomically every ``config.checkpoint_every`` iterations, every
+        ``config.checkpoint_seconds`` and at the end.
     resume : bool
-        Continue from ``checkpoint_path`` when it exists.
+        Continue from ``checkpoint_path`` when it exists; a checkpoint of another model, flow or
+        config is refused with a message naming what differs.
     stop_after : int, optional
-        Stop after this many total iterations (simulates an interrupted run); ``status`` is
-        then ``"interrupted"``.
+        Stop after this many total iterations (a time-sliced run); ``status`` is then ``INTERRUPTED``.
 
     Returns
     -------
@@ -178,67 +240,55 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
         raise UserTypeError(f"flow must be a RandomizedAssignmentFlow, got {type(flow).__name__}")
     if (flow.num_nodes, flow.num_labels) != (model.num_nodes, model.num_labels):
         raise UserInputError(f"flow has (n, c) = {(flow.num_nodes, flow.num_labels)} but model has "
-                         f"{(model.num_nodes, model.num_labels)}")
+                             f"{(model.num_nodes, model.num_labels)}")
+    world_size, rank = world()
+    if config.data_shards % world_size:
+        raise UserInputError(f"data_shards must be a multiple of the world size {world_size}, "
+                             f"got {config.data_shards}")
     model = model.to(device=flow.device, dtype=flow.dtype)
-    generator = torch.Generator(device=flow.device)
-    generator.manual_seed(config.seed)
+    per_rank = config.data_shards // world_size  # contiguous shards, so the gathered batch keeps its order
+    shards = list(range(rank * per_rank, (rank + 1) * per_rank))
+    generators = []
+    for k in shards:
+        g = torch.Generator(device=flow.device)
+        g.manual_seed(config.seed if k == 0 else config.seed + 7919 * k)
+        generators.append(g)
+    if config.data_shards == 1:
+        shared = generators[0]  # one generator for the samples and the estimator's roundings
+    else:  # the estimator's randomness must be the same on every rank
+        shared = torch.Generator(device=flow.device)
+        shared.manual_seed(config.seed + 1_000_003)
+        generators.append(shared)
+    samplers = generators[:len(shards)]
     optimizer = torch.optim.Adam(flow.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    keys = ("objective", "energy", "entropy", "support", "node_entropy")
-    history: dict[str, list[float]] = {k: [] for k in keys}
-    start = 0
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None and resume:
-        state = load_checkpoint(path)
-        if state is not None:
-            if state.get("config") != asdict(config):
-                raise UserInputError(f"checkpoint {str(path)!r} was written with a different config "
-                                 f"{state.get('config')}; use another path or resume=False (CLI: --no-resume)")
-            flow.load_state_dict(state["flow"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            generator.set_state(state["generator"])
-            history = state["history"]
-            start = int(state["iteration"])
-
-    def checkpoint(iteration: int) -> None:
-        if path is not None:
-            save_checkpoint(path, {"flow": flow.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                                   "history": history, "iteration": iteration, "config": asdict(config)})
-
-    if stop_after is None:
-        end = config.iterations
-    else:
-        end = min(config.iterations, check_int("stop_after", stop_after, minimum=0))
+    per_shard = config.batch_size // config.data_shards
     offset = float(log_z) if log_z is not None else 0.0
-    t0 = time.perf_counter()
-    bar = progress(range(start, end), total=end - start, desc="train randomized flow", enabled=show_progress)
-    for it in bar:
+    identity = {"trainer": "train_randomized_flow", "config": config.identity(), "model": model_fingerprint(model),
+                "flow": {"repr": repr(flow), "initial": fingerprint(flow.state_dict())}}
+
+    def step(it: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         beta = min(1.0, (it + 1) / config.energy_warmup) if config.energy_warmup else 1.0
-        loss, energy, entropy, log_s = kl_objective(flow, model, config.batch_size, generator,
-                                                    bias_correction=config.bias_correction, energy_weight=beta,
-                                                    entropy_estimator=config.entropy_estimator,
-                                                    random_roundings=config.random_roundings)
+        local = torch.cat([flow(per_shard, g) for g in samplers])
+        log_s = all_gather_cat(local)
+        loss, energy, entropy = batch_objective(log_s, model, shared, bias_correction=config.bias_correction,
+                                                energy_weight=beta, entropy_estimator=config.entropy_estimator,
+                                                random_roundings=config.random_roundings)
         loss.backward()
+        all_reduce_gradients(flow.parameters())
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
-            rounded = log_s.argmax(-1)
-            support = torch.unique(rounded, dim=0).shape[0]
+            support = torch.unique(log_s.argmax(-1), dim=0).shape[0]
             node_h = float(-(log_s.exp() * log_s).sum(-1).mean())
-        history["objective"].append(float(energy.detach() - entropy.detach()) + offset)
-        history["energy"].append(float(energy.detach()))
-        history["entropy"].append(float(entropy.detach()))
-        history["support"].append(float(support))
-        history["node_entropy"].append(node_h)
-        if (it + 1) % 50 == 0 and hasattr(bar, "set_postfix"):
-            bar.set_postfix(objective=f"{history['objective'][-1]:.3f}")
-        if (it + 1) % config.checkpoint_every == 0:
-            checkpoint(it + 1)
-    seconds = time.perf_counter() - t0
-    checkpoint(end)
-    status = "completed" if end == config.iterations else "interrupted"
-    return TrainingResult(flow=flow, history=history, iterations=end, seconds=seconds, status=status,
-                          resumed_from=start, config=asdict(config))
+        return {"objective": float(energy.detach() - entropy.detach()) + offset, "energy": float(energy.detach()),
+                "entropy": float(entropy.detach()), "support": float(support), "node_entropy": node_h}
+
+    run = run_steps(step, iterations=config.iterations, state=_FlowState(flow, optimizer, scheduler, generators),
+                    identity=identity,
+                    checkpoint=CheckpointPolicy(checkpoint_path, config.checkpoint_every, config.checkpoint_seconds,
+                                                resume),
+                    desc="train randomized flow", show_progress=show_progress, postfix=("objective",),
+                    stop_after=stop_after, callback=callback)
+    return TrainingResult(flow=flow, config=asdict(config), status=run.status, history=run.history, stats=run.stats)

@@ -6,6 +6,7 @@ Knows nothing of the applications.
 from .amd import AMD, AMDResult, AMDStatus
 from .arnoldi import ArnoldiResult, arnoldi
 from .base import Solution, Solver, Status, integrate, linear_grid, log_grid
+from .bb import BB, BB_VARIANTS, BBResult
 from .krylov import KrylovStatus, PhiResult, krylov_phi, phi_functions
 from .linear_ode import ExponentialIntegrator, FixedStepIntegrator, LinearODEResult
 from .runge_kutta import RK4, Euler, ExplicitRungeKutta, Heun
@@ -15,6 +16,9 @@ __all__ = [
     "AMDResult",
     "AMDStatus",
     "ArnoldiResult",
+    "BB",
+    "BBResult",
+    "BB_VARIANTS",
     "KrylovStatus",
     "PhiResult",
     "arnoldi",

@@ -36,7 +36,6 @@ sample's loss.  The solver knows nothing of decoders: it minimises any per-sampl
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
@@ -50,19 +49,12 @@ from .._checks import (
     check_int,
     check_positive,
 )
+from ..status import Status
 
 __all__ = ["AMD", "AMDResult", "AMDStatus"]
 
 
-class AMDStatus(enum.Enum):
-    """Why AMD stopped for one sample."""
-
-    CONVERGED = "converged"      #: gradient norm <= gtol
-    STALLED = "stalled"          #: no decreasing step within max_backtracks (stationary to precision)
-    FLAT = "flat"                #: loss curve flattened (early stop)
-    REACHED_TAU = "reached_tau"  #: integration time reached tau
-    MAX_STEPS = "max_steps"      #: iteration budget ran out
-    NONFINITE = "nonfinite"      #: the loss or gradient at the start was NaN/inf
+AMDStatus = Status  #: per-sample statuses of AMD: CONVERGED, STALLED, FLAT, REACHED_TAU, MAX_STEPS, NONFINITE
 
 
 @dataclass

@@ -12,7 +12,6 @@ geometric Euler scheme :math:`W \\leftarrow \\exp_W(h\\,S(W))` (Zeilmann et al. 
 from __future__ import annotations
 
 import abc
-import enum
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -25,19 +24,12 @@ from .._checks import (
     check_int,
     check_positive,
 )
+from ..status import Status
 
 __all__ = ["Solution", "Solver", "Status", "integrate", "linear_grid", "log_grid"]
 
 VectorField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-
-class Status(enum.Enum):
-    """Why an integration stopped."""
-
-    SUCCESS = "success"            #: reached the end of the time grid
-    TERMINATED = "terminated"      #: the ``terminate`` criterion fired
-    MAX_STEPS = "max_steps"        #: the step budget ran out before the criterion fired
-    NONFINITE = "nonfinite"        #: the state became NaN/inf
 
 
 @dataclass

@@ -35,12 +35,12 @@ exponential operator*, SIAM J. Numer. Anal. 29 (1992).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 import torch
 
 from .._checks import UserInputError, check_finite, check_int, check_positive
+from ..status import Status
 from .arnoldi import Matvec, arnoldi
 
 __all__ = ["KrylovStatus", "PhiResult", "krylov_phi", "phi_functions"]
@@ -63,10 +63,7 @@ def phi_functions(H: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tens
     return E[:m, m].to(H.dtype), E[:m, m + 1].to(H.dtype)
 
 
-class KrylovStatus(enum.Enum):
-    SUCCESS = "success"          #: error estimate within tolerance
-    BREAKDOWN = "breakdown"      #: invariant subspace found: exact up to rounding
-    MAX_SUBSTEPS = "max_substeps"  #: the sub-step budget ran out; ``y`` is at time ``t_reached``
+KrylovStatus = Status  #: the statuses of krylov_phi: SUCCESS, BREAKDOWN, MAX_SUBSTEPS
 
 
 @dataclass

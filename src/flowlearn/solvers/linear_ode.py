@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from .._checks import UserTypeError, check_int, check_positive
+from ..status import Status
 from .base import Solver, integrate, linear_grid
 from .krylov import krylov_phi
 from .runge_kutta import Euler
@@ -26,12 +27,12 @@ class LinearODEResult:
     """Solution :math:`y(t)` of :math:`\\dot y = Ay + b`, :math:`y(0)=0`.
 
     ``error_estimate`` is the Krylov a-posteriori estimate (NaN for time stepping);
-    ``status`` is the underlying solver's status name; ``stats`` counts work.
+    ``status`` is the underlying solver's :class:`~flowlearn.status.Status`; ``stats`` counts work.
     """
 
     y: torch.Tensor
     error_estimate: float
-    status: str
+    status: Status
     stats: dict = field(default_factory=dict)
 
 
@@ -77,7 +78,7 @@ class ExponentialIntegrator:
             ``y`` shaped like ``b``, with the Krylov error estimate.
         """
         r = krylov_phi(matvec, b, t, m=self.m, rtol=self.rtol, substeps=self.substeps)
-        return LinearODEResult(y=r.y, error_estimate=r.error_estimate, status=r.status.value, stats=r.stats)
+        return LinearODEResult(y=r.y, error_estimate=r.error_estimate, status=r.status, stats=r.stats)
 
 
 @dataclass(frozen=True)
@@ -117,4 +118,4 @@ class FixedStepIntegrator:
         steps = max(1, math.ceil(t / self.step_size - 1e-9))
         sol = integrate(lambda _t, y: matvec(y) + b, torch.zeros_like(b), linear_grid(t, steps), self.solver)
         stats = dict(sol.stats, matvecs=sol.stats["nfev"])
-        return LinearODEResult(y=sol.y, error_estimate=float("nan"), status=sol.status.value, stats=stats)
+        return LinearODEResult(y=sol.y, error_estimate=float("nan"), status=sol.status, stats=stats)

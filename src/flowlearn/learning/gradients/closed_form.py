@@ -38,7 +38,9 @@ import torch
 
 from ..._checks import UserInputError, UserTypeError, check_int
 from ...geometry import replicator, replicator_
+from ...labeling import LinearizedSystem
 from ...solvers import arnoldi
+from ...solvers.arnoldi import ArnoldiResult
 from ..contraction import (
     WeightGradientTerms,
     assemble_weight_gradient,
@@ -49,7 +51,17 @@ from ..kronecker import benzi_simoncini, frechet_block, truncate
 from ..losses import LearningProblem
 from .base import DataGradient, GradientMethod
 
-__all__ = ["ExactGradient", "LowRankGradient", "MAX_EXACT_SIZE"]
+__all__ = [
+    "MAX_EXACT_SIZE",
+    "ExactGradient",
+    "KrylovForward",
+    "LowRankGradient",
+    "augmented_matrix",
+    "exact_backward",
+    "exact_forward",
+    "krylov_backward",
+    "krylov_forward",
+]
 
 #: Largest ``I * J`` accepted by the dense ``exact`` method (an exponential of size ``2(IJ+1)``).
 MAX_EXACT_SIZE = 2500
@@ -62,6 +74,141 @@ def augmented_matrix(A: torch.Tensor, b: torch.Tensor, T: float) -> torch.Tensor
     return torch.cat([top, torch.zeros(1, n + 1, dtype=A.dtype, device=A.device)], dim=0)
 
 
+# ------------------------------------------------------------------ dense (exact) core
+def exact_forward(system: LinearizedSystem, T: float) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(aug, V)``: the dense :math:`\mathcal A` ``(k, k)`` and :math:`V_T = [e^{\mathcal A}]_{1:IJ,k}` ``(I, J)``.
+
+    Raises ``UserInputError`` for ``I * J > MAX_EXACT_SIZE``.
+    """
+    I, J = system.S.shape
+    if I * J > MAX_EXACT_SIZE:
+        raise UserInputError(f"the exact gradient is dense: I*J must be <= {MAX_EXACT_SIZE}, got {I * J} "
+                             f"(use 'lowrank')")
+    n = I * J
+    aug = augmented_matrix(system.dense(), system.B.reshape(-1), T)
+    return aug, torch.linalg.matrix_exp(aug)[:n, n].reshape(I, J)
+
+
+def exact_backward(system: LinearizedSystem, aug: torch.Tensor, g: torch.Tensor,
+                   T: float) -> tuple[WeightGradientTerms, torch.Tensor]:
+    r"""Theorem 3.8 for any cotangent ``g`` ``(I, J)`` of :math:`V_T`: :math:`G = L_{\exp}(\mathcal A^\top,
+    [g;0]e_k^\top)` densely (:func:`frechet_block`); returns the contraction terms of :math:`TG_{11}` and
+    :math:`\partial_B = TG_{12}` ``(I, J)`` (feed both to
+    :func:`~flowlearn.learning.contraction.data_term_gradients`)."""
+    I, J = system.S.shape
+    n = I * J
+    b1 = torch.cat([g.reshape(-1).to(aug.dtype), aug.new_zeros(1)])
+    b2 = torch.zeros_like(b1)
+    b2[n] = 1.0
+    G = frechet_block(aug.T, aug, b1, b2)
+    return dense_terms(system, T * G[:n, :n]), T * G[:n, n].reshape(I, J)
+
+
+# ------------------------------------------------------------------ Krylov low-rank core
+def _operators(system: LinearizedSystem):
+    S = system.S
+    omega, omega_t = system.weights.sparse_operator()
+    matvec = lambda U: replicator_(S, omega @ U)
+    rmatvec = lambda U: omega_t @ replicator(S, U)
+    return matvec, rmatvec
+
+
+@dataclass
+class KrylovForward:
+    r"""Forward Krylov solve :math:`V_T = T\beta Q_m\varphi(TH_m)e_1` and what the backward pass needs.
+
+    Attributes
+    ----------
+    tangent : tensor ``(I, J)``
+        :math:`V_T`.
+    T2 : float64 tensor ``(m + 1, m + 1)``
+        Hessenberg matrix of :math:`\mathcal K_{m+1}(\mathcal A, e_k)`,
+        :math:`\begin{psmallmatrix}0&0\\T\beta e_1&TH_m\end{psmallmatrix}` (``(1, 1)`` zero when
+        :math:`B = 0`).
+    basis : ArnoldiResult or None
+        The forward basis (``None`` if dropped for ``recompute_forward``, or when :math:`B = 0`).
+    hessenberg : tensor or None
+        :math:`H_m` (to verify a recomputed basis).
+    m : int
+        Requested Krylov dimension; ``dim`` the one reached, ``breakdown`` the Arnoldi flag.
+    """
+
+    tangent: torch.Tensor
+    T2: torch.Tensor
+    basis: ArnoldiResult | None
+    hessenberg: torch.Tensor | None
+    m: int
+    dim: int
+    breakdown: bool
+
+
+def krylov_forward(system: LinearizedSystem, T: float, m: int, *, keep_basis: bool = True) -> KrylovForward:
+    r"""Forward solve on :math:`\mathcal K_m(A^J, b)` (no autograd); ``keep_basis=False`` drops the basis
+    once :math:`V_T` is known (memory :math:`(m+1)k` for the later backward, see :func:`krylov_backward`)."""
+    with torch.no_grad():
+        B = system.B
+        if float(torch.linalg.vector_norm(B)) == 0.0:  # B = 0 only for exactly uniform S0
+            T2 = torch.zeros(1, 1, dtype=torch.float64, device=B.device)
+            return KrylovForward(torch.zeros_like(B), T2, None, None, m, 0, True)
+        matvec, _ = _operators(system)
+        fwd = arnoldi(matvec, B, m)
+        mf = fwd.dim
+        T2 = torch.zeros(mf + 1, mf + 1, dtype=torch.float64, device=B.device)
+        T2[1, 0] = T * float(fwd.beta)
+        T2[1:, 1:] = T * fwd.hessenberg.to(torch.float64)
+        col = torch.linalg.matrix_exp(T2)[1:, 0].to(B.dtype)  # T beta phi(T H) e1
+        V = fwd.combine(col)
+        return KrylovForward(V, T2, fwd if keep_basis else None, fwd.hessenberg, m, mf, fwd.breakdown)
+
+
+def krylov_backward(system: LinearizedSystem, fwd: KrylovForward, g: torch.Tensor, T: float, m: int,
+                    rank: int) -> tuple[WeightGradientTerms, torch.Tensor, dict]:
+    r"""Low-rank Theorem 3.8 (3.47) for any cotangent ``g`` ``(I, J)`` of :math:`V_T`.
+
+    Adjoint space :math:`\mathcal K_m(A^{J\top}, g)` (:math:`T_1 = TH^{adj}`), :math:`X = \|g\|\,
+    G(T_1, T_2; e_1, e_1)`; :math:`\partial_B = TG_{12} = T\|g\|P_mX_{:,0}` (exact in the spaces) and
+    :math:`TG_{11} \approx \sum_{r<\mathrm{rank}} x_ry_r^\top` from the SVD of :math:`X_{:,1:}`, contracted on
+    the stencil.  Rebuilds the forward basis if ``fwd.basis`` is ``None`` (after the adjoint basis is freed)
+    and releases it afterwards (``fwd.basis = None``), so that the two bases are never alive together with
+    the contraction's work vectors.
+
+    Returns
+    -------
+    (terms, grad_b, stats)
+    """
+    with torch.no_grad():
+        matvec, rmatvec = _operators(system)
+        zero = WeightGradientTerms(torch.zeros_like(system.weights.weights), torch.zeros_like(system.S))
+        gnorm = torch.linalg.vector_norm(g)
+        if float(gnorm) == 0.0:
+            return zero, torch.zeros_like(system.S), {"adjoint_dim": 0}
+        adj = arnoldi(rmatvec, g, m)
+        X = gnorm * benzi_simoncini(T * adj.hessenberg, fwd.T2)       # (m_adj, mf + 1)
+        grad_b = T * adj.combine(X[:, 0])                               # T G12
+        stats = {"adjoint_dim": adj.dim, "adjoint_breakdown": adj.breakdown}
+        if fwd.dim == 0:                                                # B = 0: V = 0, G11 = 0
+            return zero, grad_b, dict(stats, rank=0, singular_values=[])
+        factors = truncate(X[:, 1:], rank)                              # G11 ~ P (left right^T) Q^T
+        left = [T * adj.combine(factors.left[:, r]) for r in range(factors.rank)]
+        del adj
+        basis = fwd.basis
+        if basis is None:
+            basis = arnoldi(matvec, system.B, fwd.m)
+            tol = torch.finfo(system.S.dtype).eps ** 0.5 * float(fwd.hessenberg.abs().max())
+            if basis.dim != fwd.dim or float((basis.hessenberg - fwd.hessenberg).abs().max()) > tol:
+                raise RuntimeError("the recomputed forward Krylov space differs from the first one "
+                                   "(non-deterministic matvec?); use recompute_forward=False")
+        right = [basis.combine(factors.right[:, r]) for r in range(factors.rank)]
+        fwd.basis = None  # released: a second backward through the same fwd rebuilds it
+        del basis  # both bases are gone before the contraction's work vectors appear
+        terms = zero
+        for Xr, Yr in zip(left, right):
+            terms = terms + bilinear_terms(system, Xr, Yr)
+        stats.update(rank=factors.rank, singular_values=factors.singular_values.tolist())
+        return terms, grad_b, stats
+
+
+# ------------------------------------------------------------------ gradient methods (KL loss)
 @dataclass(frozen=True)
 class ExactGradient(GradientMethod):
     r"""Theorem 3.8 evaluated densely: :math:`v_T` from :math:`e^{\mathcal A}`, :math:`G` from one exponential of
@@ -70,23 +217,12 @@ class ExactGradient(GradientMethod):
     name = "exact"
 
     def data_gradient(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
-        I, J = problem.scaled_distances.shape
-        if I * J > MAX_EXACT_SIZE:
-            raise UserInputError(f"the exact gradient is dense: I*J must be <= {MAX_EXACT_SIZE}, got {I * J} "
-                             f"(use 'lowrank')")
         system = problem.system(patches)
-        n, T = I * J, problem.T
-        aug = augmented_matrix(system.dense(), system.B.reshape(-1), T)
-        V = torch.linalg.matrix_exp(aug)[:n, n].reshape(I, J)
-        g = problem.data_loss_grad(V)
-        b1 = torch.cat([g.reshape(-1), g.new_zeros(1)])
-        b2 = torch.zeros_like(b1)
-        b2[n] = 1.0
-        G = frechet_block(aug.T, aug, b1, b2)
-        terms = dense_terms(system, T * G[:n, :n])
-        grad_w = assemble_weight_gradient(system, problem.scaled_distances, terms, T * G[:n, n].reshape(I, J))
+        aug, V = exact_forward(system, problem.T)
+        terms, grad_b = exact_backward(system, aug, problem.data_loss_grad(V), problem.T)
+        grad_w = assemble_weight_gradient(system, problem.scaled_distances, terms, grad_b)
         return DataGradient(tangent=V, grad_patches=system.weights.grad_to_patches(grad_w),
-                            stats={"augmented_size": n + 1})
+                            stats={"augmented_size": aug.shape[0]})
 
 
 @dataclass(frozen=True)
@@ -125,52 +261,20 @@ class LowRankGradient(GradientMethod):
 
     def _compute(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
         system = problem.system(patches)
-        S, T = system.S, problem.T
-        omega, omega_t = system.weights.sparse_operator()
-        matvec = lambda U: replicator_(S, omega @ U)  # noqa: E731   A U = R_S(Omega U)
-        rmatvec = lambda U: omega_t @ replicator(S, U)  # noqa: E731   A^T U = Omega^T R_S(U)
-        if float(torch.linalg.vector_norm(system.B)) == 0.0:  # B = 0 only for exactly uniform S0
-            V = torch.zeros_like(system.B)
-            return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_rhs",
-                                stats={"krylov_dim": 0, "adjoint_dim": 0})
-        fwd = arnoldi(matvec, system.B, self.m)
-        mf = fwd.dim
-        T2 = torch.zeros(mf + 1, mf + 1, dtype=torch.float64, device=system.S.device)
-        T2[1, 0] = T * float(fwd.beta)
-        T2[1:, 1:] = T * fwd.hessenberg.to(torch.float64)
-        col = torch.linalg.matrix_exp(T2)[1:, 0].to(system.S.dtype)  # T beta phi(T H) e1
-        V = fwd.combine(col)
-        stats = {"krylov_dim": mf, "forward_breakdown": fwd.breakdown, "matvecs": mf}
-        forward_hessenberg = fwd.hessenberg
-        if self.recompute_forward:
-            del fwd  # only H_m is needed until the right factors are known
+        T = problem.T
+        fwd = krylov_forward(system, T, self.m, keep_basis=not self.recompute_forward)
+        V = fwd.tangent
+        stats = {"krylov_dim": fwd.dim, "forward_breakdown": fwd.breakdown, "matvecs": fwd.dim}
+        status = "zero_rhs" if fwd.dim == 0 else "success"  # V = 0, but dV = T phi(TA) dB need not be
         g = problem.data_loss_grad(V)
-        gnorm = torch.linalg.vector_norm(g)
-        if float(gnorm) == 0.0:
+        if float(torch.linalg.vector_norm(g)) == 0.0:
             return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_loss_gradient",
                                 stats=dict(stats, adjoint_dim=0))
-        adj = arnoldi(rmatvec, g, self.m)
-        del g
-        X = gnorm * benzi_simoncini(T * adj.hessenberg, T2)           # (m_adj, mf + 1)
-        grad_b = T * adj.combine(X[:, 0])                               # T G12
-        factors = truncate(X[:, 1:], self.rank)                         # G11 ~ P (left right^T) Q^T
-        left = [T * adj.combine(factors.left[:, r]) for r in range(factors.rank)]
-        adjoint_dim, adjoint_breakdown = adj.dim, adj.breakdown
-        del adj
-        if self.recompute_forward:
-            fwd = arnoldi(matvec, system.B, self.m)
-            tol = torch.finfo(V.dtype).eps ** 0.5 * float(forward_hessenberg.abs().max())
-            if fwd.dim != mf or float((fwd.hessenberg - forward_hessenberg).abs().max()) > tol:
-                raise RuntimeError("the recomputed forward Krylov space differs from the first one "
-                                   "(non-deterministic matvec?); use recompute_forward=False")
-        right = [fwd.combine(factors.right[:, r]) for r in range(factors.rank)]
-        del fwd  # both bases are gone before the contraction's work vectors appear
-        terms = WeightGradientTerms(torch.zeros_like(patches), torch.zeros_like(V))
-        for Xr, Yr in zip(left, right):
-            terms = terms + bilinear_terms(system, Xr, Yr)
-        del left, right
+        terms, grad_b, bstats = krylov_backward(system, fwd, g, T, self.m, self.rank)
+        del fwd, g
         grad_w = assemble_weight_gradient(system, problem.scaled_distances, terms, grad_b)
-        stats.update(adjoint_dim=adjoint_dim, adjoint_breakdown=adjoint_breakdown, rank=factors.rank,
-                     singular_values=factors.singular_values.tolist(),
-                     matvecs=mf * (2 if self.recompute_forward else 1) + adjoint_dim + factors.rank)
-        return DataGradient(tangent=V, grad_patches=system.weights.grad_to_patches(grad_w), stats=stats)
+        stats.update(bstats)
+        stats["matvecs"] = (stats["krylov_dim"] * (2 if self.recompute_forward else 1)
+                            + bstats["adjoint_dim"] + bstats["rank"])
+        return DataGradient(tangent=V, grad_patches=system.weights.grad_to_patches(grad_w), status=status,
+                            stats=stats)

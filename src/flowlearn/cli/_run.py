@@ -1,0 +1,84 @@
+"""What every command that writes a run directory shares: ``--out``, ``--resume``, ``--overwrite``,
+``--threads``, ``--device``, and the rank-0-only :class:`~flowlearn.engine.RunDirectory`.
+
+One resume rule for every command: a directory holding an earlier run is continued only with
+``--resume`` (same command; its checkpoints are checked by identity) and replaced only with
+``--overwrite``; otherwise the command refuses to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from .._checks import UserInputError, check_int
+from ..engine import RunDirectory, world
+from ..io import check_out_dir
+
+__all__ = ["add_run_arguments", "open_run", "resolve_device", "set_threads"]
+
+
+def add_run_arguments(parser, *, resumable: bool = True, threads_default=None) -> None:
+    """``--out`` (required), ``--overwrite``, ``--resume`` (when ``resumable``) and ``--threads``."""
+    parser.add_argument("--out", required=True, help="output directory (one run per directory)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier run in --out")
+    if resumable:
+        parser.add_argument("--resume", action="store_true",
+                            help="continue the earlier run in --out from its checkpoint (same command and inputs)")
+    parser.add_argument("--threads", type=int, default=threads_default,
+                        help="torch CPU threads (default: " + ("torch's choice" if threads_default is None
+                                                                else str(threads_default)) + ")")
+
+
+def set_threads(threads) -> None:
+    """``torch.set_num_threads`` after checking ``--threads``."""
+    if threads is not None:
+        torch.set_num_threads(check_int("--threads", threads, minimum=1, maximum=4096))
+
+
+def resolve_device(name) -> torch.device:
+    """``--device`` as a ``torch.device``; a clear error when CUDA is asked for but not available."""
+    if name is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise UserInputError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError(f"--device {name!r} asks for CUDA, but this torch build or machine has no CUDA "
+                                 f"device (torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserInputError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type != "cpu":
+        raise UserInputError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    return device
+
+
+class _Follower:
+    """The run directory seen from a rank other than 0 under torchrun: no lock, no manifest."""
+
+    def __init__(self, path):
+        self.path, self.resumed = Path(path), False
+
+    def set_status(self, status) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def open_run(args, command: str, config: dict | None = None, *, seed=None):
+    """The run directory of ``args.out`` for ``command`` (a :class:`RunDirectory` on rank 0)."""
+    _, rank = world()
+    resume = bool(getattr(args, "resume", False))
+    if rank != 0:
+        check_out_dir(args.out, name="--out")
+        yield _Follower(args.out)
+        return
+    cfg = {k: v for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
+    cfg.update(config or {})
+    with RunDirectory(args.out, command=command, config=cfg, seed=seed, resume=resume,
+                      overwrite=bool(getattr(args, "overwrite", False))) as run:
+        yield run

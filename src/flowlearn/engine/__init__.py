@@ -1,0 +1,43 @@
+"""The training engine shared by every trainer of flowlearn.
+
+* :func:`run_steps` -- the one loop: resume -> progress -> step -> record -> checkpoint;
+* :class:`RunResult` -- the result base (``status``, ``history`` as a list of dicts, ``stats``);
+* :func:`save_checkpoint` / :func:`load_checkpoint` -- checkpoints with an identity (config and
+  input :func:`fingerprint`), read with ``weights_only=True``;
+* :class:`RunDirectory` -- manifest, lock and no mixing of runs in an output directory;
+* :mod:`.distributed` -- data-parallel training under ``torchrun``.
+
+Knows nothing of the applications.
+"""
+
+from ..status import Status
+from .checkpoint import (
+    describe_differences,
+    fingerprint,
+    load_checkpoint,
+    load_module_state,
+    load_weights,
+    save_checkpoint,
+)
+from .distributed import all_gather_cat, all_reduce_gradients, all_reduce_sum, world
+from .loop import CheckpointPolicy, RunInterrupted, RunResult, run_steps
+from .rundir import RunDirectory
+
+__all__ = [
+    "CheckpointPolicy",
+    "RunDirectory",
+    "RunInterrupted",
+    "RunResult",
+    "Status",
+    "all_gather_cat",
+    "all_reduce_gradients",
+    "all_reduce_sum",
+    "describe_differences",
+    "fingerprint",
+    "load_checkpoint",
+    "load_module_state",
+    "load_weights",
+    "run_steps",
+    "save_checkpoint",
+    "world",
+]

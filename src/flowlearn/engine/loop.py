@@ -1,0 +1,160 @@
+"""The one training loop of flowlearn: resume -> progress -> step -> record -> checkpoint.
+
+Every trainer (weight learning, the patch predictor, randomized flows, gradient flow encoders)
+parameterises :func:`run_steps` with
+
+* ``step(iteration) -> dict``: one optimisation step; returns the record of that iteration;
+* ``state``: an object with ``state_dict()`` / ``load_state_dict(state)`` holding *all* mutable
+  training state (parameters, optimizer, scheduler, ``torch.Generator`` states), so that a run
+  resumed from a checkpoint ends bit for bit where an uninterrupted one does;
+* ``identity``: the full configuration plus a fingerprint of the inputs
+  (:func:`~flowlearn.engine.fingerprint`); a checkpoint of another run is refused by name.
+
+Checkpoints are written every ``every_steps`` iterations, every ``every_seconds`` seconds and at
+the end, by rank 0 only under ``torchrun``.  An interrupted run (Ctrl-C) raises
+:class:`RunInterrupted`, whose message says which iteration the checkpoint holds and how to resume.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+from .._checks import check_int, check_positive
+from ..progress import progress
+from ..status import Status
+from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import world
+
+__all__ = ["CheckpointPolicy", "RunInterrupted", "RunResult", "Stateful", "run_steps"]
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Where and how often a run checkpoints.
+
+    Attributes
+    ----------
+    path : path or None
+        Checkpoint file (``None``: no checkpoints, no resume).
+    every_steps : int
+        Write after every this many iterations.
+    every_seconds : float
+        Also write when this many seconds have passed since the last write (0: never by time).
+    resume : bool
+        Continue from ``path`` when it exists (its identity must match).
+    """
+
+    path: Optional[Path] = None
+    every_steps: int = 50
+    every_seconds: float = 30.0
+    resume: bool = True
+
+    def __post_init__(self):
+        check_int("every_steps", self.every_steps, minimum=1)
+        check_positive("every_seconds", self.every_seconds, strict=False)
+        if self.path is not None:
+            object.__setattr__(self, "path", Path(self.path))
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """What every trainer returns: ``status`` (:class:`~flowlearn.status.Status`), ``history``
+    (one dict per iteration) and ``stats`` (``iterations``, ``resumed_from``, ``seconds``,
+    ``world_size`` and trainer-specific counters)."""
+
+    status: Status
+    history: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_steps`; ``str(exc)`` says where the checkpoint stands."""
+
+
+def run_steps(step: Callable[[int], dict], *, iterations: int, state: Stateful, identity: dict,
+              checkpoint: CheckpointPolicy | None = None, desc: str = "train", show_progress: bool | None = None,
+              postfix: tuple = ("loss",), stop_after: int | None = None,
+              callback: Callable[[int, dict], None] | None = None) -> RunResult:
+    """Run ``step(i)`` for ``i`` in ``[start, iterations)`` with resume, progress and checkpoints.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(iteration) -> record`` (a dict of numbers, or ``None`` for nothing to record);
+        ``iteration`` and cumulative ``seconds`` (step time only) are added to the record.
+    iterations : int
+        Total iterations of the run.
+    state : object with ``state_dict`` / ``load_state_dict``
+    identity : dict
+        Config and input fingerprint stored with the checkpoint and checked on resume.
+    checkpoint : CheckpointPolicy, optional
+    stop_after : int, optional
+        Stop after this many total iterations (status ``INTERRUPTED``), e.g. a time-sliced job.
+    callback : callable, optional
+        ``callback(iteration, record)`` after every recorded step (and its checkpoint, if one was due).
+
+    Returns
+    -------
+    RunResult
+    """
+    iterations = check_int("iterations", iterations, minimum=0)
+    policy = checkpoint or CheckpointPolicy()
+    world_size, rank = world()
+    history: list = []
+    start, elapsed = 0, 0.0
+    if policy.path is not None and policy.resume:
+        saved = load_checkpoint(policy.path, identity)
+        if saved is not None:
+            state.load_state_dict(saved["task"])
+            history, start, elapsed = list(saved["history"]), int(saved["iteration"]), float(saved["seconds"])
+    end = iterations if stop_after is None else min(iterations, check_int("stop_after", stop_after, minimum=0))
+    saved_at = {"iteration": start, "time": time.monotonic()}
+
+    def save(done: int) -> None:
+        if policy.path is None or rank != 0:
+            return
+        save_checkpoint(policy.path, {"task": state.state_dict(), "history": history, "iteration": done,
+                                      "seconds": elapsed}, identity)
+        saved_at.update(iteration=done, time=time.monotonic())
+
+    bar = progress(range(start, end), total=iterations, initial=start, desc=desc,
+                   enabled=False if rank != 0 else show_progress)
+    it = start
+    try:
+        for it in bar:
+            t0 = time.perf_counter()
+            record = step(it)
+            elapsed += time.perf_counter() - t0
+            if record is not None:
+                record = {"iteration": it, **record, "seconds": elapsed}
+                history.append(record)
+                shown = {k: f"{record[k]:.4g}" for k in postfix if isinstance(record.get(k), (int, float))}
+                if shown:
+                    bar.set_postfix(**shown)
+            done = it + 1
+            due_time = policy.every_seconds > 0 and time.monotonic() - saved_at["time"] >= policy.every_seconds
+            if done % policy.every_steps == 0 or due_time:
+                save(done)
+            if callback is not None and record is not None:
+                callback(it, record)
+    except KeyboardInterrupt as exc:
+        where = (f"the checkpoint {str(policy.path)!r} holds iteration {saved_at['iteration']} of {iterations}; "
+                 f"run the same command with --resume to continue" if policy.path is not None
+                 else "no checkpoint was written (no checkpoint path)")
+        raise RunInterrupted(f"interrupted at iteration {it} of {iterations}: {where}") from exc
+    finally:
+        bar.close()
+    if saved_at["iteration"] != end or policy.path is not None and not policy.path.exists():
+        save(end)
+    status = Status.COMPLETED if end == iterations else Status.INTERRUPTED
+    return RunResult(status=status, history=history,
+                     stats={"iterations": end, "resumed_from": start, "seconds": elapsed, "world_size": world_size})

@@ -1,0 +1,105 @@
+"""Sampling, marginals and expectations of a randomized assignment flow (a mixin of
+:class:`~flowlearn.randomized.sflow.RandomizedAssignmentFlow`), processed in chunks whose size
+follows from a memory budget (:func:`~flowlearn.randomized.interactions.sampling_chunk_size`)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .._checks import UserInputError, UserTypeError, check_choice, check_int
+from .interactions import sampling_chunk_size
+
+__all__ = ["ROUNDINGS", "FlowSampling", "integral_fraction"]
+
+#: Roundings of soft end points; the first is the default of every scoring function.
+ROUNDINGS = ("random", "argmax")
+
+
+class FlowSampling:
+    """Methods that only need ``forward(num_samples, generator) -> log S(T)`` and the flow's sizes."""
+
+    def sampling_chunk_size(self, memory_bytes: int | None = None) -> int:
+        """Samples per chunk within ``memory_bytes`` (default ``sampling_memory``) of working memory."""
+        budget = self.sampling_memory if memory_bytes is None else check_int("memory_bytes", memory_bytes, minimum=1)
+        return sampling_chunk_size(self.interaction_mean.numel(), self.num_nodes, self.num_labels,
+                                   self.interaction_mean.element_size(), budget)
+
+    def _chunks(self, num_samples: int, chunk_size: int | None):
+        num_samples = check_int("num_samples", num_samples, minimum=1)
+        chunk_size = self.sampling_chunk_size() if chunk_size is None else \
+            check_int("chunk_size", chunk_size, minimum=1)
+        for start in range(0, num_samples, chunk_size):
+            yield min(chunk_size, num_samples - start)
+
+    def round(self, log_s: torch.Tensor, rounding: str = "random",
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Integer configurations from soft end points ``log_s`` (B, n, c) -> (B, n) long.
+
+        ``"argmax"``: the labeling the flow converges to (the limit model :math:`P^\infty`, eq. (7));
+        ``"random"``: :math:`\alpha_i \sim S_i(T)` independently, an exact sample of the
+        finite-time mixture :math:`P(T) = \mathbb{E}_\Omega[T(S(T))]` (eq. (6)) -- the model the
+        ``"score"`` training objective fits (the default everywhere a trained flow is scored).
+        They agree only for integral end points; at ``T = 1`` most samples are not integral.
+        """
+        check_choice("rounding", rounding, ROUNDINGS)
+        if rounding == "argmax":
+            return log_s.argmax(-1)
+        B, n, c = log_s.shape
+        return torch.multinomial(log_s.exp().reshape(B * n, c), 1, generator=generator).reshape(B, n)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None, *,
+               rounding: str = "random", chunk_size: int | None = None) -> torch.Tensor:
+        """Integer configurations, shape (num_samples, n), dtype long (chunked); see :meth:`round`."""
+        check_choice("rounding", rounding, ROUNDINGS)
+        return torch.cat([self.round(self.forward(b, generator), rounding, generator)
+                          for b in self._chunks(num_samples, chunk_size)])
+
+    @torch.no_grad()
+    def marginals(self, num_samples: int, generator: torch.Generator | None = None, *,
+                  rounding: str = "random", chunk_size: int | None = None) -> torch.Tensor:
+        r"""Node marginals :math:`Q^\top P = \mathbb{E}_\Omega[S(\Omega)]` (eq. (24)), shape (n, c).
+
+        ``rounding="random"`` uses the soft end points themselves (eq. (24) for the finite-time
+        model :math:`P(T)`, no rounding noise); ``"argmax"`` averages the rounded samples
+        (marginals of :math:`P^\infty`).
+        """
+        check_choice("rounding", rounding, ROUNDINGS)
+        total = torch.zeros(self.num_nodes, self.num_labels, dtype=self.dtype, device=self.device)
+        for b in self._chunks(num_samples, chunk_size):
+            log_s = self.forward(b, generator)
+            if rounding == "argmax":
+                total += torch.nn.functional.one_hot(log_s.argmax(-1), self.num_labels).to(self.dtype).sum(0)
+            else:
+                total += log_s.exp().sum(0)
+        return total / num_samples
+
+    @torch.no_grad()
+    def expectation(self, fn: Callable[[torch.Tensor], torch.Tensor], num_samples: int,
+                    generator: torch.Generator | None = None, *, rounding: str = "random",
+                    chunk_size: int | None = None) -> torch.Tensor:
+        r"""Monte-Carlo :math:`\mathbb{E}_P[f(\alpha)]` over integer samples (eq. (25) for linear ``f``).
+
+        ``fn`` maps configurations (B, n) to a tensor (B, ...); the result has shape (...).
+        For :math:`f(\alpha) = \langle Q\phi\rangle_\alpha = \sum_i \phi_{i,\alpha_i}` this is eq. (25).
+        """
+        if not callable(fn):
+            raise UserTypeError(f"fn must be callable, got {type(fn).__name__}")
+        check_choice("rounding", rounding, ROUNDINGS)
+        total = None
+        for b in self._chunks(num_samples, chunk_size):
+            values = torch.as_tensor(fn(self.round(self.forward(b, generator), rounding, generator)))
+            if values.ndim == 0 or values.shape[0] != b:
+                raise UserInputError(f"fn must return a tensor with leading dimension {b} (one value per "
+                                 f"sample), got shape {tuple(values.shape)}")
+            part = values.to(self.dtype).sum(0)
+            total = part if total is None else total + part
+        return total / num_samples
+
+
+def integral_fraction(log_s: torch.Tensor, tolerance: float = 0.1) -> torch.Tensor:
+    r"""Per soft sample ``(B, n, c)``: True where every node has :math:`\max_a S_{ia} \ge 1 -` ``tolerance``
+    (there ``argmax`` and ``random`` rounding agree with probability at least :math:`(1-\text{tol})^n`)."""
+    return log_s.amax(-1).amin(-1) >= float(torch.log1p(torch.tensor(-float(tolerance), dtype=torch.float64)))

@@ -1,0 +1,288 @@
+r"""Barzilai--Borwein gradient steps with a safeguarded (nonmonotone Armijo) line search, per sample.
+
+A cheaper alternative to :class:`~flowlearn.solvers.amd.AMD` for the same job -- minimising a
+per-sample loss :math:`l_b(z_b)` from :math:`z_0` by explicit Euler steps of the gradient flow
+:math:`z_{n+1} = z_n - \delta t_n \nabla l(z_n)` -- that picks the step from curvature instead of
+growing it by :math:`\kappa` and shrinking it by :math:`\beta`:
+
+* **trial step** (Barzilai & Borwein 1988): with :math:`s = z_{n} - z_{n-1}` and
+  :math:`y = \nabla l(z_{n}) - \nabla l(z_{n-1})`, :math:`a_n = s^\top s / s^\top y` (``"bb1"``),
+  :math:`s^\top y / y^\top y` (``"bb2"``) or the two alternating (``"alternate"``), clipped to
+  ``[smin, smax]``; where :math:`s^\top y \le 0` (negative curvature) the last step doubled.
+  The first trial step is ``s0``.
+* **safeguard** (Grippo--Lampariello--Lucidi; Raydan 1997): accept
+  :math:`l(z_n - a \nabla l) \le \max_{0\le j<M} l(z_{n-j}) - c_1 a \|\nabla l\|^2` over the last
+  ``memory = M`` accepted iterates (``memory=1``: the monotone Armijo rule, every accepted step
+  strictly decreases the loss).
+* **backtracking by quadratic interpolation**: a rejected :math:`a` is replaced by the minimiser of
+  the parabola through :math:`l(z)`, :math:`-\|\nabla l\|^2` and :math:`l(z - a\nabla l)`, kept in
+  ``[0.1 a, 0.5 a]``.
+* **one evaluation per accepted step**: every trial is evaluated with its gradient, so the accepted
+  trial's loss and gradient are those of the next iterate -- no repeated forward pass.
+
+The returned code is the *best* iterate (lowest loss seen), so the result never has a higher loss
+than :math:`z_0`, whatever ``memory`` is; ``step_sizes`` and ``states`` are cut at that iterate, so that
+replaying them (:class:`flowlearn.encoding.adjoint.AMDReplay`) reproduces the returned code.  Stopping
+rules and per-sample independence are those of AMD (``gtol``, ``flat_rtol`` over ``patience`` steps
+of the best loss, ``max_backtracks``, ``max_steps``); there is no final time ``tau``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .._checks import (
+    UserInputError,
+    UserTypeError,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+)
+from .amd import _CODES, AMD, AMDResult, AMDStatus, _mask, _stop
+
+__all__ = ["BB", "BB_VARIANTS", "BBResult"]
+
+BB_VARIANTS = ("bb1", "bb2", "alternate")
+
+
+class BBResult(AMDResult):
+    """Result of :meth:`BB.minimize`: the fields of :class:`~flowlearn.solvers.amd.AMDResult`.
+
+    ``z``/``loss`` are the best iterate; ``loss_evals`` is zero (every evaluation is a
+    loss-and-gradient evaluation, counted in ``grad_evals``); ``loss_history`` holds the loss of the
+    current iterate (it may rise when ``memory > 1``); ``step_sizes``/``states`` end at the best iterate.
+    """
+
+
+LossFn = Callable[..., torch.Tensor]
+
+
+class BB:
+    r"""Barzilai--Borwein steps with a nonmonotone Armijo safeguard, per sample (see module docstring).
+
+    Parameters
+    ----------
+    s0 : float > 0
+        First trial step (AMD's :math:`s_0`).
+    smin, smax : float, 0 < smin <= smax
+        Bounds of the Barzilai--Borwein step.
+    memory : int >= 1
+        Nonmonotone window :math:`M` (1: monotone Armijo).
+    c1 : float in [0, 1)
+        Sufficient-decrease constant of the Armijo condition.
+    variant : {"bb1", "bb2", "alternate"}
+        Which Barzilai--Borwein quotient (default ``"bb2"``, the shorter of the two: on digits and
+        MNIST decoders it needed the fewest rejected trials and evaluations).
+    max_steps : int
+        Iteration budget.
+    max_backtracks : int
+        Rejected trials per iteration before a sample is declared ``STALLED``.
+    patience, flat_rtol : int, float
+        Early stop when the best loss decreased by at most ``flat_rtol`` (relative) over the last
+        ``patience`` accepted steps (AMD's rule); ``flat_rtol = 0`` disables it.
+    gtol : float >= 0
+        Stop when :math:`\|\nabla l\|_2 \le` ``gtol``.
+    """
+
+    def __init__(self, s0: float = 1.0, smin: float = 1e-6, smax: float = 1e4, *, memory: int = 5,
+                 c1: float = 1e-4, variant: str = "bb2", max_steps: int = 200, max_backtracks: int = 20,
+                 patience: int = 5, flat_rtol: float = 1e-3, gtol: float = 0.0):
+        self.s0 = check_positive("s0", s0)
+        self.smin = check_positive("smin", smin)
+        self.smax = check_positive("smax", smax)
+        if self.smax < self.smin:
+            raise UserInputError(f"smax must be >= smin={self.smin}, got {smax!r}")
+        self.memory = check_int("memory", memory, minimum=1)
+        self.c1 = check_positive("c1", c1, strict=False)
+        if not self.c1 < 1.0:
+            raise UserInputError(f"c1 must lie in [0, 1), got {c1!r}")
+        check_choice("variant", variant, BB_VARIANTS)
+        self.variant = variant
+        self.max_steps = check_int("max_steps", max_steps, minimum=1)
+        self.max_backtracks = check_int("max_backtracks", max_backtracks, minimum=0)
+        self.patience = check_int("patience", patience, minimum=1)
+        self.flat_rtol = check_positive("flat_rtol", flat_rtol, strict=False)
+        self.gtol = check_positive("gtol", gtol, strict=False)
+
+    def __repr__(self) -> str:
+        return (f"BB(s0={self.s0}, smin={self.smin}, smax={self.smax}, memory={self.memory}, c1={self.c1}, "
+                f"variant={self.variant!r}, max_steps={self.max_steps}, patience={self.patience}, "
+                f"flat_rtol={self.flat_rtol}, gtol={self.gtol})")
+
+    def _value_and_grad(self, loss_fn, indexed, z_full, z_rows, rows):
+        with torch.enable_grad():
+            zr = z_rows.detach().requires_grad_(True)
+            value = AMD._evaluate(loss_fn, indexed, z_full.detach(), zr, rows)
+            (grad,) = torch.autograd.grad(value.sum(), zr)
+        return value.detach(), grad.detach()
+
+    def _bb_step(self, it: int, sy, ss, yy, last):
+        """Next trial step per row from :math:`s^\\top y`, :math:`s^\\top s`, :math:`y^\\top y` and the last step."""
+        use_bb2 = self.variant == "bb2" or (self.variant == "alternate" and it % 2 == 0)
+        tiny = torch.finfo(sy.dtype).tiny
+        step = sy / yy.clamp(min=tiny) if use_bb2 else ss / sy.clamp(min=tiny)
+        step = torch.where(sy > 0, step, 2.0 * last)
+        return step.clamp(min=self.smin, max=self.smax)
+
+    def minimize(self, loss_fn: LossFn, z0: torch.Tensor, *, indexed: bool = False,
+                 record_states: bool = False) -> BBResult:
+        """Minimise ``loss_fn`` independently for every row of ``z0``.
+
+        Parameters
+        ----------
+        loss_fn : callable
+            As for :meth:`AMD.minimize`: ``loss_fn(z) -> (B,)`` or, with ``indexed=True``,
+            ``loss_fn(z_rows, rows) -> (len(rows),)`` evaluated on the still-running rows only.
+        z0 : tensor (B, ...)
+        record_states : bool
+            Keep every iterate (``BBResult.states``), for the full adjoint.
+
+        Returns
+        -------
+        BBResult
+        """
+        if not isinstance(z0, torch.Tensor) or not z0.is_floating_point() or z0.ndim < 1:
+            detail = f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""
+            raise UserTypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}" + detail)
+        check_finite("z0", z0)
+        B, device, dtype = z0.shape[0], z0.device, z0.dtype
+        z = z0.detach().clone()
+        loss, grad = self._value_and_grad(loss_fn, indexed, z, z, torch.arange(B, device=device))
+        long = {"dtype": torch.long, "device": device}
+        grad_evals, steps, best_iter = torch.ones(B, **long), torch.zeros(B, **long), torch.zeros(B, **long)
+        alpha = torch.full((B,), self.s0, dtype=dtype, device=device)
+        code = torch.full((B,), -1, **long)
+        active = torch.isfinite(loss) & torch.isfinite(grad.reshape(B, -1)).all(1)
+        code[~active] = _CODES.index(AMDStatus.NONFINITE)
+        best_z, best_loss = z.clone(), loss.clone()
+        M, P = self.memory, self.patience + 1
+        window = torch.full((B, M), -math.inf, dtype=dtype, device=device)   # ring: last M accepted losses
+        window[:, 0] = loss
+        recent = torch.full((B, P), math.nan, dtype=dtype, device=device)    # ring: best loss, last P steps
+        recent[:, 0] = loss
+        nan = torch.full_like(loss, math.nan)
+        history = [torch.where(active, loss, nan)]
+        step_log: list[torch.Tensor] = []
+        states = [z.clone()] if record_states else None
+        iterations = 0
+        while iterations < self.max_steps:
+            rows = active.nonzero().flatten()
+            if rows.numel() == 0:
+                break
+            gr = grad.index_select(0, rows)
+            gg = gr.reshape(len(rows), -1).pow(2).sum(1)
+            conv = gg <= self.gtol ** 2
+            if bool(conv.any()):
+                _stop(code, active, _mask(B, rows[conv], device), AMDStatus.CONVERGED)
+                rows, gr, gg = rows[~conv], gr[~conv], gg[~conv]
+                if rows.numel() == 0:
+                    break
+            iterations += 1
+            zr = z.index_select(0, rows)
+            delta, new_z, new_loss, new_grad, failed = self._line_search(
+                loss_fn, indexed, z, zr, gr, gg, loss.index_select(0, rows), alpha.index_select(0, rows),
+                window.index_select(0, rows).max(1).values, rows, grad_evals)
+            if failed.numel():
+                _stop(code, active, _mask(B, rows[failed], device), AMDStatus.STALLED)
+            moved = delta > 0
+            if not bool(moved.all()):
+                rows, gr, gg, delta = rows[moved], gr[moved], gg[moved], delta[moved]
+                new_z, new_loss, new_grad = new_z[moved], new_loss[moved], new_grad[moved]
+            full_delta = torch.zeros(B, dtype=dtype, device=device)
+            history_row = torch.where(active, loss, nan)
+            if rows.numel():
+                full_delta[rows] = delta
+                # s = -delta g, y = g_new - g:  s.y = -delta g.y,  s.s = delta^2 g.g
+                yv = (new_grad - gr).reshape(len(rows), -1)
+                sy = -delta * (gr.reshape(len(rows), -1) * yv).sum(1)
+                alpha[rows] = self._bb_step(iterations, sy, delta * delta * gg, yv.pow(2).sum(1), delta)
+                z = z.index_copy(0, rows, new_z)
+                grad = grad.index_copy(0, rows, new_grad)
+                loss = loss.index_copy(0, rows, new_loss)
+                steps[rows] += 1
+                n = steps[rows]
+                window[rows, n % M] = new_loss
+                better = new_loss < best_loss[rows]
+                best_loss[rows] = torch.where(better, new_loss, best_loss[rows])
+                best_z[rows] = torch.where(better.reshape((-1,) + (1,) * (z.ndim - 1)), new_z, best_z[rows])
+                best_iter[rows] = torch.where(better, iterations, best_iter[rows])
+                recent[rows, n % P] = best_loss[rows]
+                history_row[rows] = new_loss
+                if self.flat_rtol > 0:
+                    past = recent[rows, (n - self.patience) % P]
+                    flat = (n >= self.patience) & (past - best_loss[rows] <= self.flat_rtol * past.abs())
+                    _stop(code, active, _mask(B, rows[flat], device), AMDStatus.FLAT)
+            step_log.append(full_delta)
+            if record_states:
+                states.append(z.clone())
+            history.append(history_row)
+        _stop(code, active, active.clone(), AMDStatus.MAX_STEPS)
+        return self._result(z0, code, best_z, best_loss, steps, grad_evals, best_iter, step_log, history,
+                            states, iterations)
+
+    def _line_search(self, loss_fn, indexed, z, zr, gr, gg, fr, a0, ref, rows, grad_evals):
+        """Nonmonotone Armijo search along ``-gr`` from the rows ``zr``, quadratic-interpolation backtracking.
+
+        Returns ``(delta, new_z, new_loss, new_grad, failed)``: the accepted step per row (0 where
+        none), the accepted trial with its loss and gradient, and the positions that found no step.
+        """
+        bshape = (-1,) + (1,) * (zr.ndim - 1)
+        trial = zr - a0.reshape(bshape) * gr
+        f_t, g_t = self._value_and_grad(loss_fn, indexed, z, trial, rows)
+        grad_evals[rows] += 1
+        ok = _finite(f_t, g_t) & (f_t <= ref - self.c1 * a0 * gg)
+        if bool(ok.all()):                                    # the common case: the BB step is accepted
+            return a0, trial, f_t, g_t, ok.nonzero().flatten()[:0]
+        delta = torch.where(ok, a0, torch.zeros_like(a0))
+        new_z, new_loss, new_grad = trial, f_t, g_t
+        search = (~ok).nonzero().flatten()
+        a, fa = a0[search], f_t[search]
+        ok_val = torch.isfinite(fa) & torch.isfinite(g_t[search].reshape(len(search), -1)).all(1)
+        for _ in range(self.max_backtracks):
+            # minimiser of the parabola through l(z), l'(0) = -|g|^2 and l(z - a g), kept in [0.1 a, 0.5 a]
+            gs = gg[search]
+            curv = 2.0 * (fa - fr[search] + a * gs)
+            interp = torch.where(ok_val & (curv > 0), gs * a * a / curv.clamp(min=torch.finfo(a.dtype).tiny), 0.1 * a)
+            a = torch.minimum(torch.maximum(interp, 0.1 * a), 0.5 * a)
+            sr = rows[search]
+            trial = zr[search] - a.reshape(bshape) * gr[search]
+            fa, g_t = self._value_and_grad(loss_fn, indexed, z, trial, sr)
+            grad_evals[sr] += 1
+            ok_val = _finite(fa, g_t)
+            ok = ok_val & (fa <= ref[search] - self.c1 * a * gs)
+            acc = search[ok]
+            delta[acc], new_z[acc], new_loss[acc], new_grad[acc] = a[ok], trial[ok], fa[ok], g_t[ok]
+            keep = ~ok
+            search, a, fa, ok_val = search[keep], a[keep], fa[keep], ok_val[keep]
+            if search.numel() == 0:
+                break
+        return delta, new_z, new_loss, new_grad, search
+
+    def _result(self, z0, code, best_z, best_loss, steps, grad_evals, best_iter, step_log, history, states,
+                iterations) -> BBResult:
+        """Assemble the result; step sizes and states are cut at each sample's best iterate."""
+        B, device, dtype = z0.shape[0], z0.device, z0.dtype
+        status = [_CODES[c] for c in code.tolist()]
+        step_sizes = torch.stack(step_log) if step_log else torch.zeros(0, B, dtype=dtype, device=device)
+        after_best = torch.arange(step_sizes.shape[0] + 1, device=device)[:, None] >= best_iter[None, :]
+        step_sizes = torch.where(after_best[:-1], torch.zeros_like(step_sizes), step_sizes)
+        if states is not None:
+            mask = after_best.reshape(after_best.shape + (1,) * (z0.ndim - 1))
+            states = torch.where(mask, best_z.unsqueeze(0), torch.stack(states))
+        counts = {s.value: sum(1 for x in status if x is s) for s in AMDStatus}
+        stats = {"iterations": iterations, "loss_evals": 0, "grad_evals": int(grad_evals.sum()),
+                 "status_counts": counts}
+        return BBResult(z=best_z, loss=best_loss, status=status, steps=steps,
+                        loss_evals=torch.zeros(B, dtype=torch.long, device=device), grad_evals=grad_evals,
+                        time=step_sizes.sum(0), step_sizes=step_sizes, loss_history=torch.stack(history),
+                        states=states, stats=stats)
+
+
+def _finite(f, g):
+    """Rows whose loss and gradient are finite."""
+    return torch.isfinite(f) & torch.isfinite(g.reshape(g.shape[0], -1)).all(1)
+
