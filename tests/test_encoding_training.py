@@ -182,7 +182,6 @@ def test_cli_train_writes_outputs(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["gfe", "train", "--solver", "rk5"], "solver must be one of"),
     (["gfe", "train", "--dataset", "mnist"], "IDX files"),
     (["gfe", "train", "--train-size", "99999"], "train_size must be <="),
     (["gfe", "compare", "--train-sizes", "10,x"], "comma-separated integers"),
