@@ -11,7 +11,13 @@
    solver (``flowlearn.solvers.bb.BB``) is run with its defaults (``bb_default``) and swept over its
    early-stop tolerance ``flat_rtol`` (``bb``: the cheapest setting within 0.1 % of AMD's loss).
    Reported: throughput (samples/s), ms per image, decoder evaluations per sample, ratios to AMD.
-3. Training: seconds per training image of GFE-amd, GFE-bb (approx adjoint) and of the AE, same
+3. torchdiffeq side by side (optional extra ``bench``: ``pip install -c constraints.txt -e ".[bench]"``): the
+   same gradient flow ``dz/dt = -grad_z l(y, D(z))``, ``z(0) = 0`` integrated by ``odeint`` (dopri5, one
+   adaptive step size for the whole batch) over a sweep of final times and tolerances; the cheapest setting
+   within 0.1 % of AMD's mean loss (decoder evaluations: one per vector-field call, plus the final loss).
+   Training gradient: seconds per image of one RMSprop step with ``odeint_adjoint`` (continuous adjoint,
+   dopri5 backwards) against AMD with the approx and the full (discrete) adjoint, same batches.
+4. Training: seconds per training image of GFE-amd, GFE-bb (approx adjoint) and of the AE, same
    batches, same run; ratios GFE/AE.
 Peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (whole process) after each phase;
 ``tracemalloc`` is deliberately *not* used because it slows Python-heavy code (AMD's per-sample
@@ -29,7 +35,13 @@ from pathlib import Path
 
 import torch
 
-from flowlearn.encoding import GradientFlowEncoder, TrainConfig, Trainer, load_dataset, training_subset
+from flowlearn.encoding import (
+    GradientFlowEncoder,
+    TrainConfig,
+    Trainer,
+    load_dataset,
+    training_subset,
+)
 from flowlearn.io import save_json
 from flowlearn.solvers.amd import AMD
 from flowlearn.solvers.bb import BB
@@ -105,6 +117,86 @@ def encoding_benchmark(decoder, latent, y, quick: bool) -> dict:
     return {"target_mean_loss": target, "n_samples": len(y), "solvers": rows}
 
 
+class _FlowModule(torch.nn.Module):
+    """``f(t, z) = -grad_z sum_b l(y_b, D(z_b))`` as an ``nn.Module`` (what ``odeint_adjoint`` needs)."""
+
+    def __init__(self, decoder, y):
+        super().__init__()
+        self.decoder, self.y, self.calls = decoder, y, 0
+
+    def forward(self, t, z):
+        from flowlearn.encoding import reconstruction_loss
+
+        self.calls += 1
+        with torch.enable_grad():
+            zz = z if z.requires_grad else z.detach().requires_grad_(True)
+            loss = reconstruction_loss(self.decoder(zz), self.y, "bce").sum()
+            (g,) = torch.autograd.grad(loss, zz, create_graph=torch.is_grad_enabled() and z.requires_grad)
+        return -g
+
+
+def torchdiffeq_benchmark(decoder, latent, y, target, t_amd, quick: bool) -> dict:
+    """dopri5 on the gradient flow at AMD's final loss; training-step time with ``odeint_adjoint``."""
+    try:
+        from torchdiffeq import odeint, odeint_adjoint
+    except ImportError:
+        return {"skipped": "torchdiffeq not installed (pip install -c constraints.txt -e '.[bench]')"}
+    from flowlearn.encoding import reconstruction_loss
+
+    def run(t1, rtol, yy=y):
+        f = _FlowModule(decoder, yy)
+        z0 = torch.zeros(len(yy), latent, dtype=yy.dtype)
+        t = time.perf_counter()
+        with torch.no_grad():
+            z = odeint(f, z0, torch.tensor([0.0, t1], dtype=yy.dtype), method="dopri5", rtol=rtol, atol=rtol * 1e-2)[-1]
+            loss = float(reconstruction_loss(decoder(z), yy, "bce").mean())
+        return {"t1": t1, "rtol": rtol, "atol": rtol * 1e-2, "mean_loss": loss, "seconds": time.perf_counter() - t,
+                "decoder_evals_per_sample": f.calls + 1}
+
+    tried, pick = [], None
+    for rtol in (1e-2, 1e-3, 1e-4):
+        for f in (0.5, 1, 2, 4, 8, 16):
+            r = run(t_amd * f, rtol)
+            tried.append(r)
+            if r["mean_loss"] <= target * (1 + 1e-3):
+                if pick is None or r["decoder_evals_per_sample"] < pick["decoder_evals_per_sample"]:
+                    pick = r
+                break
+    best = pick or min(tried, key=lambda r: r["mean_loss"])
+    row = dict(best, reached_target=pick is not None, samples_per_s=len(y) / best["seconds"],
+               ms_per_image=1e3 * best["seconds"] / len(y), sweep=tried)
+    # training gradient: one RMSprop step per batch, same batches for every method
+    batches = list(y[: 64 if quick else 128].split(32))
+    train = {}
+    import copy
+
+    for name in ("amd_approx", "amd_full", "dopri5_odeint_adjoint"):
+        dec = copy.deepcopy(decoder)
+        opt = torch.optim.RMSprop(dec.parameters(), lr=2e-3, eps=1e-6, alpha=0.9)
+        evals, t = 0, time.perf_counter()
+        for yy in batches:
+            opt.zero_grad()
+            if name.startswith("amd"):
+                gfe = GradientFlowEncoder(dec, latent, solver="amd", adjoint=name[4:])
+                tl = gfe.training_loss(yy)
+                tl.loss.backward()
+                evals += int(tl.encoding.decoder_evals.sum())
+            else:
+                fm = _FlowModule(dec, yy)
+                z0 = torch.zeros(len(yy), latent, dtype=yy.dtype)
+                z = odeint_adjoint(fm, z0, torch.tensor([0.0, best["t1"]], dtype=yy.dtype), method="dopri5",
+                                   rtol=best["rtol"], atol=best["atol"], adjoint_params=tuple(dec.parameters()))[-1]
+                reconstruction_loss(dec(z), yy, "bce").mean().backward()
+                evals += fm.calls * len(yy)
+            opt.step()
+        secs = time.perf_counter() - t
+        n = sum(len(b) for b in batches)
+        train[name] = {"seconds_per_image": secs / n, "ms_per_image": 1e3 * secs / n,
+                       "decoder_evals_per_image": evals / n}
+    return {"dopri5": row, "training": train,
+            "note": "dopri5 shares one step size over the batch; evals count vector-field calls (forward+backward)"}
+
+
 def training_benchmark(data, quick: bool) -> dict:
     """Seconds per image of pure training steps (no evaluation), same batches for both models."""
     from flowlearn.encoding import Autoencoder, make_decoder, reconstruction_loss
@@ -149,13 +241,15 @@ def main(argv=None) -> int:
     decoder, latent = ae.module.decoder, ae.module.decoder[0].in_features
     y = data.val[:96] if args.quick else data.val
     enc = encoding_benchmark(decoder, latent, y, args.quick)
+    tdq = torchdiffeq_benchmark(decoder, latent, y, enc["target_mean_loss"],
+                                enc["solvers"]["amd"]["mean_time"], args.quick)
     rss_after_encoding = _maxrss_mb()
     train = training_benchmark(data, args.quick)
     result = {"benchmark": "gfe", "quick": args.quick, "threads": args.threads, "torch": torch.__version__,
               "decoder": "AE-trained on digits, widths "
                          + str([decoder[0].in_features]
                                + [m.out_features for m in decoder if isinstance(m, torch.nn.Linear)]),
-              "encoding": enc, "training": train,
+              "encoding": enc, "torchdiffeq": tdq, "training": train,
               "memory": {"maxrss_mb_after_encoding": rss_after_encoding, "maxrss_mb_end": _maxrss_mb()},
               "total_seconds": time.perf_counter() - t0,
               "note": "wall-clock timings on a shared 2-core machine; noisy"}
@@ -169,6 +263,17 @@ def main(argv=None) -> int:
         print(f"{name:>10} {row['mean_loss']:>10.5f} {row['samples_per_s']:>10.1f} {row['ms_per_image']:>9.3f} "
               f"{row['throughput_vs_amd']:>6.2f} {row['decoder_evals_per_sample']:>13.1f} {row['evals_vs_amd']:>6.2f}"
               f"  {settings}{flag}")
+    if "dopri5" in tdq:
+        d = tdq["dopri5"]
+        amd = enc["solvers"]["amd"]
+        print(f"{'dopri5':>10} {d['mean_loss']:>10.5f} {d['samples_per_s']:>10.1f} {d['ms_per_image']:>9.3f} "
+              f"{d['samples_per_s'] / amd['samples_per_s']:>6.2f} {d['decoder_evals_per_sample']:>13.1f} "
+              f"{d['decoder_evals_per_sample'] / amd['decoder_evals_per_sample']:>6.2f}  torchdiffeq t1={d['t1']:.4g} "
+              f"rtol={d['rtol']:g}" + ("" if d["reached_target"] else "  (target not reached)"))
+        print("training step, ms/image (decoder evals/image): " + ", ".join(
+            f"{k} {v['ms_per_image']:.2f} ({v['decoder_evals_per_image']:.0f})" for k, v in tdq["training"].items()))
+    else:
+        print(f"torchdiffeq: {tdq['skipped']}")
     print(f"training: AE {1e3 * train['ae']['seconds_per_image']:.3f} ms/image, GFE-amd "
           f"{1e3 * train['gfe']['seconds_per_image']:.3f} ms/image (ratio {train['gfe_over_ae']:.1f}x), GFE-bb "
           f"{1e3 * train['gfe_bb']['seconds_per_image']:.3f} ms/image (ratio {train['gfe_bb_over_ae']:.1f}x)")

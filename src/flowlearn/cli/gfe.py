@@ -13,12 +13,17 @@ import torch
 
 from .._checks import UserInputError, check_int
 from ..encoding import (
+    COMPARE_ROWS,
     DATASETS,
     MODELS,
     OPTIMIZERS,
+    PROTOCOLS,
+    SAMPLINGS,
     SOLVERS,
+    TRAINED_MODELS,
     TrainConfig,
     Trainer,
+    class_spread_sample,
     compare,
     load_dataset,
     plot_curves,
@@ -33,7 +38,8 @@ from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, resolve_device, set_threads
 
 _SHARED = ("optimizer", "lr", "batch_size", "eval_every")
-_CHOICES = {"model": MODELS, "solver": SOLVERS, "adjoint": ADJOINTS, "optimizer": OPTIMIZERS, "grid": ("log", "linear")}
+_CHOICES = {"model": MODELS, "solver": SOLVERS, "adjoint": ADJOINTS, "optimizer": OPTIMIZERS, "grid": ("log", "linear"),
+            "sampling": SAMPLINGS}
 
 
 def _common(p: argparse.ArgumentParser, *, resumable: bool) -> None:
@@ -57,12 +63,19 @@ def register(subparsers) -> None:
     train.add_argument("--train-size", type=int, default=None, help="fixed training subset of N images (default all)")
     train.set_defaults(func=run_train)
 
-    cmp_ = sub.add_parser("compare", help="data-efficiency table: AE vs GFE-amd vs Mixed")
+    cmp_ = sub.add_parser("compare", help="data-efficiency table: AE, GFE-amd, Mixed, refined AE, baselines")
     _common(cmp_, resumable=True)
     add_arguments(cmp_, TrainConfig, only=_SHARED, choices=_CHOICES)
     cmp_.add_argument("--train-sizes", required=True, help="comma-separated sizes, e.g. 50,200,1437")
     cmp_.add_argument("--seeds", type=int, default=3)
-    cmp_.add_argument("--images", type=int, default=10000, help="images seen per run")
+    cmp_.add_argument("--protocol", default="subset", choices=PROTOCOLS,
+                      help="subset: a fixed subset of N images revisited for --images images; seen: N images seen "
+                           "in total, drawn with replacement from the whole pool (default subset)")
+    cmp_.add_argument("--models", default="ae,gfe-amd",
+                      help=f"comma-separated, of {', '.join(TRAINED_MODELS)} (default ae,gfe-amd; "
+                           "ae also gives Mixed and Refined-AE)")
+    cmp_.add_argument("--images", type=int, default=10000,
+                      help="images seen per run, taken literally (protocol subset)")
     cmp_.add_argument("--full-images", type=int, default=30000,
                       help="images seen per run when the size is the whole training pool")
     cmp_.add_argument("--ae-factor", type=int, default=1,
@@ -97,8 +110,9 @@ def _train(args, cfg, device, data, idx, run_dir) -> int:
         return 0
     label = "AE" if args.model == "ae" else f"GFE-{args.solver}"
     plot_curves(out / "curves.png", {label: result.history})
-    save_reconstruction_grid(out / "reconstructions.png", reconstructions_for({label: result.module}, data.val[:16]),
-                             data.image_shape)
+    sample = data.val[class_spread_sample(data, 16)].to(next(result.module.parameters()).device)
+    save_reconstruction_grid(out / "reconstructions.png", reconstructions_for({label: result.module}, sample),
+                             data.image_shape, labels=["input", label], losses=True)
     save_json(out / "history.json", result.history)
     metrics = {"dataset": args.dataset, "config": asdict(cfg), "status": result.status.value, "val_bce": result.val_bce,
                "mixed_val_bce": result.mixed_val_bce, "stats": result.stats}
@@ -111,14 +125,23 @@ def _train(args, cfg, device, data, idx, run_dir) -> int:
     return 0
 
 
+def _models(text: str) -> list:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in TRAINED_MODELS]
+    if bad or not names:
+        raise UserInputError(f"--models must be comma-separated names of {', '.join(TRAINED_MODELS)}, got {text!r}")
+    return names
+
+
 def run_compare(args) -> int:
     sizes = _sizes(args.train_sizes)
+    models = _models(args.models)
     base = TrainConfig(**collect(args, TrainConfig, _SHARED))
     set_threads(args.threads)
     resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
     for s in sizes:
-        if not 1 <= s <= len(data.train):
+        if s < 1 or (args.protocol == "subset" and s > len(data.train)):  # seen: any count
             raise UserInputError(f"--train-sizes entries must lie in [1, {len(data.train)}] for {args.dataset}, got {s}")
     check_int("--seeds", args.seeds, minimum=1)
     check_int("--images", args.images, minimum=1)
@@ -126,11 +149,13 @@ def run_compare(args) -> int:
     check_int("--ae-factor", args.ae_factor, minimum=1)
     with open_run(args, "gfe compare", asdict(base)) as run_dir:
         table = compare(data, sizes, args.seeds, run_dir.path, base=base, images=args.images,
-                        full_images=args.full_images, ae_factor=args.ae_factor)
-    print(f"{'N':>6} {'AE':>16} {'GFE-amd':>16} {'Mixed':>16} {'GFE vs AE':>10}")
+                        full_images=args.full_images, ae_factor=args.ae_factor, protocol=args.protocol,
+                        models=models)
+    shown = [m for m in COMPARE_ROWS if m in table["models"]]
+    print(f"{'N':>6} " + " ".join(f"{m:>16}" for m in shown) + f" {'GFE vs AE':>10}")
     for size, row in table["rows"].items():
         cells = [f"{row[m]['mean']:.4f}+-{row[m]['std']:.4f}" if row[m]["mean"] is not None else "-"
-                 for m in ("AE", "GFE-amd", "Mixed")]
+                 for m in shown]
         rel = row.get("gfe_vs_ae_relative")
         print(f"{size:>6} " + " ".join(f"{c:>16}" for c in cells)
               + (f" {100 * rel:>+9.1f}%" if rel is not None else ""))

@@ -6,6 +6,9 @@ status, seconds, label error against ``--truth`` if given) and ``manifest.json``
 
 A flow that does not converge, overflows or stays undecided exits with code 3 and a message
 naming the option to change; ``--allow-unconverged`` writes its result, marked by its status.
+
+``--model DIR/model.pt`` (from ``flowlearn train-labeler``) labels the image with a trained deep
+linearized flow instead of prototypes (``metrics.json`` then holds ``pixel_error_percent`` with ``--truth``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ..io import check_out_dir, save_json, save_npy, save_png
 from ..labeling import FlowKind, label
 from ._inputs import load_label_map
 from ._run import add_run_arguments, open_run, set_threads
+from .train_labeler import label_with_model as _run_model
 
 
 def register(subparsers) -> None:
@@ -38,6 +42,8 @@ def register(subparsers) -> None:
     src.add_argument("--prototypes", metavar="FILE",
                      help=".npy or text file, one row per label (J x C, in the image's value range)")
     src.add_argument("--k", type=int, metavar="N", help="use N prototypes from k-means on the image")
+    src.add_argument("--model", metavar="MODEL.pt",
+                     help="a deep linearized flow trained by 'flowlearn train-labeler' (its model.pt)")
     p.add_argument("--flow", default="full", choices=[k.value for k in FlowKind])
     p.add_argument("--neighbourhood", type=int, default=3, help="odd neighbourhood size (default 3)")
     p.add_argument("--rho", type=float, default=1.0, help="data-term scale rho > 0 (default 1)")
@@ -57,6 +63,8 @@ def run(args) -> int:
     check_seed("--seed", args.seed)
     image = read_image(args.image)
     H, W, C = image.shape
+    if args.model is not None:
+        return _run_model(args, image)
     if args.prototypes is not None:
         prototypes = load_prototypes(args.prototypes, channels=C)
     else:

@@ -30,6 +30,8 @@ COMMANDS = [
     "learn",
     "predict",
     "reproduce",
+    "segment",
+    "train_labeler",
     "voronoi",
 ]
 

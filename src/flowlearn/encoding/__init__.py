@@ -3,7 +3,8 @@
 Public API::
 
     from flowlearn.encoding import GradientFlowEncoder, EncodeResult, TrainingLoss
-    from flowlearn.encoding import make_decoder, make_encoder, Autoencoder, decoder_widths
+    from flowlearn.encoding import make_decoder, make_encoder, Autoencoder, decoder_widths, ConvDecoder
+    from flowlearn.encoding import BCE, MSE, GaussianNLL, Masked, ReconstructionLoss, resolve_loss
     from flowlearn.encoding import load_dataset, training_subset, ImageData, read_idx, mnist5k_path
     from flowlearn.encoding import TrainConfig, Trainer, TrainResult, evaluate, compare
     from flowlearn.solvers.amd import AMD, AMDResult, AMDStatus
@@ -17,7 +18,7 @@ from .adjoint import (
     adjoint_final_state,
     unrolled_final_state,
 )
-from .compare import COMPARE_MODELS, compare, summarise
+from .compare import COMPARE_MODELS, COMPARE_ROWS, PROTOCOLS, TRAINED_MODELS, compare, summarise
 from .data import (
     DATASETS,
     ImageData,
@@ -26,7 +27,7 @@ from .data import (
     read_idx,
     training_subset,
 )
-from .encoder import SOLVERS, EncodeResult, GradientFlowEncoder, TrainingLoss
+from .encoder import SOLVERS, GradientFlowEncoder
 from .flows import (
     LOSSES,
     GradientFlowField,
@@ -35,8 +36,12 @@ from .flows import (
     reconstruction_loss,
     time_grid,
 )
-from .models import Autoencoder, decoder_widths, make_decoder, make_encoder
+from .losses import BCE, MSE, GaussianNLL, Masked, ReconstructionLoss, resolve_loss
+from .models import Autoencoder, ConvDecoder, decoder_widths, make_decoder, make_encoder
+from .results import EncodeResult, TrainingLoss
+from .schedule import SAMPLINGS, BatchSchedule
 from .plots import (
+    class_spread_sample,
     plot_curves,
     plot_data_efficiency,
     reconstructions_for,
@@ -45,7 +50,9 @@ from .plots import (
 from .training import MODELS, OPTIMIZERS, TrainConfig, Trainer, TrainResult, evaluate
 
 __all__ = [
-    "ADJOINTS", "AMDReplay", "Autoencoder", "COMPARE_MODELS", "DATASETS", "EncodeResult", "FixedGridReplay",
+    "ADJOINTS", "AMDReplay", "Autoencoder", "BCE", "BatchSchedule", "ConvDecoder", "GaussianNLL", "MSE", "Masked",
+    "ReconstructionLoss", "SAMPLINGS", "resolve_loss", "COMPARE_ROWS", "PROTOCOLS", "TRAINED_MODELS",
+    "class_spread_sample", "COMPARE_MODELS", "DATASETS", "EncodeResult", "FixedGridReplay",
     "GradientFlowEncoder", "GradientFlowField", "ImageData", "LOSSES", "MODELS", "NesterovField", "OPTIMIZERS",
     "SOLVERS", "TrainConfig", "TrainResult", "Trainer", "TrainingLoss", "adjoint_final_state", "alpha_schedule",
     "compare", "decoder_widths", "evaluate", "load_dataset", "make_decoder", "make_encoder", "mnist5k_path",

@@ -17,8 +17,7 @@ gradient chosen by ``adjoint`` (see :mod:`flowlearn.encoding.adjoint`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -42,69 +41,15 @@ from .adjoint import (
     adjoint_final_state,
     unrolled_final_state,
 )
-from .flows import (
-    LOSSES,
-    GradientFlowField,
-    NesterovField,
-    reconstruction_loss,
-    time_grid,
-)
+from .flows import GradientFlowField, NesterovField, time_grid
+from .losses import loss_name, resolve_loss
+from .results import EncodeResult, TrainingLoss
 
 __all__ = ["EncodeResult", "GradientFlowEncoder", "SOLVERS", "TrainingLoss"]
 
 SOLVERS = ("amd", "bb", "euler", "rk4", "nesterov")
 DEFAULT_T1 = {"amd": 1000.0, "bb": 1000.0, "euler": 1000.0, "rk4": 1000.0, "nesterov": 100.0}
 _MINIMIZERS = {"amd": AMD, "bb": BB}   # per-sample loss minimisers: solver objects accepted by ``solver=``
-
-
-@dataclass
-class EncodeResult:
-    """Codes and per-sample statistics of one encoding.
-
-    Attributes
-    ----------
-    z : tensor (B, latent_dim), detached
-    loss : tensor (B,)
-        :math:`l(y_b, D(z_b))` at the returned code.
-    steps : long tensor (B,)
-        Accepted solver steps.
-    decoder_evals : long tensor (B,)
-        Decoder forward passes spent on the sample (each gradient evaluation counts one forward
-        and one backward pass; backtracking trials one forward pass).
-    time : tensor (B,)
-        Integration time reached (AMD/BB: the sample's own :math:`\\tau'`, the sum of its steps).
-    status : list of str, length B
-        AMD/BB: the :class:`~flowlearn.solvers.amd.AMDStatus` value; fixed grids: ``"success"``,
-        ``"nonfinite"``, or ``"interrupted"`` (another row became non-finite).
-    stats : dict
-        Solver name and batch totals.
-    """
-
-    z: torch.Tensor
-    loss: torch.Tensor
-    steps: torch.Tensor
-    decoder_evals: torch.Tensor
-    time: torch.Tensor
-    status: List[str]
-    stats: dict = field(default_factory=dict)
-
-
-@dataclass
-class TrainingLoss:
-    """Decoder training objective of one batch.
-
-    Attributes
-    ----------
-    loss : scalar tensor
-        :math:`\\frac1B\\sum_b l(y_b, D(z_b^*))`; ``loss.backward()`` gives the gradient of the
-        chosen ``adjoint``.
-    per_sample : tensor (B,), detached
-    encoding : EncodeResult
-    """
-
-    loss: torch.Tensor
-    per_sample: torch.Tensor
-    encoding: EncodeResult
 
 
 class GradientFlowEncoder(nn.Module):
@@ -116,8 +61,10 @@ class GradientFlowEncoder(nn.Module):
         Maps codes (B, latent_dim) to reconstructions with ``y``'s number of entries per sample;
         for ``loss="bce"`` its outputs must be probabilities. Rows must not interact.
     latent_dim : int
-    loss : {"bce", "mse"}
-        Per-sample loss, mean over pixels.
+    loss : {"bce", "mse", "gaussian"} or callable
+        Per-sample loss ``loss(recon, target) -> (B,)``, mean over pixels: a name, a
+        :mod:`flowlearn.encoding.losses` object (``BCE()``, ``MSE()``, ``GaussianNLL(sigma)``,
+        ``Masked(base, mask)``) or any callable with that signature whose rows are independent.
     solver : {"amd", "bb", "euler", "rk4", "nesterov"}, AMD or BB
         A name, or a solver object (:class:`~flowlearn.solvers.amd.AMD`,
         :class:`~flowlearn.solvers.bb.BB`) used as it is configured.
@@ -140,14 +87,14 @@ class GradientFlowEncoder(nn.Module):
         The Barzilai--Borwein solver (default ``BB()``); used when ``solver="bb"``.
     """
 
-    def __init__(self, decoder: nn.Module, latent_dim: int, *, loss: str = "bce", solver="amd",
+    def __init__(self, decoder: nn.Module, latent_dim: int, *, loss="bce", solver="amd",
                  adjoint: str = "approx", t1: Optional[float] = None, steps: int = 60, grid: str = "log",
                  alpha_decay: bool = False, nesterov_eps: float = 1e-2, amd: Optional[AMD] = None,
                  bb: Optional[BB] = None):
         super().__init__()
         if not isinstance(decoder, nn.Module):
             raise UserTypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
-        check_choice("loss", loss, LOSSES)
+        self.loss_fn = resolve_loss(loss)
         for kind, obj in (("amd", amd), ("bb", bb)):
             if obj is not None and not isinstance(obj, _MINIMIZERS[kind]):
                 raise UserTypeError(f"{kind} must be a flowlearn.solvers.{kind}.{_MINIMIZERS[kind].__name__}, "
@@ -165,7 +112,7 @@ class GradientFlowEncoder(nn.Module):
             raise UserInputError(f"alpha_decay applies to the euler/rk4 gradient flows only, got solver={solver!r}")
         self.decoder = decoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
-        self.loss_kind = loss
+        self.loss_kind = loss if isinstance(loss, str) else loss_name(loss)
         self.solver = solver
         self.adjoint = adjoint
         self.t1 = check_positive("t1", DEFAULT_T1[solver] if t1 is None else t1)
@@ -194,7 +141,7 @@ class GradientFlowEncoder(nn.Module):
         check_finite("y", y)
         if y.shape[0] == 0:
             raise UserInputError("y must hold at least one sample, got shape " + str(tuple(y.shape)))
-        if self.loss_kind == "bce":
+        if getattr(self.loss_fn, "needs_unit_interval", False):
             check_unit_interval("y", y, hint="the BCE loss compares pixels with probabilities: scale the data "
                                              "to [0, 1] (e.g. divide 0..255 images by 255) or use loss='mse'")
         param = next(self.decoder.parameters(), None)
@@ -205,16 +152,16 @@ class GradientFlowEncoder(nn.Module):
 
     def _field(self, y, create_graph: bool):
         if self.solver == "nesterov":
-            return NesterovField(self.decoder, y, self.loss_kind, self.nesterov_eps, create_graph=create_graph)
+            return NesterovField(self.decoder, y, self.loss_fn, self.nesterov_eps, create_graph=create_graph)
         tau = self.t1 if self.alpha_decay else None
-        return GradientFlowField(self.decoder, y, self.loss_kind, tau, create_graph=create_graph)
+        return GradientFlowField(self.decoder, y, self.loss_fn, tau, create_graph=create_graph)
 
     def _grid(self, y):
         return time_grid(self.grid, self.t1, self.steps)
 
     def _final_losses(self, z, y):
         with torch.no_grad():
-            return reconstruction_loss(self.decoder(z), y, self.loss_kind)
+            return self.loss_fn(self.decoder(z), y)
 
     # ------------------------------------------------------------------ encoding
     def _encode_fixed(self, y, z0, record_states: bool):
@@ -241,7 +188,7 @@ class GradientFlowEncoder(nn.Module):
         return result, (flow, method, sol.ys)
 
     def _encode_minimizer(self, y, z0, record_states: bool):
-        flow = GradientFlowField(self.decoder, y, self.loss_kind)
+        flow = GradientFlowField(self.decoder, y, self.loss_fn)
         out = self.minimizer.minimize(lambda z, rows: flow.gradient.losses(z, rows), z0, indexed=True,
                                       record_states=record_states)
         result = EncodeResult(
@@ -250,16 +197,29 @@ class GradientFlowEncoder(nn.Module):
             stats={"solver": self.solver, **out.stats})
         return result, (flow, out.step_sizes, out.states)
 
-    def _encode(self, y, record_states: bool = False):
+    def _initial(self, y, z0):
+        if z0 is None:
+            return torch.zeros(y.shape[0], self.latent_dim, dtype=y.dtype, device=y.device)
+        if not isinstance(z0, torch.Tensor) or tuple(z0.shape) != (y.shape[0], self.latent_dim):
+            raise UserInputError(f"z0 must be a tensor of shape ({y.shape[0]}, {self.latent_dim}), got "
+                                 + (str(tuple(z0.shape)) if isinstance(z0, torch.Tensor) else type(z0).__name__))
+        check_finite("z0", z0)
+        return z0.detach().to(dtype=y.dtype, device=y.device)
+
+    def _encode(self, y, record_states: bool = False, z0=None):
         y = self._check_batch(y)
-        z0 = torch.zeros(y.shape[0], self.latent_dim, dtype=y.dtype, device=y.device)
+        z0 = self._initial(y, z0)
         if self.minimizer is not None:
             return self._encode_minimizer(y, z0, record_states)
         return self._encode_fixed(y, z0, record_states)
 
-    def encode(self, y: torch.Tensor) -> EncodeResult:
-        """Codes :math:`z^*` of the batch ``y`` (B, ...) and per-sample statistics (no gradient)."""
-        return self._encode(y)[0]
+    def encode(self, y: torch.Tensor, z0: Optional[torch.Tensor] = None) -> EncodeResult:
+        """Codes :math:`z^*` of the batch ``y`` (B, ...) and per-sample statistics (no gradient).
+
+        ``z0`` (B, latent_dim): start the flow there instead of at 0 (e.g. an AE encoder's code,
+        refined at test time).
+        """
+        return self._encode(y, z0=z0)[0]
 
     def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
         """:math:`D(z^*(y))`, detached, shape of the decoder's output."""
@@ -268,26 +228,24 @@ class GradientFlowEncoder(nn.Module):
             return self.decoder(z)
 
     # ------------------------------------------------------------------ training objective
-    def _code_for_training(self, y):
+    def _code_for_training(self, y, z0=None):
         """``(z*, EncodeResult)`` with ``z*`` carrying the gradient of ``self.adjoint``."""
         if self.adjoint == "approx":
-            enc = self.encode(y)
+            enc = self.encode(y, z0)
             return enc.z, enc
-        enc, extra = self._encode(y, record_states=self.adjoint == "full")
+        enc, extra = self._encode(y, record_states=self.adjoint == "full", z0=z0)
         params = list(self.decoder.parameters())
         if self.minimizer is not None:       # AMD and BB both take steps z <- z - dt_b grad l_b
             flow, step_sizes, states = extra
             replay = AMDReplay(flow.gradient, step_sizes)
-            z0 = torch.zeros_like(enc.z)
             if self.adjoint == "unrolled":
-                return unrolled_final_state(replay, z0), enc
+                return unrolled_final_state(replay, self._initial(y, z0)), enc
             return adjoint_final_state(replay, states, params), enc
         _, method, states = extra
         flow = self._field(y, create_graph=True)
         replay = FixedGridReplay(flow, method, self._grid(y))
         if self.adjoint == "unrolled":
-            z0 = torch.zeros_like(enc.z)
-            return flow.latent(unrolled_final_state(replay, flow.initial_state(z0))), enc
+            return flow.latent(unrolled_final_state(replay, flow.initial_state(self._initial(y, z0)))), enc
         return flow.latent(adjoint_final_state(replay, states, params)), enc
 
     def training_loss(self, y: torch.Tensor, output_decoder: Optional[nn.Module] = None) -> TrainingLoss:
@@ -303,9 +261,25 @@ class GradientFlowEncoder(nn.Module):
         """
         z, enc = self._code_for_training(y)
         out = (output_decoder or self.decoder)(z)
-        per_sample = reconstruction_loss(out, y, self.loss_kind)
+        per_sample = self.loss_fn(out, y)
         return TrainingLoss(loss=per_sample.mean(), per_sample=per_sample.detach(), encoding=enc)
 
+    def code(self, y: torch.Tensor, z0: Optional[torch.Tensor] = None) -> EncodeResult:
+        """Like :meth:`encode`, but ``result.z`` carries the gradient of ``self.adjoint`` with respect to
+        the decoder's parameters (``"approx"``: none, the code is a constant; ``"full"``: the discrete
+        adjoint runs on ``backward``; ``"unrolled"``: backprop through every solver step)."""
+        z, enc = self._code_for_training(y, z0)
+        enc.z = z
+        return enc
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """The codes :math:`z^*` (detached), so the encoder can stand where an ``nn.Module`` encoder would."""
-        return self.encode(y).z
+        """The codes :math:`z^*` of ``y``, so that the encoder is a layer in user code.
+
+        With gradients enabled, ``z*`` carries the gradient of ``self.adjoint`` with respect to the
+        decoder's parameters: ``loss(decoder(gfe(y)), y).backward()`` trains the decoder exactly as
+        :meth:`training_loss` does.  No gradient flows to ``y`` (the code is a minimiser, found
+        numerically).  Under ``torch.no_grad()`` the codes come detached, as from :meth:`encode`.
+        """
+        if not torch.is_grad_enabled():
+            return self.encode(y).z
+        return self._code_for_training(y)[0]

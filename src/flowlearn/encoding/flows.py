@@ -19,10 +19,10 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from .._checks import UserInputError, check_choice, check_int, check_positive
+from .._checks import check_choice, check_int, check_positive
 from ..solvers import linear_grid, log_grid
+from .losses import LOSS_NAMES, resolve_loss
 
 __all__ = [
     "LOSSES",
@@ -33,16 +33,17 @@ __all__ = [
     "time_grid",
 ]
 
-LOSSES = ("bce", "mse")
+LOSSES = LOSS_NAMES
 GRIDS = ("log", "linear")
 
 
-def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind="bce") -> torch.Tensor:
     r"""Per-sample reconstruction loss, mean over pixels.
 
     ``bce``: :math:`l = -\frac1P\sum_p y_p\log x_p + (1-y_p)\log(1-x_p)` (``recon`` are
     probabilities, e.g. a sigmoid output; logs are clamped at -100 as in torch);
-    ``mse``: :math:`l = \frac1P\sum_p (x_p - y_p)^2`.
+    ``mse``: :math:`l = \frac1P\sum_p (x_p - y_p)^2`; ``gaussian``: fixed-sigma Gaussian NLL;
+    or any callable ``loss(recon, target) -> (B,)`` (see :mod:`flowlearn.encoding.losses`).
 
     Parameters
     ----------
@@ -52,17 +53,7 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str = "
     -------
     tensor (B,)
     """
-    check_choice("loss", kind, LOSSES)
-    if recon.shape[0] != target.shape[0] or recon[0].numel() != target[0].numel():
-        raise UserInputError(f"recon and target must hold the same samples, got shapes {tuple(recon.shape)} "
-                         f"and {tuple(target.shape)}")
-    x = recon.reshape(recon.shape[0], -1)
-    y = target.reshape(target.shape[0], -1).to(x.dtype)
-    if kind == "bce":
-        per_pixel = F.binary_cross_entropy(x, y, reduction="none")
-    else:
-        per_pixel = (x - y) ** 2
-    return per_pixel.mean(dim=1)
+    return resolve_loss(kind)(recon, target)
 
 
 def alpha_schedule(tau: float | None) -> Callable[[float], float]:
@@ -89,16 +80,15 @@ def time_grid(kind: str, t1: float, steps: int, *, dtype=torch.float64) -> torch
 class _LossGradient:
     """``grad(z)``: row-wise :math:`\\nabla_{z_b} l(y_b, D(z_b))` for the rows ``rows`` of the batch."""
 
-    def __init__(self, decoder: Callable, target: torch.Tensor, loss: str):
-        check_choice("loss", loss, LOSSES)
+    def __init__(self, decoder: Callable, target: torch.Tensor, loss="bce"):
         self.decoder = decoder
         self.target = target
-        self.loss = loss
+        self.loss = resolve_loss(loss)
         self.evaluations = 0
 
     def losses(self, z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         target = self.target if rows is None else self.target.index_select(0, rows)
-        return reconstruction_loss(self.decoder(z), target, self.loss)
+        return self.loss(self.decoder(z), target)
 
     def __call__(self, z: torch.Tensor, *, create_graph: bool, rows: torch.Tensor | None = None):
         self.evaluations += 1
@@ -116,7 +106,7 @@ class GradientFlowField:
     ``create_graph=True`` keeps the graph (for unrolled backprop and adjoint replays).
     """
 
-    def __init__(self, decoder, target, loss: str = "bce", alpha_tau: float | None = None,
+    def __init__(self, decoder, target, loss="bce", alpha_tau: float | None = None,
                  *, create_graph: bool = False):
         self.gradient = _LossGradient(decoder, target, loss)
         self.alpha = alpha_schedule(alpha_tau)
@@ -140,7 +130,7 @@ class NesterovField:
     .. math:: \dot z = v,\qquad \dot v = -\frac{3}{t+\epsilon}\, v - \nabla_z l(y, D(z)).
     """
 
-    def __init__(self, decoder, target, loss: str = "bce", eps: float = 1e-2, *, create_graph: bool = False):
+    def __init__(self, decoder, target, loss="bce", eps: float = 1e-2, *, create_graph: bool = False):
         self.gradient = _LossGradient(decoder, target, loss)
         self.eps = check_positive("nesterov_eps", eps)
         self.create_graph = create_graph

@@ -16,9 +16,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_int
+from .._checks import UserInputError, check_choice, check_int
 
-__all__ = ["Autoencoder", "decoder_widths", "make_decoder", "make_encoder"]
+__all__ = ["Autoencoder", "ConvDecoder", "decoder_widths", "make_decoder", "make_encoder"]
 
 _PAPER_PIXELS = 784
 _PAPER_HIDDEN = (150, 300, 600)
@@ -88,3 +88,59 @@ class Autoencoder(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         """Reconstructions (B, P)."""
         return self.decoder(self.encode(y))
+
+
+class ConvDecoder(nn.Module):
+    """Convolutional decoder for square images: a linear layer to a ``(2w, s, s)`` feature map
+    (``s`` in 4..8), then ``k`` transposed convolutions (kernel 4, stride 2) that double the size
+    each, ELU in between, sigmoid (or linear) output.  28x28: ``s = 7``, ``k = 2``; 64x64: ``s = 8``,
+    ``k = 3``.  No normalisation layers, so rows never interact (as the gradient flow requires).
+
+    Parameters
+    ----------
+    latent_dim : int
+    image_size : int
+        Side of the square output; ``image_size / 2**k`` must be an integer in 4..8 for some ``k >= 1``.
+    channels : int
+        Image channels.
+    width : int
+        Channels of the last hidden feature map (the first has ``2 * width``).
+    output : {"sigmoid", "linear"}
+        Sigmoid for the BCE loss (pixel probabilities), linear for MSE / Gaussian losses.
+    flatten : bool
+        Return ``(B, channels * image_size**2)`` (the layout of :class:`~flowlearn.encoding.data.ImageData`)
+        instead of ``(B, channels, image_size, image_size)``.
+    """
+
+    def __init__(self, latent_dim: int, image_size: int = 28, *, channels: int = 1, width: int = 32,
+                 output: str = "sigmoid", flatten: bool = True, dtype=None):
+        super().__init__()
+        self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+        self.image_size = check_int("image_size", image_size, minimum=8)
+        self.channels = check_int("channels", channels, minimum=1)
+        width = check_int("width", width, minimum=1)
+        check_choice("output", output, ("sigmoid", "linear"))
+        k, side = 1, image_size / 2
+        while side > 8:
+            k, side = k + 1, side / 2
+        if side != int(side) or side < 4:
+            raise UserInputError(f"image_size must be s * 2**k with s in 4..8 and k >= 1 (e.g. 28, 32, 64), "
+                                 f"got {image_size}")
+        self.base, self.flatten = int(side), bool(flatten)
+        dtype = dtype or torch.get_default_dtype()
+        chans = [2 * width] + [width] * (k - 1) + [channels]
+        self.project = nn.Linear(latent_dim, chans[0] * self.base ** 2, dtype=dtype)
+        layers: list[nn.Module] = [nn.ELU()]
+        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])):
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1, dtype=dtype))
+            if i < k - 1:
+                layers.append(nn.ELU())
+        if output == "sigmoid":
+            layers.append(nn.Sigmoid())
+        self.body = nn.Sequential(*layers)
+        self.first_channels = chans[0]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.project(z).reshape(z.shape[0], self.first_channels, self.base, self.base)
+        x = self.body(h)
+        return x.reshape(z.shape[0], -1) if self.flatten else x

@@ -8,7 +8,8 @@ import torch
 
 from ..io import save_figure, save_png
 
-__all__ = ["plot_curves", "plot_data_efficiency", "reconstruction_grid", "save_reconstruction_grid"]
+__all__ = ["class_spread_sample", "plot_curves", "plot_data_efficiency", "reconstruction_grid",
+           "save_reconstruction_grid"]
 
 
 def _figure(ncols=1, width=5.0, height=3.6):
@@ -29,7 +30,7 @@ def plot_curves(path, histories: dict) -> None:
         axes[0, 0].plot([h["images_seen"] for h in hist], [h["val_bce"] for h in hist], marker=".", label=label)
         axes[0, 1].plot([h["wall_time"] for h in hist], [h["val_bce"] for h in hist], marker=".", label=label)
     axes[0, 0].set_xlabel("training images seen")
-    axes[0, 1].set_xlabel("wall time (s)")
+    axes[0, 1].set_xlabel("training time (s, evaluation excluded)")
     for ax in axes[0]:
         ax.set_ylabel("validation mean BCE")
         ax.grid(alpha=0.3)
@@ -50,8 +51,61 @@ def reconstruction_grid(rows: list, image_shape, *, pad: int = 1) -> np.ndarray:
     return grid
 
 
-def save_reconstruction_grid(path, rows: list, image_shape, *, scale: int | None = None) -> None:
-    """Write :func:`reconstruction_grid` as a PNG, upscaled so small images stay visible."""
+def class_spread_sample(data, n: int = 12) -> torch.Tensor:
+    """Indices of ``n`` fixed validation images spread over the classes: class 0, 1, ..., C-1, 0, ...
+    (the k-th round takes each class's k-th validation image), so a class-sorted set still shows
+    every class."""
+    labels = data.val_labels.cpu()
+    classes = sorted(set(labels.tolist()))
+    per_class = {c: (labels == c).nonzero().flatten().tolist() for c in classes}
+    out, k = [], 0
+    while len(out) < min(n, len(labels)):
+        for c in classes:
+            if k < len(per_class[c]) and len(out) < n:
+                out.append(per_class[c][k])
+        k += 1
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _labelled_grid(path, rows, image_shape, labels, losses: bool) -> None:
+    from .losses import BCE
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(int(r.shape[0]) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(0.9 * n + 1.2, 1.05 * len(rows)), squeeze=False)
+    target = rows[0].detach().cpu().reshape(rows[0].shape[0], -1).double().clamp(0, 1)
+    for i, r in enumerate(rows):
+        flat = r.detach().cpu().reshape(r.shape[0], -1).double()
+        per = BCE()(flat.clamp(1e-7, 1 - 1e-7), target[:len(flat)]) if losses and i > 0 else None
+        for j in range(n):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(flat):
+                ax.imshow(flat[j].reshape(image_shape).numpy(), cmap="gray", vmin=0, vmax=1)
+                if per is not None:
+                    ax.set_title(f"{float(per[j]):.3f}", fontsize=6, pad=1)
+        axes[i, 0].set_ylabel(labels[i] if i < len(labels) else "", fontsize=8, rotation=0, ha="right", va="center")
+    if losses:
+        fig.suptitle("per-image BCE above each reconstruction", fontsize=8)
+    save_figure(path, fig)
+
+
+def save_reconstruction_grid(path, rows: list, image_shape, *, scale: int | None = None, labels=None,
+                             losses: bool = False) -> None:
+    """Write :func:`reconstruction_grid` as a PNG, upscaled so small images stay visible.
+
+    ``labels`` (one per row, e.g. ``["input", "AE", "GFE-amd", "auto-decoder"]``): draw a labelled
+    figure instead, with the per-image BCE against the first row above every reconstruction when
+    ``losses``.
+    """
+    if labels is not None:
+        _labelled_grid(path, rows, image_shape, list(labels), losses)
+        return
     grid = reconstruction_grid(rows, image_shape)
     scale = scale or max(1, 160 // max(image_shape))
     save_png(path, np.kron(grid, np.ones((scale, scale))))

@@ -13,108 +13,36 @@ loss is scaled so that the all-reduced gradient equals the one-process gradient 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from .._checks import (
     UserInputError,
     UserTypeError,
-    check_choice,
-    check_int,
-    check_positive,
-    check_seed,
     check_unit_interval,
 )
 from ..engine import (
     CheckpointPolicy,
     RunResult,
     fingerprint,
-    load_module_state,
     run_steps,
     world,
 )
 from ..io import ensure_out_dir
 from ..solvers.amd import AMD
-from .adjoint import ADJOINTS
+from .config import MODELS, OPTIMIZERS, TrainConfig
 from .data import ImageData
-from .encoder import SOLVERS, GradientFlowEncoder
-from .flows import reconstruction_loss
-from .models import Autoencoder, decoder_widths, make_decoder
+from .encoder import GradientFlowEncoder
+from .evaluation import evaluate
+from .losses import loss_name, needs_unit_interval, resolve_loss
+from .models import Autoencoder, decoder_widths, make_decoder, make_encoder
+from .schedule import BatchSchedule, _Counters
 
 __all__ = ["MODELS", "OPTIMIZERS", "TrainConfig", "TrainResult", "Trainer", "evaluate"]
 
-MODELS = ("gfe", "ae")
-OPTIMIZERS = ("rmsprop", "adam")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters of one training run (validated on construction).
-
-    Attributes
-    ----------
-    model : {"gfe", "ae"}
-    solver, adjoint : encoding solver and training gradient of the GFE (ignored for the AE)
-    optimizer : {"rmsprop", "adam"}
-    lr : float or None
-        Default 5e-4 (RMSprop, paper) or 1e-3 (Adam).
-    epochs : int
-        Passes over the training subset.
-    batch_size : int
-    latent_dim : int or None
-        Default from :func:`~flowlearn.encoding.models.decoder_widths`.
-    eval_every : int
-        Evaluate the validation BCE every this many optimizer steps (and at the end).
-    checkpoint_every : int
-        Optimizer steps between checkpoints.
-    checkpoint_seconds : float
-        Also checkpoint when this many seconds have passed since the last one (0: never by time).
-    seed : int
-        Seeds the initialisation and the batch order.
-    t1, steps, grid : fixed-grid solver settings of the GFE.
-    """
-
-    model: str = "gfe"
-    solver: str = "amd"
-    adjoint: str = "approx"
-    optimizer: str = "rmsprop"
-    lr: Optional[float] = None
-    epochs: int = 1
-    batch_size: int = 32
-    latent_dim: Optional[int] = None
-    eval_every: int = 50
-    checkpoint_every: int = 200
-    checkpoint_seconds: float = 30.0
-    seed: int = 0
-    t1: Optional[float] = None
-    steps: int = 60
-    grid: str = "log"
-
-    def __post_init__(self):
-        check_choice("model", self.model, MODELS)
-        check_choice("solver", self.solver, SOLVERS)
-        check_choice("adjoint", self.adjoint, ADJOINTS)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.lr is not None:
-            check_positive("lr", self.lr)
-        for name in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=1)
-        check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
-        check_seed("seed", self.seed)
-        if self.latent_dim is not None:
-            check_int("latent_dim", self.latent_dim, minimum=1)
-        if self.t1 is not None:
-            check_positive("t1", self.t1)
-        check_int("steps", self.steps, minimum=1)
-        check_choice("grid", self.grid, ("log", "linear"))
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (5e-4 if self.optimizer == "rmsprop" else 1e-3)
 
 
 @dataclass(kw_only=True)
@@ -128,9 +56,12 @@ class TrainResult(RunResult):
         ``step``, ``images_seen``, ``wall_time`` (training seconds), ``train_loss`` and ``val_bce`` per
         evaluation.
     val_bce : float
-        Final mean per-pixel validation BCE (GFE: AMD encoding; AE: its encoder).
+        Final mean per-pixel validation BCE (GFE: AMD encoding; AE: its encoder); NaN when the
+        trainer's loss is not BCE.
     mixed_val_bce : float or None
         AE only: its decoder evaluated with AMD (GFE) encoding ("Mixed", paper Table 1).
+    val_loss : float or None
+        Final validation value of the trainer's loss (equal to ``val_bce`` for BCE).
     status, stats
         The engine's; ``stats`` adds ``steps``, ``images_seen``, ``wall_time``, ``train_size``.
     """
@@ -138,24 +69,7 @@ class TrainResult(RunResult):
     module: torch.nn.Module
     val_bce: float
     mixed_val_bce: Optional[float] = None
-
-
-def evaluate(model, images: torch.Tensor, *, batch_size: int = 512) -> float:
-    """Mean per-pixel BCE of ``model``'s reconstructions of ``images`` (N, P).
-
-    ``model`` is a :class:`GradientFlowEncoder` (codes by its own solver, z(0) = 0) or an
-    :class:`Autoencoder` (codes by its encoder).
-    """
-    total, n = 0.0, 0
-    for chunk in images.split(batch_size):
-        if isinstance(model, GradientFlowEncoder):
-            per = model.encode(chunk).loss
-        else:
-            with torch.no_grad():
-                per = reconstruction_loss(model(chunk), chunk, "bce")
-        total += float(per.sum())
-        n += chunk.shape[0]
-    return total / n
+    val_loss: Optional[float] = None
 
 
 class Trainer:
@@ -168,14 +82,41 @@ class Trainer:
         Solver for GFE encodings and for "Mixed" evaluation (default paper settings).
     device : str or torch.device, optional
         Where to train (default: the data's device); outputs and the model stay there.
+    decoder_factory : callable, optional
+        ``decoder_factory(data_dim, latent_dim, dtype) -> nn.Module``: the decoder to train (GFE) or
+        the AE's decoder (its encoder stays the mirrored MLP); called under the config's seed.
+        Default: :func:`~flowlearn.encoding.models.make_decoder`.  E.g.
+        ``lambda P, d, dtype: ConvDecoder(d, 28, dtype=dtype)``.
+    loss : str or callable
+        Training loss ``loss(recon, target) -> (B,)`` of both models and of the GFE's encoding
+        (see :mod:`flowlearn.encoding.losses`); default BCE.
     """
 
-    def __init__(self, config: TrainConfig, amd: Optional[AMD] = None, device=None):
+    def __init__(self, config: TrainConfig, amd: Optional[AMD] = None, device=None, *,
+                 decoder_factory: Optional[Callable] = None, loss="bce"):
         if not isinstance(config, TrainConfig):
             raise UserTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if decoder_factory is not None and not callable(decoder_factory):
+            raise UserTypeError("decoder_factory must be a callable (data_dim, latent_dim, dtype) -> nn.Module, "
+                                f"got {type(decoder_factory).__name__}")
         self.config = config
         self.amd = amd if amd is not None else AMD()
         self.device = torch.device(device) if device is not None else None
+        self.decoder_factory = decoder_factory
+        self.loss = resolve_loss(loss)
+        self.metric = "val_bce" if loss_name(self.loss) == "bce" else "val_loss"
+
+    def latent_dim(self, data_dim: int) -> int:
+        """The code size for ``data_dim`` pixels (``config.latent_dim`` or the default)."""
+        return decoder_widths(data_dim, self.config.latent_dim)[0]
+
+    def _decoder(self, data_dim, latent, dtype):
+        if self.decoder_factory is None:
+            return make_decoder(data_dim, latent, dtype=dtype)
+        dec = self.decoder_factory(data_dim, latent, dtype)
+        if not isinstance(dec, torch.nn.Module):
+            raise UserTypeError(f"decoder_factory must return a torch.nn.Module, got {type(dec).__name__}")
+        return dec.to(dtype)
 
     def build(self, data_dim: int, dtype=torch.float32):
         """A freshly initialised model (seeded by ``config.seed``) for ``data_dim`` pixels.
@@ -184,14 +125,16 @@ class Trainer:
         ``torch.random.fork_rng``, so the caller's global random state is left untouched.
         """
         cfg = self.config
-        latent = decoder_widths(data_dim, cfg.latent_dim)[0]
+        latent = self.latent_dim(data_dim)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             if cfg.model == "ae":
-                return Autoencoder.for_data(data_dim, latent, dtype=dtype)
-            return GradientFlowEncoder(make_decoder(data_dim, latent, dtype=dtype), latent, solver=cfg.solver,
+                if self.decoder_factory is None:
+                    return Autoencoder.for_data(data_dim, latent, dtype=dtype)
+                return Autoencoder(make_encoder(data_dim, latent, dtype=dtype), self._decoder(data_dim, latent, dtype))
+            return GradientFlowEncoder(self._decoder(data_dim, latent, dtype), latent, solver=cfg.solver,
                                        adjoint=cfg.adjoint, t1=cfg.t1, steps=cfg.steps, grid=cfg.grid,
-                                       amd=self.amd)
+                                       amd=self.amd, loss=self.loss)
 
     def _optimizer(self, params):
         cfg = self.config
@@ -199,17 +142,26 @@ class Trainer:
             return torch.optim.RMSprop(params, lr=cfg.learning_rate, eps=1e-6, alpha=0.9)
         return torch.optim.Adam(params, lr=cfg.learning_rate)
 
-    def _batches(self, n: int, epoch: int) -> list:
-        g = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
-        return list(torch.randperm(n, generator=g).split(self.config.batch_size))
+    def schedule(self, n: int) -> BatchSchedule:
+        """The batches of a run on ``n`` training images."""
+        cfg = self.config
+        return BatchSchedule(n, cfg.batch_size, cfg.seed, epochs=cfg.epochs, images=cfg.images, sampling=cfg.sampling)
 
-    def identity(self, train: torch.Tensor, val: torch.Tensor) -> dict:
+    def identity(self, train: torch.Tensor, val: torch.Tensor, model=None) -> dict:
         """Config and data fingerprint that a resumed checkpoint must match."""
         cfg = asdict(self.config)
         for k in ("checkpoint_every", "checkpoint_seconds", "eval_every"):
             cfg.pop(k, None)
-        return {"trainer": "gfe.Trainer", "config": cfg, "amd": repr(self.amd), "dtype": str(train.dtype),
-                "data": fingerprint(train, val)}
+        for k, default in (("images", None), ("sampling", "epochs")):   # new fields: old checkpoints stay valid
+            if cfg.get(k) == default:
+                cfg.pop(k)
+        ident = {"trainer": "gfe.Trainer", "config": cfg, "amd": repr(self.amd), "dtype": str(train.dtype),
+                 "data": fingerprint(train, val)}
+        if self.decoder_factory is not None and model is not None:
+            ident["decoder"] = repr(model.decoder)
+        if loss_name(self.loss) != "bce":
+            ident["loss"] = repr(self.loss)
+        return ident
 
     def fit(self, data: ImageData, train_idx: Optional[torch.Tensor] = None, *, out_dir=None,
             desc: str = "train", resume: bool = True, stop_after: Optional[int] = None) -> TrainResult:
@@ -226,8 +178,9 @@ class Trainer:
             train, val = train.to(self.device), val.to(self.device)
         if len(train) == 0:
             raise UserInputError("the training subset is empty")
-        for name, x in (("data.train", train), ("data.val", val)):
-            check_unit_interval(name, x, hint="both models use the BCE loss: scale the images to [0, 1]")
+        if needs_unit_interval(self.loss):
+            for name, x in (("data.train", train), ("data.val", val)):
+                check_unit_interval(name, x, hint="the BCE loss needs images in [0, 1]: scale them or pass loss='mse'")
         world_size, rank = world()
         model = self.build(data.data_dim, dtype=train.dtype).to(train.device)
         trained = model.decoder if cfg.model == "gfe" else model
@@ -239,14 +192,14 @@ class Trainer:
 
             device_ids = [train.device] if train.device.type == "cuda" else None
             wrapped = DistributedDataParallel(trained, device_ids=device_ids)
-        per_epoch = math.ceil(len(train) / cfg.batch_size)
-        total = cfg.epochs * per_epoch
+        sched = self.schedule(len(train))
+        total = sched.total_steps
+        metric, loss_fn = self.metric, self.loss
         counters = _Counters(trained, optimizer)
 
         def step(it: int):
             t0 = time.perf_counter()
-            epoch, k = divmod(it, per_epoch)
-            batch = self._batches(len(train), epoch)[k].to(train.device)
+            batch = sched.batch(it).to(train.device)
             local = batch.tensor_split(world_size)[rank]
             y = train[local]
             optimizer.zero_grad(set_to_none=True)
@@ -255,56 +208,34 @@ class Trainer:
                 loss = tl.loss
                 counters.evals += int(tl.encoding.decoder_evals.sum())
             else:
-                loss = reconstruction_loss(wrapped(y), y, "bce").mean()
+                loss = loss_fn(wrapped(y), y).mean()
             (loss * (len(local) * world_size / len(batch))).backward()
             optimizer.step()
             counters.train_seconds += time.perf_counter() - t0
             counters.steps_here += 1
             done = it + 1
             if rank == 0 and (done % cfg.eval_every == 0 or done == total):
-                return {"step": done, "images_seen": step_images(done, per_epoch, len(train), cfg.batch_size),
+                return {"step": done, "images_seen": sched.images_after(done),
                         "wall_time": counters.train_seconds, "train_loss": float(loss.detach()),
-                        "val_bce": evaluate(model, val)}
+                        metric: evaluate(model, val, loss=loss_fn)}
             return None
 
-        run = run_steps(step, iterations=total, state=counters, identity=self.identity(train, val),
+        run = run_steps(step, iterations=total, state=counters, identity=self.identity(train, val, model),
                         checkpoint=CheckpointPolicy(ckpt_path, cfg.checkpoint_every, cfg.checkpoint_seconds, resume),
-                        desc=desc, postfix=("val_bce",), stop_after=stop_after)
+                        desc=desc, postfix=(metric,), stop_after=stop_after)
         history = run.history
-        val_bce = history[-1]["val_bce"] if history and history[-1]["step"] == run.stats["iterations"] \
-            else evaluate(model, val)
+        val_loss = history[-1][metric] if history and history[-1]["step"] == run.stats["iterations"] \
+            else evaluate(model, val, loss=loss_fn)
         mixed = None
         if cfg.model == "ae" and rank == 0:
-            latent = model.decoder[0].in_features
-            mixed = evaluate(GradientFlowEncoder(model.decoder, latent, amd=self.amd), val)
+            mixed_gfe = GradientFlowEncoder(model.decoder, self.latent_dim(data.data_dim), amd=self.amd, loss=loss_fn)
+            mixed = evaluate(mixed_gfe, val, loss=loss_fn)
         steps = run.stats["iterations"]
-        stats = {**run.stats, "steps": steps, "images_seen": step_images(steps, per_epoch, len(train), cfg.batch_size),
+        stats = {**run.stats, "steps": steps, "images_seen": sched.images_after(steps),
                  "wall_time": counters.train_seconds, "resumed_from_step": run.stats["resumed_from"],
                  "train_size": len(train)}
         if cfg.model == "gfe":
             stats["decoder_evals_per_image_this_session"] = counters.evals / max(1, counters.steps_here * cfg.batch_size)
-        return TrainResult(module=model, val_bce=val_bce, mixed_val_bce=mixed, status=run.status,
+        val_bce = val_loss if metric == "val_bce" else float("nan")
+        return TrainResult(module=model, val_bce=val_bce, val_loss=val_loss, mixed_val_bce=mixed, status=run.status,
                            history=history, stats=stats)
-
-
-class _Counters:
-    """The mutable training state of :meth:`Trainer.fit` (module, optimizer, training seconds)."""
-
-    def __init__(self, module, optimizer):
-        self.module, self.optimizer = module, optimizer
-        self.train_seconds, self.evals, self.steps_here = 0.0, 0, 0
-
-    def state_dict(self) -> dict:
-        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "train_seconds": self.train_seconds}
-
-    def load_state_dict(self, state: dict) -> None:
-        load_module_state(self.module, state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.train_seconds = float(state["train_seconds"])
-
-
-def step_images(step: int, per_epoch: int, n: int, batch_size: int) -> int:
-    """Images seen after ``step`` optimizer steps (the last batch of an epoch may be short)."""
-    epochs, k = divmod(step, per_epoch)
-    return epochs * n + min(k * batch_size, n)

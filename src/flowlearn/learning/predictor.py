@@ -9,9 +9,10 @@ With features :math:`f_i` (raw window around pixel :math:`i`), :math:`N` prototy
 Initialisation: :math:`p_j` are k-means centres of noise-free training windows, :math:`\sigma = 1`, and
 :math:`\nu_j = \kappa\,\Pi_0[\ell_n = \ell_\text{centre}]_n` points towards the neighbours that carry the
 label of the window centre (labels of the prototype window by nearest label prototype).  Training
-(:class:`PredictorTrainer`) composes the closed-form gradient with respect to the patches (any
-:class:`GradientMethod`, default ``lowrank``) with the differential of (4.4) (autograd of this small
-module), and updates :math:`(\nu, p, \sigma)` with Adam.
+(:class:`PredictorTrainer`) backpropagates the loss through
+:class:`~flowlearn.learning.layer.LinearizedAssignmentLayer` (closed-form backward; ``lowrank`` by default,
+``exact``; the autodiff baselines hand over their patch gradient) into (4.4), and updates
+:math:`(\nu, p, \sigma)` with Adam.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from ..engine import (
 )
 from ..geometry import proj_tangent
 from ..solvers import ExponentialIntegrator
-from .gradients import GradientMethod, make_gradient_method
+from .gradients import ExactGradient, GradientMethod, LowRankGradient, make_gradient_method
+from .layer import Exact, LowRank, linearized_flow
 from .losses import LearningProblem
 from .training import label_error_percent, problem_fingerprint
 
@@ -103,7 +105,7 @@ class PatchPredictor(torch.nn.Module):
         self.sigma = torch.nn.Parameter(torch.tensor(check_positive("sigma", sigma), dtype=dtype))
 
     def initialize(self, clean_features: torch.Tensor, window_labels: torch.Tensor, *, kappa: float = 1.0,
-                   seed: int = 0, max_samples: int = 20000) -> "PatchPredictor":
+                   seed: int = 0, max_samples: int = 20000) -> PatchPredictor:
         r"""k-means prototypes of noise-free windows and :math:`\nu_j` towards the centre label.
 
         ``clean_features`` ``(M, F)``: noise-free windows; ``window_labels`` ``(M, patch_size)``: the label
@@ -193,6 +195,26 @@ class PredictorTrainer:
         self.checkpoint_seconds = check_positive("checkpoint_seconds", checkpoint_seconds, strict=False)
         self.show_progress = bool(show_progress)
 
+    def _backward(self, patches: torch.Tensor, problem: LearningProblem, n: int) -> tuple[float, torch.Tensor]:
+        """Backpropagate ``L(patches) / n`` into the predictor; ``(data loss, V_T)``.
+
+        The closed-form methods run as :class:`~flowlearn.learning.layer.LinearizedAssignmentLayer`
+        (``linearized_flow``), so the loss is an ordinary autograd graph through the layer; other methods
+        (autodiff baselines) hand their patch gradient to ``patches.backward``."""
+        flow = (LowRank(self.method.m, self.method.rank, self.method.recompute_forward)
+                if isinstance(self.method, LowRankGradient) else Exact() if isinstance(self.method, ExactGradient)
+                else None)
+        if flow is None:
+            r = self.method(problem, patches.detach())
+            patches.backward(r.grad / n)
+            return r.data_loss, r.tangent
+        p = patches.to(problem.weights.dtype)
+        V = linearized_flow(p, problem.scaled_distances, problem.weights, rho=1.0, T=problem.T, method=flow)
+        data_loss = problem.data_loss(V)
+        loss = data_loss + problem.regularizer(p) if problem.tau > 0 else data_loss
+        (loss / n).backward()
+        return float(data_loss.detach()), V.detach()
+
     @staticmethod
     def evaluate(predictor: PatchPredictor, samples) -> list:
         """Label error (percent) of the predicted weights on each sample."""
@@ -220,10 +242,8 @@ class PredictorTrainer:
             opt.zero_grad()
             sums = torch.zeros(2, dtype=torch.float64)
             for s in mine:
-                patches = predictor(s.features)
-                r = self.method(s.problem, patches.detach())
-                patches.backward(r.grad / len(train))
-                sums += torch.tensor([r.data_loss, label_error_percent(r.tangent, s.problem.labels)],
+                data_loss, tangent = self._backward(predictor(s.features), s.problem, len(train))
+                sums += torch.tensor([data_loss, label_error_percent(tangent, s.problem.labels)],
                                      dtype=torch.float64)
             all_reduce_gradients(predictor.parameters())
             sums = all_reduce_sum(sums)

@@ -55,6 +55,7 @@ from .experiment import (
     gibbs_reference,
     run_ising_experiment,
 )
+from .grid_gibbs import grid_potts_gibbs, potts_coupling
 from .inference import (
     Evaluation,
     SampleAccumulator,
@@ -77,6 +78,13 @@ from .mean_field import (
     mean_field_free_energy,
 )
 from .models import PairwiseModel, grid_edges, ising_grid, potts_grid
+from .photo import (
+    PhotoSegmentationConfig,
+    PhotoSegmentationResult,
+    photo_potts_model,
+    run_photo_segmentation,
+    sample_diversity,
+)
 from .sampling import ROUNDINGS, integral_fraction
 from .segmentation import (
     SegmentationDemoResult,
@@ -118,4 +126,7 @@ __all__ = [
     # scoring what is trained, sparse interactions, memory-budget chunks
     "DEFAULT_SAMPLING_MEMORY", "REFERENCE_DEGREE", "ROUNDINGS", "evaluate_flow_roundings", "gibbs_reference",
     "integral_fraction", "sampling_chunk_size", "sparse_pattern",
+    # photographs (photo.py, grid_gibbs.py; flowlearn segment)
+    "PhotoSegmentationConfig", "PhotoSegmentationResult", "grid_potts_gibbs", "photo_potts_model", "potts_coupling",
+    "run_photo_segmentation", "sample_diversity",
 ]

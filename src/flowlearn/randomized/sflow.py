@@ -248,10 +248,27 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
 
     def integrate(self, omega: torch.Tensor, log_s0: torch.Tensor) -> torch.Tensor:
         r"""Geometric Euler :math:`\log S \leftarrow \log\exp_S(h\,\Omega S)`, ``num_steps`` times."""
+        if self.interaction == "conv":
+            return self._integrate_conv(omega, log_s0)
         log_s = log_s0
         for _ in range(self.num_steps):
             log_s = log_lift(log_s, self.step_size * self.apply_interaction(omega, log_s.exp()))
         return log_s
+
+    def _integrate_conv(self, omega: torch.Tensor, log_s0: torch.Tensor) -> torch.Tensor:
+        """:meth:`integrate` for the conv interaction in the label-major layout (B, c, H, W): no permutes
+        per step, and the log-normalisation runs over a non-contiguous small axis (about 2x faster)."""
+        B, n, c = log_s0.shape
+        rows, cols = self.grid_shape
+        k = self.kernel_size
+        x = log_s0.reshape(B, rows, cols, c).permute(0, 3, 1, 2).reshape(1, B * c, rows, cols)
+        w = omega.reshape(B * c, c, k, k)
+        for _ in range(self.num_steps):
+            y = (x + self.step_size * torch.nn.functional.conv2d(x.exp(), w, padding=k // 2, groups=B)).reshape(
+                B, c, rows, cols)
+            top = y.detach().amax(1, keepdim=True)
+            x = (y - (top + (y - top).exp().sum(1, keepdim=True).log())).reshape(1, B * c, rows, cols)
+        return x.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
 
     # ------------------------------------------------------------------ public API
     def forward(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:

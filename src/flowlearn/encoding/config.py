@@ -1,0 +1,91 @@
+"""``TrainConfig``: the frozen hyperparameters of one GFE / AE training run (CLI flags are generated from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .._checks import check_choice, check_int, check_positive, check_seed
+from .adjoint import ADJOINTS
+from .encoder import SOLVERS
+from .schedule import SAMPLINGS
+
+__all__ = ["MODELS", "OPTIMIZERS", "TrainConfig"]
+
+MODELS = ("gfe", "ae")
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (validated on construction).
+
+    Attributes
+    ----------
+    model : {"gfe", "ae"}
+    solver, adjoint : encoding solver and training gradient of the GFE (ignored for the AE)
+    optimizer : {"rmsprop", "adam"}
+    lr : float or None
+        Default 5e-4 (RMSprop, paper) or 1e-3 (Adam).
+    epochs : int
+        Passes over the training subset (ignored when ``images`` is given).
+    images : int or None
+        Images seen in total, taken literally (the last batch is cut; fewer than one pass allowed).
+    sampling : {"epochs", "replacement"}
+        Reshuffled passes over the subset, or every batch drawn with replacement from it.
+    batch_size : int
+    latent_dim : int or None
+        Default from :func:`~flowlearn.encoding.models.decoder_widths`.
+    eval_every : int
+        Evaluate the validation BCE every this many optimizer steps (and at the end).
+    checkpoint_every : int
+        Optimizer steps between checkpoints.
+    checkpoint_seconds : float
+        Also checkpoint when this many seconds have passed since the last one (0: never by time).
+    seed : int
+        Seeds the initialisation and the batch order.
+    t1, steps, grid : fixed-grid solver settings of the GFE.
+    """
+
+    model: str = "gfe"
+    solver: str = "amd"
+    adjoint: str = "approx"
+    optimizer: str = "rmsprop"
+    lr: Optional[float] = None
+    epochs: int = 1
+    images: Optional[int] = None
+    sampling: str = "epochs"
+    batch_size: int = 32
+    latent_dim: Optional[int] = None
+    eval_every: int = 50
+    checkpoint_every: int = 200
+    checkpoint_seconds: float = 30.0
+    seed: int = 0
+    t1: Optional[float] = None
+    steps: int = 60
+    grid: str = "log"
+
+    def __post_init__(self):
+        check_choice("model", self.model, MODELS)
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("adjoint", self.adjoint, ADJOINTS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.lr is not None:
+            check_positive("lr", self.lr)
+        for name in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
+            check_int(name, getattr(self, name), minimum=1)
+        if self.images is not None:
+            check_int("images", self.images, minimum=1)
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
+        check_seed("seed", self.seed)
+        if self.latent_dim is not None:
+            check_int("latent_dim", self.latent_dim, minimum=1)
+        if self.t1 is not None:
+            check_positive("t1", self.t1)
+        check_int("steps", self.steps, minimum=1)
+        check_choice("grid", self.grid, ("log", "linear"))
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (5e-4 if self.optimizer == "rmsprop" else 1e-3)

@@ -1,0 +1,99 @@
+"""Which training images each optimizer step sees: seeded, replayable, exact image counts.
+
+Two sampling rules over a pool of ``n`` images (a fixed training subset):
+
+* ``"epochs"``: passes over the pool, each a permutation seeded by ``(seed, epoch)``, split into
+  batches (the last batch of a pass may be short);
+* ``"replacement"``: every batch drawn uniformly *with replacement* from the pool, seeded by
+  ``(seed, step)`` -- the "N images seen in total" protocol, where fewer than one pass is allowed.
+
+The run ends after ``epochs`` passes (``images = epochs * n``) or, when ``images`` is given, after
+exactly ``images`` images: the last batch is cut, nothing is rounded up to whole epochs.  Batch
+``k`` depends only on ``(seed, k)``, so a resumed run replays the batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from .._checks import check_choice, check_int
+from ..engine import load_module_state
+
+__all__ = ["SAMPLINGS", "BatchSchedule", "step_images"]
+
+SAMPLINGS = ("epochs", "replacement")
+
+
+class BatchSchedule:
+    """Batches of pool indices for ``n`` images (see module docstring).
+
+    Attributes
+    ----------
+    total_steps : int
+        Optimizer steps of the whole run.
+    total_images : int
+        Images seen by the whole run.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, *, epochs: int = 1, images: Optional[int] = None,
+                 sampling: str = "epochs"):
+        self.n = check_int("training subset size", n, minimum=1)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.seed = int(seed)
+        check_choice("sampling", sampling, SAMPLINGS)
+        self.sampling = sampling
+        self.total_images = check_int("images", images, minimum=1) if images is not None else epochs * n
+        self.per_epoch = math.ceil(self.n / self.batch_size)
+        if sampling == "replacement":
+            self.total_steps = math.ceil(self.total_images / self.batch_size)
+        else:
+            full, rest = divmod(self.total_images, self.n)
+            self.total_steps = full * self.per_epoch + math.ceil(rest / self.batch_size)
+
+    def _epoch_batches(self, epoch: int) -> list:
+        g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+        return list(torch.randperm(self.n, generator=g).split(self.batch_size))
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Pool indices of optimizer step ``step`` (0-based), cut so the run's image count is exact."""
+        if self.sampling == "replacement":
+            g = torch.Generator().manual_seed(self.seed * 100003 + 7919 * step + 1)
+            size = min(self.batch_size, self.total_images - step * self.batch_size)
+            return torch.randint(self.n, (size,), generator=g)
+        epoch, k = divmod(step, self.per_epoch)
+        idx = self._epoch_batches(epoch)[k]
+        left = self.total_images - self.images_after(step)
+        return idx[:left]
+
+    def images_after(self, steps: int) -> int:
+        """Images seen after ``steps`` optimizer steps."""
+        if self.sampling == "replacement":
+            return min(steps * self.batch_size, self.total_images)
+        epochs, k = divmod(steps, self.per_epoch)
+        return min(epochs * self.n + min(k * self.batch_size, self.n), self.total_images)
+
+
+class _Counters:
+    """The mutable training state of :meth:`Trainer.fit` (module, optimizer, training seconds)."""
+
+    def __init__(self, module, optimizer):
+        self.module, self.optimizer = module, optimizer
+        self.train_seconds, self.evals, self.steps_here = 0.0, 0, 0
+
+    def state_dict(self) -> dict:
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "train_seconds": self.train_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        load_module_state(self.module, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_seconds = float(state["train_seconds"])
+
+
+def step_images(step: int, per_epoch: int, n: int, batch_size: int) -> int:
+    """Images seen after ``step`` optimizer steps (the last batch of an epoch may be short)."""
+    epochs, k = divmod(step, per_epoch)
+    return epochs * n + min(k * batch_size, n)

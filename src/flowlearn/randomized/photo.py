@@ -1,0 +1,252 @@
+r"""Segmentation of a photograph with uncertainty: a Potts model from colour prototypes, fitted by a
+randomized assignment flow and compared with a long Gibbs run (``flowlearn segment``).
+
+Model.  The image (downsampled by area averaging so that its longer side is ``size``) gets ``K``
+colour prototypes :math:`l_k` by k-means; the unary energy of pixel ``i`` and label ``k`` is the
+Gaussian negative log-likelihood :math:`\theta^i_k = w\,\|f_i - l_k\|^2 / (2\hat\sigma^2)`, with
+:math:`\hat\sigma^2` the mean squared distance of a pixel to its nearest prototype per channel
+and ``w = data_weight``; neighbouring pixels with different labels pay ``coupling`` (Potts).
+
+The flow (``interaction="conv"`` or ``"sparse"``) is trained to the Gibbs distribution by
+:func:`~flowlearn.randomized.training.train_randomized_flow` (resumable).  Scored against a long
+Gibbs run: the number of distinct segmentations and the mean pairwise Hamming distance
+(fraction of pixels) among ``num_samples`` flow samples and among the final states of as many
+independent Gibbs chains, and the marginal error ``mean_i ½‖q_i − p_i‖₁`` and
+``mean_{i,k} |q_ik − p_ik|`` of the flow's marginals against the Gibbs marginals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._checks import UserInputError, check_choice, check_int, check_positive
+from .baselines import GibbsSampler
+from .grid_gibbs import grid_potts_gibbs, potts_coupling
+from .inference import marginal_difference
+from .models import PairwiseModel, potts_grid
+from .sflow import RandomizedAssignmentFlow
+from .training import TrainingConfig, TrainingResult, train_randomized_flow
+
+__all__ = ["PhotoSegmentationConfig", "PhotoSegmentationResult", "build_flow", "downsample", "photo_potts_model",
+           "run_photo_segmentation", "sample_diversity"]
+
+
+@dataclass(frozen=True)
+class PhotoSegmentationConfig:
+    """Settings of :func:`run_photo_segmentation` (the ``flowlearn segment`` flags).
+
+    Attributes
+    ----------
+    labels : int
+        Number K of colour prototypes (labels), found by k-means.
+    size : int
+        Longer side of the downsampled image in pixels (0: keep the image's size).
+    square_crop : bool
+        Crop the image to its central square before downsampling.
+    data_weight : float
+        Weight w of the Gaussian colour likelihood in the unary energies.
+    coupling : float
+        Potts energy of two neighbouring pixels with different labels.
+    interaction : str
+        Omega of the flow: "conv" (a random 3x3 multi-channel kernel) or "sparse" (on the pixel grid's edges).
+    iterations : int
+        Training iterations.
+    batch_size : int
+        Flow samples per iteration.
+    lr : float
+        Adam step length.
+    lr_schedule : str
+        "constant" or "cosine".
+    num_roundings : int
+        Random roundings per sample of the score entropy estimator.
+    init_noise : float
+        Std of independent initial-point noise.
+    init_rank : int
+        Low-rank Gaussian factors of the initial point.
+    init_scale : float
+        Initial logits are -init_scale times the unaries.
+    num_samples : int
+        Flow samples (and independent Gibbs chains) for the diversity metrics.
+    marginal_samples : int
+        Flow samples for the marginals.
+    gibbs_chains, gibbs_burn_in, gibbs_samples : int
+        The long Gibbs reference run (chains, sweeps discarded, samples kept for the marginals).
+    seed : int
+        Seed of k-means, training, sampling and Gibbs.
+    """
+
+    labels: int = 4
+    size: int = 128
+    square_crop: bool = False
+    data_weight: float = 1.0
+    coupling: float = 1.0
+    interaction: str = "conv"
+    iterations: int = 300
+    batch_size: int = 16
+    lr: float = 2e-2
+    lr_schedule: str = "cosine"
+    num_roundings: int = 4
+    init_noise: float = 0.5
+    init_rank: int = 0
+    init_scale: float = 0.5
+    num_samples: int = 64
+    marginal_samples: int = 512
+    gibbs_chains: int = 64
+    gibbs_burn_in: int = 500
+    gibbs_samples: int = 32000
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("labels", self.labels, minimum=2, maximum=64)
+        check_int("size", self.size, minimum=0, maximum=4096)
+        if self.size and self.size < 4:
+            raise UserInputError(f"size must be 0 or >= 4, got {self.size}")
+        check_positive("data_weight", self.data_weight)
+        check_positive("coupling", self.coupling, strict=False)
+        check_choice("interaction", self.interaction, ("conv", "sparse"))
+        check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)
+        check_int("num_samples", self.num_samples, minimum=2)
+        check_int("gibbs_chains", self.gibbs_chains, minimum=2)
+        for name in ("marginal_samples", "gibbs_samples"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("gibbs_burn_in", self.gibbs_burn_in, minimum=0)
+        check_positive("init_scale", self.init_scale, strict=False)
+        self.training_config()
+        RandomizedAssignmentFlow(1, 2, init_rank=self.init_rank, init_noise=self.init_noise)
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(iterations=self.iterations, batch_size=self.batch_size, lr=self.lr,
+                              lr_schedule=self.lr_schedule, seed=self.seed, entropy_estimator="score",
+                              random_roundings=self.num_roundings)
+
+
+def downsample(image: np.ndarray, size: int, *, square_crop: bool = False) -> np.ndarray:
+    """Area-average ``image`` (H, W, C) so that its longer side is ``size`` (never upsamples; 0: unchanged),
+    after cropping it to its central square if ``square_crop``."""
+    H, W = image.shape[:2]
+    if square_crop and H != W:
+        s = min(H, W)
+        image = image[(H - s) // 2:(H - s) // 2 + s, (W - s) // 2:(W - s) // 2 + s]
+        H, W = image.shape[:2]
+    if size == 0 or max(H, W) <= size:
+        return image
+    h, w = max(1, round(H * size / max(H, W))), max(1, round(W * size / max(H, W)))
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64)).permute(2, 0, 1)[None]
+    return torch.nn.functional.adaptive_avg_pool2d(t, (h, w))[0].permute(1, 2, 0).numpy()
+
+
+def photo_potts_model(image: np.ndarray, prototypes: np.ndarray, *, data_weight: float = 1.0,
+                      coupling: float = 1.0) -> PairwiseModel:
+    """The Potts grid model of the module docstring for ``image`` (H, W, C) and ``prototypes`` (K, C)."""
+    f = torch.as_tensor(np.asarray(image, dtype=np.float64))
+    p = torch.as_tensor(np.asarray(prototypes, dtype=np.float64))
+    if f.ndim != 3 or p.ndim != 2 or p.shape[1] != f.shape[2]:
+        raise UserInputError(f"image (H, W, C) and prototypes (K, C) must agree, got {tuple(f.shape)} and "
+                             f"{tuple(p.shape)}")
+    d2 = ((f[:, :, None, :] - p) ** 2).sum(-1)  # (H, W, K)
+    sigma2 = float(d2.min(-1).values.mean()) / f.shape[2]
+    sigma2 = max(sigma2, 1e-6 * max(float(p.var(0).mean()), 1e-12))
+    return potts_grid(data_weight * d2 / (2 * sigma2), float(coupling))
+
+
+def sample_diversity(samples: torch.Tensor) -> dict:
+    """``distinct`` configurations and ``mean_hamming`` (mean fraction of differing pixels over all pairs)."""
+    s = samples.long()
+    m = s.shape[0]
+    distinct = int(torch.unique(s, dim=0).shape[0])
+    total = 0.0
+    for i in range(m - 1):
+        total += float((s[i + 1:] != s[i]).double().mean(1).sum())
+    return {"num_samples": m, "distinct": distinct, "mean_hamming": total / (m * (m - 1) / 2)}
+
+
+def _node_entropy(q: torch.Tensor) -> torch.Tensor:
+    q = q.double().clamp_min(1e-300)
+    return -(q * q.log()).sum(-1)
+
+
+@dataclass
+class PhotoSegmentationResult:
+    """Outcome of :func:`run_photo_segmentation`; ``metrics`` is JSON-ready."""
+
+    model: PairwiseModel
+    flow: RandomizedAssignmentFlow
+    training: TrainingResult
+    flow_samples: torch.Tensor
+    gibbs_samples: torch.Tensor
+    flow_marginals: torch.Tensor
+    gibbs_marginals: torch.Tensor
+    flow_entropy: torch.Tensor
+    gibbs_entropy: torch.Tensor
+    metrics: dict
+
+
+def build_flow(model: PairwiseModel, config: PhotoSegmentationConfig) -> RandomizedAssignmentFlow:
+    """The untrained flow of ``config`` for ``model`` (float32)."""
+    return RandomizedAssignmentFlow(
+        model.num_nodes, model.num_labels, interaction=config.interaction, grid_shape=model.grid_shape,
+        edges=model.edges if config.interaction == "sparse" else None,
+        drive_scale="degree" if config.interaction == "sparse" else "none",
+        init_rank=config.init_rank, init_noise=config.init_noise,
+        initial_logits=-config.init_scale * model.unary, dtype=torch.float32)
+
+
+def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig, *, checkpoint_path=None,
+                           resume: bool = True, show_progress: bool | None = None) -> PhotoSegmentationResult:
+    """Train the flow on ``model`` (a grid Potts model), run the Gibbs reference and score (module docstring)."""
+    if model.grid_shape is None:
+        raise UserInputError("run_photo_segmentation needs a grid model (grid_shape set)")
+    flow = build_flow(model, config)
+    t0 = time.perf_counter()
+    training = train_randomized_flow(flow, model, config.training_config(), checkpoint_path=checkpoint_path,
+                                     resume=resume, show_progress=show_progress)
+    train_seconds = time.perf_counter() - t0
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    t0 = time.perf_counter()
+    samples = flow.sample(config.num_samples, gen)
+    sample_seconds = time.perf_counter() - t0
+    q_flow = flow.marginals(config.marginal_samples, gen).double()
+    want = max(config.gibbs_samples, config.gibbs_chains)
+    if potts_coupling(model) is not None:
+        g = grid_potts_gibbs(model, want, num_chains=config.gibbs_chains, burn_in=config.gibbs_burn_in,
+                             seed=config.seed + 3)
+    else:
+        g = GibbsSampler(config.gibbs_chains, burn_in=config.gibbs_burn_in, seed=config.seed + 3).sample(model, want)
+    kept = g.configs.shape[0] // g.num_chains
+    per_chain = g.configs[:g.num_chains * kept].reshape(g.num_chains, kept, -1)
+    q_gibbs = torch.nn.functional.one_hot(per_chain, model.num_labels).double().mean(1)  # (chains, n, c)
+    q_ref = q_gibbs.mean(0)
+    se = q_gibbs.std(0) / math.sqrt(g.num_chains)
+    gibbs_final = per_chain[:, -1][:config.num_samples]
+    h_flow, h_gibbs = _node_entropy(q_flow), _node_entropy(q_ref)
+    metrics = {
+        "image_shape": list(model.grid_shape), "num_nodes": model.num_nodes, "labels": model.num_labels,
+        "flow": {**sample_diversity(samples), "train_seconds": train_seconds,
+                 "iterations": training.stats["iterations"], "resumed_from": training.stats["resumed_from"],
+                 "seconds_per_iteration": train_seconds / max(1, training.stats["iterations"]
+                                                              - training.stats["resumed_from"]),
+                 "samples_per_second": config.num_samples / sample_seconds,
+                 "mean_energy": float(model.energy(samples).double().mean()),
+                 "mean_pixel_entropy": float(h_flow.mean())},
+        "gibbs": {**sample_diversity(gibbs_final), "chains": g.num_chains, "sweeps": g.sweeps,
+                  "samples": int(g.num_chains * kept), "seconds": g.seconds,
+                  "mean_energy": float(model.energy(gibbs_final).double().mean()),
+                  "mean_pixel_entropy": float(h_gibbs.mean()),
+                  "marginal_standard_error_mean": float(se.mean()),
+                  "marginal_standard_error_max": float(se.max())},
+        "marginal_difference": marginal_difference(q_flow, q_ref),
+        "mean_abs_marginal_error": float((q_flow - q_ref).abs().mean()),
+        "pixels_flow_map_differs_from_gibbs_map": float((q_flow.argmax(-1) != q_ref.argmax(-1)).double().mean()),
+        "notes": {"marginal_difference": "mean over pixels of 1/2 ||q_flow - q_gibbs||_1",
+                  "mean_abs_marginal_error": "mean over pixels and labels of |q_flow - q_gibbs|",
+                  "mean_hamming": "mean over pairs of samples of the fraction of pixels that differ",
+                  "gibbs diversity": "final states of independent chains"},
+    }
+    return PhotoSegmentationResult(model=model, flow=flow, training=training, flow_samples=samples,
+                                   gibbs_samples=gibbs_final, flow_marginals=q_flow, gibbs_marginals=q_ref,
+                                   flow_entropy=h_flow, gibbs_entropy=h_gibbs, metrics=metrics)
