@@ -99,7 +99,8 @@ def digits_demo(out, seed: int = 0, train_size: int = 500, images: int = 6000) -
     t0 = time.perf_counter()
     result = Trainer(cfg).fit(data, idx, desc="digits GFE")
     recs = reconstructions_for({"GFE-amd": result.module}, data.val[:12])
-    save_reconstruction_grid(out / "digits_reconstructions.png", recs, data.image_shape)
+    save_reconstruction_grid(out / "digits_reconstructions.png", recs, data.image_shape,
+                             labels=["held-out digit", "GFE-amd reconstruction"], losses=True)
     return {"dataset": "digits (scikit-learn, 8x8)", "train_size": train_size, "epochs": epochs,
             "validation_bce": result.val_bce, "validation_images": int(len(data.val)),
             "seconds": time.perf_counter() - t0}
