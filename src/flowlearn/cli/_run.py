@@ -17,7 +17,7 @@ from .._checks import UserInputError, check_int
 from ..engine import RunDirectory, world
 from ..io import check_out_dir
 
-__all__ = ["add_run_arguments", "open_run", "resolve_device", "set_threads"]
+__all__ = ["add_run_arguments", "open_run", "resolve_device", "set_threads", "write_labeling"]
 
 
 def add_run_arguments(parser, *, resumable: bool = True, threads_default=None) -> None:
@@ -82,3 +82,15 @@ def open_run(args, command: str, config: dict | None = None, *, seed=None):
     with RunDirectory(args.out, command=command, config=cfg, seed=seed, resume=resume,
                       overwrite=bool(getattr(args, "overwrite", False))) as run:
         yield run
+
+
+def write_labeling(out: Path, image, labels, metrics: dict) -> None:
+    """The outputs of a labeling shared by ``label`` (flows and ``--model``): ``labels.npy``,
+    ``labels.png``, ``overlay.png`` and ``metrics.json``."""
+    from ..data import colorize_labels, overlay_labels
+    from ..io import save_json, save_npy, save_png
+
+    save_npy(out / "labels.npy", labels)
+    save_png(out / "labels.png", colorize_labels(labels))
+    save_png(out / "overlay.png", overlay_labels(image, labels))
+    save_json(out / "metrics.json", metrics)

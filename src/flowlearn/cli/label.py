@@ -19,18 +19,16 @@ import numpy as np
 
 from .._checks import check_seed
 from ..data import (
-    colorize_labels,
     kmeans_prototypes,
     label_error,
     load_prototypes,
     nearest_prototype_labels,
-    overlay_labels,
     read_image,
 )
-from ..io import check_out_dir, save_json, save_npy, save_png
+from ..io import check_out_dir, save_npy
 from ..labeling import FlowKind, label
 from ._inputs import load_label_map
-from ._run import add_run_arguments, open_run, set_threads
+from ._run import add_run_arguments, open_run, set_threads, write_labeling
 from .train_labeler import label_with_model as _run_model
 
 
@@ -107,11 +105,8 @@ def _write(args, run_dir, image, prototypes, truth, result, seconds) -> None:
     if truth is not None:
         metrics["label_error_percent"] = label_error(labels, truth)
         metrics["rounding_label_error_percent"] = label_error(nearest_prototype_labels(image, prototypes), truth)
-    save_npy(out / "labels.npy", labels)
     save_npy(out / "prototypes.npy", prototypes)
-    save_png(out / "labels.png", colorize_labels(labels))
-    save_png(out / "overlay.png", overlay_labels(image, labels))
-    save_json(out / "metrics.json", metrics)
+    write_labeling(out, image, labels, metrics)
     summary = f"{args.flow} flow: {result.steps} steps, status {result.status}, {seconds:.2f} s"
     if truth is not None:
         summary += f", label error {metrics['label_error_percent']:.2f} %"

@@ -20,7 +20,7 @@ from ..engine import world
 from ..io import existing_file, save_figure, save_json, save_weights
 from ..learning.labeler import LabelerConfig, LabelerTrainer, prepare_images
 from ._flags import add_arguments, collect
-from ._run import add_run_arguments, open_run, set_threads
+from ._run import add_run_arguments, open_run, set_threads, write_labeling
 
 
 def register(subparsers) -> None:
@@ -122,8 +122,8 @@ def label_with_model(args, image) -> int:
 
     import torch
 
-    from ..data import colorize_labels, label_error, overlay_labels
-    from ..io import check_out_dir, save_npy, save_png
+    from ..data import label_error
+    from ..io import check_out_dir
     from ..learning.labeler import load_labeler
     from ._inputs import load_label_map
 
@@ -149,10 +149,7 @@ def label_with_model(args, image) -> int:
         if truth is not None:
             metrics["pixel_error_percent"] = label_error(labels, truth)
             metrics["label_error_percent"] = metrics["pixel_error_percent"]
-        save_npy(out / "labels.npy", labels)
-        save_png(out / "labels.png", colorize_labels(labels))
-        save_png(out / "overlay.png", overlay_labels(x, labels))
-        save_json(out / "metrics.json", metrics)
+        write_labeling(out, x, labels, metrics)
         msg = f"deep linearized flow ({model.config.layers} layers): {seconds:.2f} s"
         if truth is not None:
             msg += f", pixel error {metrics['pixel_error_percent']:.2f} %"
