@@ -78,7 +78,7 @@ def _vm_hwm_mb() -> float:
 
 
 def measure_scaling_point(rows: int, cols: int, interaction: str, device, *, batch: int = 16, iterations: int = 2,
-                          samples: int = 32) -> dict:
+                          samples: int = 128) -> dict:
     """One (grid, interaction) point: seconds per training iteration, samples/s, peak memory."""
     from flowlearn.randomized import RandomizedAssignmentFlow, potts_grid
 
@@ -93,6 +93,7 @@ def measure_scaling_point(rows: int, cols: int, interaction: str, device, *, bat
     with measure(device) as m:
         train_randomized_flow(flow, model, TrainingConfig(iterations=iterations, **cfg), show_progress=False)
     g = torch.Generator(device=device).manual_seed(1)
+    flow.sample(2, g)  # warm-up: first no-grad call at a new size
     with measure(device) as ms:
         flow.sample(samples, g)
     return {"rows": rows, "cols": cols, "nodes": rows * cols, "interaction": interaction, "batch_size": batch,
@@ -105,10 +106,11 @@ def run_scaling(args, device) -> int:
     rows_out = []
     print(f"device={device}  threads={torch.get_num_threads()}  batch 16  (shared machine: noisy)")
     print(f"{'n':>7}{'omega':>8}{'s/iter':>10}{'ratio':>9}{'samples/s':>11}{'train MB':>10}{'RSS MB':>9}")
-    for rows, cols in SCALING_GRIDS:
+    grids = SCALING_GRIDS if not args.grids else [tuple(int(v) for v in g.split("x")) for g in args.grids.split(",")]
+    for rows, cols in grids:
         if rows * cols > args.max_nodes:
             continue
-        for inter in ("node", "sparse", "conv"):
+        for inter in args.interactions.split(","):
             if inter == "node" and rows * cols > args.max_dense:
                 continue
             r = measure_scaling_point(rows, cols, inter, device)
@@ -152,6 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--scaling", action="store_true", help="scaling in the number of nodes (see above)")
     parser.add_argument("--max-nodes", type=int, default=65536, help="largest n of --scaling")
+    parser.add_argument("--grids", default=None, help="comma-separated ROWSxCOLS grids of --scaling (default: all)")
+    parser.add_argument("--interactions", default="node,sparse,conv", help="interactions of --scaling")
     parser.add_argument("--max-dense", type=int, default=1600, help="largest n of the dense node Omega")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)

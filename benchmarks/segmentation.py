@@ -10,7 +10,7 @@ connected cell-interior regions, ``skimage.metrics.adapted_rand_error``), parame
 Writes ``segmentation.json`` and ``segmentation.png`` to ``--out``.
 
     pip install -c constraints.txt -e ".[bench]"
-    OMP_NUM_THREADS=2 python benchmarks/segmentation.py --budget-seconds 240 --threads 2 --out runs/segmentation
+    OMP_NUM_THREADS=2 python benchmarks/segmentation.py --budget-seconds 180 --threads 2 --out runs/segmentation
 """
 
 from __future__ import annotations
@@ -177,23 +177,22 @@ def predictor_label(pred, img, protos, rho, T):
         return predict_tangent(s.problem, pred(s.features)).argmax(-1).reshape(img.shape).numpy()
 
 
-def train_deep(x, y, budget, crop, args):
-    """Chunks of 5 steps resumed from a checkpoint (the engine's resume) until the time budget is spent."""
-    import tempfile
-
+def train_deep(x, y, crop, args):
+    """The deep flow with the recipe of the README: fixed filter bank, classifier data term warmed up on
+    random pixels for ``--deep-pretrain`` steps, then ``--deep-steps`` end-to-end steps on random crops
+    (cosine step size), the validation images picking the kept parameters."""
     from flowlearn.learning.labeler import LabelerConfig, LabelerTrainer
 
     xs, ys = x[..., None], y
     val = (xs[VAL, :256, :256].contiguous(), ys[VAL, :256, :256].contiguous())
-    cfg = LabelerConfig(crop=crop, batch=2, layers=args.layers, features=8, hidden=16, lr=0.02, rho=args.deep_rho,
-                        T=1.0, iterations=100000, eval_every=10, checkpoint_every=5, checkpoint_seconds=0)
-    t0, done = time.perf_counter(), 0
-    with tempfile.TemporaryDirectory() as tmp:
-        while time.perf_counter() - t0 < budget:
-            done += 5
-            model, res = LabelerTrainer(cfg, show_progress=False).fit(xs, ys, TRAIN, val, checkpoint=Path(tmp) / "ck.pt",
-                                                                       stop_after=done)
-    return model, time.perf_counter() - t0, done, res
+    total = args.deep_pretrain + args.deep_steps
+    cfg = LabelerConfig(crop=crop, batch=2, layers=args.layers, features=8, hidden=16, lr=0.01, rho=args.deep_rho,
+                        T=1.0, iterations=total, eval_every=max(1, args.deep_steps // 10), checkpoint_every=10**9,
+                        checkpoint_seconds=0, filter_bank=True, data_term="classifier",
+                        pretrain_steps=args.deep_pretrain, final_lr_fraction=0.1)
+    t0 = time.perf_counter()
+    model, res = LabelerTrainer(cfg, show_progress=True).fit(xs, ys, TRAIN, val)
+    return model, time.perf_counter() - t0, total, res
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -206,7 +205,11 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=128, help="training crop size")
     ap.add_argument("--test-size", type=int, default=512, help="evaluate on the top-left NxN of the test images")
     ap.add_argument("--layers", type=int, default=3)
-    ap.add_argument("--deep-rho", type=float, default=None, help="default: the squared distance of the class means")
+    ap.add_argument("--deep-rho", type=float, default=1.0, help="rho of the deep flow (its data term is a -log p)")
+    ap.add_argument("--deep-pretrain", type=int, default=1000, help="data-term warm-up steps of the deep flow")
+    ap.add_argument("--deep-steps", type=int, default=2500, help="end-to-end steps of the deep flow")
+    ap.add_argument("--unet-seconds", type=float, default=None,
+                    help="U-Net training time (default: the deep flow's measured training time, else --budget-seconds)")
     ap.add_argument("--methods", default="all", help="comma-separated subset of: flows,predictor,deep,rf,unet")
     ap.add_argument("--out", default="runs/segmentation")
     args = ap.parse_args(argv)
@@ -221,9 +224,8 @@ def main(argv=None) -> int:
     test = [(xn[i, :n, :n], yn[i, :n, :n]) for i in TEST]
     val = [(xn[i, :256, :256], yn[i, :256, :256]) for i in VAL]
     rows, preds = {}, {}
+    deep_seconds = None
     want = lambda m: args.methods == "all" or m in args.methods.split(",")
-    if args.deep_rho is None:
-        args.deep_rho = rho_flow
 
     def record(name, fn, params, seconds, **extra):
         t0 = time.perf_counter()
@@ -253,7 +255,9 @@ def main(argv=None) -> int:
         record("Sect. 4.4 predictor", lambda img: predictor_label(pred, img, protos, 0.1, 1.0),
                sum(p.numel() for p in pred.parameters()), secs, iterations=iters)
     if want("deep"):
-        model, secs, iters, res = train_deep(x, y, budget, args.crop, args)
+        model, secs, iters, res = train_deep(x, y, args.crop, args) if not args.quick else \
+            train_deep(x, y, args.crop, argparse.Namespace(**{**vars(args), "deep_pretrain": 20, "deep_steps": 10}))
+        deep_seconds = secs
         record(f"deep linearized flow (K={args.layers})",
                lambda img: model.predict(torch.as_tensor(img)[..., None]).numpy(), model.num_parameters(), secs,
                iterations=iters, best=res.best, rho=args.deep_rho)
@@ -262,13 +266,14 @@ def main(argv=None) -> int:
         record("random forest (100 trees)", lambda img: rf.predict(rf_features(img).reshape(-1, rf.n_features_in_))
                .reshape(img.shape), nodes, secs, note="parameters = tree nodes")
     if want("unet"):
-        net, secs, steps = train_unet(x, y, budget, args.crop)
+        unet_budget = args.unet_seconds or deep_seconds or budget
+        net, secs, steps = train_unet(x, y, unet_budget, args.crop)
         record("U-Net (small)", lambda img: net(torch.as_tensor(img)[None, None]).argmax(1)[0].detach().numpy(),
                sum(p.numel() for p in net.parameters()), secs, iterations=steps)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"budget_seconds": budget, "threads": args.threads, "crop": args.crop, "test_size": n,
+    meta = {"budget_seconds": budget, "deep_pretrain": args.deep_pretrain, "deep_steps": args.deep_steps, "threads": args.threads, "crop": args.crop, "test_size": n,
             "test_images": TEST, "train_images": TRAIN, "validation_images": VAL, "torch": torch.__version__}
     (out / "segmentation.json").write_text(json.dumps({"settings": meta, "methods": rows}, indent=1))
     panel(out / "segmentation.png", test[0], preds)

@@ -18,7 +18,7 @@ import numpy as np
 from .._checks import UserInputError
 from ..engine import world
 from ..io import existing_file, save_figure, save_json, save_weights
-from ..learning.labeler import LabelerConfig, LabelerTrainer, prepare_images
+from ..learning.labeler import DATA_TERMS, LabelerConfig, LabelerTrainer, prepare_images
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, set_threads, write_labeling
 
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, metavar="FILE.npz", help="npz with 'images' and 'labels'")
     p.add_argument("--train", required=True, metavar="RANGE", help="training images, e.g. 0-15 or 0,2,5-7")
     p.add_argument("--val", default="", metavar="RANGE", help="validation images for model selection (optional)")
-    add_arguments(p, LabelerConfig, help={"T": "Integration time of each layer"})
+    add_arguments(p, LabelerConfig, help={"T": "Integration time of each layer"}, choices={"data_term": DATA_TERMS})
     add_run_arguments(p)
     p.set_defaults(func=run)
 

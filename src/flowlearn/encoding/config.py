@@ -7,7 +7,7 @@ from typing import Optional
 
 from .._checks import check_choice, check_int, check_positive, check_seed
 from .adjoint import ADJOINTS
-from .encoder import SOLVERS
+from .encoder import SOLVERS, solver_from_name
 from .schedule import SAMPLINGS
 
 __all__ = ["MODELS", "OPTIMIZERS", "TrainConfig"]
@@ -85,6 +85,14 @@ class TrainConfig:
             check_positive("t1", self.t1)
         check_int("steps", self.steps, minimum=1)
         check_choice("grid", self.grid, ("log", "linear"))
+
+    def solver_object(self, amd=None, bb=None):
+        """The solver object this config stands for (:func:`~flowlearn.encoding.encoder.solver_from_name`):
+        ``amd`` (default ``AMD()``) for ``solver="amd"``, ``bb`` (default ``BB()``), or a ``FixedGrid``/``Nesterov``
+        built from ``t1``, ``steps`` and ``grid``."""
+        if self.solver in ("amd", "bb"):
+            return solver_from_name(self.solver, amd=amd, bb=bb)
+        return solver_from_name(self.solver, t1=self.t1, steps=self.steps, grid=self.grid)
 
     @property
     def learning_rate(self) -> float:

@@ -1,15 +1,17 @@
 r"""``GradientFlowEncoder``: decoder-only autoencoding by integrating the gradient flow (paper 002).
 
 The code of a sample ``y`` is :math:`z^* = z(\tau)` for :math:`\dot z = -\alpha(t)\nabla_z l(y, D(z))`,
-:math:`z(0) = 0` (eqs. 1--2), found by one of
+:math:`z(0) = 0` (eqs. 1--2), found by a solver object of :mod:`flowlearn.solvers` (or its name):
 
-* ``"amd"``: the adaptive minimise-distance solver (eqs. 6--7), per-sample step sizes, backtracking
-  and early stopping (:class:`flowlearn.solvers.amd.AMD`);
-* ``"bb"``: Barzilai--Borwein steps with a nonmonotone Armijo safeguard, the same per-sample
+* ``AMD()`` / ``"amd"``: the adaptive minimise-distance solver (eqs. 6--7), per-sample step sizes,
+  backtracking and early stopping (:class:`flowlearn.solvers.amd.AMD`);
+* ``BB()`` / ``"bb"``: Barzilai--Borwein steps with a nonmonotone Armijo safeguard, the same per-sample
   bookkeeping at a fraction of AMD's decoder evaluations (:class:`flowlearn.solvers.bb.BB`);
-* ``"euler"`` / ``"rk4"``: explicit Euler / classical RK4 on a fixed ``"log"`` or ``"linear"`` grid
-  over :math:`[0, t_1]`, optionally with :math:`\alpha(t) = e^{-2t/t_1}` (``alpha_decay=True``);
-* ``"nesterov"``: the second-order flow (5), RK4 on the same grid.
+* ``FixedGrid(Euler() | RK4(), t1, steps, spacing, alpha_decay)`` / ``"euler"``, ``"rk4"``: the
+  gradient flow on a fixed ``"log"`` or ``"linear"`` grid over :math:`[0, t_1]`, optionally with
+  :math:`\alpha(t) = e^{-2t/t_1}` (:class:`flowlearn.solvers.FixedGrid`);
+* ``Nesterov(FixedGrid(RK4(), t1=100), eps)`` / ``"nesterov"``: the second-order flow (5)
+  (:class:`flowlearn.solvers.Nesterov`).
 
 The decoder is trained on :math:`L(\theta) = \frac1B\sum_b l(y_b, D(z_b^*, \theta))` (eq. 3) with the
 gradient chosen by ``adjoint`` (see :mod:`flowlearn.encoding.adjoint`).
@@ -28,12 +30,12 @@ from .._checks import (
     check_choice,
     check_finite,
     check_int,
-    check_positive,
     check_unit_interval,
 )
 from ..solvers import RK4, Euler, Status, integrate
 from ..solvers.amd import AMD
 from ..solvers.bb import BB
+from ..solvers.fixed_grid import FixedGrid, Nesterov
 from .adjoint import (
     ADJOINTS,
     AMDReplay,
@@ -41,15 +43,45 @@ from .adjoint import (
     adjoint_final_state,
     unrolled_final_state,
 )
-from .flows import GradientFlowField, NesterovField, time_grid
+from .flows import GradientFlowField, NesterovField
 from .losses import loss_name, resolve_loss
 from .results import EncodeResult, TrainingLoss
 
-__all__ = ["EncodeResult", "GradientFlowEncoder", "SOLVERS", "TrainingLoss"]
+__all__ = ["SOLVERS", "EncodeResult", "GradientFlowEncoder", "TrainingLoss", "solver_from_name"]
 
 SOLVERS = ("amd", "bb", "euler", "rk4", "nesterov")
 DEFAULT_T1 = {"amd": 1000.0, "bb": 1000.0, "euler": 1000.0, "rk4": 1000.0, "nesterov": 100.0}
 _MINIMIZERS = {"amd": AMD, "bb": BB}   # per-sample loss minimisers: solver objects accepted by ``solver=``
+_STRATEGIES = (AMD, BB, FixedGrid, Nesterov)
+
+
+def solver_from_name(name: str, *, t1: Optional[float] = None, steps: Optional[int] = None,
+                     grid: Optional[str] = None, alpha_decay: Optional[bool] = None,
+                     nesterov_eps: Optional[float] = None, amd: Optional[AMD] = None, bb: Optional[BB] = None):
+    """The solver object that a name and its shortcut settings stand for.
+
+    ``"amd"`` -> ``amd or AMD()``, ``"bb"`` -> ``bb or BB()``, ``"euler"``/``"rk4"`` ->
+    ``FixedGrid(Euler()/RK4(), t1, steps, grid, alpha_decay)``, ``"nesterov"`` ->
+    ``Nesterov(FixedGrid(RK4(), t1, steps, grid), nesterov_eps)``; unset settings take the defaults
+    (``t1`` from :data:`DEFAULT_T1`, 60 steps, log grid).
+    """
+    check_choice("solver", name, SOLVERS)
+    grid_kw = {"t1": t1, "steps": steps, "spacing": grid, "alpha_decay": alpha_decay}
+    given = sorted(k for k, v in {**grid_kw, "nesterov_eps": nesterov_eps}.items() if v is not None)
+    if name in _MINIMIZERS:
+        if given:
+            raise UserInputError(f"{', '.join(given)} set the fixed-grid solvers, not solver={name!r}; "
+                                 f"configure {_MINIMIZERS[name].__name__}(...) instead")
+        return (amd if name == "amd" else bb) or _MINIMIZERS[name]()
+    grid_kw = {k: v for k, v in grid_kw.items() if v is not None}
+    grid_kw.setdefault("t1", DEFAULT_T1[name])
+    if name == "nesterov":
+        if grid_kw.get("alpha_decay"):
+            raise UserInputError("alpha_decay applies to the euler/rk4 gradient flows only, got solver='nesterov'")
+        return Nesterov(FixedGrid(RK4(), **grid_kw), **({} if nesterov_eps is None else {"eps": nesterov_eps}))
+    if nesterov_eps is not None:
+        raise UserInputError(f"nesterov_eps sets solver='nesterov', not solver={name!r}")
+    return FixedGrid(Euler() if name == "euler" else RK4(), **grid_kw)
 
 
 class GradientFlowEncoder(nn.Module):
@@ -65,32 +97,29 @@ class GradientFlowEncoder(nn.Module):
         Per-sample loss ``loss(recon, target) -> (B,)``, mean over pixels: a name, a
         :mod:`flowlearn.encoding.losses` object (``BCE()``, ``MSE()``, ``GaussianNLL(sigma)``,
         ``Masked(base, mask)``) or any callable with that signature whose rows are independent.
-    solver : {"amd", "bb", "euler", "rk4", "nesterov"}, AMD or BB
-        A name, or a solver object (:class:`~flowlearn.solvers.amd.AMD`,
-        :class:`~flowlearn.solvers.bb.BB`) used as it is configured.
+    solver : AMD, BB, FixedGrid, Nesterov or {"amd", "bb", "euler", "rk4", "nesterov"}
+        How the code is found, a solver object of :mod:`flowlearn.solvers` used as it is configured:
+
+        * ``AMD()`` -- the paper's adaptive minimise-distance solver (default);
+        * ``BB()`` -- Barzilai--Borwein steps with a nonmonotone Armijo safeguard;
+        * ``FixedGrid(RK4(), t1=1000, steps=60, spacing="log")`` -- the gradient flow (1) on a fixed
+          grid (``Euler()`` for plain gradient descent);
+        * ``Nesterov(FixedGrid(RK4(), t1=100), eps=1e-2)`` -- the second-order flow (5).
+
+        A name stands for the default object (see :func:`solver_from_name`); the keyword shortcuts
+        below adjust it and are refused together with an object.
     adjoint : {"approx", "full", "unrolled"}
         Training gradient (eqs. 11--12, eqs. 8--10 solved discretely, or backprop through the solver).
-    t1 : float or None
-        Final time :math:`\tau` of fixed-grid solvers; default ``DEFAULT_T1[solver]`` (1000 for the
-        gradient flows, 100 for Nesterov, whose time scales like the square root: with a
-        mean-over-pixels loss the gradients are small, so the flows need long horizons).
-    steps : int
-        Intervals of the fixed grid.
-    grid : {"log", "linear"}
-    alpha_decay : bool
-        Use :math:`\alpha(t) = e^{-2t/t_1}` (gradient flows on fixed grids only).
-    nesterov_eps : float
-        :math:`\epsilon` of (5).
-    amd : AMD or None
-        The AMD solver (default: paper settings ``AMD()``); used when ``solver="amd"``.
-    bb : BB or None
-        The Barzilai--Borwein solver (default ``BB()``); used when ``solver="bb"``.
+    t1, steps, grid, alpha_decay, nesterov_eps : optional shortcuts for a named fixed-grid solver
+        (``FixedGrid``'s ``t1``, ``steps``, ``spacing``, ``alpha_decay``; ``Nesterov``'s ``eps``).
+    amd, bb : AMD or BB, optional
+        Shortcuts: the object that ``solver="amd"`` / ``"bb"`` stands for.
     """
 
     def __init__(self, decoder: nn.Module, latent_dim: int, *, loss="bce", solver="amd",
-                 adjoint: str = "approx", t1: Optional[float] = None, steps: int = 60, grid: str = "log",
-                 alpha_decay: bool = False, nesterov_eps: float = 1e-2, amd: Optional[AMD] = None,
-                 bb: Optional[BB] = None):
+                 adjoint: str = "approx", t1: Optional[float] = None, steps: Optional[int] = None,
+                 grid: Optional[str] = None, alpha_decay: Optional[bool] = None,
+                 nesterov_eps: Optional[float] = None, amd: Optional[AMD] = None, bb: Optional[BB] = None):
         super().__init__()
         if not isinstance(decoder, nn.Module):
             raise UserTypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
@@ -99,38 +128,47 @@ class GradientFlowEncoder(nn.Module):
             if obj is not None and not isinstance(obj, _MINIMIZERS[kind]):
                 raise UserTypeError(f"{kind} must be a flowlearn.solvers.{kind}.{_MINIMIZERS[kind].__name__}, "
                                     f"got {type(obj).__name__}")
-        if isinstance(solver, (AMD, BB)):
-            amd, bb = (solver, bb) if isinstance(solver, AMD) else (amd, solver)
-            solver = "amd" if isinstance(solver, AMD) else "bb"
-        elif not isinstance(solver, str):
-            raise UserTypeError(f"solver must be one of {SOLVERS} or an AMD/BB solver object, "
-                                f"got {type(solver).__name__}")
-        check_choice("solver", solver, SOLVERS)
+        shortcuts = {"t1": t1, "steps": steps, "grid": grid, "alpha_decay": alpha_decay,
+                     "nesterov_eps": nesterov_eps}
+        if isinstance(solver, _STRATEGIES):
+            given = sorted(k for k, v in shortcuts.items() if v is not None)
+            if given:
+                raise UserInputError(f"{', '.join(given)} must be set inside the solver object, got "
+                                     f"solver={solver!r} with {given[0]}={shortcuts[given[0]]!r}")
+            strategy = solver
+        elif isinstance(solver, str):
+            strategy = solver_from_name(solver, amd=amd, bb=bb, **shortcuts)
+        else:
+            raise UserTypeError(f"solver must be one of {SOLVERS} or a solver object (AMD, BB, FixedGrid, "
+                                f"Nesterov), got {type(solver).__name__}")
         check_choice("adjoint", adjoint, ADJOINTS)
-        check_choice("grid", grid, ("log", "linear"))
-        if alpha_decay and solver in ("amd", "bb", "nesterov"):
-            raise UserInputError(f"alpha_decay applies to the euler/rk4 gradient flows only, got solver={solver!r}")
         self.decoder = decoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
         self.loss_kind = loss if isinstance(loss, str) else loss_name(loss)
-        self.solver = solver
+        self.strategy = strategy
+        self.solver = {AMD: "amd", BB: "bb", Nesterov: "nesterov"}.get(type(strategy)) or strategy.name
         self.adjoint = adjoint
-        self.t1 = check_positive("t1", DEFAULT_T1[solver] if t1 is None else t1)
-        self.steps = check_int("steps", steps, minimum=1)
-        self.grid = grid
-        self.alpha_decay = bool(alpha_decay)
-        self.nesterov_eps = check_positive("nesterov_eps", nesterov_eps)
-        self.amd = amd if amd is not None else AMD()
-        self.bb = bb if bb is not None else BB()
 
     @property
     def minimizer(self):
-        """The per-sample minimiser of ``solver="amd"``/``"bb"`` (``None`` for the fixed-grid flows)."""
-        return {"amd": self.amd, "bb": self.bb}.get(self.solver)
+        """The per-sample minimiser (AMD or BB), ``None`` for the fixed-grid flows."""
+        return self.strategy if isinstance(self.strategy, (AMD, BB)) else None
+
+    @property
+    def fixed_grid(self) -> Optional[FixedGrid]:
+        """The :class:`~flowlearn.solvers.FixedGrid` of a fixed-grid or Nesterov solver, else ``None``."""
+        if isinstance(self.strategy, Nesterov):
+            return self.strategy.grid
+        return self.strategy if isinstance(self.strategy, FixedGrid) else None
+
+    @property
+    def amd(self) -> AMD:
+        """The AMD solver: the strategy itself, or paper settings ``AMD()`` (used for Mixed/refined codes)."""
+        return self.strategy if isinstance(self.strategy, AMD) else AMD()
 
     def extra_repr(self) -> str:
-        return (f"latent_dim={self.latent_dim}, loss={self.loss_kind!r}, solver={self.solver!r}, "
-                f"adjoint={self.adjoint!r}, t1={self.t1}, steps={self.steps}, grid={self.grid!r}")
+        return (f"latent_dim={self.latent_dim}, loss={self.loss_kind!r}, solver={self.strategy!r}, "
+                f"adjoint={self.adjoint!r}")
 
     # ------------------------------------------------------------------ helpers
     def _check_batch(self, y) -> torch.Tensor:
@@ -151,13 +189,14 @@ class GradientFlowEncoder(nn.Module):
         return y
 
     def _field(self, y, create_graph: bool):
-        if self.solver == "nesterov":
-            return NesterovField(self.decoder, y, self.loss_fn, self.nesterov_eps, create_graph=create_graph)
-        tau = self.t1 if self.alpha_decay else None
+        if isinstance(self.strategy, Nesterov):
+            return NesterovField(self.decoder, y, self.loss_fn, self.strategy.eps, create_graph=create_graph)
+        grid = self.fixed_grid
+        tau = grid.t1 if grid is not None and grid.alpha_decay else None
         return GradientFlowField(self.decoder, y, self.loss_fn, tau, create_graph=create_graph)
 
     def _grid(self, y):
-        return time_grid(self.grid, self.t1, self.steps)
+        return self.fixed_grid.times()
 
     def _final_losses(self, z, y):
         with torch.no_grad():
@@ -166,7 +205,7 @@ class GradientFlowEncoder(nn.Module):
     # ------------------------------------------------------------------ encoding
     def _encode_fixed(self, y, z0, record_states: bool):
         flow = self._field(y, create_graph=False)
-        method = Euler() if self.solver == "euler" else RK4()
+        method = self.fixed_grid.method
         sol = integrate(flow, flow.initial_state(z0), self._grid(y), method, save=record_states)
         z = flow.latent(sol.y).detach()
         B = y.shape[0]
@@ -183,7 +222,7 @@ class GradientFlowEncoder(nn.Module):
             z=z, loss=loss, steps=torch.full((B,), sol.stats["steps"], **long),
             decoder_evals=torch.full((B,), evals, **long),
             time=torch.full((B,), sol.t, dtype=z.dtype, device=z.device), status=status,
-            stats={"solver": self.solver, "grid": self.grid, "nfev": sol.stats["nfev"],
+            stats={"solver": self.solver, "grid": self.fixed_grid.spacing, "nfev": sol.stats["nfev"],
                    "status": sol.status.value})
         return result, (flow, method, sol.ys)
 

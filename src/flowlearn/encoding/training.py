@@ -33,6 +33,7 @@ from ..engine import (
 )
 from ..io import ensure_out_dir
 from ..solvers.amd import AMD
+from ..solvers.bb import BB
 from .config import MODELS, OPTIMIZERS, TrainConfig
 from .data import ImageData
 from .encoder import GradientFlowEncoder
@@ -80,6 +81,8 @@ class Trainer:
     config : TrainConfig
     amd : AMD or None
         Solver for GFE encodings and for "Mixed" evaluation (default paper settings).
+    bb : BB or None
+        Solver of ``config.solver="bb"`` (default ``BB()``).
     device : str or torch.device, optional
         Where to train (default: the data's device); outputs and the model stay there.
     decoder_factory : callable, optional
@@ -93,14 +96,18 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, amd: Optional[AMD] = None, device=None, *,
-                 decoder_factory: Optional[Callable] = None, loss="bce"):
+                 decoder_factory: Optional[Callable] = None, loss="bce", bb: Optional[BB] = None):
         if not isinstance(config, TrainConfig):
             raise UserTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         if decoder_factory is not None and not callable(decoder_factory):
             raise UserTypeError("decoder_factory must be a callable (data_dim, latent_dim, dtype) -> nn.Module, "
                                 f"got {type(decoder_factory).__name__}")
         self.config = config
+        for name, obj, kind in (("amd", amd, AMD), ("bb", bb, BB)):
+            if obj is not None and not isinstance(obj, kind):
+                raise UserTypeError(f"{name} must be a flowlearn.solvers.{kind.__name__}, got {type(obj).__name__}")
         self.amd = amd if amd is not None else AMD()
+        self.bb = bb if bb is not None else BB()
         self.device = torch.device(device) if device is not None else None
         self.decoder_factory = decoder_factory
         self.loss = resolve_loss(loss)
@@ -132,9 +139,8 @@ class Trainer:
                 if self.decoder_factory is None:
                     return Autoencoder.for_data(data_dim, latent, dtype=dtype)
                 return Autoencoder(make_encoder(data_dim, latent, dtype=dtype), self._decoder(data_dim, latent, dtype))
-            return GradientFlowEncoder(self._decoder(data_dim, latent, dtype), latent, solver=cfg.solver,
-                                       adjoint=cfg.adjoint, t1=cfg.t1, steps=cfg.steps, grid=cfg.grid,
-                                       amd=self.amd, loss=self.loss)
+            return GradientFlowEncoder(self._decoder(data_dim, latent, dtype), latent, solver=cfg.solver_object(self.amd, self.bb),
+                                       adjoint=cfg.adjoint, loss=self.loss)
 
     def _optimizer(self, params):
         cfg = self.config
@@ -157,6 +163,8 @@ class Trainer:
                 cfg.pop(k)
         ident = {"trainer": "gfe.Trainer", "config": cfg, "amd": repr(self.amd), "dtype": str(train.dtype),
                  "data": fingerprint(train, val)}
+        if self.config.solver == "bb":
+            ident["bb"] = repr(self.bb)
         if self.decoder_factory is not None and model is not None:
             ident["decoder"] = repr(model.decoder)
         if loss_name(self.loss) != "bce":

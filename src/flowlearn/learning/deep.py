@@ -34,8 +34,8 @@ from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..graphs import WeightOperator
 from .layer import METHODS, LinearizedAssignmentLayer, LowRank
 
-__all__ = ["ConvPatchPredictor", "DeepFlowOutput", "DeepLinearizedFlow", "FreePatches", "PrototypeDistances",
-           "assignment_nll"]
+__all__ = ["ClassifierDistances", "ConvPatchPredictor", "DeepFlowOutput", "DeepLinearizedFlow", "FreePatches",
+           "PrototypeDistances", "assignment_nll"]
 
 
 class ConvPatchPredictor(nn.Module):
@@ -105,6 +105,29 @@ class PrototypeDistances(nn.Module):
         if f.shape[1] != self.prototypes.shape[1]:
             raise UserInputError(f"features must have {self.prototypes.shape[1]} channels, got {f.shape[1]}")
         return (f.unsqueeze(1) - self.prototypes.unsqueeze(0)).pow(2).sum(-1)
+
+
+class ClassifierDistances(nn.Module):
+    r"""Learnable data term from a pixel classifier: :math:`D_{ij} = -\log\mathrm{softmax}(g(f_i))_j`, with
+    :math:`g` a small MLP (``hidden`` tanh units) on the features ``(H, W, C)`` or ``(I, C)``; returns ``(I, J)``.
+
+    Pixel-wise rounding of :math:`D` is the classifier's decision; with :math:`\rho = 1` the flow's
+    :math:`S^0 = \mathrm{softmax}(-\Omega D)` is the weighted geometric mean of the neighbours' class
+    probabilities, so the flow layers only have to learn the spatial part.
+    """
+
+    def __init__(self, in_channels: int, num_labels: int, *, hidden: int = 16):
+        super().__init__()
+        in_channels = check_int("in_channels", in_channels, minimum=1)
+        hidden = check_int("hidden", hidden, minimum=1)
+        self.net = nn.Sequential(nn.Linear(in_channels, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, check_int("num_labels", num_labels, minimum=2)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        f = features.reshape(-1, features.shape[-1])
+        if f.shape[1] != self.net[0].in_features:
+            raise UserInputError(f"features must have {self.net[0].in_features} channels, got {f.shape[1]}")
+        return -torch.log_softmax(self.net(f), dim=-1)
 
 
 @dataclass

@@ -16,13 +16,14 @@ The checkpoint identity is the config plus a fingerprint of the data and the spl
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._checks import UserInputError, check_int, check_positive, check_seed
+from .._checks import UserInputError, check_choice, check_int, check_positive, check_seed
 from ..engine import (
     CheckpointPolicy,
     RunResult,
@@ -35,14 +36,18 @@ from ..engine import (
 )
 from ..graphs import GridWeights
 from .deep import (
+    ClassifierDistances,
     ConvPatchPredictor,
     DeepLinearizedFlow,
     PrototypeDistances,
     assignment_nll,
 )
+from .features import GaussianFeatureBank
 from .layer import LowRank
 
-__all__ = ["LabelerConfig", "LabelerModel", "LabelerResult", "LabelerTrainer", "prepare_images"]
+DATA_TERMS = ("classifier", "prototypes")
+
+__all__ = ["DATA_TERMS", "LabelerConfig", "LabelerModel", "LabelerResult", "LabelerTrainer", "prepare_images"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,21 @@ class LabelerConfig:
         Steps between checkpoints.
     checkpoint_seconds : float
         Also checkpoint after this many seconds (0: never by time).
+    filter_bank : bool
+        Feed the fixed multi-scale filter features (GaussianFeatureBank at scales 1, 2, ..., 2^(scales-1),
+        standardised on the training images) instead of the raw image, followed by a learned 1x1 layer to
+        ``features`` channels; False: two learned convolutions on the image.
+    scales : int
+        Number of scales of the filter bank.
+    data_term : {"classifier", "prototypes"}
+        classifier: -log p of a small MLP on the inputs (ClassifierDistances); prototypes: squared distances
+        of the learned features to learned class prototypes (PrototypeDistances).
+    pretrain_steps : int
+        The first steps train the data term alone (pixel-wise KL of softmax(-D), no flow; with the filter
+        bank on 8192 random pixels of all training images, else on the crops), so that the flow steps are
+        spent on the spatial part.
+    final_lr_fraction : float
+        The step size decays from lr to lr * final_lr_fraction on a cosine over the iterations.
     """
 
     crop: int = 64
@@ -98,6 +118,11 @@ class LabelerConfig:
     seed: int = 0
     checkpoint_every: int = 25
     checkpoint_seconds: float = 30.0
+    filter_bank: bool = True
+    scales: int = 5
+    data_term: str = "classifier"
+    pretrain_steps: int = 0
+    final_lr_fraction: float = 1.0
 
     def __post_init__(self):
         for name in ("crop", "batch", "layers", "features", "hidden", "iterations", "m", "rank", "eval_every",
@@ -107,6 +132,14 @@ class LabelerConfig:
             check_positive(name, getattr(self, name))
         check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
         check_seed("seed", self.seed)
+        check_int("scales", self.scales, minimum=1)
+        check_int("pretrain_steps", self.pretrain_steps, minimum=0)
+        check_positive("final_lr_fraction", self.final_lr_fraction)
+        if self.final_lr_fraction > 1:
+            raise UserInputError(f"final_lr_fraction must be in (0, 1], got {self.final_lr_fraction!r}")
+        check_choice("data_term", self.data_term, DATA_TERMS)
+        if not isinstance(self.filter_bank, bool):
+            raise UserInputError(f"filter_bank must be True or False, got {self.filter_bank!r}")
 
 
 def prepare_images(images, labels=None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
@@ -147,18 +180,43 @@ class LabelerModel(nn.Module):
     def _build(self, config: LabelerConfig, channels: int, num_labels: int) -> None:
         self.config, self.channels = config, check_int("channels", channels, minimum=1)
         self.num_labels = check_int("num_labels", num_labels, minimum=2)
-        F = config.features
-        self.feature_net = nn.Sequential(nn.Conv2d(channels, F, 5, padding=2, padding_mode="replicate"), nn.Tanh(),
-                                         nn.Conv2d(F, F, 3, padding=1, padding_mode="replicate"), nn.Tanh())
-        g = torch.Generator().manual_seed(config.seed + 1)
-        self.distances = PrototypeDistances(torch.randn(num_labels, F + channels, generator=g))
-        self.predictors = nn.ModuleList(ConvPatchPredictor(F + channels + num_labels, 9, hidden=config.hidden)
+        F, J = config.features, self.num_labels
+        if config.filter_bank:
+            self.bank = GaussianFeatureBank(tuple(2.0 ** k for k in range(config.scales)))
+            nb = self.bank.out_channels(channels)
+            self.register_buffer("bank_mean", torch.zeros(nb))
+            self.register_buffer("bank_std", torch.ones(nb))
+            self.feature_net = nn.Sequential(nn.Linear(nb, F), nn.Tanh())
+            feature_channels, classifier_in = F, nb
+        else:
+            self.bank = None
+            self.feature_net = nn.Sequential(nn.Conv2d(channels, F, 5, padding=2, padding_mode="replicate"),
+                                             nn.Tanh(), nn.Conv2d(F, F, 3, padding=1, padding_mode="replicate"),
+                                             nn.Tanh())
+            feature_channels = classifier_in = F + channels
+        if config.data_term == "classifier":
+            self.distances = ClassifierDistances(classifier_in, J, hidden=config.hidden)
+        else:
+            g = torch.Generator().manual_seed(config.seed + 1)
+            self.distances = PrototypeDistances(torch.randn(J, feature_channels, generator=g))
+        self.predictors = nn.ModuleList(ConvPatchPredictor(feature_channels + J, 9, hidden=config.hidden)
                                         for _ in range(config.layers))
         self._flows: dict = {}
 
-    def features(self, image: torch.Tensor) -> torch.Tensor:
-        f = self.feature_net(image.permute(2, 0, 1).unsqueeze(0))[0].permute(1, 2, 0)
-        return torch.cat([image, f], dim=-1)
+    def inputs(self, image: torch.Tensor) -> torch.Tensor:
+        """The fixed part ``(H, W, C_in)``: the standardised filter-bank features, or the image itself."""
+        image = image.to(torch.float32)
+        if self.bank is None:
+            return image
+        with torch.no_grad():
+            return (self.bank(image) - self.bank_mean) / self.bank_std
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Learned per-pixel features ``(H, W, F')`` of the inputs."""
+        if self.bank is not None:
+            return self.feature_net(inputs)
+        f = self.feature_net(inputs.permute(2, 0, 1).unsqueeze(0))[0].permute(1, 2, 0)
+        return torch.cat([inputs, f], dim=-1)
 
     def flow(self, height: int, width: int) -> DeepLinearizedFlow:
         """The K-layer flow on a ``height x width`` grid (sharing this model's modules)."""
@@ -169,17 +227,35 @@ class LabelerModel(nn.Module):
                 method=LowRank(m=c.m, rank=c.rank), feed_assignment=True, distances=self.distances)
         return self._flows[(height, width)]
 
+    def _distances(self, inputs, f):
+        use_inputs = self.bank is not None and self.config.data_term == "classifier"
+        return self.distances(inputs if use_inputs else f)
+
+    def data_term(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The distances ``D`` ``(H*W, J)`` of precomputed :meth:`inputs`."""
+        return self._distances(inputs, self.features(inputs))
+
+    def forward_inputs(self, inputs: torch.Tensor):
+        """The deep flow on precomputed :meth:`inputs` ``(H, W, C_in)`` -> ``DeepFlowOutput``."""
+        H, W, _ = inputs.shape
+        f = self.features(inputs)
+        return self.flow(H, W)(f, self._distances(inputs, f))
+
     def forward(self, image: torch.Tensor):
         if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[-1] != self.channels:
             raise UserInputError(f"image must be a tensor (H, W, {self.channels}), got "
                                  f"{tuple(getattr(image, 'shape', ()))}")
-        H, W, _ = image.shape
-        return self.flow(H, W)(self.features(image.to(torch.float32)))
+        return self.forward_inputs(self.inputs(image.to(torch.float32)))
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """Labels ``(H, W)`` of a full image (argmax of the final assignment)."""
         with torch.no_grad():
             return self(image).log_assignment.argmax(-1).reshape(image.shape[:2])
+
+    def predict_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Labels ``(H, W)`` from precomputed :meth:`inputs`."""
+        with torch.no_grad():
+            return self.forward_inputs(inputs).log_assignment.argmax(-1).reshape(inputs.shape[:2])
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -192,8 +268,11 @@ class LabelerResult(RunResult):
     best: dict = field(default_factory=dict)
 
 
-def pixel_error(model: LabelerModel, images, labels) -> float:
-    """Mean pixel error (percent) of ``model`` over full images."""
+def pixel_error(model: LabelerModel, images, labels, *, inputs=None) -> float:
+    """Mean pixel error (percent) of ``model`` over full images (or their precomputed ``inputs``)."""
+    if inputs is not None:
+        errs = [100.0 * float((model.predict_inputs(u) != y).double().mean()) for u, y in zip(inputs, labels)]
+        return float(np.mean(errs))
     errs = [100.0 * float((model.predict(x) != y).double().mean()) for x, y in zip(images, labels)]
     return float(np.mean(errs))
 
@@ -229,26 +308,43 @@ class LabelerTrainer:
                 "data": fingerprint(images, labels, list(train), list(validation), *extra)}
 
     def build(self, images, labels, train=None) -> LabelerModel:
-        """A fresh model; its data term starts as pixel-wise rounding to the class means of ``images[train]``
-        (prototype entries of the image channels = class means, of the learned features = 0)."""
+        """A fresh model.  With the filter bank, its standardisation comes from ``images[train]``; without it, a
+        prototype data term starts as pixel-wise rounding to the class means of ``images[train]`` (prototype
+        entries of the image channels = class means, of the learned features = 0)."""
         torch.manual_seed(self.config.seed)
         J, C = int(labels.max()) + 1, images.shape[-1]
         model = LabelerModel(self.config, C, J)
         x, y = images[train] if train else images, labels[train] if train else labels
         with torch.no_grad():
-            model.distances.prototypes.zero_()
-            for j in range(J):
-                if bool((y == j).any()):
-                    model.distances.prototypes[j, :C] = x[y == j].mean(0)
+            if model.bank is not None:     # standardise the filter bank on the training images
+                bank = torch.cat([model.bank(im.to(torch.float32)).reshape(-1, model.bank_mean.numel()) for im in x])
+                model.bank_mean.copy_(bank.mean(0))
+                model.bank_std.copy_(bank.std(0).clamp_min(1e-6))
+            if isinstance(model.distances, PrototypeDistances):
+                model.distances.prototypes.zero_()
+                if model.bank is None:
+                    for j in range(J):
+                        if bool((y == j).any()):
+                            model.distances.prototypes[j, :C] = x[y == j].mean(0)
         return model
 
-    def _crop(self, images, labels, train, gen):
+    def _pixels(self, inputs, labels, train, gen, count: int = 8192):
+        """``count`` random pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``."""
+        H, W = labels.shape[1:3]
+        img = torch.randint(len(train), (count,), generator=gen)
+        pos = torch.randint(H * W, (count,), generator=gen)
+        u = torch.cat([inputs[train[int(i)]].reshape(H * W, -1)[pos[img == i]] for i in range(len(train))])
+        v = torch.cat([labels[train[int(i)]].reshape(-1)[pos[img == i]] for i in range(len(train))])
+        return u.unsqueeze(1), v
+
+    def _crop(self, inputs, labels, train, gen):
+        """A random crop with random flips of ``inputs[i]`` (``(H, W, C)`` per training image ``i``) and its labels."""
         c = self.config.crop
         i = train[int(torch.randint(len(train), (1,), generator=gen))]
-        H, W = images.shape[1:3]
+        H, W = labels.shape[1:3]
         y0 = int(torch.randint(H - c + 1, (1,), generator=gen))
         x0 = int(torch.randint(W - c + 1, (1,), generator=gen))
-        x, y = images[i, y0:y0 + c, x0:x0 + c], labels[i, y0:y0 + c, x0:x0 + c]
+        x, y = inputs[i][y0:y0 + c, x0:x0 + c], labels[i, y0:y0 + c, x0:x0 + c]
         flips = torch.randint(2, (2,), generator=gen)
         for axis, f in enumerate(flips):
             if int(f):
@@ -272,6 +368,10 @@ class LabelerTrainer:
         if cfg.crop > min(images.shape[1:3]):
             raise UserInputError(f"crop must be at most the image size {tuple(images.shape[1:3])}, got {cfg.crop}")
         model = self.build(images, labels, train) if model is None else model
+        # the fixed inputs (filter bank) of the full images, once: crops of them match what a full image sees
+        with torch.no_grad():
+            train_inputs = {i: model.inputs(images[i]) for i in train}
+            val_inputs = [model.inputs(v) for v in val_images]
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         gen = torch.Generator().manual_seed(cfg.seed)
         best: dict = {"iteration": -1, "validation_error": float("inf"), "state": None}
@@ -279,20 +379,36 @@ class LabelerTrainer:
         world_size, rank = world()
 
         def step(it: int) -> dict:
+            frac = cfg.final_lr_fraction
+            for group in opt.param_groups:   # a function of the step only: resumed runs continue it exactly
+                group["lr"] = cfg.lr * (frac + (1 - frac) * 0.5 * (1 + math.cos(math.pi * it / max(1, cfg.iterations))))
+            warmup = it < cfg.pretrain_steps
             opt.zero_grad()
             total = torch.zeros(1, dtype=torch.float64)
+            if warmup and model.bank is not None:   # per-pixel data term: random pixels of all training images
+                u, v = self._pixels(train_inputs, labels, train, gen)   # the same pixels on every rank
+                u, v, share = u[rank::world_size], v[rank::world_size], len(u[rank::world_size]) / len(u)
+                loss = assignment_nll(-model.data_term(u), v) * share     # summed over ranks: the mean
+                loss.backward()
+                total += float(loss.detach())
+                all_reduce_gradients(model.parameters())
+                opt.step()
+                return {"loss": float(all_reduce_sum(total)), "validation_error": None}
             for k in range(cfg.batch):  # every rank draws every crop; under torchrun rank r trains crops r::world
-                x, y = self._crop(images, labels, train, gen)
+                x, y = self._crop(train_inputs, labels, train, gen)
                 if k % world_size != rank:
                     continue
-                loss = assignment_nll(model(x), y) / cfg.batch
+                if warmup:
+                    loss = assignment_nll(-model.data_term(x), y) / cfg.batch
+                else:
+                    loss = assignment_nll(model.forward_inputs(x), y) / cfg.batch
                 loss.backward()
                 total += float(loss.detach())
             all_reduce_gradients(model.parameters())
             opt.step()
             record = {"loss": float(all_reduce_sum(total)), "validation_error": None}
-            if validation and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
-                err = pixel_error(model, val_images, val_labels)
+            if validation and not warmup and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
+                err = pixel_error(model, val_images, val_labels, inputs=val_inputs)
                 record["validation_error"] = err
                 if err < best["validation_error"]:
                     best.update(iteration=it, validation_error=err,
@@ -316,8 +432,8 @@ def load_labeler(path, *, what: str = "--model file") -> tuple[LabelerModel, dic
 
     state = load_weights(path, keys=("state", "config", "channels", "num_labels", "input_scale", "value_range"),
                          what=what)
-    try:
-        config = LabelerConfig(**state["config"])
+    try:   # files written before the filter bank existed hold the conv-feature, prototype model
+        config = LabelerConfig(**{"filter_bank": False, "data_term": "prototypes", **state["config"]})
     except TypeError as exc:
         raise UserInputError(f"{what} {str(path)!r} has an unknown config ({exc})") from None
     model = LabelerModel(config, int(state["channels"]), int(state["num_labels"]))

