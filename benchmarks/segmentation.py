@@ -7,7 +7,8 @@ linearized flow (``flowlearn.learning.labeler``); a random forest on
 on the flows' data term; a small U-Net trained for the same CPU time.  Every learned method gets
 ``--budget-seconds`` of training time.  Columns: pixel error %, membrane F1, adapted Rand error (on the
 connected cell-interior regions, ``skimage.metrics.adapted_rand_error``), parameters, training seconds.
-Writes ``segmentation.json`` and ``segmentation.png`` to ``--out``.
+Writes ``segmentation.json``, ``segmentation.png`` and the state dicts ``deep_flow.pt`` / ``unet.pt`` to
+``--out``.
 
     pip install -c constraints.txt -e ".[bench]"
     OMP_NUM_THREADS=2 python benchmarks/segmentation.py --budget-seconds 180 --threads 2 --out runs/segmentation
@@ -223,7 +224,7 @@ def main(argv=None) -> int:
     rho_flow = float(np.mean((protos[1] - protos[0]) ** 2))  # data term of order one
     test = [(xn[i, :n, :n], yn[i, :n, :n]) for i in TEST]
     val = [(xn[i, :256, :256], yn[i, :256, :256]) for i in VAL]
-    rows, preds = {}, {}
+    rows, preds, saved = {}, {}, {}
     deep_seconds = None
     want = lambda m: args.methods == "all" or m in args.methods.split(",")
 
@@ -258,6 +259,7 @@ def main(argv=None) -> int:
         model, secs, iters, res = train_deep(x, y, args.crop, args) if not args.quick else \
             train_deep(x, y, args.crop, argparse.Namespace(**{**vars(args), "deep_pretrain": 20, "deep_steps": 10}))
         deep_seconds = secs
+        saved["deep_flow"] = model
         record(f"deep linearized flow (K={args.layers})",
                lambda img: model.predict(torch.as_tensor(img)[..., None]).numpy(), model.num_parameters(), secs,
                iterations=iters, best=res.best, rho=args.deep_rho)
@@ -268,6 +270,7 @@ def main(argv=None) -> int:
     if want("unet"):
         unet_budget = args.unet_seconds or deep_seconds or budget
         net, secs, steps = train_unet(x, y, unet_budget, args.crop)
+        saved["unet"] = net
         record("U-Net (small)", lambda img: net(torch.as_tensor(img)[None, None]).argmax(1)[0].detach().numpy(),
                sum(p.numel() for p in net.parameters()), secs, iterations=steps)
 
@@ -276,6 +279,8 @@ def main(argv=None) -> int:
     meta = {"budget_seconds": budget, "deep_pretrain": args.deep_pretrain, "deep_steps": args.deep_steps, "threads": args.threads, "crop": args.crop, "test_size": n,
             "test_images": TEST, "train_images": TRAIN, "validation_images": VAL, "torch": torch.__version__}
     (out / "segmentation.json").write_text(json.dumps({"settings": meta, "methods": rows}, indent=1))
+    for name, module in saved.items():   # the trained torch models, for later analysis (state dicts)
+        torch.save(module.state_dict(), out / f"{name}.pt")
     panel(out / "segmentation.png", test[0], preds)
     print(f"wrote {out}/segmentation.json, segmentation.png")
     return 0

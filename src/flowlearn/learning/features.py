@@ -15,7 +15,6 @@ Borders are reflected.  The raw channels come first.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
