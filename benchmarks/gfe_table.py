@@ -48,7 +48,8 @@ def markdown(tables: dict) -> str:
         for size, row in table["rows"].items():
             ae, gfe, ad = (row.get(k, {}).get("mean") for k in ("AE", "GFE-amd", "auto-decoder"))
             rel = f"{100 * (gfe / ae - 1):+.1f} %" if ae and gfe else "—"
-            share = f"{100 * (ae - ad) / (ae - gfe):.0f} %" if ae and gfe and ad and ae != gfe else "—"
+            share = f"{100 * (ae - ad) / (ae - gfe):.0f} %" if ae and gfe and ad and ae > gfe else \
+                "— (GFE no gain)" if ae and gfe else "—"
             paper = PAPER.get(int(size))
             paper_s = " / ".join(f"{v:.4f}" for v in paper) + f" ({100 * (paper[1] / paper[0] - 1):+.0f} %)" \
                 if paper else "—"
