@@ -24,6 +24,7 @@ import argparse
 import resource
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -58,11 +59,9 @@ def main(argv=None) -> int:
     data = load_dataset("mnist5k")
     base = TrainConfig(batch_size=args.batch_size, images=args.images, sampling="replacement",
                        eval_every=10 ** 6, seed=args.seed)
-    runs = [("AE", TrainConfig(**{**base.__dict__, "model": "ae"}), {}),
-            ("GFE-amd", base, {}),
-            ("GFE-bb", TrainConfig(**{**base.__dict__, "solver": "bb"}), {})]
-    for k in [int(s) for s in args.bb_steps.split(",") if s]:
-        runs.append((f"GFE-bb{k}", TrainConfig(**{**base.__dict__, "solver": "bb"}), {"bb": BB(max_steps=k)}))
+    bb = replace(base, solver="bb")
+    runs = [("AE", replace(base, model="ae"), {}), ("GFE-amd", base, {}), ("GFE-bb", bb, {})]
+    runs += [(f"GFE-bb{k}", bb, {"bb": BB(max_steps=k)}) for k in (int(s) for s in args.bb_steps.split(",") if s)]
     t_eval = _time_eval(make_decoder(data.data_dim), data.train[: args.batch_size])
     rows = {}
     for name, cfg, kw in runs:

@@ -60,13 +60,10 @@ class GaussianFeatureBank(nn.Module):
     def _conv(x: torch.Tensor, k: torch.Tensor, axis: int) -> torch.Tensor:
         """Correlate every channel of ``x`` (N, H, W) with the 1-D kernel ``k`` along ``axis`` (1: rows, 2: cols)."""
         r = k.numel() // 2
-        size = x.shape[axis]
-        if r >= size:   # reflect padding needs r < size: fall back to replicate for tiny images
-            pad = (0, 0, r, r) if axis == 1 else (r, r, 0, 0)
-            xp = nn.functional.pad(x.unsqueeze(1), pad, mode="replicate")
-        else:
-            pad = (0, 0, r, r) if axis == 1 else (r, r, 0, 0)
-            xp = nn.functional.pad(x.unsqueeze(1), pad, mode="reflect")
+        pad = (0, 0, r, r) if axis == 1 else (r, r, 0, 0)
+        # reflect padding needs r < size: fall back to replicate for tiny images
+        mode = "replicate" if r >= x.shape[axis] else "reflect"
+        xp = nn.functional.pad(x.unsqueeze(1), pad, mode=mode)
         w = k.reshape(1, 1, -1, 1) if axis == 1 else k.reshape(1, 1, 1, -1)
         return nn.functional.conv2d(xp, w)[:, 0]
 
