@@ -35,10 +35,15 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "table.json", {"dataset": "mnist5k", "parts": tables, "sources": args.runs})
-    text = markdown(tables) + "\nseeds per cell: " + "; ".join(
-        f"{part} N={size}: " + ", ".join(f"{k} {v['n_seeds']}" for k, v in row.items()
-                                         if isinstance(v, dict) and v.get("n_seeds"))
-        for part, t in tables.items() for size, row in t["rows"].items()) + "\n"
+    counts = {f"{part} N={size}": {k: v["n_seeds"] for k, v in row.items() if isinstance(v, dict) and v.get("n_seeds")}
+              for part, t in tables.items() for size, row in t["rows"].items()}
+    distinct = {n for c in counts.values() for n in c.values()}
+    if len(distinct) == 1:
+        seeds = f"{distinct.pop()} seeds in every cell"
+    else:
+        seeds = "seeds per cell: " + "; ".join(f"{cell}: " + ", ".join(f"{k} {n}" for k, n in c.items())
+                                             for cell, c in counts.items())
+    text = markdown(tables) + "\n" + seeds + "\n"
     with atomic_write(out / "table.md", "w") as f:
         f.write(text)
     print(text)

@@ -4,11 +4,13 @@ Splits: train 0-15, validation 16-19 (model selection only), test 20-23.  Method
 to the class means; uniform full and linearized assignment flows; the Sect. 4.4 predictor; the deep
 linearized flow (``flowlearn.learning.labeler``); a random forest on
 ``skimage.feature.multiscale_basic_features``; Potts MAP by graph cuts (PyMaxflow, exact for two labels)
-on the flows' data term; a small U-Net trained for the same CPU time.  Every learned method gets
-``--budget-seconds`` of training time.  Columns: pixel error %, membrane F1, adapted Rand error (on the
-connected cell-interior regions, ``skimage.metrics.adapted_rand_error``), parameters, training seconds.
-Writes ``segmentation.json``, ``segmentation.png`` and the state dicts ``deep_flow.pt`` / ``unet.pt`` to
-``--out``.
+on the flows' data term; a small U-Net trained for the same CPU time as the deep flow.  Columns: pixel
+error %, membrane F1, adapted Rand error (on the connected cell-interior regions,
+``skimage.metrics.adapted_rand_error``), parameters, training seconds; each at the method's own decision
+(t = 0.5) and at the operating point chosen on the validation images by adapted Rand error, the same
+rule for every method (``segmentation_peers.tune``).  Writes ``segmentation.json``, ``segmentation.png``,
+the test scores ``scores.npz`` and the state dicts ``deep_flow.pt`` / ``unet.pt`` to ``--out``
+(``--load DIR`` reuses them); ``--train-images K`` trains on images 0..K-1 only.
 
     pip install -c constraints.txt -e ".[bench]"
     OMP_NUM_THREADS=2 python benchmarks/segmentation.py --budget-seconds 180 --threads 2 --out runs/segmentation
@@ -17,27 +19,21 @@ Writes ``segmentation.json``, ``segmentation.png`` and the state dicts ``deep_fl
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import segmentation_peers as peers
+
+from flowlearn.io import save_figure, save_json
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "isbi2012_membranes.npz"
 TRAIN, VAL, TEST = list(range(16)), list(range(16, 20)), list(range(20, 24))
-
-
-def metrics(pred, truth) -> dict:
-    from skimage.measure import label as components
-    from skimage.metrics import adapted_rand_error
-
-    pred, truth = np.asarray(pred).astype(np.int64), np.asarray(truth).astype(np.int64)
-    tp = np.sum((pred == 1) & (truth == 1))
-    f1 = 2 * tp / max(np.sum(pred == 1) + np.sum(truth == 1), 1)
-    are = adapted_rand_error(components(truth == 0, connectivity=1), components(pred == 0, connectivity=1))[0]
-    return {"pixel_error": 100 * float(np.mean(pred != truth)), "f1": float(f1), "rand_error": float(are)}
 
 
 def means(x, y):
@@ -48,111 +44,22 @@ def distances(img, protos):
     return (img[..., None] - protos) ** 2  # (H, W, 2)
 
 
-# ----------------------------------------------------------------------------------------- peers
-def graph_cut(img, protos, lam, rho):
-    import maxflow
-
-    D = distances(img, protos) / rho
-    g = maxflow.Graph[float]()
-    nodes = g.add_grid_nodes(img.shape)
-    g.add_grid_edges(nodes, lam)
-    g.add_grid_tedges(nodes, D[..., 1], D[..., 0])  # sink side pays the source capacity: label 1
-    g.maxflow()
-    return g.get_grid_segments(nodes).astype(np.int64)
-
-
-def rf_features(img):
-    from skimage.feature import multiscale_basic_features
-
-    return multiscale_basic_features(img, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16,
-                                     num_sigma=5)
-
-
-def train_rf(x, y, budget, seed=0):
-    from sklearn.ensemble import RandomForestClassifier
-
-    rng = np.random.default_rng(seed)
-    t0 = time.perf_counter()
-    feats = [rf_features(x[i]) for i in TRAIN]
-    per = 4000
-    X, Y = [], []
-    for f, i in zip(feats, TRAIN):
-        k = rng.choice(f.shape[0] * f.shape[1], per, replace=False)
-        X.append(f.reshape(-1, f.shape[-1])[k])
-        Y.append(y[i].reshape(-1)[k])
-    rf = RandomForestClassifier(n_estimators=100, n_jobs=torch.get_num_threads(), random_state=seed,
-                                min_samples_leaf=2).fit(np.concatenate(X), np.concatenate(Y))
-    nodes = sum(t.tree_.node_count for t in rf.estimators_)
-    return rf, time.perf_counter() - t0, nodes
-
-
-class UNet(nn.Module):
-    def __init__(self, c=(16, 32, 64)):
-        super().__init__()
-        blk = lambda a, b: nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.Conv2d(b, b, 3, padding=1),
-                                         nn.ReLU())
-        self.e1, self.e2, self.b = blk(1, c[0]), blk(c[0], c[1]), blk(c[1], c[2])
-        self.u2, self.d2 = nn.ConvTranspose2d(c[2], c[1], 2, stride=2), blk(2 * c[1], c[1])
-        self.u1, self.d1 = nn.ConvTranspose2d(c[1], c[0], 2, stride=2), blk(2 * c[0], c[0])
-        self.out = nn.Conv2d(c[0], 2, 1)
-
-    def forward(self, x):
-        e1 = self.e1(x)
-        e2 = self.e2(nn.functional.max_pool2d(e1, 2))
-        b = self.b(nn.functional.max_pool2d(e2, 2))
-        d2 = self.d2(torch.cat([self.u2(b), e2], 1))
-        return self.out(self.d1(torch.cat([self.u1(d2), e1], 1)))
-
-
-def crops(x, y, gen, n, c):
-    xs, ys = [], []
-    for _ in range(n):
-        i = TRAIN[int(torch.randint(len(TRAIN), (1,), generator=gen))]
-        a, b = (int(torch.randint(x.shape[1] - c + 1, (1,), generator=gen)) for _ in range(2))
-        xi, yi = x[i, a:a + c, b:b + c], y[i, a:a + c, b:b + c]
-        for ax, f in enumerate(torch.randint(2, (2,), generator=gen)):
-            if int(f):
-                xi, yi = xi.flip(ax), yi.flip(ax)
-        xs.append(xi)
-        ys.append(yi)
-    return torch.stack(xs)[:, None], torch.stack(ys)
-
-
-def train_unet(x, y, budget, crop, seed=0):
-    torch.manual_seed(seed)
-    net, gen = UNet(), torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    best, best_err, t0, steps = None, 1e9, time.perf_counter(), 0
-    val_x, val_y = x[VAL, :256, :256][:, None], y[VAL, :256, :256]
-    next_eval = budget / 6
-    while time.perf_counter() - t0 < budget:
-        xb, yb = crops(x, y, gen, 4, crop)
-        loss = nn.functional.cross_entropy(net(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        steps += 1
-        if time.perf_counter() - t0 >= next_eval or time.perf_counter() - t0 >= budget:
-            next_eval += budget / 6
-            with torch.no_grad():
-                err = float((net(val_x).argmax(1) != val_y).float().mean())
-            if err < best_err:
-                best_err, best = err, {k: v.clone() for k, v in net.state_dict().items()}
-    if best is not None:
-        net.load_state_dict(best)
-    return net, time.perf_counter() - t0, steps
-
-
 # ----------------------------------------------------------------------------------------- flows
-def flow_label(img, protos, flow, rho, T=1.0):
+def flow_score(img, protos, flow, rho, T=1.0):
+    """Membrane probability ``W_T[:, 1]`` of a uniform flow on the two-prototype data term."""
     from flowlearn.labeling import label
 
     r = label(img[..., None].astype(np.float64), protos[:, None], flow=flow, rho=rho, T=T, throw=False)
-    return r.label_image(*img.shape).numpy()
+    return r.assignment[:, 1].reshape(img.shape).numpy()
 
 
 def train_predictor(x, y, protos, budget, crop, rho, T):
-    from flowlearn.learning.predictor import PatchPredictor, PredictorTrainer, clean_windows, make_sample
+    from flowlearn.learning.predictor import (
+        PatchPredictor,
+        PredictorTrainer,
+        clean_windows,
+        make_sample,
+    )
 
     samples, wins = [], []
     for i in TRAIN[:4]:  # crops of images 0-3 (the issue's setting)
@@ -170,30 +77,49 @@ def train_predictor(x, y, protos, budget, crop, rho, T):
     return pred, time.perf_counter() - t0, iters + 2, res
 
 
-def predictor_label(pred, img, protos, rho, T):
+def predictor_score(pred, img, protos, rho, T):
+    """Membrane probability of the Sect. 4.4 predictor: ``softmax(V_T)[:, 1]`` (``W_T = exp_1(V_T)``)."""
     from flowlearn.learning.predictor import make_sample, predict_tangent
 
     s = make_sample(img[..., None].astype(np.float64), np.zeros(img.shape, np.int64), protos[:, None], rho=rho, T=T)
     with torch.no_grad():
-        return predict_tangent(s.problem, pred(s.features)).argmax(-1).reshape(img.shape).numpy()
+        return torch.softmax(predict_tangent(s.problem, pred(s.features)), -1)[:, 1].reshape(img.shape).numpy()
 
 
-def train_deep(x, y, crop, args):
+def deep_score(model, img):
+    with torch.no_grad():
+        return model(torch.as_tensor(img)[..., None]).assignment[:, 1].reshape(img.shape).numpy()
+
+
+def deep_config(crop, args):
+    from flowlearn.learning.labeler import LabelerConfig
+
+    total = args.deep_pretrain + args.deep_steps
+    return LabelerConfig(crop=crop, batch=2, layers=args.layers, features=8, hidden=16, lr=0.01, rho=args.deep_rho,
+                         T=1.0, iterations=total, eval_every=max(1, args.deep_steps // 10), checkpoint_every=10**9,
+                         checkpoint_seconds=0, filter_bank=True, data_term="classifier",
+                         pretrain_steps=args.deep_pretrain, final_lr_fraction=0.1,
+                         class_balance=args.deep_class_balance)
+
+
+def train_deep(x, y, crop, args, train, load=None):
     """The deep flow with the recipe of the README: fixed filter bank, classifier data term warmed up on
     random pixels for ``--deep-pretrain`` steps, then ``--deep-steps`` end-to-end steps on random crops
-    (cosine step size), the validation images picking the kept parameters."""
-    from flowlearn.learning.labeler import LabelerConfig, LabelerTrainer
+    (cosine step size), the validation images picking the kept parameters.  With ``load`` (a directory
+    holding ``deep_flow.pt``) the trained parameters are read instead: ``(model, nan, 0, None)``."""
+    from flowlearn.learning.labeler import LabelerTrainer
 
     xs, ys = x[..., None], y
+    cfg = deep_config(crop, args)
+    trainer = LabelerTrainer(cfg, show_progress=True)
+    if load is not None and (load / "deep_flow.pt").exists():
+        model = trainer.build(xs, ys, train)
+        model.load_state_dict(torch.load(load / "deep_flow.pt", weights_only=True))
+        return model, float("nan"), 0, None
     val = (xs[VAL, :256, :256].contiguous(), ys[VAL, :256, :256].contiguous())
-    total = args.deep_pretrain + args.deep_steps
-    cfg = LabelerConfig(crop=crop, batch=2, layers=args.layers, features=8, hidden=16, lr=0.01, rho=args.deep_rho,
-                        T=1.0, iterations=total, eval_every=max(1, args.deep_steps // 10), checkpoint_every=10**9,
-                        checkpoint_seconds=0, filter_bank=True, data_term="classifier",
-                        pretrain_steps=args.deep_pretrain, final_lr_fraction=0.1)
     t0 = time.perf_counter()
-    model, res = LabelerTrainer(cfg, show_progress=True).fit(xs, ys, TRAIN, val)
-    return model, time.perf_counter() - t0, total, res
+    model, res = trainer.fit(xs, ys, train, val)
+    return model, time.perf_counter() - t0, cfg.iterations, res
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -209,104 +135,148 @@ def main(argv=None) -> int:
     ap.add_argument("--deep-rho", type=float, default=1.0, help="rho of the deep flow (its data term is a -log p)")
     ap.add_argument("--deep-pretrain", type=int, default=1000, help="data-term warm-up steps of the deep flow")
     ap.add_argument("--deep-steps", type=int, default=2500, help="end-to-end steps of the deep flow")
+    ap.add_argument("--deep-class-balance", type=float, default=0.0,
+                    help="class_balance of the deep flow's loss (membrane weight = frequency^-b)")
     ap.add_argument("--unet-seconds", type=float, default=None,
                     help="U-Net training time (default: the deep flow's measured training time, else --budget-seconds)")
     ap.add_argument("--methods", default="all", help="comma-separated subset of: flows,predictor,deep,rf,unet")
+    ap.add_argument("--train-images", type=int, default=len(TRAIN),
+                    help="train on the first K of the training images 0-15 (the data-efficiency study)")
+    ap.add_argument("--load", default=None,
+                    help="directory of an earlier run: reuse its deep_flow.pt / unet.pt instead of training them")
     ap.add_argument("--out", default="runs/segmentation")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget, n = (10.0, 128) if args.quick else (args.budget_seconds, args.test_size)
+    if not 1 <= args.train_images <= len(TRAIN):
+        ap.error(f"--train-images must be in 1..{len(TRAIN)}, got {args.train_images}")
+    train = TRAIN[:args.train_images]
     d = np.load(args.data)
     x = torch.as_tensor(d["images"].astype(np.float32) / 255)
     y = torch.as_tensor(d["labels"].astype(np.int64))
     xn, yn = x.numpy(), y.numpy()
-    protos = means(xn[TRAIN], yn[TRAIN])
+    protos = means(xn[train], yn[train])
     rho_flow = float(np.mean((protos[1] - protos[0]) ** 2))  # data term of order one
     test = [(xn[i, :n, :n], yn[i, :n, :n]) for i in TEST]
-    val = [(xn[i, :256, :256], yn[i, :256, :256]) for i in VAL]
-    rows, preds, saved = {}, {}, {}
+    val = [(xn[i, :256, :256], yn[i, :256, :256]) for i in VAL]       # quick selection of rho, lambda
+    val_full = [(xn[i, :n, :n], yn[i, :n, :n]) for i in VAL]          # operating point by adapted Rand error
+    rows, labelings, saved, scores = {}, {}, {}, {}
     deep_seconds = None
     want = lambda m: args.methods == "all" or m in args.methods.split(",")
+    load = Path(args.load) if args.load else None
 
-    def record(name, fn, params, seconds, **extra):
+    def record(name, score, params, seconds, labels_at=peers.threshold, **extra):
+        """Evaluate a method given by its score function: at its own decision (t = 0.5) and at the
+        operating point tuned on the validation images by adapted Rand error."""
         t0 = time.perf_counter()
-        out = [fn(img) for img, _ in test]
-        ms = [metrics(p, t) for p, (_, t) in zip(out, test)]
-        rows[name] = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
-        rows[name].update(per_image_pixel_error=[m["pixel_error"] for m in ms], parameters=int(params),
-                          train_seconds=round(seconds, 1), eval_seconds=round(time.perf_counter() - t0, 1), **extra)
-        preds[name] = out[0]
-        print(f"{name:28s} {rows[name]['pixel_error']:6.2f} % F1 {rows[name]['f1']:.3f} "
-              f"ARE {rows[name]['rand_error']:.3f} params {params} train {seconds:.0f} s", flush=True)
+        test_scores = [score(img) for img, _ in test]
+        eval_seconds = time.perf_counter() - t0
+        truths = [t for _, t in test]
+        t_best, val_table = peers.tune(labels_at, [score(v) for v, _ in val_full], [t for _, t in val_full])
+        at_half = [labels_at(s, 0.5) for s in test_scores]
+        at_best = [labels_at(s, t_best) for s in test_scores]
+        rows[name] = peers.mean_metrics(at_half, truths)
+        rows[name].update(
+            per_image_pixel_error=[peers.metrics(p, t)["pixel_error"] for p, t in zip(at_half, truths)],
+            tuned={"threshold": t_best, **peers.mean_metrics(at_best, truths),
+                   "validation_rand_error": val_table[t_best]["rand_error"]},
+            parameters=int(params), train_seconds=round(seconds, 1), eval_seconds=round(eval_seconds, 1), **extra)
+        labelings[name] = (at_half[0], at_best[0], t_best)
+        if labels_at is peers.threshold:
+            scores[name] = np.stack(test_scores).astype(np.float16)
+        r, tu = rows[name], rows[name]["tuned"]
+        print(f"{name:28s} {r['pixel_error']:6.2f} % F1 {r['f1']:.3f} ARE {r['rand_error']:.3f} | tuned t={t_best:.2f}: "
+              f"{tu['pixel_error']:6.2f} % F1 {tu['f1']:.3f} ARE {tu['rand_error']:.3f} | params {params} "
+              f"train {seconds:.0f} s", flush=True)
 
     if want("flows"):
-        record("pixel-wise rounding", lambda img: np.argmin(distances(img, protos), -1), 2, 0.0)
+        record("pixel-wise rounding", lambda img: softmax2(-distances(img, protos) / rho_flow), 2, 0.0)
 
         def sel(make, candidates):  # model selection on the validation images
             return min(candidates, key=lambda c: np.mean([np.mean(make(c)(v) != t) for v, t in val]))
 
-        rho = sel(lambda r: (lambda img: flow_label(img, protos, "linearized", r)),
+        rho = sel(lambda r: (lambda img: flow_score(img, protos, "linearized", r) > 0.5),
                   [rho_flow * s for s in (0.3, 1, 3)]) if not args.quick else rho_flow
-        record("uniform linearized flow", lambda img: flow_label(img, protos, "linearized", rho), 2, 0.0, rho=rho)
-        record("uniform full flow", lambda img: flow_label(img, protos, "full", rho), 2, 0.0, rho=rho)
-        lam = sel(lambda lm: (lambda img: graph_cut(img, protos, lm, rho_flow)), [0.1, 0.3, 1.0, 3.0])
-        record("graph cuts (Potts MAP)", lambda img: graph_cut(img, protos, lam, rho_flow), 3, 0.0, lam=lam)
+        record("uniform linearized flow", lambda img: flow_score(img, protos, "linearized", rho), 2, 0.0, rho=rho)
+        record("uniform full flow", lambda img: flow_score(img, protos, "full", rho), 2, 0.0, rho=rho)
+        gc_D = lambda img: distances(img, protos) / rho_flow
+        lam = sel(lambda lm: (lambda img: peers.graph_cut(gc_D(img), lm)), [0.1, 0.3, 1.0, 3.0])
+        record("graph cuts (Potts MAP)", gc_D, 3, 0.0, labels_at=lambda D, t: peers.graph_cut(D, lam, t), lam=lam)
     if want("predictor"):
         pred, secs, iters, _ = train_predictor(x, y, protos, budget, args.crop, rho=0.1, T=1.0)
-        record("Sect. 4.4 predictor", lambda img: predictor_label(pred, img, protos, 0.1, 1.0),
+        record("Sect. 4.4 predictor", lambda img: predictor_score(pred, img, protos, 0.1, 1.0),
                sum(p.numel() for p in pred.parameters()), secs, iterations=iters)
     if want("deep"):
-        model, secs, iters, res = train_deep(x, y, args.crop, args) if not args.quick else \
-            train_deep(x, y, args.crop, argparse.Namespace(**{**vars(args), "deep_pretrain": 20, "deep_steps": 10}))
+        quick = argparse.Namespace(**{**vars(args), "deep_pretrain": 20, "deep_steps": 10})
+        model, secs, iters, res = train_deep(x, y, args.crop, quick if args.quick else args, train, load)
         deep_seconds = secs
         saved["deep_flow"] = model
-        record(f"deep linearized flow (K={args.layers})",
-               lambda img: model.predict(torch.as_tensor(img)[..., None]).numpy(), model.num_parameters(), secs,
-               iterations=iters, best=res.best, rho=args.deep_rho)
+        record(f"deep linearized flow (K={args.layers})", lambda img: deep_score(model, img), model.num_parameters(),
+               secs, iterations=iters, best=res.best if res else None, rho=args.deep_rho)
     if want("rf"):
-        rf, secs, nodes = train_rf(xn, yn, budget)
-        record("random forest (100 trees)", lambda img: rf.predict(rf_features(img).reshape(-1, rf.n_features_in_))
-               .reshape(img.shape), nodes, secs, note="parameters = tree nodes")
+        rf, secs, nodes = peers.train_rf(xn, yn, train)
+        record("random forest (100 trees)", lambda img: peers.rf_score(rf, img), nodes, secs,
+               note="parameters = tree nodes")
     if want("unet"):
         unet_budget = args.unet_seconds or deep_seconds or budget
-        net, secs, steps = train_unet(x, y, unet_budget, args.crop)
+        if load is not None and (load / "unet.pt").exists():
+            net, secs, steps = peers.UNet(), float("nan"), 0
+            net.load_state_dict(torch.load(load / "unet.pt", weights_only=True))
+        else:
+            net, secs, steps = peers.train_unet(x, y, train, (x[VAL, :256, :256], y[VAL, :256, :256]), unet_budget,
+                                                args.crop)
         saved["unet"] = net
-        record("U-Net (small)", lambda img: net(torch.as_tensor(img)[None, None]).argmax(1)[0].detach().numpy(),
-               sum(p.numel() for p in net.parameters()), secs, iterations=steps)
+        record("U-Net (small)", lambda img: peers.unet_score(net, img), sum(p.numel() for p in net.parameters()),
+               secs, iterations=steps)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"budget_seconds": budget, "deep_pretrain": args.deep_pretrain, "deep_steps": args.deep_steps, "threads": args.threads, "crop": args.crop, "test_size": n,
-            "test_images": TEST, "train_images": TRAIN, "validation_images": VAL, "torch": torch.__version__}
-    (out / "segmentation.json").write_text(json.dumps({"settings": meta, "methods": rows}, indent=1))
+    meta = {"budget_seconds": budget, "deep_pretrain": args.deep_pretrain, "deep_steps": args.deep_steps,
+            "deep_class_balance": args.deep_class_balance,
+            "threads": args.threads, "crop": args.crop, "test_size": n, "test_images": TEST, "train_images": train,
+            "validation_images": VAL, "thresholds": list(peers.THRESHOLDS), "loaded_from": args.load,
+            "torch": torch.__version__}
+    save_json(out / "segmentation.json", {"settings": meta, "methods": rows})
     for name, module in saved.items():   # the trained torch models, for later analysis (state dicts)
         torch.save(module.state_dict(), out / f"{name}.pt")
-    panel(out / "segmentation.png", test[0], preds)
-    print(f"wrote {out}/segmentation.json, segmentation.png")
+    np.savez_compressed(out / "scores.npz", **{k.split(" (")[0].replace(" ", "_"): v for k, v in scores.items()})
+    panel(out / "segmentation.png", test[0], labelings)
+    print(f"wrote {out}/segmentation.json, segmentation.png, scores.npz")
     return 0
 
 
-def panel(path, first, preds):
+def softmax2(logits):
+    """``softmax(logits)[..., 1]`` of ``(..., 2)`` logits."""
+    return 1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))
+
+
+def panel(path, first, labelings):
+    """One row per method: its labels, its errors at t = 0.5 and at the tuned operating point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     img, truth = first
-    items = [("image / truth", img, truth)] + [(k, p, p != truth) for k, p in preds.items()]
-    fig, axes = plt.subplots(len(items), 2, figsize=(5, 2.5 * len(items)))
-    for row, (name, a, b) in zip(axes, items):
-        row[0].imshow(a, cmap="gray")
-        row[1].imshow(b, cmap="gray" if name == "image / truth" else "Reds")
-        row[0].set_ylabel(name, fontsize=8)
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
+    fig, axes = plt.subplots(len(labelings) + 1, 3, figsize=(7.5, 2.5 * (len(labelings) + 1)))
+    axes[0, 0].imshow(img, cmap="gray")
+    axes[0, 1].imshow(truth, cmap="gray")
+    axes[0, 2].axis("off")
+    axes[0, 0].set_ylabel("image / truth", fontsize=8)
     axes[0, 0].set_title("image / labels")
-    axes[0, 1].set_title("truth / errors (red)")
+    axes[0, 1].set_title("truth / errors at t=0.5 (red)")
+    for row, (name, (half, best, t)) in zip(axes[1:], labelings.items()):
+        row[0].imshow(half, cmap="gray")
+        row[1].imshow(half != truth, cmap="Reds")
+        row[2].imshow(best != truth, cmap="Reds")
+        row[2].set_title(f"errors at tuned t={t:.2f}", fontsize=8)
+        row[0].set_ylabel(name, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.suptitle(f"ISBI 2012 test image {TEST[0]}: membrane labelings", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
-    fig.savefig(path, dpi=90)
+    save_figure(path, fig)
     plt.close(fig)
 
 

@@ -38,6 +38,7 @@ def test_summary_groups_parts_and_seeds(tmp_path):
     text = (tmp_path / "all" / "table.md").read_text()
     # auto-decoder share of the GFE gain: (0.27 - 0.25) / (0.27 - 0.24) = 67 %; paper row for 480
     assert "| seen-rmsprop | 480 |" in text and "67 %" in text and "-11.1 %" in text and "0.2660 / 0.2098" in text
+    assert "2 seeds in every cell" in text
 
 
 def test_markdown_marks_no_gain():

@@ -73,3 +73,47 @@ def test_labeler_filter_bank_warmup_and_resume(tmp_path):
     assert res2.stats["resumed_from"] == 4
     for (k, p), q in zip(resumed.state_dict().items(), model.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_class_balance_weights_and_weighted_loss():
+    """Weights are frequency^(-class_balance); the weighted KL equals its formula; 0 is the plain loss."""
+    from flowlearn.learning.deep import assignment_nll
+    from flowlearn.learning.labeler import LabelerConfig, LabelerTrainer
+
+    labels = torch.zeros(2, 10, 10, dtype=torch.long)
+    labels[0, :2] = 1                       # image 0: 20 % label 1; image 1 (not trained on): all 0
+    labels[1, :5] = 2
+    w = LabelerTrainer(LabelerConfig(class_balance=1.0), show_progress=False).class_weights(labels, [0], 3)
+    # frequencies 0.8, 0.2 and (absent) like the rarest present one
+    torch.testing.assert_close(w, torch.tensor([1.0, 4.0, 4.0], dtype=torch.float32))
+    w_half = LabelerTrainer(LabelerConfig(class_balance=0.5), show_progress=False).class_weights(labels, [0], 3)
+    torch.testing.assert_close(w_half, torch.tensor([1.0, 2.0, 2.0], dtype=torch.float32))
+    assert LabelerTrainer(LabelerConfig(), show_progress=False).class_weights(labels, [0], 3) is None
+
+    logw = torch.log_softmax(torch.randn(7, 3, dtype=torch.float64), -1)
+    y = torch.tensor([0, 1, 1, 2, 0, 0, 1])
+    ww = torch.tensor([1.0, 4.0, 2.5], dtype=torch.float64)
+    expect = -sum(ww[j] * logw[i, j] for i, j in enumerate(y.tolist())) / ww[y].sum()
+    torch.testing.assert_close(assignment_nll(logw, y, ww), expect)
+    torch.testing.assert_close(assignment_nll(logw, y, torch.ones(3)), assignment_nll(logw, y))
+    torch.testing.assert_close(assignment_nll(logw, y, ww, reduction="sum"), expect * ww[y].sum())
+    with pytest.raises(UserInputError, match="class_balance"):
+        LabelerConfig(class_balance=-1.0)
+
+
+def test_class_balance_changes_training_toward_the_rare_class():
+    """With class_balance = 1 the trained data term predicts the rare class on more pixels."""
+    from flowlearn.learning.labeler import LabelerConfig, LabelerTrainer
+
+    g = torch.Generator().manual_seed(1)
+    labels = (torch.rand(2, 24, 24, generator=g) > 0.85).long()
+    images = (0.45 + 0.1 * labels + 0.15 * torch.randn(2, 24, 24, generator=g)).unsqueeze(-1)  # overlapping classes
+    counts = []
+    for balance in (0.0, 1.0):
+        cfg = LabelerConfig(crop=16, layers=1, iterations=60, pretrain_steps=60, scales=1, eval_every=10,
+                            checkpoint_every=10**6, checkpoint_seconds=0, class_balance=balance)
+        model, _ = LabelerTrainer(cfg, show_progress=False).fit(images, labels, [0, 1])
+        with torch.no_grad():
+            d = model.data_term(model.inputs(images[0]))
+        counts.append(int((d.argmin(-1) == 1).sum()))
+    assert counts[1] > counts[0] + 20

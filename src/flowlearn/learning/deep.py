@@ -142,10 +142,17 @@ class DeepFlowOutput:
     distances: torch.Tensor
 
 
-def assignment_nll(output: DeepFlowOutput | torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    r"""KL (3.4) to one-hot ground truth: :math:`-\frac1I\sum_i\log W_{i,j^*(i)}` (labels ``(I,)`` or ``(H, W)``)."""
+def assignment_nll(output: DeepFlowOutput | torch.Tensor, labels: torch.Tensor,
+                   weight: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    r"""KL (3.4) to one-hot ground truth: :math:`-\frac1I\sum_i\log W_{i,j^*(i)}` (labels ``(I,)`` or ``(H, W)``).
+
+    With class weights ``weight`` ``(J,)``: :math:`-\sum_i w_{j^*(i)}\log W_{i,j^*(i)} / \sum_i w_{j^*(i)}`;
+    ``reduction="sum"`` drops the denominator."""
     logw = output.log_assignment if isinstance(output, DeepFlowOutput) else output
-    return nn.functional.nll_loss(logw, labels.reshape(-1).to(device=logw.device, dtype=torch.long))
+    if weight is not None:
+        weight = weight.to(device=logw.device, dtype=logw.dtype)
+    return nn.functional.nll_loss(logw, labels.reshape(-1).to(device=logw.device, dtype=torch.long), weight=weight,
+                                  reduction=reduction)
 
 
 class DeepLinearizedFlow(nn.Module):

@@ -101,6 +101,9 @@ class LabelerConfig:
         spent on the spatial part.
     final_lr_fraction : float
         The step size decays from lr to lr * final_lr_fraction on a cosine over the iterations.
+    class_balance : float
+        Class weights of the loss: label j weighs (frequency of j in the training labels)^(-class_balance);
+        0 is the plain KL, 1 weighs every class equally (thin structures such as membranes count more).
     """
 
     crop: int = 64
@@ -123,6 +126,7 @@ class LabelerConfig:
     data_term: str = "classifier"
     pretrain_steps: int = 0
     final_lr_fraction: float = 1.0
+    class_balance: float = 0.0
 
     def __post_init__(self):
         for name in ("crop", "batch", "layers", "features", "hidden", "iterations", "m", "rank", "eval_every",
@@ -135,6 +139,7 @@ class LabelerConfig:
         check_int("scales", self.scales, minimum=1)
         check_int("pretrain_steps", self.pretrain_steps, minimum=0)
         check_positive("final_lr_fraction", self.final_lr_fraction)
+        check_positive("class_balance", self.class_balance, strict=False)
         if self.final_lr_fraction > 1:
             raise UserInputError(f"final_lr_fraction must be in (0, 1], got {self.final_lr_fraction!r}")
         check_choice("data_term", self.data_term, DATA_TERMS)
@@ -328,6 +333,17 @@ class LabelerTrainer:
                             model.distances.prototypes[j, :C] = x[y == j].mean(0)
         return model
 
+    def class_weights(self, labels, train, num_labels: int) -> torch.Tensor | None:
+        """``frequency_j ** (-class_balance)`` over ``labels[train]`` (absent labels weigh like the rarest
+        present one), or None for the plain loss."""
+        if self.config.class_balance == 0:
+            return None
+        counts = torch.bincount(labels[list(train)].reshape(-1), minlength=num_labels).to(torch.float64)
+        freq = counts / counts.sum()
+        freq = torch.where(counts > 0, freq, freq[counts > 0].min())
+        w = freq ** (-self.config.class_balance)
+        return (w / w.min()).to(torch.float32)
+
     def _pixels(self, inputs, labels, train, gen, count: int = 8192):
         """``count`` random pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``."""
         H, W = labels.shape[1:3]
@@ -375,6 +391,7 @@ class LabelerTrainer:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         gen = torch.Generator().manual_seed(cfg.seed)
         best: dict = {"iteration": -1, "validation_error": float("inf"), "state": None}
+        weight = self.class_weights(labels, train, model.num_labels)
 
         world_size, rank = world()
 
@@ -387,8 +404,9 @@ class LabelerTrainer:
             total = torch.zeros(1, dtype=torch.float64)
             if warmup and model.bank is not None:   # per-pixel data term: random pixels of all training images
                 u, v = self._pixels(train_inputs, labels, train, gen)   # the same pixels on every rank
-                u, v, share = u[rank::world_size], v[rank::world_size], len(u[rank::world_size]) / len(u)
-                loss = assignment_nll(-model.data_term(u), v) * share     # summed over ranks: the mean
+                norm = len(v) if weight is None else float(weight[v].sum())  # summed over ranks: the (weighted) mean
+                u, v = u[rank::world_size], v[rank::world_size]
+                loss = assignment_nll(-model.data_term(u), v, weight, reduction="sum") / norm
                 loss.backward()
                 total += float(loss.detach())
                 all_reduce_gradients(model.parameters())
@@ -399,9 +417,9 @@ class LabelerTrainer:
                 if k % world_size != rank:
                     continue
                 if warmup:
-                    loss = assignment_nll(-model.data_term(x), y) / cfg.batch
+                    loss = assignment_nll(-model.data_term(x), y, weight) / cfg.batch
                 else:
-                    loss = assignment_nll(model.forward_inputs(x), y) / cfg.batch
+                    loss = assignment_nll(model.forward_inputs(x), y, weight) / cfg.batch
                 loss.backward()
                 total += float(loss.detach())
             all_reduce_gradients(model.parameters())
