@@ -125,7 +125,8 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     _data(data)
     args = [a if a != "1" or i != ARGS.index("--batch") + 1 else "2" for i, a in enumerate(ARGS)]  # 2 crops a step
     argv = ["train-labeler", "--data", str(data), *args, "--iterations", "4", "--pretrain-steps", "2",
-            "--final-lr-fraction", "0.5"]   # two warm-up steps on pixels split over the ranks, then crops
+            "--final-lr-fraction", "0.5", "--class-balance", "0.5"]
+    # two warm-up steps on pixels split over the ranks (the weighted mean), then crops
     env = dict(os.environ, OMP_NUM_THREADS="1", FLOWLEARN_NO_PROGRESS="1")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
