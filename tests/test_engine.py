@@ -124,3 +124,15 @@ def test_checkpoint_files_load_with_weights_only(tmp_path):
     save_checkpoint(tmp_path / "ck.pt", {"x": torch.ones(2), "h": [{"loss": 1.0}]}, {"config": {"a": 1}})
     blob = torch.load(tmp_path / "ck.pt", weights_only=True)
     assert blob["identity"] == {"config": {"a": 1}} and torch.equal(blob["state"]["x"], torch.ones(2))
+
+
+def test_cosine_factor_endpoints_midpoint_and_after_the_end():
+    import math
+
+    from flowlearn.engine import cosine_factor
+
+    assert cosine_factor(0, 10, 0.1) == 1.0
+    assert math.isclose(cosine_factor(5, 10, 0.1), 0.55, rel_tol=1e-12)
+    assert math.isclose(cosine_factor(10, 10, 0.1), 0.1, rel_tol=1e-12)
+    assert cosine_factor(25, 10, 0.1) == cosine_factor(10, 10, 0.1)      # constant after the end
+    assert math.isclose(cosine_factor(3, 0, 0.2), 0.2, rel_tol=1e-12)    # total 0 behaves as 1

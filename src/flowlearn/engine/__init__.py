@@ -5,7 +5,8 @@
 * :func:`save_checkpoint` / :func:`load_checkpoint` -- checkpoints with an identity (config and
   input :func:`fingerprint`), read with ``weights_only=True``;
 * :class:`RunDirectory` -- manifest, lock and no mixing of runs in an output directory;
-* :mod:`.distributed` -- data-parallel training under ``torchrun``.
+* :mod:`.distributed` -- data-parallel training under ``torchrun``;
+* :func:`cosine_factor` -- the cosine step-size schedule.
 
 Knows nothing of the applications.
 """
@@ -22,6 +23,7 @@ from .checkpoint import (
 from .distributed import all_gather_cat, all_reduce_gradients, all_reduce_sum, world
 from .loop import CheckpointPolicy, RunInterrupted, RunResult, run_steps
 from .rundir import RunDirectory
+from .schedule import cosine_factor
 
 __all__ = [
     "CheckpointPolicy",
@@ -32,6 +34,7 @@ __all__ = [
     "all_gather_cat",
     "all_reduce_gradients",
     "all_reduce_sum",
+    "cosine_factor",
     "describe_differences",
     "fingerprint",
     "load_checkpoint",

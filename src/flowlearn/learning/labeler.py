@@ -16,7 +16,6 @@ The checkpoint identity is the config plus a fingerprint of the data and the spl
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..engine import (
     RunResult,
     all_reduce_gradients,
     all_reduce_sum,
+    cosine_factor,
     fingerprint,
     load_module_state,
     run_steps,
@@ -396,9 +396,8 @@ class LabelerTrainer:
         world_size, rank = world()
 
         def step(it: int) -> dict:
-            frac = cfg.final_lr_fraction
             for group in opt.param_groups:   # a function of the step only: resumed runs continue it exactly
-                group["lr"] = cfg.lr * (frac + (1 - frac) * 0.5 * (1 + math.cos(math.pi * it / max(1, cfg.iterations))))
+                group["lr"] = cfg.lr * cosine_factor(it, cfg.iterations, cfg.final_lr_fraction)
             warmup = it < cfg.pretrain_steps
             opt.zero_grad()
             total = torch.zeros(1, dtype=torch.float64)

@@ -17,7 +17,6 @@ uninterrupted run with the same seed, and a checkpoint of another model or confi
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -34,6 +33,7 @@ from ..engine import (
     RunResult,
     all_gather_cat,
     all_reduce_gradients,
+    cosine_factor,
     fingerprint,
     load_module_state,
     run_steps,
@@ -181,9 +181,7 @@ def batch_objective(log_s: torch.Tensor, model: PairwiseModel, generator: torch.
 def _lr_lambda(config: TrainingConfig):
     if config.lr_schedule == "constant":
         return lambda step: 1.0
-    total = max(config.iterations, 1)
-    lo = config.final_lr_fraction
-    return lambda step: lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    return lambda step: cosine_factor(step, config.iterations, config.final_lr_fraction)
 
 
 class _FlowState:
