@@ -1,16 +1,20 @@
 r"""A deep linearized assignment flow for labelled image sets, trained on the engine.
 
-:class:`LabelerModel`: learnable per-pixel features (two small convolutions on the image), a learnable
-data term (:class:`~flowlearn.learning.deep.PrototypeDistances` on the features) and ``layers`` re-linearized
-flows (:class:`~flowlearn.learning.deep.DeepLinearizedFlow`), each with its own
+:class:`LabelerModel` (hyperparameters in :class:`~flowlearn.learning.labeler_config.LabelerConfig`): fixed
+multi-scale filter features (:class:`~flowlearn.learning.features.GaussianFeatureBank`, standardised on the
+training images) or two small learned convolutions on the image; a learnable data term (a pixel classifier,
+:class:`~flowlearn.learning.deep.ClassifierDistances`, or prototypes,
+:class:`~flowlearn.learning.deep.PrototypeDistances`); and ``layers`` re-linearized flows
+(:class:`~flowlearn.learning.deep.DeepLinearizedFlow`), each with its own
 :class:`~flowlearn.learning.deep.ConvPatchPredictor` that sees the features and the current assignment.
 The stencil (3x3) follows the image size, so a model trained on random crops labels full images.
 
-:class:`LabelerTrainer` runs :func:`flowlearn.engine.run_steps`: every step draws ``batch`` random crops
-with random flips from the training images with an explicit ``torch.Generator`` (saved in the checkpoint),
-minimises the KL (3.4) of the final assignment with Adam, and every ``eval_every`` steps labels the full
-validation images; the parameters with the lowest validation pixel error are kept (model selection).
-The checkpoint identity is the config plus a fingerprint of the data and the split.
+:class:`LabelerTrainer` runs :func:`flowlearn.engine.run_steps`: the first ``pretrain_steps`` train the data
+term alone on random pixels; every later step draws ``batch`` random crops with random flips from the
+training images with an explicit ``torch.Generator`` (saved in the checkpoint), minimises the (optionally
+class-weighted) KL (3.4) of the final assignment with Adam on a cosine step size, and every ``eval_every``
+steps labels the full validation images; the parameters with the lowest validation pixel error are kept
+(model selection).  The checkpoint identity is the config plus a fingerprint of the data and the split.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._checks import UserInputError, check_choice, check_int, check_positive, check_seed
+from .._checks import UserInputError, check_int
 from ..engine import (
     CheckpointPolicy,
     RunResult,
@@ -43,108 +47,10 @@ from .deep import (
     assignment_nll,
 )
 from .features import GaussianFeatureBank
+from .labeler_config import DATA_TERMS, LabelerConfig
 from .layer import LowRank
 
-DATA_TERMS = ("classifier", "prototypes")
-
 __all__ = ["DATA_TERMS", "LabelerConfig", "LabelerModel", "LabelerResult", "LabelerTrainer", "prepare_images"]
-
-
-@dataclass(frozen=True)
-class LabelerConfig:
-    """Hyperparameters of :class:`LabelerTrainer` (the ``train-labeler`` flags are generated from them).
-
-    Attributes
-    ----------
-    crop : int
-        Side of the random square training crops (full images are used for evaluation).
-    batch : int
-        Crops per step.
-    layers : int
-        Number K of linearized flow layers.
-    features : int
-        Channels of the learned per-pixel features.
-    hidden : int
-        Hidden channels of each layer's patch predictor.
-    lr : float
-        Adam step size.
-    iterations : int
-        Training steps.
-    rho : float
-        Scale of the data term.
-    T : float
-        Integration time of each layer.
-    m : int
-        Krylov dimension of the closed-form backward.
-    rank : int
-        Rank of the low-rank gradient.
-    eval_every : int
-        Steps between evaluations on the validation images (model selection).
-    seed : int
-        Seed of the initialisation and of the crops.
-    checkpoint_every : int
-        Steps between checkpoints.
-    checkpoint_seconds : float
-        Also checkpoint after this many seconds (0: never by time).
-    filter_bank : bool
-        Feed the fixed multi-scale filter features (GaussianFeatureBank at scales 1, 2, ..., 2^(scales-1),
-        standardised on the training images) instead of the raw image, followed by a learned 1x1 layer to
-        ``features`` channels; False: two learned convolutions on the image.
-    scales : int
-        Number of scales of the filter bank.
-    data_term : {"classifier", "prototypes"}
-        classifier: -log p of a small MLP on the inputs (ClassifierDistances); prototypes: squared distances
-        of the learned features to learned class prototypes (PrototypeDistances).
-    pretrain_steps : int
-        The first steps train the data term alone (pixel-wise KL of softmax(-D), no flow; with the filter
-        bank on 8192 random pixels of all training images, else on the crops), so that the flow steps are
-        spent on the spatial part.
-    final_lr_fraction : float
-        The step size decays from lr to lr * final_lr_fraction on a cosine over the iterations.
-    class_balance : float
-        Class weights of the loss: label j weighs (frequency of j in the training labels)^(-class_balance);
-        0 is the plain KL, 1 weighs every class equally (thin structures such as membranes count more).
-    """
-
-    crop: int = 64
-    batch: int = 2
-    layers: int = 3
-    features: int = 8
-    hidden: int = 16
-    lr: float = 0.01
-    iterations: int = 200
-    rho: float = 1.0
-    T: float = 1.0
-    m: int = 10
-    rank: int = 1
-    eval_every: int = 25
-    seed: int = 0
-    checkpoint_every: int = 25
-    checkpoint_seconds: float = 30.0
-    filter_bank: bool = True
-    scales: int = 5
-    data_term: str = "classifier"
-    pretrain_steps: int = 0
-    final_lr_fraction: float = 1.0
-    class_balance: float = 0.0
-
-    def __post_init__(self):
-        for name in ("crop", "batch", "layers", "features", "hidden", "iterations", "m", "rank", "eval_every",
-                     "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=0 if name == "iterations" else 2 if name == "crop" else 1)
-        for name in ("lr", "rho", "T"):
-            check_positive(name, getattr(self, name))
-        check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
-        check_seed("seed", self.seed)
-        check_int("scales", self.scales, minimum=1)
-        check_int("pretrain_steps", self.pretrain_steps, minimum=0)
-        check_positive("final_lr_fraction", self.final_lr_fraction)
-        check_positive("class_balance", self.class_balance, strict=False)
-        if self.final_lr_fraction > 1:
-            raise UserInputError(f"final_lr_fraction must be in (0, 1], got {self.final_lr_fraction!r}")
-        check_choice("data_term", self.data_term, DATA_TERMS)
-        if not isinstance(self.filter_bank, bool):
-            raise UserInputError(f"filter_bank must be True or False, got {self.filter_bank!r}")
 
 
 def prepare_images(images, labels=None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
@@ -275,11 +181,8 @@ class LabelerResult(RunResult):
 
 def pixel_error(model: LabelerModel, images, labels, *, inputs=None) -> float:
     """Mean pixel error (percent) of ``model`` over full images (or their precomputed ``inputs``)."""
-    if inputs is not None:
-        errs = [100.0 * float((model.predict_inputs(u) != y).double().mean()) for u, y in zip(inputs, labels)]
-        return float(np.mean(errs))
-    errs = [100.0 * float((model.predict(x) != y).double().mean()) for x, y in zip(images, labels)]
-    return float(np.mean(errs))
+    preds = map(model.predict_inputs, inputs) if inputs is not None else map(model.predict, images)
+    return float(np.mean([100.0 * float((p != y).double().mean()) for p, y in zip(preds, labels)]))
 
 
 class _State:
