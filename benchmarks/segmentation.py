@@ -53,7 +53,7 @@ def flow_score(img, protos, flow, rho, T=1.0):
     return r.assignment[:, 1].reshape(img.shape).numpy()
 
 
-def train_predictor(x, y, protos, budget, crop, rho, T):
+def train_predictor(x, y, protos, budget, crop, rho, T, train=TRAIN):
     from flowlearn.learning.predictor import (
         PatchPredictor,
         PredictorTrainer,
@@ -62,7 +62,7 @@ def train_predictor(x, y, protos, budget, crop, rho, T):
     )
 
     samples, wins = [], []
-    for i in TRAIN[:4]:  # crops of images 0-3 (the setting)
+    for i in train[:4]:  # crops of the first 4 training images (the setting: images 0-3)
         img, lab = x[i, :crop, :crop].numpy()[..., None].astype(np.float64), y[i, :crop, :crop].numpy()
         samples.append(make_sample(img, lab, protos[:, None], rho=rho, T=T))
         wins.append(clean_windows(protos[lab][..., None], lab))
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
         lam = sel(lambda lm: (lambda img: peers.graph_cut(gc_D(img), lm)), [0.1, 0.3, 1.0, 3.0])
         record("graph cuts (Potts MAP)", gc_D, 3, 0.0, labels_at=lambda D, t: peers.graph_cut(D, lam, t), lam=lam)
     if want("predictor"):
-        pred, secs, iters, _ = train_predictor(x, y, protos, budget, args.crop, rho=0.1, T=1.0)
+        pred, secs, iters, _ = train_predictor(x, y, protos, budget, args.crop, rho=0.1, T=1.0, train=train)
         record("Sect. 4.4 predictor", lambda img: predictor_score(pred, img, protos, 0.1, 1.0),
                sum(p.numel() for p in pred.parameters()), secs, iterations=iters)
     if want("deep"):
