@@ -95,11 +95,11 @@ echo "$cuda_line"
 "$PYTHON" -c 'import sys, torch, flowlearn; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.version.cuda}, cudnn {torch.backends.cudnn.version()}, devices {torch.cuda.device_count()}, flowlearn at {flowlearn.__file__}")'
 
 step tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_geometry.py tests/test_data_features.py
-step linearized_forward 100 "$PYTHON" benchmarks/linearized_forward.py --quick --device cuda --out "$RESULTS/linearized_forward.json"
-step gradient 130 "$PYTHON" benchmarks/gradient.py --quick --device cuda --out "$RESULTS/gradient.json"
-step gradient_dtypes 90 "$PYTHON" benchmarks/gradient.py --compare-dtypes --compare-size 512 --compare-threads 1 --device cuda --repeat 3 --out "$RESULTS/gradient_dtypes.json"
+step linearized_forward 100 "$PYTHON" -m benchmarks.linearized_forward --quick --device cuda --out "$RESULTS/linearized_forward.json"
+step gradient 130 "$PYTHON" -m benchmarks.gradient --quick --device cuda --out "$RESULTS/gradient.json"
+step gradient_dtypes 90 "$PYTHON" -m benchmarks.gradient --compare-dtypes --compare-size 512 --compare-threads 1 --device cuda --repeat 3 --out "$RESULTS/gradient_dtypes.json"
 step randomized 60 "$PYTHON" benchmarks/randomized.py --quick --device cuda --out "$RESULTS/randomized.json"
-step gfe 120 "$PYTHON" benchmarks/gfe.py --quick --out "$RESULTS/gfe.json"
+step gfe 120 "$PYTHON" -m benchmarks.gfe --quick --out "$RESULTS/gfe.json"
 
 echo
 echo "== summary ($SECONDS s in all; results in $RESULTS)"

@@ -1,6 +1,6 @@
 """Gradient flow encoding benchmark: encoding cost at equal final loss, and training time per image.
 
-    .venv/bin/python benchmarks/gfe.py --out gfe_bench.json [--quick]
+    .venv/bin/python -m benchmarks.gfe --out gfe_bench.json [--quick]
 
 1. A decoder is trained briefly as an AE on scikit-learn digits (so the encodings are those of a
    realistic, partly trained decoder).

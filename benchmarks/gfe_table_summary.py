@@ -1,10 +1,11 @@
 """Summarise whatever cells of ``benchmarks/gfe_table.py`` runs exist (any number of seeds per cell).
 
-    .venv/bin/python benchmarks/gfe_table_summary.py runs/gfe_table runs/gfe_table_subset ... --out runs/gfe_table_all
+    .venv/bin/python -m benchmarks.gfe_table_summary runs/gfe_table runs/gfe_table_subset ... --out runs/gfe_table_all
 
 Reads ``DIR/PART/cells/*.json`` of every given run directory, groups them by part
 (``protocol-optimizer``) and size, and writes ``OUT/table.json`` and ``OUT/table.md`` with the mean,
-standard deviation and number of seeds of every row (:func:`flowlearn.encoding.summarise`).
+standard deviation and number of seeds of every row
+(:func:`flowlearn.experiments.gfe_data_efficiency.summarise`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from gfe_table import PARTS, markdown  # noqa: E402
-
-from flowlearn.encoding import summarise  # noqa: E402
-from flowlearn.io import atomic_write, save_json  # noqa: E402
+from benchmarks.gfe_table import PARTS, markdown
+from flowlearn.experiments.gfe_data_efficiency import summarise
+from flowlearn.io import atomic_write, save_json
 
 
 def main(argv=None) -> int:

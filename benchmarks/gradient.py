@@ -2,10 +2,10 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/gradient.py --out gradient.json            # 64^2 .. 512^2, J = 8
-    .venv/bin/python benchmarks/gradient.py --quick --out gradient_quick.json
-    .venv/bin/python benchmarks/gradient.py --compare-dtypes --out gradient_dtypes.json   # float32 vs float64
-    .venv/bin/python benchmarks/gradient.py --quick --device cuda --out gradient_cuda.json
+    .venv/bin/python -m benchmarks.gradient --out gradient.json            # 64^2 .. 512^2, J = 8
+    .venv/bin/python -m benchmarks.gradient --quick --out gradient_quick.json
+    .venv/bin/python -m benchmarks.gradient --compare-dtypes --out gradient_dtypes.json   # float32 vs float64
+    .venv/bin/python -m benchmarks.gradient --quick --device cuda --out gradient_cuda.json
 
 Every (size, method) runs in a fresh subprocess (``--threads`` torch threads), so that the peak
 resident memory it reports belongs to that gradient alone: the growth of the resident set's high-water
@@ -48,11 +48,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks._memory import measure, resolve_device, synchronize
+from flowlearn.io import save_json
 
-from _memory import measure, resolve_device, synchronize  # noqa: E402
-
-from flowlearn.io import save_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the children run as ``python -m benchmarks.gradient`` from here
 
 METHODS = ("lowrank", "lowrank-lean", "autodiff-expint", "autodiff-euler")
 AUTODIFF = ("autodiff-expint", "autodiff-euler")
@@ -64,30 +63,31 @@ def _child(args) -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     from flowlearn.data import make_voronoi
-    from flowlearn.learning import LearningProblem, make_gradient_method
+    from flowlearn.learning import LearningProblem
+    from flowlearn.linearized import method_from_name
 
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
     T = 5.0
     opts = {"lowrank": {"m": 10, "rank": 1}, "lowrank-lean": {"m": 10, "rank": 1, "recompute_forward": True},
             "autodiff-expint": {"m": 10, "substeps": 1}, "autodiff-euler": {"step_size": T / 10}}[args.method]
-    method = make_gradient_method(args.method.removesuffix("-lean"), **opts)
+    method = method_from_name(args.method.removesuffix("-lean"), **opts)
     warm = make_voronoi(16, scenario="colors", seed=1)
     wp = LearningProblem.from_image(warm.image, warm.labels, warm.prototypes, rho=0.1, T=T, dtype=dtype,
                                     device=device)
-    method(wp, wp.weights.patches)  # load kernels / allocator
+    wp.evaluate(wp.weights.patches, method)  # load kernels / allocator
     v = make_voronoi(args.size, scenario="colors", seed=0)
     problem = LearningProblem.from_image(v.image, v.labels, v.prototypes, rho=0.1, T=T, dtype=dtype,
                                          device=device)
     patches = problem.weights.patches
     problem.stencil()  # per-problem structure (CSR pattern of Omega, Omega^T), built once like the graph
     with measure(device) as mem:
-        r = method(problem, patches)
+        r = problem.evaluate(patches, method)
     first = mem["seconds"]
     times = [first]
     for _ in range(args.repeat):
         synchronize(device)
         t0 = time.perf_counter()
-        method(problem, patches)
+        problem.evaluate(patches, method)
         synchronize(device)
         times.append(time.perf_counter() - t0)
     if args.save_grad:
@@ -106,13 +106,14 @@ def _child(args) -> None:
 def _child_run(size, method, args, repeat, extra_env, *, threads=None, dtype=None, save_grad=None):
     threads = args.threads if threads is None else threads
     dtype = args.dtype if dtype is None else dtype
-    cmd = [sys.executable, __file__, "--child", "--size", str(size), "--method", method, "--threads",
-           str(threads), "--repeat", str(repeat), "--dtype", dtype, "--device", args.device]
+    cmd = [sys.executable, "-m", "benchmarks.gradient", "--child", "--size", str(size), "--method", method,
+           "--threads", str(threads), "--repeat", str(repeat), "--dtype", dtype, "--device", args.device]
     if save_grad:
         cmd += ["--save-grad", str(save_grad)]
     env = dict(os.environ, FLOWLEARN_NO_PROGRESS="1", OMP_NUM_THREADS=str(threads), **extra_env)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout, check=False,
+                              cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"size": size, "method": method, "dtype": dtype, "threads": threads,
                 "error": [f"timed out after {args.timeout:.0f} s"]}

@@ -12,7 +12,7 @@ around each timing, peak memory from ``torch.cuda.max_memory_allocated``); the S
 runs on the CPU (on a CPU copy of the same system), which the JSON records
 (``scipy_expm_multiply.device: "cpu"``).
 
-    python benchmarks/linearized_forward.py [--size 512] [--labels 10] [--T 10] [--device cpu|cuda] [--out FILE.json]
+    python -m benchmarks.linearized_forward [--size 512] [--labels 10] [--T 10] [--device cpu|cuda] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory import environment, measure, resolve_device  # noqa: E402
-
-from flowlearn.data import make_voronoi  # noqa: E402
-from flowlearn.graphs import GridWeights  # noqa: E402
-from flowlearn.io import save_json  # noqa: E402
-from flowlearn.labeling import LinearizedSystem, distance_matrix  # noqa: E402
-from flowlearn.solvers import krylov_phi  # noqa: E402
+from benchmarks._memory import environment, measure, resolve_device
+from flowlearn.data import make_voronoi
+from flowlearn.graphs import GridWeights
+from flowlearn.io import save_json
+from flowlearn.labeling import distance_matrix
+from flowlearn.linearized import LinearizedSystem
+from flowlearn.solvers import krylov_phi
 
 
 def build_system(size: int, J: int, seed: int = 0, device="cpu") -> LinearizedSystem:

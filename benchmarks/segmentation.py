@@ -2,38 +2,42 @@
 
 Splits: train 0-15, validation 16-19 (model selection only), test 20-23.  Methods: pixel-wise rounding
 to the class means; uniform full and linearized assignment flows; the Sect. 4.4 predictor; the deep
-linearized flow (``flowlearn.learning.labeler``); a random forest on
+linearized flow (the recipe of ``flowlearn.experiments.isbi``); a random forest on
 ``skimage.feature.multiscale_basic_features``; Potts MAP by graph cuts (PyMaxflow, exact for two labels)
 on the flows' data term; a small U-Net trained for the same CPU time as the deep flow.  Columns: pixel
 error %, membrane F1, adapted Rand error (on the connected cell-interior regions,
 ``skimage.metrics.adapted_rand_error``), parameters, training seconds; each at the method's own decision
 (t = 0.5) and at the operating point chosen on the validation images by adapted Rand error, the same
-rule for every method (``segmentation_peers.tune``).  Writes ``segmentation.json``, ``segmentation.png``,
-the test scores ``scores.npz`` and the state dicts ``deep_flow.pt`` / ``unet.pt`` to ``--out``
-(``--load DIR`` reuses them); ``--train-images K`` trains on images 0..K-1 only.
+rule for every method (``flowlearn.evaluation.tune_threshold``).  Writes ``segmentation.json``,
+``segmentation.png``, the test scores ``scores.npz`` and the state dicts ``deep_flow.pt`` / ``unet.pt``
+to ``--out`` (``--load DIR`` reuses them); ``--train-images K`` trains on images 0..K-1 only.
 
     pip install -c constraints.txt -e ".[bench]"
-    OMP_NUM_THREADS=2 python benchmarks/segmentation.py --budget-seconds 180 --threads 2 --out runs/segmentation
+    OMP_NUM_THREADS=2 python -m benchmarks.segmentation --budget-seconds 180 --threads 2 --out runs/segmentation
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import segmentation_peers as peers
-
+from benchmarks import segmentation_peers as peers
+from flowlearn.evaluation import (
+    THRESHOLDS,
+    mean_segmentation_metrics,
+    segmentation_metrics,
+    threshold_labels,
+    tune_threshold,
+)
+from flowlearn.experiments.isbi import TEST, TRAIN, deep_flow_score, labeler_config, train_deep_flow
+from flowlearn.experiments.isbi import VALIDATION as VAL
 from flowlearn.io import save_figure, save_json
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "isbi2012_membranes.npz"
-TRAIN, VAL, TEST = list(range(16)), list(range(16, 20)), list(range(20, 24))
 
 
 def means(x, y):
@@ -86,42 +90,6 @@ def predictor_score(pred, img, protos, rho, T):
         return torch.softmax(predict_tangent(s.problem, pred(s.features)), -1)[:, 1].reshape(img.shape).numpy()
 
 
-def deep_score(model, img):
-    with torch.no_grad():
-        return model(torch.as_tensor(img)[..., None]).assignment[:, 1].reshape(img.shape).numpy()
-
-
-def deep_config(crop, args):
-    from flowlearn.learning.labeler import LabelerConfig
-
-    total = args.deep_pretrain + args.deep_steps
-    return LabelerConfig(crop=crop, batch=2, layers=args.layers, features=8, hidden=16, lr=0.01, rho=args.deep_rho,
-                         T=1.0, iterations=total, eval_every=max(1, args.deep_steps // 10), checkpoint_every=10**9,
-                         checkpoint_seconds=0, filter_bank=True, data_term="classifier",
-                         pretrain_steps=args.deep_pretrain, final_lr_fraction=0.1,
-                         class_balance=args.deep_class_balance)
-
-
-def train_deep(x, y, crop, args, train, load=None):
-    """The deep flow with the recipe of the README: fixed filter bank, classifier data term warmed up on
-    random pixels for ``--deep-pretrain`` steps, then ``--deep-steps`` end-to-end steps on random crops
-    (cosine step size), the validation images picking the kept parameters.  With ``load`` (a directory
-    holding ``deep_flow.pt``) the trained parameters are read instead: ``(model, nan, 0, None)``."""
-    from flowlearn.learning.labeler import LabelerTrainer
-
-    xs, ys = x[..., None], y
-    cfg = deep_config(crop, args)
-    trainer = LabelerTrainer(cfg, show_progress=True)
-    if load is not None and (load / "deep_flow.pt").exists():
-        model = trainer.build(xs, ys, train)
-        model.load_state_dict(torch.load(load / "deep_flow.pt", weights_only=True))
-        return model, float("nan"), 0, None
-    val = (xs[VAL, :256, :256].contiguous(), ys[VAL, :256, :256].contiguous())
-    t0 = time.perf_counter()
-    model, res = trainer.fit(xs, ys, train, val)
-    return model, time.perf_counter() - t0, cfg.iterations, res
-
-
 # ----------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -165,24 +133,24 @@ def main(argv=None) -> int:
     want = lambda m: args.methods == "all" or m in args.methods.split(",")
     load = Path(args.load) if args.load else None
 
-    def record(name, score, params, seconds, labels_at=peers.threshold, **extra):
+    def record(name, score, params, seconds, labels_at=threshold_labels, **extra):
         """Evaluate a method given by its score function: at its own decision (t = 0.5) and at the
         operating point tuned on the validation images by adapted Rand error."""
         t0 = time.perf_counter()
         test_scores = [score(img) for img, _ in test]
         eval_seconds = time.perf_counter() - t0
         truths = [t for _, t in test]
-        t_best, val_table = peers.tune(labels_at, [score(v) for v, _ in val_full], [t for _, t in val_full])
+        t_best, val_table = tune_threshold(labels_at, [score(v) for v, _ in val_full], [t for _, t in val_full])
         at_half = [labels_at(s, 0.5) for s in test_scores]
         at_best = [labels_at(s, t_best) for s in test_scores]
-        rows[name] = peers.mean_metrics(at_half, truths)
+        rows[name] = mean_segmentation_metrics(at_half, truths)
         rows[name].update(
-            per_image_pixel_error=[peers.metrics(p, t)["pixel_error"] for p, t in zip(at_half, truths)],
-            tuned={"threshold": t_best, **peers.mean_metrics(at_best, truths),
+            per_image_pixel_error=[segmentation_metrics(p, t)["pixel_error"] for p, t in zip(at_half, truths)],
+            tuned={"threshold": t_best, **mean_segmentation_metrics(at_best, truths),
                    "validation_rand_error": val_table[t_best]["rand_error"]},
             parameters=int(params), train_seconds=round(seconds, 1), eval_seconds=round(eval_seconds, 1), **extra)
         labelings[name] = (at_half[0], at_best[0], t_best)
-        if labels_at is peers.threshold:
+        if labels_at is threshold_labels:
             scores[name] = np.stack(test_scores).astype(np.float16)
         r, tu = rows[name], rows[name]["tuned"]
         print(f"{name:28s} {r['pixel_error']:6.2f} % F1 {r['f1']:.3f} ARE {r['rand_error']:.3f} | tuned t={t_best:.2f}: "
@@ -207,12 +175,14 @@ def main(argv=None) -> int:
         record("Sect. 4.4 predictor", lambda img: predictor_score(pred, img, protos, 0.1, 1.0),
                sum(p.numel() for p in pred.parameters()), secs, iterations=iters)
     if want("deep"):
-        quick = argparse.Namespace(**{**vars(args), "deep_pretrain": 20, "deep_steps": 10})
-        model, secs, iters, res = train_deep(x, y, args.crop, quick if args.quick else args, train, load)
+        pretrain, steps = (20, 10) if args.quick else (args.deep_pretrain, args.deep_steps)
+        cfg = labeler_config(crop=args.crop, layers=args.layers, rho=args.deep_rho, pretrain_steps=pretrain,
+                             steps=steps, class_balance=args.deep_class_balance)
+        model, secs, iters, res = train_deep_flow(x, y, cfg, train, load=load)
         deep_seconds = secs
         saved["deep_flow"] = model
-        record(f"deep linearized flow (K={args.layers})", lambda img: deep_score(model, img), model.num_parameters(),
-               secs, iterations=iters, best=res.best if res else None, rho=args.deep_rho)
+        record(f"deep linearized flow (K={args.layers})", lambda img: deep_flow_score(model, img),
+               model.num_parameters(), secs, iterations=iters, best=res.best if res else None, rho=args.deep_rho)
     if want("rf"):
         rf, secs, nodes = peers.train_rf(xn, yn, train)
         record("random forest (100 trees)", lambda img: peers.rf_score(rf, img), nodes, secs,
@@ -234,7 +204,7 @@ def main(argv=None) -> int:
     meta = {"budget_seconds": budget, "deep_pretrain": args.deep_pretrain, "deep_steps": args.deep_steps,
             "deep_class_balance": args.deep_class_balance,
             "threads": args.threads, "crop": args.crop, "test_size": n, "test_images": TEST, "train_images": train,
-            "validation_images": VAL, "thresholds": list(peers.THRESHOLDS), "loaded_from": args.load,
+            "validation_images": VAL, "thresholds": list(THRESHOLDS), "loaded_from": args.load,
             "torch": torch.__version__}
     save_json(out / "segmentation.json", {"settings": meta, "methods": rows})
     for name, module in saved.items():   # the trained torch models, for later analysis (state dicts)

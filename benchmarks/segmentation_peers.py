@@ -1,12 +1,10 @@
-"""Peers and metrics of ``benchmarks/segmentation.py`` (ISBI 2012 membranes, two labels: 1 = membrane).
+"""The peers of ``benchmarks/segmentation.py`` (ISBI 2012 membranes, two labels: 1 = membrane).
 
-Every method is evaluated the same way: it gives a *score* per test image and ``labels_at(score, t)``
-turns a score into labels at an operating point ``t`` in (0, 1); ``t = 0.5`` is the method's own decision
-(argmax of its probabilities, the unbiased Potts MAP).  For probabilistic methods the score is the
-membrane probability and ``labels_at`` thresholds it; for graph cuts ``t`` adds the bias
-``log(t / (1 - t))`` to the cost of the membrane label.  ``tune`` picks ``t`` on the validation images
-by adapted Rand error, the usual ISBI protocol (the challenge scored the best threshold of each
-submitted probability map), for every method alike.
+Graph cuts (exact Potts MAP of two labels by min cut), a random forest on multiscale filter features
+and a small U-Net.  Each gives a score per image that ``benchmarks/segmentation.py`` evaluates with
+:mod:`flowlearn.evaluation` (pixel error, membrane F1, adapted Rand error, the tuned operating point);
+for graph cuts the operating point ``t`` adds the bias ``log(t / (1 - t))`` to the cost of the membrane
+label.  Import as ``from benchmarks import segmentation_peers`` (from the repository root).
 """
 
 from __future__ import annotations
@@ -16,39 +14,6 @@ import time
 import numpy as np
 import torch
 from torch import nn
-
-THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
-
-
-def metrics(pred, truth) -> dict:
-    """Pixel error %, membrane F1 and adapted Rand error of the cell regions (4-connected components of
-    label 0; predicted membrane pixels on true cells count as one extra segment, as in ISBI)."""
-    from skimage.measure import label as components
-    from skimage.metrics import adapted_rand_error
-
-    pred, truth = np.asarray(pred).astype(np.int64), np.asarray(truth).astype(np.int64)
-    tp = np.sum((pred == 1) & (truth == 1))
-    f1 = 2 * tp / max(np.sum(pred == 1) + np.sum(truth == 1), 1)
-    are = adapted_rand_error(components(truth == 0, connectivity=1), components(pred == 0, connectivity=1))[0]
-    return {"pixel_error": 100 * float(np.mean(pred != truth)), "f1": float(f1), "rand_error": float(are)}
-
-
-def mean_metrics(preds, truths) -> dict:
-    ms = [metrics(p, t) for p, t in zip(preds, truths)]
-    return {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
-
-
-def threshold(score, t):
-    """Labels of a membrane-probability map at threshold ``t`` (``t = 0.5``: the argmax, ties to cells)."""
-    return (np.asarray(score) > t).astype(np.int64)
-
-
-def tune(labels_at, val_scores, val_truths, thresholds=THRESHOLDS) -> tuple[float, dict]:
-    """The operating point with the least mean adapted Rand error on the validation images, and the
-    validation metrics of every candidate (``{t: mean metrics}``)."""
-    table = {t: mean_metrics([labels_at(s, t) for s in val_scores], val_truths) for t in thresholds}
-    best = min(thresholds, key=lambda t: (table[t]["rand_error"], abs(t - 0.5)))
-    return best, table
 
 
 # ----------------------------------------------------------------------------------------- graph cuts

@@ -1,6 +1,6 @@
 """Deep linearized flow against the single-layer Sect. 4.4 predictor on unseen Voronoi boundary images.
 
-    .venv/bin/python benchmarks/voronoi_deep.py --out runs/voronoi_deep.json [--size 96] [--budget-seconds 120]
+    .venv/bin/python -m benchmarks.voronoi_deep --out runs/voronoi_deep.json [--size 96] [--budget-seconds 120]
 
 Scenario 1 of paper 000 (thin black cell boundaries on white, Gaussian noise at the default level):
 training images are seeds 0-3, model selection uses seed 4, the test images are seeds 100-103 (new
@@ -24,7 +24,8 @@ import time
 import numpy as np
 import torch
 
-from flowlearn.data import label_error, make_voronoi
+from flowlearn.data import make_voronoi
+from flowlearn.evaluation import label_error
 from flowlearn.io import save_json
 from flowlearn.labeling import label
 from flowlearn.learning.labeler import LabelerConfig, LabelerTrainer

@@ -8,7 +8,8 @@ from _common import example_args, out_dir
 
 from flowlearn.data import make_voronoi
 from flowlearn.io import save_json
-from flowlearn.learning import LearningProblem, WeightLearner, plot_curves
+from flowlearn import LearningProblem, LowRank, WeightLearner
+from flowlearn.learning.plots import plot_curves
 
 args = example_args(__doc__.splitlines()[0])
 out = out_dir(args, "learn_weights")
@@ -16,9 +17,9 @@ size, iters = (24, 8) if args.small else (128, 60)
 
 v = make_voronoi(size, scenario="boundary", seed=0)
 problem = LearningProblem.from_image(v.image, v.labels, v.prototypes, rho=0.1, T=5.0)
-learner = WeightLearner("lowrank", optimizer="adam", lr=0.05, iters=iters, show_progress=False)
+learner = WeightLearner(LowRank(m=10, rank=1), optimizer="adam", lr=0.05, iters=iters, show_progress=False)
 uniform = learner.evaluate(problem, problem.weights.patches)
-result = learner.fit(problem, checkpoint=out / "checkpoint.pt")          # resumes when run again
+result = learner.fit(problem, checkpoint=out / "checkpoint.pt", resume=True)   # continues an earlier run
 plot_curves(out / "curves.png", {"lowrank": result.history})
 summary = {"size": size, "iters": iters, "uniform": uniform, "learned": result.final}
 save_json(out / "metrics.json", summary)

@@ -1,20 +1,8 @@
 """The GFE table scripts of benchmarks/: summary of cell records and the markdown rows."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCH = Path(__file__).parents[1] / "benchmarks"
-
-
-def _load(name):
-    import sys
-
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from benchmarks import gfe_table, gfe_table_summary
 
 
 def _cell(path, size, seed, model, val, mixed=None, refined=None):
@@ -29,8 +17,7 @@ def test_summary_groups_parts_and_seeds(tmp_path):
         _cell(cells / f"seen_N480_s{seed}_ae.json", 480, seed, "ae", ae, mixed=ae - 0.01, refined=ae - 0.005)
         _cell(cells / f"seen_N480_s{seed}_gfe.json", 480, seed, "gfe", gfe)
         _cell(cells / f"seen_N480_s{seed}_ad.json", 480, seed, "auto-decoder", ad)
-    summary = _load("gfe_table_summary")
-    assert summary.main([str(tmp_path / "run"), "--out", str(tmp_path / "all")]) == 0
+    assert gfe_table_summary.main([str(tmp_path / "run"), "--out", str(tmp_path / "all")]) == 0
     table = json.loads((tmp_path / "all" / "table.json").read_text())
     row = table["parts"]["seen-rmsprop"]["rows"]["480"]
     assert row["AE"]["n_seeds"] == 2 and abs(row["AE"]["mean"] - 0.27) < 1e-12
@@ -42,8 +29,7 @@ def test_summary_groups_parts_and_seeds(tmp_path):
 
 
 def test_markdown_marks_no_gain():
-    table = _load("gfe_table")
     rows = {"480": {"AE": {"mean": 0.17, "std": 0.0}, "GFE-amd": {"mean": 0.18, "std": 0.0},
                     "auto-decoder": {"mean": 0.15, "std": 0.0}}}
-    text = table.markdown({"subset-adam": {"rows": rows}})
+    text = gfe_table.markdown({"subset-adam": {"rows": rows}})
     assert "+5.9 %" in text and "— (GFE no gain)" in text

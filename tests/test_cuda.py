@@ -107,7 +107,7 @@ def test_flow_classes_keep_device_and_dtype():
 @pytest.mark.parametrize("method", ["lowrank", "exact"])
 def test_layer_forward_backward_on_cuda_matches_cpu(method):
     from flowlearn.graphs import GridWeights
-    from flowlearn.learning.layer import Exact, LinearizedAssignmentLayer, LowRank
+    from flowlearn.linearized import Exact, LinearizedAssignmentLayer, LowRank
 
     H = W = 6
     J = 3
@@ -135,6 +135,7 @@ def test_layer_forward_backward_on_cuda_matches_cpu(method):
 # ----------------------------------------------------------------------------- weight learning
 def test_weight_learner_on_cuda_matches_cpu():
     from flowlearn.learning import LearningProblem, WeightLearner
+    from flowlearn.linearized import LowRank
 
     v = _voronoi(10, scenario="boundary")
     out = {}
@@ -142,7 +143,7 @@ def test_weight_learner_on_cuda_matches_cpu():
         problem = LearningProblem.from_image(v.image, v.labels, v.prototypes, rho=0.1, T=3.0,
                                              dtype=torch.float64, device=device)
         assert problem.scaled_distances.device.type == torch.device(device).type
-        res = WeightLearner("lowrank", optimizer="adam", lr=0.05, iters=3, show_progress=False).fit(problem)
+        res = WeightLearner(LowRank(), optimizer="adam", lr=0.05, iters=3, show_progress=False).fit(problem)
         assert res.patches.device.type == torch.device(device).type and res.patches.dtype == torch.float64
         out[device] = res
     _close(out[CUDA].patches, out["cpu"].patches, rtol=1e-8, atol=1e-11)

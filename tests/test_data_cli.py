@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from flowlearn.cli import main as cli_main
-from flowlearn.data import label_error, make_voronoi, nearest_prototype_labels
+from flowlearn.data import make_voronoi, nearest_prototype_labels
+from flowlearn.evaluation import label_error
 
 FILES = ["image.npy", "image.png", "clean.png", "labels.npy", "labels.png", "prototypes.npy", "meta.json",
          "manifest.json", ".flowlearn.lock"]

@@ -6,11 +6,10 @@ import pytest
 from flowlearn.data import (
     FacadesData,
     class_mean_prototypes,
-    confusion_matrix,
-    label_error,
     load_facades,
     nearest_prototype_labels,
 )
+from flowlearn.evaluation import confusion_matrix, label_error
 
 
 def test_real_facades_file(facades_path):

@@ -1,11 +1,13 @@
-"""label_error, confusion_matrix, nearest_prototype_labels against independent references."""
+"""label_error, confusion_matrix (flowlearn.evaluation), nearest_prototype_labels (flowlearn.data) against
+independent references."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from flowlearn.data import confusion_matrix, label_error, nearest_prototype_labels
+from flowlearn.data import nearest_prototype_labels
+from flowlearn.evaluation import confusion_matrix, label_error
 
 
 def test_label_error_counts_differing_pixels():

@@ -8,15 +8,14 @@ import torch
 
 from flowlearn.cli import gfe as gfe_cli
 from flowlearn.encoding import (
-    COMPARE_ROWS,
     BatchSchedule,
     TrainConfig,
     Trainer,
     class_spread_sample,
-    compare,
     load_dataset,
     training_subset,
 )
+from flowlearn.experiments.gfe_data_efficiency import COMPARE_ROWS, compare
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -109,12 +108,8 @@ def test_cli_compare_seen(tmp_path, capsys):
 
 def test_benchmark_torchdiffeq_section_runs():
     pytest.importorskip("torchdiffeq")
-    import importlib.util
-    from pathlib import Path
+    from benchmarks import gfe as bench
 
-    spec = importlib.util.spec_from_file_location("gfe_bench", Path(__file__).parents[1] / "benchmarks" / "gfe.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     torch.manual_seed(0)
     dec = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ELU(), torch.nn.Linear(16, 16), torch.nn.Sigmoid())
     y = torch.rand(8, 16)

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from flowlearn.cli import gfe as gfe_cli
-from flowlearn.encoding import (Autoencoder, GradientFlowEncoder, TrainConfig, Trainer, compare, decoder_widths,
+from flowlearn.encoding import (Autoencoder, GradientFlowEncoder, TrainConfig, Trainer, decoder_widths,
                                 load_dataset, make_decoder, read_idx, training_subset)
 from flowlearn.engine import load_checkpoint, load_weights
+from flowlearn.experiments.gfe_data_efficiency import compare
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,13 +119,14 @@ def test_resumed_run_equals_uninterrupted(tmp_path, model):
     with pytest.raises(KeyboardInterrupt):
         _Interrupted(cfg).fit(d, idx, out_dir=tmp_path)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 2
-    resumed = Trainer(cfg).fit(d, idx, out_dir=tmp_path)
+    resumed = Trainer(cfg).fit(d, idx, out_dir=tmp_path, resume=True)
     assert resumed.stats["resumed_from_step"] == 2 and resumed.stats["steps"] == 6
     for a, b in zip(full.module.state_dict().values(), resumed.module.state_dict().values()):
         assert torch.equal(a, b)
     assert [h["val_bce"] for h in full.history] == [h["val_bce"] for h in resumed.history]
     with pytest.raises(ValueError, match=r"belongs to a different run \(config.epochs: 2 in the checkpoint, 3 now"):
-        Trainer(TrainConfig(model=model, epochs=3, batch_size=16, seed=4)).fit(d, idx, out_dir=tmp_path)
+        Trainer(TrainConfig(model=model, epochs=3, batch_size=16, seed=4)).fit(d, idx, out_dir=tmp_path,
+                                                                               resume=True)
 
 
 def test_training_reduces_validation_loss_and_mixed():

@@ -58,12 +58,12 @@ def test_loop_records_checkpoints_and_resumes_bit_for_bit(tmp_path):
     assert res.status is Status.INTERRUPTED and load_checkpoint(ck, {"id": 1})["iteration"] == 3
     rest = Counter()
     done = run_steps(rest.step, iterations=7, state=rest, identity={"id": 1}, show_progress=False,
-                     checkpoint=CheckpointPolicy(ck, every_steps=2, every_seconds=0))
+                     checkpoint=CheckpointPolicy(ck, every_steps=2, every_seconds=0, resume=True))
     assert done.stats["resumed_from"] == 3 and torch.equal(rest.x, full.x)
     assert [h["loss"] for h in done.history] == [h["loss"] for h in ref.history]
     with pytest.raises(ValueError, match=r"belongs to a different run \(id: 1 in the checkpoint, 2 now\)"):
         run_steps(Counter().step, iterations=7, state=Counter(), identity={"id": 2},
-                  checkpoint=CheckpointPolicy(ck), show_progress=False)
+                  checkpoint=CheckpointPolicy(ck, resume=True), show_progress=False)
 
 
 def test_interrupt_names_the_checkpoint_and_the_resume(tmp_path):

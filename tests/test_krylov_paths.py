@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flowlearn.graphs import GridWeights
-from flowlearn.labeling import LinearizedSystem
+from flowlearn.linearized import LinearizedSystem
 from flowlearn.solvers import arnoldi, krylov_phi
 from flowlearn.solvers.arnoldi import ORTHOGONALITY_BUDGET
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from flowlearn.data import label_error, make_voronoi
+from flowlearn.data import make_voronoi
+from flowlearn.evaluation import label_error
 from flowlearn.graphs import GridWeights
-from flowlearn.labeling import (AssignmentFlow, LinearizedAssignmentFlow, LinearizedFlowSequence, LinearizedSystem,
-                                distance_matrix, label)
+from flowlearn.labeling import AssignmentFlow, LinearizedAssignmentFlow, LinearizedFlowSequence, distance_matrix, label
+from flowlearn.linearized import LinearizedSystem
 from flowlearn.solvers import RK4, integrate, linear_grid
 
 

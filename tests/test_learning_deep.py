@@ -14,7 +14,7 @@ from flowlearn.learning.deep import (
     PrototypeDistances,
     assignment_nll,
 )
-from flowlearn.learning.layer import DenseAutograd, Exact, LowRank
+from flowlearn.linearized import DenseAutograd, Exact, LowRank
 
 
 def rel(a, b):

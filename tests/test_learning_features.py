@@ -69,7 +69,7 @@ def test_labeler_filter_bank_warmup_and_resume(tmp_path):
     warm, _ = trainer.fit(images, labels, [0, 1], [2], stop_after=4, checkpoint=tmp_path / "w.pt")
     for p, q in zip(warm.predictors.parameters(), fresh.predictors.parameters()):
         torch.testing.assert_close(p, q)
-    resumed, res2 = trainer.fit(images, labels, [0, 1], [2], checkpoint=tmp_path / "w.pt")
+    resumed, res2 = trainer.fit(images, labels, [0, 1], [2], checkpoint=tmp_path / "w.pt", resume=True)
     assert res2.stats["resumed_from"] == 4
     for (k, p), q in zip(resumed.state_dict().items(), model.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=k)

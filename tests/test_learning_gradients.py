@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from flowlearn.graphs import GridWeights
-from flowlearn.learning import LearningProblem, make_gradient_method
-from flowlearn.learning.contraction import bilinear_terms
-from flowlearn.learning.gradients import GRADIENT_METHODS, LowRankGradient
-from flowlearn.learning.gradients.closed_form import augmented_matrix
-from flowlearn.learning.kronecker import benzi_simoncini, frechet_block, frechet_kronecker, kronecker_sum, phi_dense
+from flowlearn.learning import LearningProblem
+from flowlearn.linearized import AutodiffEuler, AutodiffExpint, Exact, LowRank, method_from_name
+from flowlearn.linearized.contraction import bilinear_terms
+from flowlearn.linearized import METHODS
+from flowlearn.linearized.closed_form import augmented_matrix
+from flowlearn.linearized.kronecker import benzi_simoncini, frechet_block, frechet_kronecker, kronecker_sum, phi_dense
 
 
 def make_problem(h, w, J=3, *, T=3.0, tau=0.0, rho=0.5, seed=0, dtype=torch.float64):
@@ -47,7 +48,7 @@ def cosine(a, b):
 @pytest.mark.parametrize("size,tau", [((6, 6), 0.0), ((5, 7), 0.01), ((12, 12), 0.0)])
 def test_exact_equals_autograd_through_dense_matrix_exp(size, tau):
     prob, p = make_problem(*size, tau=tau)
-    r = make_gradient_method("exact")(prob, p)
+    r = prob.evaluate(p, Exact())
     ref = autograd_reference(prob, p)
     assert rel(r.grad, ref) < 1e-8
     assert abs(r.loss - float(dense_loss(prob, p))) < 1e-10
@@ -55,7 +56,7 @@ def test_exact_equals_autograd_through_dense_matrix_exp(size, tau):
 
 def test_exact_agrees_with_finite_differences():
     prob, p = make_problem(6, 6, tau=0.02, seed=3)
-    grad = make_gradient_method("exact")(prob, p).grad
+    grad = prob.evaluate(p, Exact()).grad
     g = torch.Generator().manual_seed(1)
     for _ in range(3):
         d = torch.randn(p.shape, generator=g)
@@ -69,16 +70,16 @@ def test_exact_agrees_with_finite_differences():
 def test_lowrank_full_krylov_and_full_rank_equals_exact():
     prob, p = make_problem(8, 8, J=3)
     k = 8 * 8 * 3
-    exact = make_gradient_method("exact")(prob, p)
-    full = LowRankGradient(m=k, rank=k)(prob, p)
+    exact = prob.evaluate(p, Exact())
+    full = prob.evaluate(p, LowRank(m=k, rank=k))
     assert rel(full.grad, exact.grad) < 1e-8
     assert rel(full.tangent, exact.tangent) < 1e-10
 
 
 def test_lowrank_default_cosine_to_exact_12x12():
     prob, p = make_problem(12, 12, J=3, T=5.0)
-    exact = make_gradient_method("exact")(prob, p)
-    low = LowRankGradient()(prob, p)
+    exact = prob.evaluate(p, Exact())
+    low = prob.evaluate(p, LowRank())
     assert (low.stats["krylov_dim"], low.stats["rank"]) == (10, 1)
     assert cosine(low.grad, exact.grad) >= 0.99
     s = torch.tensor(low.stats["singular_values"])
@@ -87,8 +88,8 @@ def test_lowrank_default_cosine_to_exact_12x12():
 
 def test_lowrank_gets_better_with_rank_and_krylov_dimension():
     prob, p = make_problem(10, 10, J=3, T=5.0, seed=2)
-    exact = make_gradient_method("exact")(prob, p).grad
-    errs = [rel(LowRankGradient(m=m, rank=r)(prob, p).grad, exact) for m, r in [(4, 1), (10, 1), (20, 20)]]
+    exact = prob.evaluate(p, Exact()).grad
+    errs = [rel(prob.evaluate(p, LowRank(m=m, rank=r)).grad, exact) for m, r in [(4, 1), (10, 1), (20, 20)]]
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 1e-6
 
@@ -98,22 +99,22 @@ def test_lowrank_recompute_forward_gives_the_same_gradient(m, rank):
     """Rebuilding the forward basis instead of keeping it changes nothing but the number of products
     (with a full Krylov space the memory-lean variant still equals ``exact``)."""
     prob, p = make_problem(8, 8, J=3, T=5.0, seed=3)
-    keep = LowRankGradient(m=m, rank=rank)(prob, p)
-    lean = LowRankGradient(m=m, rank=rank, recompute_forward=True)(prob, p)
+    keep = prob.evaluate(p, LowRank(m=m, rank=rank))
+    lean = prob.evaluate(p, LowRank(m=m, rank=rank, recompute_forward=True))
     assert rel(lean.grad, keep.grad) < 1e-13 and lean.loss == keep.loss
     assert lean.stats["matvecs"] == keep.stats["matvecs"] + keep.stats["krylov_dim"]
     if m == 192:
-        assert rel(lean.grad, make_gradient_method("exact")(prob, p).grad) < 1e-8
+        assert rel(lean.grad, prob.evaluate(p, Exact()).grad) < 1e-8
     with pytest.raises(TypeError, match="recompute_forward must be a bool, got 'yes'"):
-        LowRankGradient(recompute_forward="yes")
+        LowRank(recompute_forward="yes")
 
 
 def test_autodiff_expint_matches_exact_and_euler_converges_first_order():
     prob, p = make_problem(6, 6, J=3, T=2.0)
-    exact = make_gradient_method("exact")(prob, p).grad
-    assert rel(make_gradient_method("autodiff-expint", m=40)(prob, p).grad, exact) < 1e-8
-    e1 = rel(make_gradient_method("autodiff-euler", step_size=0.04)(prob, p).grad, exact)
-    e2 = rel(make_gradient_method("autodiff-euler", step_size=0.02)(prob, p).grad, exact)
+    exact = prob.evaluate(p, Exact()).grad
+    assert rel(prob.evaluate(p, AutodiffExpint(m=40)).grad, exact) < 1e-8
+    e1 = rel(prob.evaluate(p, AutodiffEuler(step_size=0.04)).grad, exact)
+    e2 = rel(prob.evaluate(p, AutodiffEuler(step_size=0.02)).grad, exact)
     assert 1.6 < e1 / e2 < 2.4  # explicit Euler: error O(h)
 
 
@@ -172,27 +173,27 @@ def test_float32_keeps_dtype_and_is_close():
     prob64, p64 = make_problem(8, 8)
     prob32, p32 = make_problem(8, 8, dtype=torch.float32)
     for name in ["lowrank", "autodiff-expint", "exact"]:
-        r = make_gradient_method(name)(prob32, p32)
+        r = prob32.evaluate(p32, method_from_name(name))
         assert r.grad.dtype == torch.float32 and r.tangent.dtype == torch.float32
-        ref = make_gradient_method(name)(prob64, p64).grad
+        ref = prob64.evaluate(p64, method_from_name(name)).grad
         assert rel(r.grad.double(), ref) < 1e-3
 
 
 def test_registry_and_errors():
-    assert set(GRADIENT_METHODS) == {"exact", "lowrank", "autodiff-euler", "autodiff-expint"}
+    assert {m.name for m in METHODS} == {"exact", "lowrank", "dense-autograd", "autodiff-euler", "autodiff-expint"}
     with pytest.raises(ValueError, match="must be one of .*'lowrnk'"):
-        make_gradient_method("lowrnk")
+        method_from_name("lowrnk")
     with pytest.raises(ValueError, match="has no option.*'rnak'"):
-        make_gradient_method("lowrank", rnak=2)
+        method_from_name("lowrank", rnak=2)
     with pytest.raises(ValueError, match="m must be >= 1"):
-        make_gradient_method("lowrank", m=0)
+        method_from_name("lowrank", m=0)
     with pytest.raises(ValueError, match="step_size must be > 0|step_size"):
-        make_gradient_method("autodiff-euler", step_size=-1.0)
+        method_from_name("autodiff-euler", step_size=-1.0)
     prob, p = make_problem(6, 6)
     with pytest.raises(ValueError, match=r"patches must have shape \(36, 9\)"):
-        make_gradient_method("lowrank")(prob, p[:, :4])
+        prob.evaluate(p[:, :4], LowRank())
     with pytest.raises(ValueError, match="strictly positive"):
-        make_gradient_method("lowrank")(prob, torch.zeros_like(p))
+        prob.evaluate(torch.zeros_like(p), LowRank())
     big, pb = make_problem(30, 30)
     with pytest.raises(ValueError, match="I\\*J must be <= 2500"):
-        make_gradient_method("exact")(big, pb)
+        big.evaluate(pb, Exact())

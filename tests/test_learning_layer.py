@@ -5,8 +5,9 @@ import torch
 
 from flowlearn._checks import UserInputError, UserTypeError
 from flowlearn.graphs import GridWeights
-from flowlearn.learning import LearningProblem, assignment_kl, make_gradient_method
-from flowlearn.learning.layer import (
+from flowlearn.learning import LearningProblem
+from flowlearn.learning.losses import assignment_kl
+from flowlearn.linearized import (
     DenseAutograd,
     Exact,
     LinearizedAssignmentLayer,
@@ -115,7 +116,7 @@ def test_zero_grad_output_and_consistency_with_lowrank_gradient_method():
     assert float(gp.abs().max()) == 0.0 and float(gd.abs().max()) == 0.0
     labels = torch.randint(0, 3, (36,), generator=torch.Generator().manual_seed(0))
     prob = LearningProblem.build(op, D, labels, rho=0.5, T=3.0)
-    ref = make_gradient_method("lowrank")(prob, p)
+    ref = prob.evaluate(p, LowRank())
     pp = p.clone().requires_grad_(True)
     V = LinearizedAssignmentLayer(op, rho=0.5, T=3.0)(pp, D)
     assignment_kl(V, labels).backward()

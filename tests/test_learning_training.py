@@ -7,17 +7,9 @@ import torch
 from flowlearn.data import make_voronoi
 from flowlearn.geometry import lift
 from flowlearn.graphs import GridWeights
-from flowlearn.learning import (
-    LearningProblem,
-    RiemannianSGD,
-    SimplexAdam,
-    WeightLearner,
-    assignment_kl,
-    assignment_kl_grad,
-    make_gradient_method,
-    patch_regularizer,
-    patch_regularizer_grad,
-)
+from flowlearn.learning import LearningProblem, RiemannianSGD, SimplexAdam, WeightLearner
+from flowlearn.learning.losses import assignment_kl, assignment_kl_grad, patch_regularizer, patch_regularizer_grad
+from flowlearn.linearized import LowRank
 from flowlearn.learning.predictor import PatchPredictor, PredictorTrainer, clean_windows, make_sample
 from flowlearn.solvers import arnoldi
 
@@ -42,9 +34,9 @@ def test_loss_and_regularizer_gradients_match_autograd():
 
 def test_rgd_step_is_the_lifting_map_and_descends():
     prob, _ = voronoi_problem(12)
-    method = make_gradient_method("lowrank")
+    method = LowRank()
     p = prob.weights.patches.clone()
-    r = method(prob, p)
+    r = prob.evaluate(p, method)
     h = 0.2 * prob.weights.num_nodes
     opt = RiemannianSGD([p], lr=h)
     p.grad = r.grad
@@ -53,17 +45,17 @@ def test_rgd_step_is_the_lifting_map_and_descends():
     opt.step()
     assert torch.allclose(p, expected, rtol=1e-12, atol=1e-15)
     assert torch.allclose(p.sum(1), torch.ones(p.shape[0]))
-    assert method(prob, p).loss < r.loss
+    assert prob.evaluate(p, method).loss < r.loss
 
 
 def test_simplex_adam_keeps_rows_on_simplex_and_descends():
     prob, _ = voronoi_problem(12)
-    method = make_gradient_method("lowrank")
+    method = LowRank()
     p = prob.weights.patches.clone()
     opt = SimplexAdam([p], lr=0.05)
     losses = []
     for _ in range(5):
-        r = method(prob, p)
+        r = prob.evaluate(p, method)
         losses.append(r.loss)
         p.grad = r.grad
         opt.step()
@@ -77,27 +69,28 @@ def test_simplex_adam_keeps_rows_on_simplex_and_descends():
 
 def test_training_reduces_error_and_resume_matches_uninterrupted(tmp_path):
     prob, _ = voronoi_problem(16, "colors", seed=3)
-    full = WeightLearner("lowrank", optimizer="adam", lr=0.05, iters=6, show_progress=False).fit(prob)
+    full = WeightLearner(LowRank(), optimizer="adam", lr=0.05, iters=6, show_progress=False).fit(prob)
     assert full.history[-1]["loss"] < full.history[0]["loss"]
     assert full.final["label_error"] <= full.history[0]["label_error"]
     assert [h["iteration"] for h in full.history] == list(range(6))
     ckpt = tmp_path / "ckpt.pt"
-    WeightLearner("lowrank", optimizer="adam", lr=0.05, iters=4, checkpoint_every=2,
+    WeightLearner(LowRank(), optimizer="adam", lr=0.05, iters=4, checkpoint_every=2,
                   show_progress=False).fit(prob, checkpoint=ckpt)
-    resumed = WeightLearner("lowrank", optimizer="adam", lr=0.05, iters=6, checkpoint_every=2,
-                            show_progress=False).fit(prob, checkpoint=ckpt)
+    resumed = WeightLearner(LowRank(), optimizer="adam", lr=0.05, iters=6, checkpoint_every=2,
+                            show_progress=False).fit(prob, checkpoint=ckpt, resume=True)
     assert resumed.stats["resumed_from"] == 4
     assert torch.allclose(resumed.patches, full.patches, atol=1e-14)
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-12)
     with pytest.raises(ValueError, match=r"belongs to a different run \(config.lr: 0.05 in the checkpoint, 1.0 now; config.optimizer: 'adam'"):
-        WeightLearner("lowrank", optimizer="rgd", iters=6, show_progress=False).fit(prob, checkpoint=ckpt)
+        WeightLearner(LowRank(), optimizer="rgd", iters=6, show_progress=False).fit(prob, checkpoint=ckpt,
+                                                                                    resume=True)
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        WeightLearner("lowrank", optimizer="sgd")
+        WeightLearner(LowRank(), optimizer="sgd")
 
 
 def test_float32_training_keeps_dtype():
     prob, _ = voronoi_problem(12, dtype=torch.float32)
-    res = WeightLearner("lowrank", optimizer="adam", lr=0.05, iters=2, show_progress=False).fit(prob)
+    res = WeightLearner(LowRank(), optimizer="adam", lr=0.05, iters=2, show_progress=False).fit(prob)
     assert res.patches.dtype == torch.float32
 
 

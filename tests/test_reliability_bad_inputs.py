@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import sys
@@ -246,7 +247,7 @@ SEQUENCES = [
     ("learn", "--resume into a run of another problem (seed, rho)",
      [["learn", "--size", "16", "--iters", "2", "--seed", "3", "--out", "{out}"]],
      ["learn", "--size", "16", "--iters", "4", "--seed", "4", "--rho", "0.5", "--resume", "--out", "{out}"], 2,
-     r"belongs to a different run \(problem:"),
+     r"belongs to a different run \(data:"),
     ("learn", "--resume after a shape change (--size 32 on a 16x16 run)",
      [["learn", "--size", "16", "--iters", "2", "--out", "{out}"]],
      ["learn", "--size", "32", "--iters", "4", "--resume", "--out", "{out}"], 2, r"belongs to a different run"),
@@ -276,6 +277,23 @@ SEQUENCES = [
      r"status (max_substeps|nonfinite).*options: --T, --rho"),
     ("label", "--rho 1e300 (the data term vanishes)", [],
      ["label", "{d}/image.npy", "--k", "2", "--rho", "1e300", "--out", "{out}"], 3, r"status undecided.*lower rho"),
+    # hostile run directories: nothing outside --out is ever written or removed (the decoys are checked)
+    ("label", "--overwrite with a manifest listing '../decoy.txt'",
+     [["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], ("manifest_output", "../decoy.txt")],
+     ["label", "{d}/image.npy", "--k", "2", "--overwrite", "--out", "{out}"], 2, r"lists outputs outside the directory"),
+    ("label", "--overwrite with a manifest listing an absolute directory 'DIR/decoy_dir/'",
+     [["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], ("manifest_output", "{d}/decoy_dir/")],
+     ["label", "{d}/image.npy", "--k", "2", "--overwrite", "--out", "{out}"], 2, r"lists outputs outside the directory"),
+    ("label", "--overwrite with a manifest that is a JSON list",
+     [["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], ("manifest", "[1, 2]")],
+     ["label", "{d}/image.npy", "--k", "2", "--overwrite", "--out", "{out}"], 2, r"is not a flowlearn manifest"),
+    ("label", "--overwrite with a manifest whose outputs are null",
+     [["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], ("manifest", '{"outputs": null}')],
+     ["label", "{d}/image.npy", "--k", "2", "--overwrite", "--out", "{out}"], 2, r"is not a flowlearn manifest"),
+    ("label", "a lock file planted as a link to a file outside --out", [("lock_link", "{d}/decoy.txt")],
+     ["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], 2, r"lock file .flowlearn.lock that is not a regular"),
+    ("label", "a lock file planted as a dangling link", [("lock_link", "{d}/nowhere.txt")],
+     ["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], 2, r"lock file .flowlearn.lock that is not a regular"),
 ]
 
 #: known failures (command, bad input) -> reason; empty: every case passes
@@ -283,8 +301,12 @@ XFAIL: dict = {}
 
 
 def make_fixtures(d: Path) -> None:
-    """The input files the cases refer to (all tiny)."""
+    """The input files the cases refer to (all tiny), and decoys outside every ``--out``."""
     import torch
+
+    (d / "decoy.txt").write_text("decoy")
+    (d / "decoy_dir").mkdir(exist_ok=True)
+    (d / "decoy_dir" / "inner.txt").write_text("decoy")
 
     from flowlearn.learning.predictor import PatchPredictor
 
@@ -385,6 +407,17 @@ def run_sequence(steps, argv, d: Path):
                 p.write_bytes(p.read_bytes()[:100])
             elif step[0] == "lock":
                 stack.enter_context(RunDirectory(Path(step[1].format(d=d, out=out)), command="label"))
+            elif step[0] in ("manifest_output", "manifest"):
+                m = out / "manifest.json"
+                if step[0] == "manifest":
+                    m.write_text(step[1])
+                else:
+                    blob = json.loads(m.read_text())
+                    blob["outputs"].append(step[1].format(d=d, out=out))
+                    m.write_text(json.dumps(blob))
+            elif step[0] == "lock_link":
+                out.mkdir(parents=True, exist_ok=True)
+                os.symlink(step[1].format(d=d, out=out), out / ".flowlearn.lock")
             else:
                 code, err, _ = run_case(step, d)
                 assert code == 0, err
@@ -407,6 +440,8 @@ def test_runs_never_mix_or_pass_failures_as_results(steps, argv, expected_code, 
     assert re.search(pattern, error_line(stderr)), f"{pattern!r} not in {error_line(stderr)!r}"
     if fresh:
         assert not out.exists(), "a failed computation wrote outputs"
+    assert (tmp_path / "decoy.txt").read_text() == "decoy" and (tmp_path / "decoy_dir" / "inner.txt").exists()
+    assert not (tmp_path / "nowhere.txt").exists()
 
 
 def _markdown() -> str:

@@ -123,3 +123,31 @@ def test_gfe_train_resume(tmp_path):
     sb = torch.load(reference / "model.pt", weights_only=False)["state_dict"]
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+
+
+def test_sigterm_checkpoints_marks_the_manifest_and_says_how_to_resume(tmp_path):
+    """SIGTERM (schedulers, ``timeout``) is handled like Ctrl-C: the step in progress ends, a checkpoint is
+    written, the manifest says ``interrupted``, one line says how to resume, and the resumed run ends like
+    an uninterrupted one."""
+    argv = ["gfe", "train", "--model", "ae", "--train-size", "16", "--val-size", "16", "--batch-size", "1",
+            "--epochs", "400", "--eval-every", "400", "--checkpoint-seconds", "1000", "--seed", "2"]
+    out = tmp_path / "terminated"
+    proc = subprocess.Popen(_cmd(argv, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").exists():     # the periodic checkpoint after 200 steps
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "terminated by SIGTERM after iteration" in lines[0] and "--resume" in lines[0], err
+    held = torch.load(out / "checkpoint.pt", weights_only=True)["state"]["iteration"]
+    assert held > 200 and f"holds iteration {held} of 6400" in lines[0]   # saved at the signal, not periodically
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"

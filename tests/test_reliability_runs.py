@@ -49,9 +49,9 @@ def test_learn_resume_of_a_different_problem_is_refused_by_name(tmp_path):
     out = tmp_path / "R"
     assert cli("learn", "--size", 16, "--iters", 3, "--seed", 3, "--out", out)[0] == 0
     code, err = cli("learn", "--size", 16, "--iters", 6, "--seed", 4, "--rho", 0.5, "--resume", "--out", out)
-    assert code == 2 and "belongs to a different run (problem:" in err and "--overwrite" in err, err
+    assert code == 2 and "belongs to a different run (data:" in err and "--overwrite" in err, err
     code, err = cli("learn", "--size", 32, "--iters", 6, "--seed", 3, "--resume", "--out", out)  # shape change
-    assert code == 2 and "belongs to a different run (problem:" in err, err
+    assert code == 2 and "belongs to a different run (data:" in err, err
     code, err = cli("learn", "--size", 16, "--iters", 6, "--seed", 3, "--optimizer", "rgd", "--resume", "--out", out)
     assert code == 2 and "config.optimizer: 'adam' in the checkpoint, 'rgd' now" in err, err
 
@@ -83,18 +83,19 @@ def test_ising_resume_with_another_model_is_refused(tmp_path):
 def test_truncated_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     from flowlearn.data import make_voronoi
     from flowlearn.learning import LearningProblem, WeightLearner
+    from flowlearn.linearized import LowRank
 
     v = make_voronoi(16, scenario="boundary", seed=0)
     problem = LearningProblem.from_image(v.image, v.labels, v.prototypes, rho=0.1, T=1.0)
     ck = tmp_path / "ck.pt"
-    learner = WeightLearner("lowrank", optimizer="adam", lr=0.05, iters=2, show_progress=False)
+    learner = WeightLearner(LowRank(), optimizer="adam", lr=0.05, iters=2, show_progress=False)
     learner.fit(problem, checkpoint=ck)
     ck.write_bytes(ck.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"ck.pt' is truncated, corrupt or not a flowlearn file"):
-        learner.fit(problem, checkpoint=ck)
+        learner.fit(problem, checkpoint=ck, resume=True)
     torch.save({"weights": torch.ones(2)}, ck)
     with pytest.raises(ValueError, match="was not written by this version of flowlearn"):
-        learner.fit(problem, checkpoint=ck)
+        learner.fit(problem, checkpoint=ck, resume=True)
 
 
 def test_checkpoints_load_with_weights_only(tmp_path):
@@ -224,16 +225,17 @@ def test_kill_and_resume_with_time_based_checkpoints_weight_learning(tmp_path):
     from flowlearn.data import make_voronoi
     from flowlearn.engine import RunInterrupted
     from flowlearn.learning import LearningProblem, WeightLearner
+    from flowlearn.linearized import LowRank
 
     v = make_voronoi(16, scenario="colors", seed=1)
     problem = LearningProblem.from_image(v.image, v.labels, v.prototypes, rho=0.1, T=1.0)
     kw = dict(optimizer="adam", lr=0.05, iters=6, checkpoint_every=10**6, checkpoint_seconds=1e-9,
               show_progress=False)
-    full = WeightLearner("lowrank", **kw).fit(problem)
+    full = WeightLearner(LowRank(), **kw).fit(problem)
     ck = tmp_path / "ck.pt"
     with pytest.raises(RunInterrupted, match=r"holds iteration 3 of 6; run the same command with --resume"):
-        WeightLearner("lowrank", **kw).fit(problem, checkpoint=ck, callback=_KillAt(2))
-    rest = WeightLearner("lowrank", **kw).fit(problem, checkpoint=ck)
+        WeightLearner(LowRank(), **kw).fit(problem, checkpoint=ck, callback=_KillAt(2))
+    rest = WeightLearner(LowRank(), **kw).fit(problem, checkpoint=ck, resume=True)
     assert rest.stats["resumed_from"] == 3 and rest.status is Status.COMPLETED
     assert torch.equal(rest.patches, full.patches)
     assert [h["loss"] for h in rest.history] == [h["loss"] for h in full.history]
@@ -262,7 +264,7 @@ def test_kill_and_resume_with_time_based_checkpoints_predictor(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         PredictorTrainer(**kw).fit(fresh(), samples, checkpoint=ck, callback=_KillAt(1))
     b = fresh()
-    rest = PredictorTrainer(**kw).fit(b, samples, checkpoint=ck)
+    rest = PredictorTrainer(**kw).fit(b, samples, checkpoint=ck, resume=True)
     assert rest.stats["resumed_from"] == 2
     _assert_same_state(a.state_dict(), b.state_dict())
     assert [h["loss"] for h in rest.history] == [h["loss"] for h in full.history]
@@ -289,7 +291,7 @@ def test_kill_and_resume_with_time_based_checkpoints_randomized(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_randomized_flow(fresh(), model, cfg, checkpoint_path=ck, callback=_KillAt(3), show_progress=False)
     b = fresh()
-    rest = train_randomized_flow(b, model, cfg, checkpoint_path=ck, show_progress=False)
+    rest = train_randomized_flow(b, model, cfg, checkpoint_path=ck, show_progress=False, resume=True)
     assert rest.stats["resumed_from"] == 4
     _assert_same_state(a.state_dict(), b.state_dict())
     assert rest.series("objective") == full.series("objective")
@@ -319,7 +321,7 @@ def test_kill_and_resume_with_time_based_checkpoints_gfe(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         Killed(cfg).fit(d, idx, out_dir=tmp_path)
-    rest = Trainer(cfg).fit(d, idx, out_dir=tmp_path)
+    rest = Trainer(cfg).fit(d, idx, out_dir=tmp_path, resume=True)
     assert rest.stats["resumed_from"] == 2
     _assert_same_state(full.module.state_dict(), rest.module.state_dict())
     assert [h["val_bce"] for h in rest.history] == [h["val_bce"] for h in full.history]

@@ -1,23 +1,14 @@
 """The peers and the evaluation rule of benchmarks/segmentation.py: exact Potts MAP by min cut against
-enumeration, the threshold semantics and the operating-point selection."""
+enumeration (``benchmarks.segmentation_peers``), the threshold semantics and the operating-point selection
+(``flowlearn.evaluation``)."""
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).parents[1] / "benchmarks"
-
-
-def _peers():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("segmentation_peers", BENCH / "segmentation_peers.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from benchmarks import segmentation_peers as peers
+from flowlearn.evaluation import threshold_labels, tune_threshold
 
 
 def _potts_energy(x, D, lam, bias):
@@ -28,7 +19,6 @@ def _potts_energy(x, D, lam, bias):
 @pytest.mark.parametrize("t", [0.5, 0.2, 0.8])
 def test_graph_cut_is_the_exact_potts_map(t):
     pytest.importorskip("maxflow")
-    peers = _peers()
     rng = np.random.default_rng(3)
     D = rng.uniform(0, 2, size=(3, 4, 2))
     lam, bias = 0.4, np.log(t / (1 - t))
@@ -39,26 +29,23 @@ def test_graph_cut_is_the_exact_potts_map(t):
 
 def test_graph_cut_bias_moves_the_decision_monotonically():
     pytest.importorskip("maxflow")
-    peers = _peers()
     D = np.random.default_rng(0).uniform(0, 1, size=(16, 16, 2))
     counts = [int(peers.graph_cut(D, 0.1, t).sum()) for t in (0.2, 0.5, 0.8)]
     assert counts[0] >= counts[1] >= counts[2] and counts[0] > counts[2]   # a cheaper membrane label: more of it
 
 
 def test_threshold_at_half_is_the_argmax():
-    peers = _peers()
     p = np.random.default_rng(1).uniform(size=(8, 8))
-    assert np.array_equal(peers.threshold(p, 0.5), np.argmax(np.stack([1 - p, p], -1), -1))
+    assert np.array_equal(threshold_labels(p, 0.5), np.argmax(np.stack([1 - p, p], -1), -1))
 
 
 def test_tune_picks_the_least_rand_error_and_metrics_are_right():
     pytest.importorskip("skimage")
-    peers = _peers()
     truth = np.zeros((20, 20), np.int64)
     truth[:, 10] = 1                                    # two cells split by a one-pixel membrane
     score = np.where(truth == 1, 0.3, 0.1)              # the membrane is seen only below t = 0.3
     score[5, 10] = 0.25                                 # ... and has a weaker pixel: a gap above t = 0.25
-    t, table = peers.tune(peers.threshold, [score], [truth], thresholds=(0.2, 0.5))
+    t, table = tune_threshold(threshold_labels, [score], [truth], thresholds=(0.2, 0.5))
     assert t == 0.2
     assert table[0.2]["rand_error"] == pytest.approx(0.0, abs=1e-12)
     assert table[0.2]["pixel_error"] == 0.0 and table[0.2]["f1"] == 1.0

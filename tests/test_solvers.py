@@ -9,7 +9,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from flowlearn.graphs import GridWeights
-from flowlearn.labeling import LinearizedSystem
+from flowlearn.linearized import LinearizedSystem
 from flowlearn.solvers import (RK4, Euler, ExponentialIntegrator, FixedStepIntegrator, Heun, KrylovStatus,
                                Status, arnoldi, integrate, krylov_phi, linear_grid, log_grid)
 

@@ -90,9 +90,12 @@ def as_tensor(name: str, x, *, dtype=None, device=None) -> torch.Tensor:
 
 
 def check_dtype_float(name: str, x: torch.Tensor) -> None:
-    """Raise ``TypeError`` unless ``x`` has a floating dtype."""
+    """Raise ``TypeError`` unless ``x`` is float32 or float64 (half precision is refused, not silently wrong)."""
     if not x.is_floating_point():
         raise UserTypeError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise UserTypeError(f"{name} must be float32 or float64, got {x.dtype}: half precision is not supported "
+                            f"(Krylov bases and simplex lifts lose their accuracy); cast with .float() first")
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""Small matplotlib helpers (Agg backend, atomic PNG output) shared by commands."""
+"""Small matplotlib helpers (atomic PNG output; the user's backend is never changed) shared by commands."""
 
 from __future__ import annotations
 
@@ -25,10 +25,7 @@ def image_panel(path, images: Sequence[np.ndarray], titles: Sequence[str], *, nc
     fit : bool
         Panels take the aspect ratio of the first image (for wide or tall images).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # the user's backend is left as it is (headless: matplotlib picks Agg)
 
     if len(images) != len(titles):
         raise UserInputError(f"images and titles must have the same length, got {len(images)} and {len(titles)}")

@@ -19,12 +19,12 @@ import time
 
 from ..data import (
     colorize_labels,
-    label_error,
     make_voronoi,
     nearest_prototype_labels,
     to_display,
 )
 from ..engine import RunDirectory
+from ..evaluation import label_error
 from ..io import save_json, save_npy, save_png
 from ..labeling import label
 from ..plotting import image_panel

@@ -13,18 +13,14 @@ import torch
 
 from .._checks import UserInputError, check_int
 from ..encoding import (
-    COMPARE_ROWS,
     DATASETS,
     MODELS,
     OPTIMIZERS,
-    PROTOCOLS,
     SAMPLINGS,
     SOLVERS,
-    TRAINED_MODELS,
     TrainConfig,
     Trainer,
     class_spread_sample,
-    compare,
     load_dataset,
     plot_curves,
     reconstructions_for,
@@ -33,6 +29,7 @@ from ..encoding import (
 )
 from ..encoding.adjoint import ADJOINTS
 from ..engine import world
+from ..experiments.gfe_data_efficiency import COMPARE_ROWS, PROTOCOLS, TRAINED_MODELS, compare
 from ..io import save_json, save_weights
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, resolve_device, set_threads

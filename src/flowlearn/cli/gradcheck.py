@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from .._checks import UserInputError
-from ..learning import GRADIENT_METHODS, make_gradient_method
+from ..linearized import method_from_name
 from ..learning.diagnostics import (
     compare_gradients,
     integration_time_study,
@@ -23,17 +23,17 @@ from ..learning.diagnostics import (
     save_study,
 )
 from ._run import add_run_arguments, open_run, set_threads
-from .learn import add_problem_arguments, load_problem, lowrank_options
+from .learn import METHOD_NAMES, add_problem_arguments, load_problem, lowrank_options
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("gradcheck", help="per-pixel cosine between two gradient methods (Fig. 3)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(parser)
-    parser.add_argument("--method", choices=sorted(GRADIENT_METHODS), default="lowrank")
+    parser.add_argument("--method", choices=METHOD_NAMES, default="lowrank")
     parser.add_argument("--m", type=int, default=10, help="Krylov dimension of --method (default 10)")
     parser.add_argument("--rank", type=int, default=1, help="rank of lowrank (default 1)")
-    parser.add_argument("--reference", choices=sorted(GRADIENT_METHODS), default="autodiff-euler")
+    parser.add_argument("--reference", choices=METHOD_NAMES, default="autodiff-euler")
     parser.add_argument("--ref-step", type=float, default=0.005, help="Euler step of the reference (default 0.005)")
     parser.add_argument("--ref-m", type=int, default=30, help="Krylov dimension of an autodiff-expint reference")
     parser.add_argument("--min-norm", type=float, default=1e-3,
@@ -47,13 +47,13 @@ def register(subparsers) -> None:
 def _options(name, m, rank, step, ref_m):
     if name == "lowrank":
         return lowrank_options(m, rank)
-    return {"autodiff-expint": {"m": ref_m}, "autodiff-euler": {"step_size": step}, "exact": {}}[name]
+    return {"autodiff-expint": {"m": ref_m}, "autodiff-euler": {"step_size": step}}.get(name, {})
 
 
 def run(args) -> int:
     problem, _, _, _ = load_problem(args)
-    method = make_gradient_method(args.method, **_options(args.method, args.m, args.rank, args.ref_step, args.m))
-    reference = make_gradient_method(args.reference,
+    method = method_from_name(args.method, **_options(args.method, args.m, args.rank, args.ref_step, args.m))
+    reference = method_from_name(args.reference,
                                      **_options(args.reference, args.m, args.rank, args.ref_step, args.ref_m))
     if not args.min_norm >= 0:
         raise UserInputError(f"--min-norm must be >= 0, got {args.min_norm}")

@@ -20,11 +20,11 @@ import numpy as np
 from .._checks import check_seed
 from ..data import (
     kmeans_prototypes,
-    label_error,
     load_prototypes,
     nearest_prototype_labels,
     read_image,
 )
+from ..evaluation import label_error
 from ..io import check_out_dir, save_npy
 from ..labeling import FlowKind, label
 from ._inputs import load_label_map

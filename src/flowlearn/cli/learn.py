@@ -23,7 +23,6 @@ from ..data import (
     SCENARIOS,
     class_mean_prototypes,
     colorize_labels,
-    label_error,
     load_prototypes,
     make_voronoi,
     nearest_prototype_labels,
@@ -31,20 +30,19 @@ from ..data import (
     to_display,
 )
 from ..engine import world
+from ..evaluation import label_error
 from ..io import save_json, save_npy, save_png
-from ..learning import (
-    GRADIENT_METHODS,
-    LearningProblem,
-    WeightLearner,
-    make_gradient_method,
-    patch_mosaic,
-    plot_curves,
-)
+from ..engine import spec
+from ..learning import LearningProblem, WeightLearner
+from ..learning.plots import patch_mosaic, plot_curves
+from ..linearized import METHODS, method_from_name
 from ._flags import add_arguments, collect
 from ._inputs import load_label_map
 from ._run import add_run_arguments, open_run, set_threads
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: the command line's names of the methods (:mod:`flowlearn.linearized.methods`)
+METHOD_NAMES = sorted(cls.name for cls in METHODS)
 
 
 def add_problem_arguments(parser) -> None:
@@ -103,7 +101,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("learn", help="learn weight patches of the linearized assignment flow",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(parser)
-    parser.add_argument("--grad", nargs="+", choices=sorted(GRADIENT_METHODS), default=["lowrank"],
+    parser.add_argument("--grad", nargs="+", choices=METHOD_NAMES, default=["lowrank"],
                         help="gradient method(s); several give side-by-side curves (default lowrank)")
     parser.add_argument("--lr", type=float, default=None,
                         help="step size (default 0.05 for adam, 1.0 for rgd, whose step is lr * H * W)")
@@ -121,7 +119,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     set_threads(args.threads)
     problem, image, labels, protos = load_problem(args)
-    methods = {name: make_gradient_method(name, **_method_options(args, name)) for name in args.grad}
+    methods = {name: method_from_name(name, **_method_options(args, name)) for name in args.grad}
     opts = collect(args, WeightLearner, ("optimizer", "iters", "checkpoint_every", "checkpoint_seconds"))
     lr = args.lr if args.lr is not None else {"adam": 0.05, "rgd": 1.0}.get(args.optimizer, 1.0)
     learners = {name: WeightLearner(m, lr=lr, **opts) for name, m in methods.items()}
@@ -133,7 +131,8 @@ def _learn(args, run_dir, problem, image, labels, protos, methods, learners) -> 
     out = run_dir.path
     if world()[1] != 0:  # under torchrun: the same deterministic steps on every rank, rank 0 writes
         for name, learner in learners.items():
-            learner.fit(problem, checkpoint=out / f"checkpoint_{name}.pt", resume=run_dir.resumed)
+            learner.fit(problem, checkpoint=out / f"checkpoint_{name}.pt", resume=run_dir.resumed,
+                        overwrite=not run_dir.resumed)
         return 0
     H, W = labels.shape
     size = problem.weights.size
@@ -143,17 +142,18 @@ def _learn(args, run_dir, problem, image, labels, protos, methods, learners) -> 
     save_png(out / "labels.png", colorize_labels(labels))
     histories, summary = {}, {}
     for name, learner in learners.items():
-        res = learner.fit(problem, checkpoint=out / f"checkpoint_{name}.pt", resume=run_dir.resumed)
+        res = learner.fit(problem, checkpoint=out / f"checkpoint_{name}.pt", resume=run_dir.resumed,
+                        overwrite=not run_dir.resumed)
         histories[name] = res.history
         save_json(out / f"history_{name}.json", res.history)
         save_npy(out / f"patches_{name}.npy", res.patches)
-        r = methods[name](problem, res.patches)
+        r = problem.evaluate(res.patches, methods[name])
         save_png(out / f"labeling_{name}.png", colorize_labels(r.tangent.argmax(-1).reshape(H, W).cpu().numpy()))
         save_png(out / f"weights_{name}.png", patch_mosaic(res.patches, H, W, size))
-        summary[name] = {"final": res.final, "seconds": res.stats["seconds"], "method": repr(methods[name])}
+        summary[name] = {"final": res.final, "seconds": res.stats["seconds"], "method": spec(methods[name])}
         print(f"learn {name}: loss {uniform['loss']:.4f} -> {res.final['loss']:.4f}, label error "
               f"{uniform['label_error']:.2f} % -> {res.final['label_error']:.2f} % in {res.stats['seconds']:.1f} s")
-    r0 = methods[args.grad[0]](problem, problem.weights.patches)
+    r0 = problem.evaluate(problem.weights.patches, methods[args.grad[0]])
     save_png(out / "labeling_uniform.png", colorize_labels(r0.tangent.argmax(-1).reshape(H, W).cpu().numpy()))
     plot_curves(out / "curves.png", histories, title=f"{H}x{W}, J={problem.num_labels}")
     save_json(out / "summary.json", {"command": "learn", "args": vars(args) | {"func": None},

@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
+from .. import __version__
 from .._checks import ComputationError, UserInputError
 
 # Subcommand modules, in the order shown by ``flowlearn --help``.
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "randomized assignment flows and gradient flow encoding.",
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of every error")
+    parser.add_argument("--version", action="version", version=f"flowlearn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -50,9 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt("terminated by SIGTERM")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM (schedulers, `timeout`) ends a command like Ctrl-C; training loops checkpoint first
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
         if distributed:
@@ -69,6 +80,8 @@ def main(argv=None) -> int:
         print(f"flowlearn {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         if distributed:
             from ..engine.distributed import cleanup
 

@@ -29,7 +29,6 @@ from ..data import (
     align_labels,
     class_mean_prototypes,
     colorize_labels,
-    label_error,
     load_facades,
     load_prototypes,
     make_voronoi,
@@ -37,8 +36,9 @@ from ..data import (
     read_image,
 )
 from ..engine import load_weights, world
+from ..evaluation import label_error
 from ..io import existing_file, save_json, save_npy, save_png, save_weights
-from ..learning import patch_mosaic, plot_curves
+from ..learning.plots import patch_mosaic, plot_curves
 from ..learning.predictor import (
     PatchPredictor,
     PredictorTrainer,
@@ -126,7 +126,8 @@ def _train(args) -> int:
 
 def _train_and_test(args, run_dir, trainer, pred, tr, te, test, protos) -> int:
     out = run_dir.path
-    res = trainer.fit(pred, tr, te, checkpoint=out / "checkpoint.pt", resume=run_dir.resumed)
+    res = trainer.fit(pred, tr, te, checkpoint=out / "checkpoint.pt", resume=run_dir.resumed,
+                      overwrite=not run_dir.resumed)
     if world()[1] != 0:
         return 0
     save_weights(out / "predictor.pt", {"state": pred.state_dict(), "num_prototypes": args.num_prototypes,

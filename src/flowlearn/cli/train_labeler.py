@@ -17,8 +17,8 @@ import numpy as np
 
 from .._checks import UserInputError
 from ..engine import world
-from ..io import existing_file, save_figure, save_json, save_weights
-from ..learning.labeler import DATA_TERMS, LabelerConfig, LabelerTrainer, prepare_images
+from ..io import existing_file, save_figure, save_json
+from ..learning.labeler import DATA_TERMS, LabelerConfig, LabelerTrainer, prepare_images, save_model
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, set_threads, write_labeling
 
@@ -76,15 +76,15 @@ def run(args) -> int:
     with open_run(args, "train-labeler", asdict(config), seed=config.seed) as run_dir:
         out = run_dir.path
         model, res = trainer.fit(images, labels, train, val, checkpoint=out / "checkpoint.pt",
-                                 resume=run_dir.resumed)
+                                 resume=run_dir.resumed, overwrite=not run_dir.resumed)
         if world()[1] != 0:
             return 0
-        meta = {"config": asdict(config), "channels": model.channels, "num_labels": model.num_labels,
-                "input_scale": scale, "value_range": [float(images.min()), float(images.max())],
+        meta = {"input_scale": scale, "value_range": [float(images.min()), float(images.max())],
                 "parameters": model.num_parameters(), "train": train, "validation": val, "best": res.best,
                 "seconds": res.stats["seconds"]}
-        save_weights(out / "model.pt", {"state": model.state_dict(), **meta})
-        save_json(out / "model.json", meta)
+        save_model(out / "model.pt", model, meta)
+        save_json(out / "model.json", {"config": asdict(config), "channels": model.channels,
+                                       "num_labels": model.num_labels, **meta})
         save_json(out / "history.json", res.history)
         save_figure(out / "curves.png", _curves(res.history))
         print(f"trained {res.stats['iterations']} steps in {res.stats['seconds']:.1f} s, "
@@ -95,10 +95,7 @@ def run(args) -> int:
 
 
 def _curves(history):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # the user's backend is left as it is (headless: matplotlib picks Agg)
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     ax[0].plot([h["iteration"] for h in history], [h["loss"] for h in history], label="training loss (KL)")
@@ -122,12 +119,13 @@ def label_with_model(args, image) -> int:
 
     import torch
 
-    from ..data import label_error
+    from ..evaluation import label_error
     from ..io import check_out_dir
-    from ..learning.labeler import load_labeler
+    from ..learning.labeler import load_model
     from ._inputs import load_label_map
 
-    model, meta = load_labeler(existing_file(args.model, "--model", "a model.pt written by train-labeler"))
+    model, meta = load_model(existing_file(args.model, "--model", "a model.pt written by train-labeler"),
+                             what="--model file")
     H, W, C = image.shape
     if C != model.channels:
         raise UserInputError(f"image {str(args.image)!r} has {C} channel(s), the model was trained on {model.channels}")

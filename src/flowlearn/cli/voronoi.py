@@ -16,11 +16,11 @@ import numpy as np
 from ..data import (
     SCENARIOS,
     colorize_labels,
-    label_error,
     make_voronoi,
     nearest_prototype_labels,
     to_display,
 )
+from ..evaluation import label_error
 from ..io import save_json, save_npy, save_png
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?$")

@@ -14,8 +14,8 @@ from .images import (
     read_image,
     to_display,
 )
-from .metrics import confusion_matrix, label_error, nearest_prototype_labels
 from .prototypes import class_mean_prototypes, kmeans_prototypes, load_prototypes
+from .rounding import nearest_prototype_labels
 from .voronoi import (
     DEFAULT_NOISE,
     SCENARIOS,
@@ -33,10 +33,8 @@ __all__ = [
     "align_labels",
     "class_mean_prototypes",
     "colorize_labels",
-    "confusion_matrix",
     "default_num_cells",
     "kmeans_prototypes",
-    "label_error",
     "label_palette",
     "load_facades",
     "load_prototypes",

@@ -6,9 +6,11 @@ Public API::
     from flowlearn.encoding import make_decoder, make_encoder, Autoencoder, decoder_widths, ConvDecoder
     from flowlearn.encoding import BCE, MSE, GaussianNLL, Masked, ReconstructionLoss, resolve_loss
     from flowlearn.encoding import load_dataset, training_subset, ImageData, read_idx, mnist5k_path
-    from flowlearn.encoding import TrainConfig, Trainer, TrainResult, evaluate, compare
+    from flowlearn.encoding import TrainConfig, Trainer, TrainResult, evaluate
     from flowlearn.solvers.amd import AMD, AMDResult, AMDStatus
     from flowlearn.solvers.bb import BB, BBResult
+
+The data-efficiency table of paper 002 is :mod:`flowlearn.experiments.gfe_data_efficiency`.
 """
 
 from .adjoint import (
@@ -18,7 +20,6 @@ from .adjoint import (
     adjoint_final_state,
     unrolled_final_state,
 )
-from .compare import COMPARE_MODELS, COMPARE_ROWS, PROTOCOLS, TRAINED_MODELS, compare, summarise
 from .data import (
     DATASETS,
     ImageData,
@@ -51,12 +52,12 @@ from .training import MODELS, OPTIMIZERS, TrainConfig, Trainer, TrainResult, eva
 
 __all__ = [
     "ADJOINTS", "AMDReplay", "Autoencoder", "BCE", "BatchSchedule", "ConvDecoder", "GaussianNLL", "MSE", "Masked",
-    "ReconstructionLoss", "SAMPLINGS", "resolve_loss", "COMPARE_ROWS", "PROTOCOLS", "TRAINED_MODELS",
-    "class_spread_sample", "COMPARE_MODELS", "DATASETS", "EncodeResult", "FixedGridReplay",
+    "ReconstructionLoss", "SAMPLINGS", "resolve_loss",
+    "class_spread_sample", "DATASETS", "EncodeResult", "FixedGridReplay",
     "GradientFlowEncoder", "GradientFlowField", "ImageData", "LOSSES", "MODELS", "NesterovField", "OPTIMIZERS",
     "SOLVERS", "TrainConfig", "TrainResult", "Trainer", "TrainingLoss", "adjoint_final_state", "alpha_schedule",
-    "compare", "decoder_widths", "evaluate", "load_dataset", "make_decoder", "make_encoder", "mnist5k_path",
+    "decoder_widths", "evaluate", "load_dataset", "make_decoder", "make_encoder", "mnist5k_path",
     "plot_curves", "plot_data_efficiency", "read_idx", "reconstruction_loss", "reconstructions_for",
     "save_reconstruction_grid",
-    "summarise", "time_grid", "training_subset", "unrolled_final_state",
+    "time_grid", "training_subset", "unrolled_final_state",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .._checks import check_choice, check_int, check_positive, check_seed
+from ..engine import BOOKKEEPING
 from .adjoint import ADJOINTS
 from .encoder import SOLVERS, solver_from_name
 from .schedule import SAMPLINGS
@@ -57,9 +58,9 @@ class TrainConfig:
     sampling: str = "epochs"
     batch_size: int = 32
     latent_dim: Optional[int] = None
-    eval_every: int = 50
-    checkpoint_every: int = 200
-    checkpoint_seconds: float = 30.0
+    eval_every: int = field(default=50, metadata=BOOKKEEPING)
+    checkpoint_every: int = field(default=200, metadata=BOOKKEEPING)
+    checkpoint_seconds: float = field(default=30.0, metadata=BOOKKEEPING)
     seed: int = 0
     t1: Optional[float] = None
     steps: int = 60

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .encoder import GradientFlowEncoder
-from .losses import loss_name, resolve_loss
+from .losses import resolve_loss
 
 __all__ = ["evaluate"]
 
@@ -21,7 +21,7 @@ def evaluate(model, images: torch.Tensor, *, batch_size: int = 512, loss="bce") 
     for chunk in images.split(batch_size):
         if isinstance(model, GradientFlowEncoder):
             enc = model.encode(chunk)
-            if loss_name(fn) == loss_name(model.loss_fn) and repr(fn) == repr(model.loss_fn):
+            if fn is model.loss_fn or fn == model.loss_fn:   # the encoder's own loss: reuse its values
                 per = enc.loss
             else:
                 with torch.no_grad():

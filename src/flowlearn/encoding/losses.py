@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import UserInputError, UserTypeError, check_positive
+from ..engine import record_hparams, spec
 
 __all__ = ["BCE", "LOSS_NAMES", "MSE", "GaussianNLL", "Masked", "ReconstructionLoss", "loss_name", "resolve_loss"]
 
@@ -51,6 +52,12 @@ class ReconstructionLoss(abc.ABC):
     def __call__(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x, y = _flat(recon, target)
         return self.per_entry(x, y).mean(dim=1)
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and spec(self) == spec(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -82,7 +89,8 @@ class GaussianNLL(ReconstructionLoss):
     name = "gaussian"
 
     def __init__(self, sigma: float = 0.1):
-        self.sigma = check_positive("sigma", sigma)
+        record_hparams(self, {"sigma": check_positive("sigma", sigma)})
+        self.sigma = self.hparams["sigma"]
 
     def per_entry(self, x, y):
         return (x - y) ** 2 / (2 * self.sigma ** 2) + math.log(self.sigma) + 0.5 * math.log(2 * math.pi)
@@ -111,6 +119,7 @@ class Masked(ReconstructionLoss):
         if not isinstance(mask, torch.Tensor):
             raise UserTypeError(f"mask must be a tensor, got {type(mask).__name__}")
         self.base, self.mask = base, mask
+        record_hparams(self, {"base": base, "mask": mask})
         self.name = f"masked-{base.name}"
         self.needs_unit_interval = base.needs_unit_interval
 

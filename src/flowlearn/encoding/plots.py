@@ -1,5 +1,5 @@
 """Figures of gradient flow encoding runs: validation curves (paper Fig. 1), reconstruction grids
-(Fig. 3) and the data-efficiency plot of :mod:`flowlearn.encoding.compare`."""
+(Fig. 3) and the data-efficiency plot of :mod:`flowlearn.experiments.gfe_data_efficiency`."""
 
 from __future__ import annotations
 

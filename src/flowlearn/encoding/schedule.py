@@ -20,7 +20,6 @@ from typing import Optional
 import torch
 
 from .._checks import check_choice, check_int
-from ..engine import load_module_state
 
 __all__ = ["SAMPLINGS", "BatchSchedule", "step_images"]
 
@@ -74,23 +73,6 @@ class BatchSchedule:
             return min(steps * self.batch_size, self.total_images)
         epochs, k = divmod(steps, self.per_epoch)
         return min(epochs * self.n + min(k * self.batch_size, self.n), self.total_images)
-
-
-class _Counters:
-    """The mutable training state of :meth:`Trainer.fit` (module, optimizer, training seconds)."""
-
-    def __init__(self, module, optimizer):
-        self.module, self.optimizer = module, optimizer
-        self.train_seconds, self.evals, self.steps_here = 0.0, 0, 0
-
-    def state_dict(self) -> dict:
-        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "train_seconds": self.train_seconds}
-
-    def load_state_dict(self, state: dict) -> None:
-        load_module_state(self.module, state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.train_seconds = float(state["train_seconds"])
 
 
 def step_images(step: int, per_epoch: int, n: int, batch_size: int) -> int:

@@ -14,7 +14,7 @@ loss is scaled so that the all-reduced gradient equals the one-process gradient 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -27,7 +27,8 @@ from .._checks import (
 from ..engine import (
     CheckpointPolicy,
     RunResult,
-    fingerprint,
+    TrainState,
+    run_identity,
     run_steps,
     world,
 )
@@ -40,7 +41,7 @@ from .encoder import GradientFlowEncoder
 from .evaluation import evaluate
 from .losses import loss_name, needs_unit_interval, resolve_loss
 from .models import Autoencoder, decoder_widths, make_decoder, make_encoder
-from .schedule import BatchSchedule, _Counters
+from .schedule import BatchSchedule
 
 __all__ = ["MODELS", "OPTIMIZERS", "TrainConfig", "TrainResult", "Trainer", "evaluate"]
 
@@ -154,26 +155,20 @@ class Trainer:
         return BatchSchedule(n, cfg.batch_size, cfg.seed, epochs=cfg.epochs, images=cfg.images, sampling=cfg.sampling)
 
     def identity(self, train: torch.Tensor, val: torch.Tensor, model=None) -> dict:
-        """Config and data fingerprint that a resumed checkpoint must match."""
-        cfg = asdict(self.config)
-        for k in ("checkpoint_every", "checkpoint_seconds", "eval_every"):
-            cfg.pop(k, None)
-        for k, default in (("images", None), ("sampling", "epochs")):   # new fields: old checkpoints stay valid
-            if cfg.get(k) == default:
-                cfg.pop(k)
-        ident = {"trainer": "gfe.Trainer", "config": cfg, "amd": repr(self.amd), "dtype": str(train.dtype),
-                 "data": fingerprint(train, val)}
-        if self.config.solver == "bb":
-            ident["bb"] = repr(self.bb)
+        """Config, solver objects, loss, decoder and data that a resumed checkpoint must match."""
+        decoder = None
         if self.decoder_factory is not None and model is not None:
-            ident["decoder"] = repr(model.decoder)
-        if loss_name(self.loss) != "bce":
-            ident["loss"] = repr(self.loss)
-        return ident
+            decoder = {"type": type(model.decoder).__qualname__, "initial": model.decoder.state_dict()}
+        return run_identity("gfe.Trainer", config=self.config, solver=self.config.solver_object(self.amd, self.bb),
+                            amd=self.amd, loss=self.loss, dtype=train.dtype, decoder=decoder, inputs=(train, val))
 
     def fit(self, data: ImageData, train_idx: Optional[torch.Tensor] = None, *, out_dir=None,
-            desc: str = "train", resume: bool = True, stop_after: Optional[int] = None) -> TrainResult:
-        """Train on ``data.train[train_idx]``; checkpoint to / resume from ``out_dir/checkpoint.pt``.
+            desc: str = "train", resume: bool = False, overwrite: bool = False,
+            stop_after: Optional[int] = None) -> TrainResult:
+        """Train on ``data.train[train_idx]``; checkpoint to ``out_dir/checkpoint.pt``.
+
+        An existing checkpoint there is refused unless ``resume=True`` (continue it; it must belong to
+        this config and data) or ``overwrite=True`` (start afresh).
 
         The loop is :func:`flowlearn.engine.run_steps`; ``history`` holds one record per evaluation
         (every ``eval_every`` steps and at the end) with ``wall_time``: training seconds, evaluation
@@ -203,7 +198,8 @@ class Trainer:
         sched = self.schedule(len(train))
         total = sched.total_steps
         metric, loss_fn = self.metric, self.loss
-        counters = _Counters(trained, optimizer)
+        counters = {"train_seconds": 0.0}          # saved with the checkpoint
+        session = {"evals": 0, "steps": 0}          # this process only
 
         def step(it: int):
             t0 = time.perf_counter()
@@ -214,22 +210,24 @@ class Trainer:
             if cfg.model == "gfe":
                 tl = model.training_loss(y, output_decoder=wrapped)
                 loss = tl.loss
-                counters.evals += int(tl.encoding.decoder_evals.sum())
+                session["evals"] += int(tl.encoding.decoder_evals.sum())
             else:
                 loss = loss_fn(wrapped(y), y).mean()
             (loss * (len(local) * world_size / len(batch))).backward()
             optimizer.step()
-            counters.train_seconds += time.perf_counter() - t0
-            counters.steps_here += 1
+            counters["train_seconds"] += time.perf_counter() - t0
+            session["steps"] += 1
             done = it + 1
             if rank == 0 and (done % cfg.eval_every == 0 or done == total):
                 return {"step": done, "images_seen": sched.images_after(done),
-                        "wall_time": counters.train_seconds, "train_loss": float(loss.detach()),
+                        "wall_time": counters["train_seconds"], "train_loss": float(loss.detach()),
                         metric: evaluate(model, val, loss=loss_fn)}
             return None
 
-        run = run_steps(step, iterations=total, state=counters, identity=self.identity(train, val, model),
-                        checkpoint=CheckpointPolicy(ckpt_path, cfg.checkpoint_every, cfg.checkpoint_seconds, resume),
+        run = run_steps(step, iterations=total, state=TrainState(model=trained, optimizer=optimizer, counters=counters),
+                        identity=self.identity(train, val, model),
+                        checkpoint=CheckpointPolicy(ckpt_path, cfg.checkpoint_every, cfg.checkpoint_seconds, resume,
+                                                    overwrite),
                         desc=desc, postfix=(metric,), stop_after=stop_after)
         history = run.history
         val_loss = history[-1][metric] if history and history[-1]["step"] == run.stats["iterations"] \
@@ -240,10 +238,10 @@ class Trainer:
             mixed = evaluate(mixed_gfe, val, loss=loss_fn)
         steps = run.stats["iterations"]
         stats = {**run.stats, "steps": steps, "images_seen": sched.images_after(steps),
-                 "wall_time": counters.train_seconds, "resumed_from_step": run.stats["resumed_from"],
+                 "wall_time": counters["train_seconds"], "resumed_from_step": run.stats["resumed_from"],
                  "train_size": len(train)}
         if cfg.model == "gfe":
-            stats["decoder_evals_per_image_this_session"] = counters.evals / max(1, counters.steps_here * cfg.batch_size)
+            stats["decoder_evals_per_image_this_session"] = session["evals"] / max(1, session["steps"] * cfg.batch_size)
         val_bce = val_loss if metric == "val_bce" else float("nan")
         return TrainResult(module=model, val_bce=val_bce, val_loss=val_loss, mixed_val_bce=mixed, status=run.status,
                            history=history, stats=stats)

@@ -4,6 +4,8 @@
 * :class:`RunResult` -- the result base (``status``, ``history`` as a list of dicts, ``stats``);
 * :func:`save_checkpoint` / :func:`load_checkpoint` -- checkpoints with an identity (config and
   input :func:`fingerprint`), read with ``weights_only=True``;
+* :func:`run_identity` / :func:`spec` -- run identities from the fields of configs and strategy objects;
+* :class:`TrainState` -- the one holder of a run's mutable state (modules, optimizers, generators);
 * :class:`RunDirectory` -- manifest, lock and no mixing of runs in an output directory;
 * :mod:`.distributed` -- data-parallel training under ``torchrun``;
 * :func:`cosine_factor` -- the cosine step-size schedule.
@@ -20,16 +22,24 @@ from .checkpoint import (
     load_weights,
     save_checkpoint,
 )
+from .identity import BOOKKEEPING, EXTENDABLE, record_hparams, run_identity, spec
 from .distributed import all_gather_cat, all_reduce_gradients, all_reduce_sum, world
 from .loop import CheckpointPolicy, RunInterrupted, RunResult, run_steps
 from .rundir import RunDirectory
 from .schedule import cosine_factor
+from .state import TrainState
 
 __all__ = [
+    "BOOKKEEPING",
+    "EXTENDABLE",
+    "record_hparams",
+    "run_identity",
+    "spec",
     "CheckpointPolicy",
     "RunDirectory",
     "RunInterrupted",
     "RunResult",
+    "TrainState",
     "Status",
     "all_gather_cat",
     "all_reduce_gradients",

@@ -17,12 +17,15 @@ the end, by rank 0 only under ``torchrun``.  An interrupted run (Ctrl-C) raises
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from .._checks import check_int, check_positive
+from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..progress import progress
 from ..status import Status
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -51,16 +54,25 @@ class CheckpointPolicy:
         Also write when this many seconds have passed since the last write (0: never by time).
     resume : bool
         Continue from ``path`` when it exists (its identity must match).
+    overwrite : bool
+        Start afresh when ``path`` exists, replacing it.  With neither ``resume`` nor ``overwrite`` an
+        existing checkpoint is refused (the rule of the command line's ``--resume`` / ``--overwrite``).
     """
 
     path: Optional[Path] = None
     every_steps: int = 50
     every_seconds: float = 30.0
-    resume: bool = True
+    resume: bool = False
+    overwrite: bool = False
 
     def __post_init__(self):
         check_int("every_steps", self.every_steps, minimum=1)
         check_positive("every_seconds", self.every_seconds, strict=False)
+        for name in ("resume", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserTypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.resume and self.overwrite:
+            raise UserInputError("resume and overwrite exclude each other; pass at most one of them")
         if self.path is not None:
             object.__setattr__(self, "path", Path(self.path))
 
@@ -77,7 +89,26 @@ class RunResult:
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`run_steps`; ``str(exc)`` says where the checkpoint stands."""
+    """Ctrl-C or SIGTERM during :func:`run_steps`; ``str(exc)`` says where the checkpoint stands."""
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+    """While active, SIGTERM (schedulers, ``timeout``, ``kill``) sets ``flag["signal"]`` instead of killing the
+    process, so that the loop can checkpoint at the end of the current step (main thread only)."""
+    flag: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_term(signum, frame):
+        flag["signal"] = signum
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_steps(step: Callable[[int], dict], *, iterations: int, state: Stateful, identity: dict,
@@ -111,6 +142,9 @@ def run_steps(step: Callable[[int], dict], *, iterations: int, state: Stateful, 
     world_size, rank = world()
     history: list = []
     start, elapsed = 0, 0.0
+    if policy.path is not None and policy.path.exists() and not (policy.resume or policy.overwrite):
+        raise UserInputError(f"checkpoint {str(policy.path)!r} already exists; pass resume=True to continue that "
+                             f"run or overwrite=True to start afresh")
     if policy.path is not None and policy.resume:
         saved = load_checkpoint(policy.path, identity)
         if saved is not None:
@@ -129,27 +163,35 @@ def run_steps(step: Callable[[int], dict], *, iterations: int, state: Stateful, 
     bar = progress(range(start, end), total=iterations, initial=start, desc=desc,
                    enabled=False if rank != 0 else show_progress)
     it = start
+    resume_hint = "run the same command with --resume (resume=True in Python) to continue"
     try:
-        for it in bar:
-            t0 = time.perf_counter()
-            record = step(it)
-            elapsed += time.perf_counter() - t0
-            if record is not None:
-                record = {"iteration": it, **record, "seconds": elapsed}
-                history.append(record)
-                shown = {k: f"{record[k]:.4g}" for k in postfix if isinstance(record.get(k), (int, float))}
-                if shown:
-                    bar.set_postfix(**shown)
-            done = it + 1
-            due_time = policy.every_seconds > 0 and time.monotonic() - saved_at["time"] >= policy.every_seconds
-            if done % policy.every_steps == 0 or due_time:
-                save(done)
-            if callback is not None and record is not None:
-                callback(it, record)
+        with _sigterm_flag() as term:
+            for it in bar:
+                t0 = time.perf_counter()
+                record = step(it)
+                elapsed += time.perf_counter() - t0
+                if record is not None:
+                    record = {"iteration": it, **record, "seconds": elapsed}
+                    history.append(record)
+                    shown = {k: f"{record[k]:.4g}" for k in postfix if isinstance(record.get(k), (int, float))}
+                    if shown:
+                        bar.set_postfix(**shown)
+                done = it + 1
+                due_time = policy.every_seconds > 0 and time.monotonic() - saved_at["time"] >= policy.every_seconds
+                if done % policy.every_steps == 0 or due_time or term["signal"] is not None:
+                    save(done)
+                if callback is not None and record is not None:
+                    callback(it, record)
+                if term["signal"] is not None:   # SIGTERM: like Ctrl-C, but at the end of a step, checkpointed
+                    where = (f"the checkpoint {str(policy.path)!r} holds iteration {done} of {iterations}; "
+                             f"{resume_hint}" if policy.path is not None
+                             else "no checkpoint was written (no checkpoint path)")
+                    raise RunInterrupted(f"terminated by SIGTERM after iteration {done} of {iterations}: {where}")
+    except RunInterrupted:
+        raise
     except KeyboardInterrupt as exc:
         where = (f"the checkpoint {str(policy.path)!r} holds iteration {saved_at['iteration']} of {iterations}; "
-                 f"run the same command with --resume to continue" if policy.path is not None
-                 else "no checkpoint was written (no checkpoint path)")
+                 f"{resume_hint}" if policy.path is not None else "no checkpoint was written (no checkpoint path)")
         raise RunInterrupted(f"interrupted at iteration {it} of {iterations}: {where}") from exc
     finally:
         bar.close()

@@ -11,18 +11,31 @@
 * writes ``manifest.json`` (command, argv, config, versions, seed, start, end, status, outputs)
   at the start (status ``running``) and at the end, where every file in the directory is listed as
   an output of the run.
+
+Nothing outside the directory is ever written or removed: the outputs listed in a manifest must be
+plain names inside it (no ``..``, no absolute paths, no separators), checked before anything is
+deleted; deletion never follows a link (a link is removed, not its target); the lock file is opened
+without following links; ``--overwrite`` checks everything first, removes the outputs and leaves the
+manifest to be replaced last; stale temporary files of flowlearn's own atomic writes are removed.
 """
 
 from __future__ import annotations
 
 import datetime
-import fcntl
+import errno
 import json
 import os
 import platform
 import shutil
+import stat
 import sys
 from pathlib import Path
+
+try:                                    # POSIX
+    import fcntl
+except ImportError:                     # Windows: msvcrt's byte-range lock
+    fcntl = None
+    import msvcrt
 
 from .._checks import UserInputError
 from ..io import ensure_out_dir, save_json
@@ -115,9 +128,22 @@ class RunDirectory:
 
     # --- internals
     def _lock(self) -> None:
-        fh = open(self.path / LOCK, "a+")
+        path = self.path / LOCK
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if path.is_symlink():     # O_NOFOLLOW covers POSIX; this covers the rest
+                raise OSError(errno.ELOOP, "is a symbolic link")
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise UserInputError(f"{self.option} directory {str(self.path)!r} has a lock file {LOCK} that is not a "
+                                 f"regular file ({exc.strerror}); remove it or choose another {self.option}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserInputError(f"{self.option} directory {str(self.path)!r} has a lock file {LOCK} that is not a "
+                                 f"regular file; remove it or choose another {self.option}")
+        fh = os.fdopen(fd, "r+")
+        try:
+            _lock_file(fh)
         except OSError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
@@ -132,7 +158,7 @@ class RunDirectory:
 
     def _unlock(self) -> None:
         if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+            _unlock_file(self._lock_fh)
             self._lock_fh.close()
             self._lock_fh = None
 
@@ -150,11 +176,8 @@ class RunDirectory:
         if not manifest_path.exists():
             raise UserInputError(f"{where} holds files flowlearn did not write ({', '.join(present[:4])}"
                                  f"{', ...' if len(present) > 4 else ''}); choose an empty or new {self.option}")
-        try:
-            earlier = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserInputError(f"{where} has an unreadable {MANIFEST} ({exc}); choose another {self.option}") from exc
-        known = set(earlier.get("outputs", [])) | {MANIFEST}
+        earlier = _read_manifest(manifest_path, where, self.option)
+        known = set(earlier["outputs"]) | {MANIFEST}
         if earlier.get("status") == "running":  # its writer died (the lock is free): the files are its own
             known |= set(present)
         foreign = [n for n in present if n not in known]
@@ -163,19 +186,88 @@ class RunDirectory:
                                  f"choose an empty or new {self.option}")
         what = f"the outputs of an earlier `flowlearn {earlier.get('command')}` run (status {earlier.get('status')})"
         if self.overwrite:
-            for name in known:
-                p = self.path / name.rstrip("/")
-                if name.endswith("/") and p.is_dir():
-                    shutil.rmtree(p)
-                elif p.is_file():
-                    p.unlink()
+            try:
+                for name in sorted(known - {MANIFEST}):
+                    _remove_inside(self.path, name)
+                _remove_stale_temporaries(self.path)
+            except OSError as exc:
+                raise UserInputError(f"{where}: cannot remove the earlier run's {exc.filename or 'file'} "
+                                     f"({exc.strerror}); remove it by hand or choose another {self.option}") from None
             return
         if self.resume:
             if earlier.get("command") != self.command:
                 raise UserInputError(f"{where} holds {what}, which `flowlearn {self.command} --resume` cannot "
                                      f"continue; pass --overwrite to replace it or choose another {self.option}")
             self.resumed = True
-            self.outputs.extend(n for n in earlier.get("outputs", []) if n not in self.outputs)
+            self.outputs.extend(n for n in earlier["outputs"] if n not in self.outputs)
+            _remove_stale_temporaries(self.path)
             return
         raise UserInputError(f"{where} holds {what}; pass --resume to continue it, --overwrite to replace it, "
                              f"or choose another {self.option}")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _lock_file(fh) -> None:
+    """An exclusive, non-blocking lock on ``fh`` (``OSError`` when another process holds it)."""
+    if fcntl is not None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:  # pragma: no cover -- Windows
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+
+
+def _unlock_file(fh) -> None:
+    if fcntl is not None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    else:  # pragma: no cover -- Windows
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def _valid_output(name) -> bool:
+    """A plain name inside the directory: ``"file.png"`` or ``"subdir/"``, nothing that can leave it."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        return False
+    bare = name[:-1] if name.endswith("/") else name
+    return bool(bare) and bare not in (".", "..") and "/" not in bare and "\\" not in bare and ":" not in bare
+
+
+def _read_manifest(path: Path, where: str, option: str) -> dict:
+    """The earlier run's manifest, checked: a JSON object whose ``outputs`` are plain names inside the directory."""
+    try:
+        if path.is_symlink():
+            raise ValueError("it is a symbolic link")
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{where} has an unreadable {MANIFEST} ({exc}); choose another {option}") from None
+    outputs = earlier.get("outputs") if isinstance(earlier, dict) else None
+    if not isinstance(outputs, list):
+        raise UserInputError(f"{where} has a {MANIFEST} that is not a flowlearn manifest (expected an object with an "
+                             f"'outputs' list); choose another {option}")
+    bad = [n for n in outputs if not _valid_output(n)]
+    if bad:
+        raise UserInputError(f"{where} has a {MANIFEST} that lists outputs outside the directory ({bad[0]!r}); "
+                             f"flowlearn removes nothing outside {option}: delete the directory by hand or choose "
+                             f"another {option}")
+    return earlier
+
+
+def _remove_inside(root: Path, name: str) -> None:
+    """Remove ``root/name`` without following links: a link is unlinked itself, a real directory removed
+    with its contents (``shutil.rmtree`` does not follow the links inside)."""
+    p = root / name.rstrip("/")
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(p)
+    else:
+        p.unlink()
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Temporary files that killed atomic writes (:func:`flowlearn.io.atomic_write`) left behind."""
+    for p in root.iterdir():
+        if p.name.startswith(".") and p.name.endswith(".tmp") and not p.is_symlink() and p.is_file():
+            p.unlink()

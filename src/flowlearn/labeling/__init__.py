@@ -3,11 +3,7 @@
 from .api import FlowKind, label
 from .data_term import DISTANCES, distance_matrix, similarity
 from .flow import AssignmentFlow
-from .linearized import (
-    LinearizedAssignmentFlow,
-    LinearizedFlowSequence,
-    LinearizedSystem,
-)
+from .linearized import LinearizedAssignmentFlow, LinearizedFlowSequence
 from .result import LabelingResult
 
 __all__ = [
@@ -17,7 +13,6 @@ __all__ = [
     "LabelingResult",
     "LinearizedAssignmentFlow",
     "LinearizedFlowSequence",
-    "LinearizedSystem",
     "distance_matrix",
     "label",
     "similarity",

@@ -2,7 +2,7 @@ r"""Deep linearized assignment flows: K re-linearized layers (paper 000, eq. (1.
 
 Layer :math:`k = 0..K-1` takes the assignment :math:`W^k` (:math:`W^0 = \mathbb 1_{\mathcal W}`, the
 barycenter) and its own weight patches :math:`\Omega^k = \mathrm{predictor}_k(\text{features})`, and
-computes with :class:`~flowlearn.learning.layer.LinearizedAssignmentLayer`
+computes with :class:`~flowlearn.linearized.LinearizedAssignmentLayer`
 
 .. math:: S^k = \mathrm{softmax}\big(\Omega^k(\log W^k - D/\rho)\big),\quad
           \dot U = R_{S^k}(\Omega^kU) + \tfrac1J\Pi_0S^k,\ U(0) = 0,\quad V^k = U(T_k),
@@ -32,7 +32,7 @@ from torch import nn
 
 from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..graphs import WeightOperator
-from .layer import METHODS, LinearizedAssignmentLayer, LowRank
+from ..linearized import METHODS, LinearizedAssignmentLayer, LowRank
 
 __all__ = ["ClassifierDistances", "ConvPatchPredictor", "DeepFlowOutput", "DeepLinearizedFlow", "FreePatches",
            "PrototypeDistances", "assignment_nll"]
@@ -168,7 +168,7 @@ class DeepLinearizedFlow(nn.Module):
     rho : float > 0
     T : float > 0 or sequence of K floats
         Integration time :math:`T_k` (the interval :math:`h_k` of (1.6)) per layer.
-    method : LowRank, Exact or DenseAutograd
+    method : one of :data:`flowlearn.linearized.METHODS`
         Backward strategy of every layer (default ``LowRank(m=10, rank=1)``).
     feed_assignment : bool
     distances : module, optional
@@ -191,7 +191,7 @@ class DeepLinearizedFlow(nn.Module):
             raise UserInputError(f"T must be a number or {K} numbers (one per layer), got {len(times)}")
         method = LowRank() if method is None else method
         if not isinstance(method, METHODS):
-            raise UserTypeError(f"method must be LowRank(...), Exact() or DenseAutograd(), got {method!r}")
+            raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
         if distances is not None and not isinstance(distances, nn.Module):
             raise UserTypeError(f"distances must be a torch module or None, got {type(distances).__name__}")
         self.weights, self.feed_assignment = weights, bool(feed_assignment)

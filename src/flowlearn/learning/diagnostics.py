@@ -21,8 +21,8 @@ import torch
 
 from ..geometry import egrad2rgrad
 from ..io import save_json
-from .gradients import GradientMethod, GradientResult, LowRankGradient
-from .losses import LearningProblem
+from ..linearized import LowRank
+from .losses import LearningProblem, LossEvaluation
 from .plots import plot_gradient_maps, plot_series
 from .training import WeightLearner
 
@@ -60,14 +60,15 @@ def cosine_report(patches: torch.Tensor, grad_a: torch.Tensor, grad_b: torch.Ten
     }
 
 
-def compare_gradients(problem: LearningProblem, patches, method: GradientMethod, reference: GradientMethod,
-                      *, min_relative_norm: float = 1e-3) -> tuple[dict, GradientResult, GradientResult]:
-    """Run both methods at ``patches`` and return ``(cosine_report, result, reference_result)``."""
+def compare_gradients(problem: LearningProblem, patches, method, reference, *, min_relative_norm: float = 1e-3
+                      ) -> tuple[dict, LossEvaluation, LossEvaluation]:
+    """Evaluate both methods (:mod:`flowlearn.linearized.methods`) at ``patches``; returns
+    ``(cosine_report, evaluation, reference_evaluation)``."""
     p = problem.check_patches(patches)
-    a, b = method(problem, p), reference(problem, p)
+    a, b = problem.evaluate(p, method), problem.evaluate(p, reference)
     shape = _grid_shape(problem)
     rep = cosine_report(p, a.grad, b.grad, shape, min_relative_norm=min_relative_norm)
-    rep.update(method=a.method, reference=b.method, seconds=a.stats["seconds"],
+    rep.update(method=a.method.name, reference=b.method.name, seconds=a.stats["seconds"],
                reference_seconds=b.stats["seconds"], loss=a.loss, reference_loss=b.loss)
     return rep, a, b
 
@@ -81,29 +82,29 @@ def _overall_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a * b).sum() / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b)))
 
 
-def rank_study(problem: LearningProblem, patches, reference: GradientResult, *, m: int = 10) -> dict:
+def rank_study(problem: LearningProblem, patches, reference: LossEvaluation, *, m: int = 10) -> dict:
     """Singular values of :math:`X` and the overall cosine to ``reference`` for ranks ``1..m``."""
     p = problem.check_patches(patches)
-    full = LowRankGradient(m=m, rank=m)(problem, p)
+    full = problem.evaluate(p, LowRank(m=m, rank=m))
     sv = full.stats.get("singular_values", [])
     ranks = list(range(1, len(sv) + 1))
-    cos = [_overall_cosine(LowRankGradient(m=m, rank=r)(problem, p).grad, reference.grad) for r in ranks]
+    cos = [_overall_cosine(problem.evaluate(p, LowRank(m=m, rank=r)).grad, reference.grad) for r in ranks]
     return {"m": m, "singular_values": sv, "ranks": ranks, "cosine_to_reference": cos}
 
 
 def _short_training(problem, m, iters, lr, optimizer):
-    learner = WeightLearner(LowRankGradient(m=m), optimizer=optimizer, lr=lr, iters=iters, show_progress=False)
+    learner = WeightLearner(LowRank(m=m), optimizer=optimizer, lr=lr, iters=iters, show_progress=False)
     res = learner.fit(problem)
     return [h["label_error"] for h in res.history] + [res.final["label_error"]]
 
 
-def krylov_dimension_study(problem: LearningProblem, patches, reference: GradientResult, ms=(2, 4, 6, 8, 10, 15),
+def krylov_dimension_study(problem: LearningProblem, patches, reference: LossEvaluation, ms=(2, 4, 6, 8, 10, 15),
                            *, iters: int = 10, lr: float = 0.05, optimizer: str = "adam") -> dict:
     """Cosine to ``reference`` and a short training curve (label error %) per Krylov dimension (Fig. 4a)."""
     p = problem.check_patches(patches)
     out = {"m": list(ms), "cosine_to_reference": [], "label_error_curves": []}
     for m in ms:
-        out["cosine_to_reference"].append(_overall_cosine(LowRankGradient(m=m)(problem, p).grad, reference.grad))
+        out["cosine_to_reference"].append(_overall_cosine(problem.evaluate(p, LowRank(m=m)).grad, reference.grad))
         if iters > 0:
             out["label_error_curves"].append(_short_training(problem, m, iters, lr, optimizer))
     return out

@@ -19,8 +19,9 @@ steps labels the full validation images; the parameters with the lowest validati
 
 from __future__ import annotations
 
-import copy
+import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,15 +31,17 @@ from .._checks import UserInputError, check_int
 from ..engine import (
     CheckpointPolicy,
     RunResult,
+    TrainState,
     all_reduce_gradients,
     all_reduce_sum,
     cosine_factor,
-    fingerprint,
     load_module_state,
+    run_identity,
     run_steps,
     world,
 )
 from ..graphs import GridWeights
+from ..linearized import LowRank
 from .deep import (
     ClassifierDistances,
     ConvPatchPredictor,
@@ -48,7 +51,6 @@ from .deep import (
 )
 from .features import GaussianFeatureBank
 from .labeler_config import DATA_TERMS, LabelerConfig
-from .layer import LowRank
 
 __all__ = ["DATA_TERMS", "LabelerConfig", "LabelerModel", "LabelerResult", "LabelerTrainer", "prepare_images"]
 
@@ -185,22 +187,6 @@ def pixel_error(model: LabelerModel, images, labels, *, inputs=None) -> float:
     return float(np.mean([100.0 * float((p != y).double().mean()) for p, y in zip(preds, labels)]))
 
 
-class _State:
-    def __init__(self, model, opt, gen, best):
-        self.model, self.opt, self.gen, self.best = model, opt, gen, best
-
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "generator": self.gen.get_state(),
-                "best": copy.deepcopy(self.best)}
-
-    def load_state_dict(self, state: dict) -> None:
-        load_module_state(self.model, state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
-        self.best.clear()
-        self.best.update(state["best"])
-
-
 class LabelerTrainer:
     """Train a :class:`LabelerModel` on random crops of labelled images (see the module docstring)."""
 
@@ -210,10 +196,10 @@ class LabelerTrainer:
         self.config, self.show_progress = config, bool(show_progress)
 
     def identity(self, images, labels, train, validation, extra=()) -> dict:
-        c = {k: v for k, v in asdict(self.config).items()
-             if k not in ("iterations", "checkpoint_every", "checkpoint_seconds")}
-        return {"trainer": "LabelerTrainer", "config": c,
-                "data": fingerprint(images, labels, list(train), list(validation), *extra)}
+        """What a checkpoint of this trainer must match: every non-bookkeeping field of the config and the
+        data with its split."""
+        return run_identity("LabelerTrainer", config=self.config,
+                            inputs=(images, labels, list(train), list(validation), *extra))
 
     def build(self, images, labels, train=None) -> LabelerModel:
         """A fresh model.  With the filter bank, its standardisation comes from ``images[train]``; without it, a
@@ -271,7 +257,8 @@ class LabelerTrainer:
         return x.contiguous(), y.contiguous()
 
     def fit(self, images: torch.Tensor, labels: torch.Tensor, train, validation=(), *, model=None,
-            checkpoint=None, resume: bool = True, stop_after=None, callback=None) -> tuple[LabelerModel, LabelerResult]:
+            checkpoint=None, resume: bool = False, overwrite: bool = False, stop_after=None,
+            callback=None) -> tuple[LabelerModel, LabelerResult]:
         """Train on ``images[train]`` (``(N, H, W, C)`` float, labels ``(N, H, W)``), select on ``validation``;
         returns the model holding the selected parameters and the result.  ``validation`` may also be a pair
         ``(images, labels)`` of other (e.g. smaller) images."""
@@ -335,9 +322,10 @@ class LabelerTrainer:
                                 state={k: v.clone() for k, v in model.state_dict().items()})
             return record
 
-        run = run_steps(step, iterations=cfg.iterations, state=_State(model, opt, gen, best),
+        run = run_steps(step, iterations=cfg.iterations, state=TrainState(model=model, optimizer=opt, generator=gen, best=best),
                         identity=self.identity(images, labels, train, validation, (val_images, val_labels)),
-                        checkpoint=CheckpointPolicy(checkpoint, cfg.checkpoint_every, cfg.checkpoint_seconds, resume),
+                        checkpoint=CheckpointPolicy(checkpoint, cfg.checkpoint_every, cfg.checkpoint_seconds, resume,
+                                                    overwrite),
                         desc="labeler", show_progress=None if self.show_progress else False,
                         postfix=("loss", "validation_error"), stop_after=stop_after, callback=callback)
         if best["state"] is not None:
@@ -346,16 +334,55 @@ class LabelerTrainer:
         return model, LabelerResult(status=run.status, history=run.history, stats=run.stats, best=info)
 
 
-def load_labeler(path, *, what: str = "--model file") -> tuple[LabelerModel, dict]:
-    """A :class:`LabelerModel` and its metadata from a ``model.pt`` written by ``train-labeler``."""
+#: sane bounds of a model file's numbers, checked before anything is built from them
+MODEL_BOUNDS = {"layers": 64, "features": 1024, "hidden": 1024, "scales": 16, "m": 200, "rank": 200,
+                "channels": 64, "num_labels": 1024}
+
+
+def save_model(path, model: LabelerModel, meta: dict) -> Path:
+    """Write ``model`` and its metadata (``config``, ``input_scale``, ``value_range``, ...) to ``path`` for
+    :func:`load_model` (tensors and plain values only: read with ``weights_only=True``)."""
+    from ..io import save_weights
+
+    full = {"config": asdict(model.config), "channels": model.channels, "num_labels": model.num_labels, **meta}
+    save_weights(path, {"state": model.state_dict(), **full})
+    return Path(path)
+
+
+def _check_bounds(meta: dict, path, what: str) -> None:
+    numbers = {**meta.get("config", {}), "channels": meta.get("channels"), "num_labels": meta.get("num_labels")}
+    for key, bound in MODEL_BOUNDS.items():
+        value = numbers.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= bound):
+            raise UserInputError(f"{what} {str(path)!r} has {key} = {value!r}, expected an integer in 1..{bound}")
+    scale, vr = meta.get("input_scale"), meta.get("value_range")
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise UserInputError(f"{what} {str(path)!r} has input_scale = {scale!r}, expected a finite number > 0")
+    if (not isinstance(vr, (list, tuple)) or len(vr) != 2 or not all(isinstance(v, (int, float)) for v in vr)
+            or not all(math.isfinite(v) for v in vr) or vr[0] > vr[1]):
+        raise UserInputError(f"{what} {str(path)!r} has value_range = {vr!r}, expected [low, high] finite numbers")
+
+
+def load_model(path, *, what: str = "model file") -> tuple[LabelerModel, dict]:
+    """A :class:`LabelerModel` and its metadata from a ``model.pt`` written by :func:`save_model`
+    (``flowlearn train-labeler``); the file's numbers are checked against :data:`MODEL_BOUNDS` before
+    anything is built, and a file with missing or extra parameters is a one-line error."""
     from ..engine import load_weights
 
     state = load_weights(path, keys=("state", "config", "channels", "num_labels", "input_scale", "value_range"),
                          what=what)
+    if not isinstance(state["config"], dict) or not isinstance(state["state"], dict):
+        raise UserInputError(f"{what} {str(path)!r} is malformed (config and state must be dictionaries)")
+    _check_bounds(state, path, what)
     try:   # files written before the filter bank existed hold the conv-feature, prototype model
         config = LabelerConfig(**{"filter_bank": False, "data_term": "prototypes", **state["config"]})
     except TypeError as exc:
         raise UserInputError(f"{what} {str(path)!r} has an unknown config ({exc})") from None
     model = LabelerModel(config, int(state["channels"]), int(state["num_labels"]))
+    mine, theirs = set(model.state_dict()), set(state["state"])
+    if mine != theirs:
+        diff = sorted(mine ^ theirs)
+        raise UserInputError(f"{what} {str(path)!r} does not match its config: parameters {diff[:3]} are "
+                             f"{'missing' if diff[0] in mine else 'unexpected'}")
     load_module_state(model, state["state"], what=what)
     return model.eval(), {k: v for k, v in state.items() if k != "state"}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .._checks import UserInputError, check_choice, check_int, check_positive, check_seed
+from ..engine import BOOKKEEPING, EXTENDABLE
 
 DATA_TERMS = ("classifier", "prototypes")
 
@@ -73,15 +74,15 @@ class LabelerConfig:
     features: int = 8
     hidden: int = 16
     lr: float = 0.01
-    iterations: int = 200
+    iterations: int = field(default=200, metadata=EXTENDABLE)
     rho: float = 1.0
     T: float = 1.0
     m: int = 10
     rank: int = 1
     eval_every: int = 25
     seed: int = 0
-    checkpoint_every: int = 25
-    checkpoint_seconds: float = 30.0
+    checkpoint_every: int = field(default=25, metadata=BOOKKEEPING)
+    checkpoint_seconds: float = field(default=30.0, metadata=BOOKKEEPING)
     filter_bank: bool = True
     scales: int = 5
     data_term: str = "classifier"

@@ -18,7 +18,8 @@ and :math:`\mathcal L(\Omega) = f_L(V_T(\Omega)) + \mathcal R(\Omega)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,10 +32,11 @@ from .._checks import (
 )
 from ..geometry import proj_tangent
 from ..graphs import GridWeights, SparsePattern, WeightOperator
-from ..labeling import LinearizedSystem, distance_matrix
+from ..labeling import distance_matrix
 from ..labeling.data_term import check_distances
+from ..linearized import LinearizedSystem, LowRank, linearized_flow
 
-__all__ = ["LearningProblem", "assignment_kl", "assignment_kl_grad", "patch_regularizer",
+__all__ = ["LearningProblem", "LossEvaluation", "assignment_kl", "assignment_kl_grad", "patch_regularizer",
            "patch_regularizer_grad"]
 
 
@@ -75,6 +77,34 @@ def patch_regularizer(patches: torch.Tensor, tau: float) -> torch.Tensor:
 def patch_regularizer_grad(patches: torch.Tensor, tau: float) -> torch.Tensor:
     r""":math:`\partial_p\mathcal R = \tau\,\Pi_0\log p / p` (Lemma 3.7), shape ``(I, N)``."""
     return tau * proj_tangent(torch.log(patches)) / patches
+
+
+@dataclass
+class LossEvaluation:
+    r"""Loss and Euclidean gradient :math:`\partial_p\mathcal L` at one set of weight patches.
+
+    Attributes
+    ----------
+    loss, data_loss, regularization : float
+        :math:`\mathcal L = f_L + \mathcal R` and its two parts.
+    grad : tensor ``(I, N)``
+        Euclidean gradient with respect to the patches (the Riemannian one is
+        ``flowlearn.geometry.egrad2rgrad(patches, grad)``).
+    tangent : tensor ``(I, J)``
+        :math:`V_T` as computed by the method.
+    method : object
+        The method (e.g. :class:`~flowlearn.linearized.LowRank`).
+    stats : dict
+        ``seconds`` and the method's counters (Krylov dimensions, singular values of :math:`X`, steps).
+    """
+
+    loss: float
+    data_loss: float
+    regularization: float
+    grad: torch.Tensor
+    tangent: torch.Tensor
+    method: object
+    stats: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -191,3 +221,27 @@ class LearningProblem:
     def regularizer_grad(self, patches: torch.Tensor) -> torch.Tensor:
         r""":math:`\partial_p\mathcal R`, shape ``(I, N)``; see :func:`patch_regularizer_grad`."""
         return patch_regularizer_grad(patches, self.tau)
+
+    def evaluate(self, patches, method=LowRank()) -> LossEvaluation:
+        r""":math:`\mathcal L` and :math:`\partial_p\mathcal L` at ``patches`` ``(I, N)``.
+
+        :math:`V_T` and its gradient come from :func:`~flowlearn.linearized.linearized_flow` with ``method``
+        (closed form for :class:`~flowlearn.linearized.LowRank` / :class:`~flowlearn.linearized.Exact`,
+        autograd for the baselines); the regularizer's gradient is added by autograd.
+        """
+        p = self.check_patches(patches).detach().clone().requires_grad_(True)
+        stats: dict = {}
+        start = time.perf_counter()
+        with torch.enable_grad():
+            V = linearized_flow(p, self.scaled_distances, self.weights, rho=1.0, T=self.T, method=method,
+                                stats=stats, check_inputs=False)
+            data = self.data_loss(V)
+            reg = self.regularizer(p) if self.tau > 0 else None
+            (grad,) = torch.autograd.grad(data if reg is None else data + reg, p, allow_unused=True)
+        if grad is None:   # V_T does not depend on the patches (e.g. B = 0)
+            grad = torch.zeros_like(p)
+        stats["seconds"] = time.perf_counter() - start
+        reg_value = float(reg.detach()) if reg is not None else 0.0
+        return LossEvaluation(loss=float(data.detach()) + reg_value, data_loss=float(data.detach()),
+                              regularization=reg_value, grad=grad.detach(), tangent=V.detach(), method=method,
+                              stats=stats)

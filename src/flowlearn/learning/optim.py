@@ -19,7 +19,7 @@ import abc
 
 import torch
 
-from .._checks import UserInputError, check_positive
+from .._checks import UserInputError, check_positive, check_probability_rows
 from ..geometry import egrad2rgrad, lift
 
 __all__ = ["RiemannianSGD", "SimplexAdam"]
@@ -28,6 +28,8 @@ __all__ = ["RiemannianSGD", "SimplexAdam"]
 def _check_param(p: torch.Tensor) -> None:
     if p.ndim != 2:
         raise UserInputError(f"simplex parameters must have shape (I, N), got {tuple(p.shape)}")
+    with torch.no_grad():   # a point off the simplex would give NaN after one step
+        check_probability_rows("simplex parameter", p, atol=1e-6 if p.dtype == torch.float64 else 1e-4)
 
 
 def _retract(p: torch.Tensor, v: torch.Tensor, min_weight: float) -> None:

@@ -10,7 +10,7 @@ Initialisation: :math:`p_j` are k-means centres of noise-free training windows, 
 :math:`\nu_j = \kappa\,\Pi_0[\ell_n = \ell_\text{centre}]_n` points towards the neighbours that carry the
 label of the window centre (labels of the prototype window by nearest label prototype).  Training
 (:class:`PredictorTrainer`) backpropagates the loss through
-:class:`~flowlearn.learning.layer.LinearizedAssignmentLayer` (closed-form backward; ``lowrank`` by default,
+:class:`~flowlearn.linearized.LinearizedAssignmentLayer` (closed-form backward; ``lowrank`` by default,
 ``exact``; the autodiff baselines hand over their patch gradient) into (4.4), and updates
 :math:`(\nu, p, \sigma)` with Adam.
 """
@@ -24,20 +24,21 @@ import torch
 
 from .._checks import UserInputError, check_int, check_positive
 from ..data import window_features
+from .._checks import UserTypeError
 from ..engine import (
     CheckpointPolicy,
     RunResult,
+    TrainState,
     all_reduce_gradients,
     all_reduce_sum,
     fingerprint,
-    load_module_state,
+    record_hparams,
+    run_identity,
     run_steps,
     world,
 )
 from ..geometry import proj_tangent
-from ..solvers import ExponentialIntegrator
-from .gradients import ExactGradient, GradientMethod, LowRankGradient, make_gradient_method
-from .layer import Exact, LowRank, linearized_flow
+from ..linearized import METHODS, LowRank, linearized_flow
 from .losses import LearningProblem
 from .training import label_error_percent, problem_fingerprint
 
@@ -72,10 +73,11 @@ def clean_windows(clean_image, labels, size: int = 3) -> tuple[torch.Tensor, tor
 
 
 def predict_tangent(problem: LearningProblem, patches: torch.Tensor, m: int = 10) -> torch.Tensor:
-    """:math:`V_T` of the linearized flow with ``patches`` (Krylov, dimension ``m``, one step)."""
+    """:math:`V_T` of the linearized flow with ``patches`` (Krylov, dimension ``m``; no gradient)."""
     with torch.no_grad():
-        system = problem.system(patches)
-        return ExponentialIntegrator(m=m, substeps=1).solve(system.matvec, system.B, problem.T).y
+        p = patches.to(problem.weights.dtype)
+        return linearized_flow(p, problem.scaled_distances, problem.weights, rho=1.0, T=problem.T,
+                               method=LowRank(m=m), check_inputs=False)
 
 
 class PatchPredictor(torch.nn.Module):
@@ -96,6 +98,7 @@ class PatchPredictor(torch.nn.Module):
     def __init__(self, num_prototypes: int = 50, feature_dim: int = 9, patch_size: int = 9, sigma: float = 1.0,
                  *, dtype=None):
         super().__init__()
+        record_hparams(self, locals())
         self.num_prototypes = check_int("num_prototypes", num_prototypes, minimum=1)
         self.feature_dim = check_int("feature_dim", feature_dim, minimum=1)
         self.patch_size = check_int("patch_size", patch_size, minimum=2)
@@ -156,25 +159,14 @@ class PredictorResult(RunResult):
     final: dict = field(default_factory=dict)
 
 
-class _ModuleState:
-    def __init__(self, module, opt):
-        self.module, self.opt = module, opt
-
-    def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "optimizer": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        load_module_state(self.module, state["module"])
-        self.opt.load_state_dict(state["optimizer"])
-
-
 class PredictorTrainer:
     """End-to-end training of a :class:`PatchPredictor` through the closed-form gradient (Sect. 4.4).
 
     Parameters
     ----------
-    method : str or GradientMethod
-        Gradient with respect to the predicted patches (default ``"lowrank"``).
+    method : LowRank, Exact, DenseAutograd, AutodiffEuler or AutodiffExpint
+        How :math:`V_T` and the gradient with respect to the predicted patches are computed (default
+        ``LowRank()``, the closed form).
     lr : float
         Adam step size.
     iters : int
@@ -186,9 +178,11 @@ class PredictorTrainer:
     ``r, r + world, ...``) and the gradients are summed, so ``n`` processes take the steps of one.
     """
 
-    def __init__(self, method="lowrank", lr: float = 0.05, iters: int = 50, checkpoint_every: int = 10,
+    def __init__(self, method=LowRank(), lr: float = 0.05, iters: int = 50, checkpoint_every: int = 10,
                  checkpoint_seconds: float = 30.0, show_progress: bool = True):
-        self.method = method if isinstance(method, GradientMethod) else make_gradient_method(method)
+        if not isinstance(method, METHODS):
+            raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
+        self.method = method
         self.lr = check_positive("lr", lr)
         self.iters = check_int("iters", iters, minimum=0)
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
@@ -196,20 +190,11 @@ class PredictorTrainer:
         self.show_progress = bool(show_progress)
 
     def _backward(self, patches: torch.Tensor, problem: LearningProblem, n: int) -> tuple[float, torch.Tensor]:
-        """Backpropagate ``L(patches) / n`` into the predictor; ``(data loss, V_T)``.
-
-        The closed-form methods run as :class:`~flowlearn.learning.layer.LinearizedAssignmentLayer`
-        (``linearized_flow``), so the loss is an ordinary autograd graph through the layer; other methods
-        (autodiff baselines) hand their patch gradient to ``patches.backward``."""
-        flow = (LowRank(self.method.m, self.method.rank, self.method.recompute_forward)
-                if isinstance(self.method, LowRankGradient) else Exact() if isinstance(self.method, ExactGradient)
-                else None)
-        if flow is None:
-            r = self.method(problem, patches.detach())
-            patches.backward(r.grad / n)
-            return r.data_loss, r.tangent
+        """Backpropagate ``L(patches) / n`` into the predictor through the linearized-flow layer;
+        ``(data loss, V_T)``."""
         p = patches.to(problem.weights.dtype)
-        V = linearized_flow(p, problem.scaled_distances, problem.weights, rho=1.0, T=problem.T, method=flow)
+        V = linearized_flow(p, problem.scaled_distances, problem.weights, rho=1.0, T=problem.T, method=self.method,
+                            check_inputs=False)
         data_loss = problem.data_loss(V)
         loss = data_loss + problem.regularizer(p) if problem.tau > 0 else data_loss
         (loss / n).backward()
@@ -225,12 +210,11 @@ class PredictorTrainer:
     def identity(self, predictor: PatchPredictor, train, validation=()) -> dict:
         """Config and input fingerprint that a resumed checkpoint must match."""
         inputs = [(problem_fingerprint(s.problem), fingerprint(s.features)) for s in list(train) + list(validation)]
-        return {"trainer": "PredictorTrainer",
-                "config": {"method": repr(self.method), "lr": self.lr, "predictor": repr(predictor)},
-                "inputs": fingerprint(inputs, len(train))}
+        return run_identity("PredictorTrainer", method=self.method, config={"lr": self.lr}, predictor=predictor,
+                            inputs=(inputs, len(train), predictor.state_dict()))
 
     def fit(self, predictor: PatchPredictor, train: list, validation: list = (), *, checkpoint=None,
-            resume: bool = True, stop_after: int | None = None, callback=None) -> PredictorResult:
+            resume: bool = False, overwrite: bool = False, stop_after: int | None = None, callback=None) -> PredictorResult:
         """Train on the samples ``train``; record validation errors on ``validation`` every iteration."""
         if not train:
             raise UserInputError("train must hold at least one PredictionSample")
@@ -254,10 +238,10 @@ class PredictorTrainer:
                     "validation_error": float(np.mean(self.evaluate(predictor, validation))) if validation else None,
                     "sigma": float(predictor.sigma.detach())}
 
-        run = run_steps(step, iterations=self.iters, state=_ModuleState(predictor, opt),
+        run = run_steps(step, iterations=self.iters, state=TrainState(predictor=predictor, optimizer=opt),
                         identity=self.identity(predictor, train, validation),
                         checkpoint=CheckpointPolicy(checkpoint, self.checkpoint_every, self.checkpoint_seconds,
-                                                    resume),
+                                                    resume, overwrite),
                         desc="predictor", show_progress=None if self.show_progress else False,
                         postfix=("loss", "label_error"), stop_after=stop_after, callback=callback)
         final = {"train_errors": self.evaluate(predictor, train),

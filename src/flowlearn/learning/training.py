@@ -1,6 +1,6 @@
 r"""Training loop for the weight patches of one image: history, progress bar, checkpoints and resume.
 
->>> learner = WeightLearner(method="lowrank", optimizer="rgd", lr=1.0, iters=50)   # doctest: +SKIP
+>>> learner = WeightLearner(LowRank(m=10, rank=1), optimizer="rgd", lr=1.0, iters=50)  # doctest: +SKIP
 >>> result = learner.fit(problem)                                                   # doctest: +SKIP
 >>> result.history[-1]["label_error"]                                               # doctest: +SKIP
 
@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import (
-    UserInputError,
     UserTypeError,
     check_choice,
     check_int,
     check_positive,
 )
-from ..engine import CheckpointPolicy, RunResult, fingerprint, run_steps
+from ..engine import CheckpointPolicy, RunResult, TrainState, fingerprint, run_identity, run_steps
 from ..geometry import egrad2rgrad
-from .gradients import GradientMethod, make_gradient_method
+from ..linearized import METHODS, LowRank
 from .losses import LearningProblem
 from .optim import RiemannianSGD, SimplexAdam
 
@@ -52,23 +51,9 @@ class LearningResult(RunResult):
 
 def problem_fingerprint(problem: LearningProblem) -> str:
     """Digest of everything that defines a learning problem: distances, labels, stencil, T, tau."""
-    return fingerprint(problem.scaled_distances, problem.labels, repr(problem.weights), problem.weights.patches,
-                       problem.T, problem.tau)
-
-
-class _LearnState:
-    def __init__(self, param, opt):
-        self.param, self.opt = param, opt
-
-    def state_dict(self) -> dict:
-        return {"patches": self.param.detach().clone(), "optimizer": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if tuple(state["patches"].shape) != tuple(self.param.shape):
-            raise UserInputError(f"checkpoint patches have shape {tuple(state['patches'].shape)}, the problem "
-                                 f"needs {tuple(self.param.shape)}")
-        self.param.copy_(state["patches"].to(self.param))
-        self.opt.load_state_dict(state["optimizer"])
+    w = problem.weights
+    return fingerprint(problem.scaled_distances, problem.labels, type(w).__name__, w.neighbour_index(), w.mask,
+                       w.patches, problem.T, problem.tau)
 
 
 class WeightLearner:
@@ -76,8 +61,9 @@ class WeightLearner:
 
     Parameters
     ----------
-    method : str or GradientMethod
-        ``"lowrank"`` (default), ``"exact"``, ``"autodiff-euler"``, ``"autodiff-expint"`` or an instance.
+    method : LowRank, Exact, DenseAutograd, AutodiffEuler or AutodiffExpint
+        How :math:`V_T` and the gradient are computed (:mod:`flowlearn.linearized.methods`; default
+        ``LowRank(m=10, rank=1)``, the closed form).
     optimizer : {"rgd", "adam"}
         Riemannian gradient descent (3.7) or :class:`SimplexAdam`.
     lr : float
@@ -93,9 +79,11 @@ class WeightLearner:
     show_progress : bool
     """
 
-    def __init__(self, method="lowrank", optimizer: str = "rgd", lr: float = 1.0, iters: int = 50,
+    def __init__(self, method=LowRank(), optimizer: str = "rgd", lr: float = 1.0, iters: int = 50,
                  checkpoint_every: int = 10, checkpoint_seconds: float = 30.0, show_progress: bool = True):
-        self.method = method if isinstance(method, GradientMethod) else make_gradient_method(method)
+        if not isinstance(method, METHODS):
+            raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
+        self.method = method
         check_choice("optimizer", optimizer, OPTIMIZERS)
         self.optimizer = optimizer
         self.lr = check_positive("lr", lr)
@@ -106,9 +94,9 @@ class WeightLearner:
 
     def identity(self, problem: LearningProblem) -> dict:
         """What a checkpoint of this learner on ``problem`` must match to be resumed."""
-        return {"trainer": "WeightLearner", "config": {"method": repr(self.method), "optimizer": self.optimizer,
-                                                       "lr": self.lr, "dtype": str(problem.weights.dtype)},
-                "problem": problem_fingerprint(problem)}
+        return run_identity("WeightLearner", method=self.method, config={"optimizer": self.optimizer, "lr": self.lr,
+                                                                         "dtype": problem.weights.dtype},
+                            inputs=problem_fingerprint(problem))
 
     def _make_optimizer(self, param: torch.Tensor) -> torch.optim.Optimizer:
         scale = param.shape[0] if self.optimizer == "rgd" else 1.0
@@ -116,18 +104,19 @@ class WeightLearner:
 
     def evaluate(self, problem: LearningProblem, patches) -> dict:
         """Loss and label error (percent) of ``patches`` on ``problem`` (one gradient evaluation)."""
-        r = self.method(problem, patches)
+        r = problem.evaluate(patches, self.method)
         return {"loss": r.loss, "data_loss": r.data_loss, "regularization": r.regularization,
                 "label_error": label_error_percent(r.tangent, problem.labels)}
 
-    def fit(self, problem: LearningProblem, patches=None, *, checkpoint=None, resume: bool = True,
-            callback=None, stop_after: int | None = None) -> LearningResult:
+    def fit(self, problem: LearningProblem, patches=None, *, checkpoint=None, resume: bool = False,
+            overwrite: bool = False, callback=None, stop_after: int | None = None) -> LearningResult:
         """Run ``iters`` steps from ``patches`` (default: the problem's own weight patches).
 
         ``checkpoint``: path of a checkpoint file, rewritten every ``checkpoint_every`` iterations,
-        every ``checkpoint_seconds`` and at the end; with ``resume`` an existing one is continued
-        when it belongs to this learner and problem (else a :class:`UserInputError` names what
-        differs).  ``callback(iteration, record)`` is called after every step.
+        every ``checkpoint_seconds`` and at the end.  An existing checkpoint is refused unless
+        ``resume=True`` (continue it; it must belong to this learner and problem, else a
+        :class:`UserInputError` names what differs) or ``overwrite=True`` (start afresh).
+        ``callback(iteration, record)`` is called after every step.
 
         Weight learning of one image has no data axis to split: under ``torchrun`` every rank runs
         the same deterministic steps and only rank 0 writes the checkpoint.
@@ -139,7 +128,7 @@ class WeightLearner:
         opt = self._make_optimizer(param)
 
         def step(it: int) -> dict:
-            r = self.method(problem, param)
+            r = problem.evaluate(param, self.method)
             param.grad = r.grad
             opt.step()
             param.grad = None
@@ -147,9 +136,10 @@ class WeightLearner:
                     "label_error": label_error_percent(r.tangent, problem.labels),
                     "grad_norm": float(torch.linalg.vector_norm(egrad2rgrad(param, r.grad)))}
 
-        run = run_steps(step, iterations=self.iters, state=_LearnState(param, opt), identity=self.identity(problem),
+        run = run_steps(step, iterations=self.iters, state=TrainState(patches=param, optimizer=opt),
+                        identity=self.identity(problem),
                         checkpoint=CheckpointPolicy(checkpoint, self.checkpoint_every, self.checkpoint_seconds,
-                                                    resume),
+                                                    resume, overwrite),
                         desc="learn", show_progress=None if self.show_progress else False,
                         postfix=("loss", "label_error"), stop_after=stop_after, callback=callback)
         final = self.evaluate(problem, param)

@@ -37,7 +37,7 @@ sample's loss.  The solver knows nothing of decoders: it minimises any per-sampl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Callable, List, Optional
 
 import torch
@@ -103,6 +103,7 @@ class AMDResult:
 LossFn = Callable[..., torch.Tensor]
 
 
+@dataclass(frozen=True)
 class AMD:
     r"""Adaptive minimise-distance solver (paper 002, eqs. (6)--(7)), per sample.
 
@@ -129,31 +130,37 @@ class AMD:
         Stop when :math:`\|\nabla l\|_2 \le` ``gtol``.
     """
 
-    def __init__(self, beta: float = 0.75, s0: float = 1.0, smax: float = 10.0, kappa: float = 1.1, *,
-                 max_steps: int = 200, max_backtracks: int = 40, tau: float | None = None,
-                 patience: int = 5, flat_rtol: float = 1e-3, gtol: float = 0.0):
-        beta = check_positive("beta", beta)
-        if not beta < 1.0:
-            raise UserInputError(f"beta must lie in (0, 1), got {beta!r}")
-        self.beta = beta
-        self.s0 = check_positive("s0", s0)
-        self.smax = check_positive("smax", smax)
-        if self.smax < self.s0:
-            raise UserInputError(f"smax must be >= s0={self.s0}, got {smax!r}")
-        self.kappa = check_positive("kappa", kappa)
-        if self.kappa < 1.0:
-            raise UserInputError(f"kappa must be >= 1, got {kappa!r}")
-        self.max_steps = check_int("max_steps", max_steps, minimum=1)
-        self.max_backtracks = check_int("max_backtracks", max_backtracks, minimum=0)
-        self.tau = None if tau is None else check_positive("tau", tau)
-        self.patience = check_int("patience", patience, minimum=1)
-        self.flat_rtol = check_positive("flat_rtol", flat_rtol, strict=False)
-        self.gtol = check_positive("gtol", gtol, strict=False)
+    beta: float = 0.75
+    s0: float = 1.0
+    smax: float = 10.0
+    kappa: float = 1.1
+    _: KW_ONLY
+    max_steps: int = 200
+    max_backtracks: int = 40
+    tau: Optional[float] = None
+    patience: int = 5
+    flat_rtol: float = 1e-3
+    gtol: float = 0.0
 
-    def __repr__(self) -> str:
-        return (f"AMD(beta={self.beta}, s0={self.s0}, smax={self.smax}, kappa={self.kappa}, "
-                f"max_steps={self.max_steps}, tau={self.tau}, patience={self.patience}, "
-                f"flat_rtol={self.flat_rtol}, gtol={self.gtol})")
+    def __post_init__(self):
+        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 -- frozen dataclass
+        beta = check_positive("beta", self.beta)
+        if not beta < 1.0:
+            raise UserInputError(f"beta must lie in (0, 1), got {self.beta!r}")
+        put("beta", beta)
+        put("s0", check_positive("s0", self.s0))
+        put("smax", check_positive("smax", self.smax))
+        if self.smax < self.s0:
+            raise UserInputError(f"smax must be >= s0={self.s0}, got {self.smax!r}")
+        put("kappa", check_positive("kappa", self.kappa))
+        if self.kappa < 1.0:
+            raise UserInputError(f"kappa must be >= 1, got {self.kappa!r}")
+        put("max_steps", check_int("max_steps", self.max_steps, minimum=1))
+        put("max_backtracks", check_int("max_backtracks", self.max_backtracks, minimum=0))
+        put("tau", None if self.tau is None else check_positive("tau", self.tau))
+        put("patience", check_int("patience", self.patience, minimum=1))
+        put("flat_rtol", check_positive("flat_rtol", self.flat_rtol, strict=False))
+        put("gtol", check_positive("gtol", self.gtol, strict=False))
 
     # ------------------------------------------------------------------ evaluation helpers
     @staticmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 
@@ -64,6 +64,8 @@ class Solver(abc.ABC):
     order: int = 1
     #: vector-field evaluations per step
     stages: int = 1
+    #: hyperparameters (none: a step method is identified by its type; see flowlearn.engine.spec)
+    hparams: ClassVar[dict] = {}
 
     @abc.abstractmethod
     def step(self, f: VectorField, t: float, y: torch.Tensor, h: float) -> torch.Tensor:

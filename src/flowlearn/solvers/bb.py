@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 
 import torch
 
@@ -61,6 +62,7 @@ class BBResult(AMDResult):
 LossFn = Callable[..., torch.Tensor]
 
 
+@dataclass(frozen=True)
 class BB:
     r"""Barzilai--Borwein steps with a nonmonotone Armijo safeguard, per sample (see module docstring).
 
@@ -88,30 +90,36 @@ class BB:
         Stop when :math:`\|\nabla l\|_2 \le` ``gtol``.
     """
 
-    def __init__(self, s0: float = 1.0, smin: float = 1e-6, smax: float = 1e4, *, memory: int = 5,
-                 c1: float = 1e-4, variant: str = "bb2", max_steps: int = 200, max_backtracks: int = 20,
-                 patience: int = 5, flat_rtol: float = 1e-3, gtol: float = 0.0):
-        self.s0 = check_positive("s0", s0)
-        self.smin = check_positive("smin", smin)
-        self.smax = check_positive("smax", smax)
-        if self.smax < self.smin:
-            raise UserInputError(f"smax must be >= smin={self.smin}, got {smax!r}")
-        self.memory = check_int("memory", memory, minimum=1)
-        self.c1 = check_positive("c1", c1, strict=False)
-        if not self.c1 < 1.0:
-            raise UserInputError(f"c1 must lie in [0, 1), got {c1!r}")
-        check_choice("variant", variant, BB_VARIANTS)
-        self.variant = variant
-        self.max_steps = check_int("max_steps", max_steps, minimum=1)
-        self.max_backtracks = check_int("max_backtracks", max_backtracks, minimum=0)
-        self.patience = check_int("patience", patience, minimum=1)
-        self.flat_rtol = check_positive("flat_rtol", flat_rtol, strict=False)
-        self.gtol = check_positive("gtol", gtol, strict=False)
+    s0: float = 1.0
+    smin: float = 1e-6
+    smax: float = 1e4
+    _: KW_ONLY
+    memory: int = 5
+    c1: float = 1e-4
+    variant: str = "bb2"
+    max_steps: int = 200
+    max_backtracks: int = 20
+    patience: int = 5
+    flat_rtol: float = 1e-3
+    gtol: float = 0.0
 
-    def __repr__(self) -> str:
-        return (f"BB(s0={self.s0}, smin={self.smin}, smax={self.smax}, memory={self.memory}, c1={self.c1}, "
-                f"variant={self.variant!r}, max_steps={self.max_steps}, patience={self.patience}, "
-                f"flat_rtol={self.flat_rtol}, gtol={self.gtol})")
+    def __post_init__(self):
+        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 -- frozen dataclass
+        put("s0", check_positive("s0", self.s0))
+        put("smin", check_positive("smin", self.smin))
+        put("smax", check_positive("smax", self.smax))
+        if self.smax < self.smin:
+            raise UserInputError(f"smax must be >= smin={self.smin}, got {self.smax!r}")
+        put("memory", check_int("memory", self.memory, minimum=1))
+        put("c1", check_positive("c1", self.c1, strict=False))
+        if not self.c1 < 1.0:
+            raise UserInputError(f"c1 must lie in [0, 1), got {self.c1!r}")
+        check_choice("variant", self.variant, BB_VARIANTS)
+        put("max_steps", check_int("max_steps", self.max_steps, minimum=1))
+        put("max_backtracks", check_int("max_backtracks", self.max_backtracks, minimum=0))
+        put("patience", check_int("patience", self.patience, minimum=1))
+        put("flat_rtol", check_positive("flat_rtol", self.flat_rtol, strict=False))
+        put("gtol", check_positive("gtol", self.gtol, strict=False))
 
     def _value_and_grad(self, loss_fn, indexed, z_full, z_rows, rows):
         with torch.enable_grad():

@@ -1,5 +1,7 @@
 """Data-efficiency comparison (paper 002, Table 1 left): AE, GFE-amd, Mixed and baselines over training sizes.
 
+``flowlearn gfe compare`` and ``flowlearn reproduce`` (part ``encoding``) run :func:`compare`.
+
 Two protocols (``protocol=``):
 
 * ``"subset"``: a fixed subset of ``N`` images (seeded), revisited in reshuffled passes until the run
@@ -29,19 +31,20 @@ from typing import Sequence
 import numpy as np
 
 from .._checks import UserInputError, check_choice, check_int
-from ..io import ensure_out_dir, save_json
-from .data import ImageData, training_subset
-from .encoder import GradientFlowEncoder
-from .plots import (
+from ..encoding.data import ImageData, training_subset
+from ..encoding.encoder import GradientFlowEncoder
+from ..encoding.plots import (
     class_spread_sample,
     plot_curves,
     plot_data_efficiency,
     reconstructions_for,
     save_reconstruction_grid,
 )
-from .training import TrainConfig, Trainer
+from ..encoding.training import TrainConfig, Trainer
+from ..io import ensure_out_dir, save_json
 
-__all__ = ["COMPARE_MODELS", "COMPARE_ROWS", "PAPER_TABLE1", "PROTOCOLS", "TRAINED_MODELS", "compare", "summarise"]
+__all__ = ["COMPARE_MODELS", "COMPARE_ROWS", "DEFAULT_MODELS", "PAPER_TABLE1", "PROTOCOLS", "TRAINED_MODELS", "compare",
+           "summarise"]
 
 PROTOCOLS = ("subset", "seen")
 #: trained model -> (cell suffix, config overrides, table row)
@@ -203,8 +206,8 @@ def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *,
                                      labels=["input", *modules], losses=True)
         table = summarise(records, data.name)
         table["protocol"] = {"protocol": protocol, "models": models,
-                             "images_per_run": images if protocol == "subset" else "= size (seen)", "full_images": full_images, "ae_factor": ae_factor,
-                             "pool_size": pool,
+                             "images_per_run": images if protocol == "subset" else "= size (seen)",
+                             "full_images": full_images, "ae_factor": ae_factor, "pool_size": pool,
                              "val_size": len(data.val), "optimizer": base.optimizer, "lr": base.learning_rate,
                              "batch_size": base.batch_size, "seeds": seeds}
         save_json(out / "table.json", table)

@@ -16,8 +16,8 @@ distances :math:`\tilde D = D - \rho\log W`, so the Function itself has two tens
 
 Backward: for any cotangent :math:`g = \partial\ell/\partial V_T`, Theorem 3.8 gives
 :math:`\langle g, dV_T\rangle = T\langle G_{11}, dA^J\rangle + T\langle G_{12}, db\rangle`
-(:mod:`flowlearn.learning.gradients.closed_form`, dense or Krylov/Benzi--Simoncini low rank (3.47)), and
-:func:`~flowlearn.learning.contraction.data_term_gradients` chains it through :math:`B` (M2), :math:`A`
+(:mod:`flowlearn.linearized.closed_form`, dense or Krylov/Benzi--Simoncini low rank (3.47)), and
+:func:`~flowlearn.linearized.contraction.data_term_gradients` chains it through :math:`B` (M2), :math:`A`
 (M3) and :math:`S` (M1):
 
 .. math:: \partial_S = K + \tfrac1J\Pi_0\partial_B,\quad \partial_Z = R_S\partial_S,\quad
@@ -36,8 +36,6 @@ Kronecker structure*, Numer. Math. 135 (2017).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -47,58 +45,22 @@ from .._checks import (
     UserTypeError,
     check_dtype_float,
     check_finite,
-    check_int,
     check_positive,
     check_probability_rows,
 )
 from ..graphs import WeightOperator
-from ..labeling import LinearizedSystem
-from .contraction import data_term_gradients
-from .gradients.closed_form import (
-    MAX_EXACT_SIZE,
-    augmented_matrix,
+from .closed_form import (
     exact_backward,
     exact_forward,
     krylov_backward,
     krylov_forward,
 )
+from .contraction import data_term_gradients
+from .methods import METHODS, AutodiffEuler, AutodiffExpint, DenseAutograd, Exact, LowRank
+from .system import LinearizedSystem
 
-__all__ = ["DenseAutograd", "Exact", "LinearizedAssignmentLayer", "LinearizedFlowFunction", "LowRank",
-           "linearized_flow", "reference_tangent", "tangent_to_assignment"]
-
-
-@dataclass(frozen=True)
-class LowRank:
-    """Krylov + Benzi--Simoncini low-rank closed form (3.47): any size, memory :math:`2(m+1)IJ`.
-
-    ``m``: Krylov dimension of the forward and adjoint spaces; ``rank``: SVD truncation of :math:`X`;
-    ``recompute_forward``: drop the forward basis after the forward pass and rebuild it in the backward
-    pass (memory :math:`(m+1)IJ` between the passes, ``m`` more products with :math:`A`)."""
-
-    m: int = 10
-    rank: int = 1
-    recompute_forward: bool = False
-
-    def __post_init__(self):
-        check_int("m", self.m, minimum=1)
-        check_int("rank", self.rank, minimum=1)
-        if not isinstance(self.recompute_forward, bool):
-            raise UserTypeError(f"recompute_forward must be a bool, got {self.recompute_forward!r}")
-
-
-@dataclass(frozen=True)
-class Exact:
-    """Dense closed form: :math:`e^{\\mathcal A}` and one exponential of size :math:`2(IJ+1)`;
-    ``I * J <= MAX_EXACT_SIZE`` (2500)."""
-
-
-@dataclass(frozen=True)
-class DenseAutograd:
-    """Reference, not a closed form: plain autograd through dense ``torch.linalg.matrix_exp`` of
-    :math:`\\mathcal A` (:func:`reference_tangent`); small problems, for tests."""
-
-
-METHODS = (LowRank, Exact, DenseAutograd)
+__all__ = ["LinearizedAssignmentLayer", "LinearizedFlowFunction", "linearized_flow", "reference_tangent",
+           "tangent_to_assignment"]
 
 
 def tangent_to_assignment(V: torch.Tensor, log_assignment: torch.Tensor | None = None) -> torch.Tensor:
@@ -146,6 +108,8 @@ class LinearizedFlowFunction(torch.autograd.Function):
         else:
             terms, grad_b, info = krylov_backward(system, ctx.state, g, ctx.T, ctx.method.m, ctx.method.rank)
             if ctx.stats is not None:
+                passes = 2 if ctx.method.recompute_forward else 1      # products with A and A^T
+                info["matvecs"] = ctx.state.dim * passes + info["adjoint_dim"] + info.get("rank", 0)
                 ctx.stats.update(info)
         grad_w, grad_scaled = data_term_gradients(system, scaled, terms, grad_b)
         grad_p = system.weights.grad_to_patches(grad_w) if ctx.needs_input_grad[0] else None
@@ -156,13 +120,10 @@ class LinearizedFlowFunction(torch.autograd.Function):
 def reference_tangent(weights: WeightOperator, patches: torch.Tensor, distances: torch.Tensor, rho: float,
                       T: float) -> torch.Tensor:
     r""":math:`V_T = [e^{\mathcal A}]_{1:IJ,k}` with the dense augmented matrix, differentiable by plain
-    autograd in ``patches`` and ``distances`` (the independent reference of the tests)."""
+    autograd in ``patches`` and ``distances`` (the independent reference of the tests): the forward of
+    :func:`~flowlearn.linearized.closed_form.exact_forward`, differentiated by autograd instead of Theorem 3.8."""
     system, _ = _system(weights, patches, distances, rho)
-    I, J = system.S.shape
-    if I * J > MAX_EXACT_SIZE:
-        raise UserInputError(f"the dense reference needs I*J <= {MAX_EXACT_SIZE}, got {I * J}")
-    aug = augmented_matrix(system.dense(), system.B.reshape(-1), T)
-    return torch.linalg.matrix_exp(aug)[: I * J, I * J].reshape(I, J)
+    return exact_forward(system, T)[1]
 
 
 def _check_inputs(weights: WeightOperator, patches, distances, log_assignment) -> None:
@@ -208,7 +169,7 @@ def linearized_flow(patches: torch.Tensor, distances: torch.Tensor, weights: Wei
     weights : WeightOperator
         The stencil (its own patches are ignored).
     rho, T : float > 0
-    method : LowRank, Exact or DenseAutograd
+    method : one of :data:`~flowlearn.linearized.methods.METHODS`
     log_assignment : tensor ``(I, J)``, optional
         :math:`\log W` of the linearization point (default the barycenter).
     stats : dict, optional
@@ -219,7 +180,7 @@ def linearized_flow(patches: torch.Tensor, distances: torch.Tensor, weights: Wei
     if not isinstance(weights, WeightOperator):
         raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
     if not isinstance(method, METHODS):
-        raise UserTypeError(f"method must be LowRank(...), Exact() or DenseAutograd(), got {method!r}")
+        raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
     rho, T = check_positive("rho", rho), check_positive("T", T)
     if check_inputs:
         _check_inputs(weights, patches, distances, log_assignment)
@@ -229,7 +190,18 @@ def linearized_flow(patches: torch.Tensor, distances: torch.Tensor, weights: Wei
         distances = distances - rho * log_assignment
     if isinstance(method, DenseAutograd):
         return reference_tangent(weights, patches, distances, rho, T)
+    if isinstance(method, (AutodiffEuler, AutodiffExpint)):
+        return _integrated_tangent(weights, patches, distances, rho, T, method, stats)
     return LinearizedFlowFunction.apply(patches, distances, weights, rho, T, method, stats)
+
+
+def _integrated_tangent(weights, patches, distances, rho, T, method, stats):
+    """:math:`V_T` by a numerical integrator, differentiable by autograd through every step (the baselines)."""
+    system, _ = _system(weights, patches, distances, rho)
+    sol = method.integrator().solve(system.matvec, system.B, T)
+    if stats is not None:
+        stats.update({k: v for k, v in sol.stats.items() if isinstance(v, (int, float))}, status=sol.status)
+    return sol.y
 
 
 class LinearizedAssignmentLayer(nn.Module):
@@ -243,8 +215,8 @@ class LinearizedAssignmentLayer(nn.Module):
         Scale of the data term.
     T : float > 0
         Integration time.
-    method : LowRank, Exact or DenseAutograd
-        Backward strategy (default ``LowRank(m=10, rank=1)``).
+    method : LowRank, Exact, DenseAutograd, AutodiffEuler or AutodiffExpint
+        How V_T and its gradient are computed (default ``LowRank(m=10, rank=1)``).
 
     Attributes
     ----------
@@ -268,7 +240,7 @@ class LinearizedAssignmentLayer(nn.Module):
         if not isinstance(weights, WeightOperator):
             raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
         if not isinstance(method, METHODS):
-            raise UserTypeError(f"method must be LowRank(...), Exact() or DenseAutograd(), got {method!r}")
+            raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
         self.weights, self.method = weights, method
         self.rho, self.T = check_positive("rho", rho), check_positive("T", T)
         self.stats: dict = {}

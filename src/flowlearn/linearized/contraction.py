@@ -2,7 +2,7 @@ r"""Closed-form contraction of the gradient matrix with :math:`\partial\mathcal 
 
 Theorem 3.8 reduces :math:`\langle\partial f_L, dv_T\rangle` to
 :math:`\langle G, d\mathcal A\rangle = T\langle G_{11}, dA^J\rangle + T\langle G_{12}, db\rangle`
-with :math:`G` from :mod:`flowlearn.learning.kronecker`.  With :math:`S = S_0 =
+with :math:`G` from :mod:`flowlearn.linearized.kronecker`.  With :math:`S = S_0 =
 \mathrm{softmax}(Z)`, :math:`Z = -\Omega D/\rho` (M1), :math:`A^J = \mathrm{Diag}(R_S)(\Omega\otimes I_J)`
 (M3), :math:`b = \mathrm{vec}_r(\frac1J\Pi_0S)` (M2), i.e.
 :math:`A^J_{(i,a),(l,b)} = \Omega_{il}\,(R_{S_i})_{ab}`, the pieces are
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..geometry import proj_tangent, replicator, replicator_matrix
-from ..labeling import LinearizedSystem
+from .system import LinearizedSystem
 
 __all__ = ["WeightGradientTerms", "assemble_weight_gradient", "bilinear_terms", "data_term_gradients",
            "dense_terms"]

@@ -1,4 +1,5 @@
-r"""The closed-form gradient of Theorem 3.8: ``exact`` (dense) and ``lowrank`` (Krylov + Benzi--Simoncini).
+r"""The one closed form of the linearized flow: forward :math:`V_T` and the gradient of Theorem 3.8, dense
+(``exact_*``) and Krylov + Benzi--Simoncini low rank (``krylov_*``).
 
 Both use the augmented matrix :math:`\mathcal A = \begin{psmallmatrix}TA^J & Tb\\0&0\end{psmallmatrix}`
 (:math:`k = IJ+1`), whose exponential holds :math:`v_T = [e^{\mathcal A}]_{1:IJ,\,k}`, and
@@ -8,9 +9,9 @@ Both use the augmented matrix :math:`\mathcal A = \begin{psmallmatrix}TA^J & Tb\
           b_1 = (\partial f_L(v_T), 0),\ b_2 = e_k ,
 
 i.e. (3.36) with :math:`M_1 = \mathcal A^\top`, :math:`M_2 = \mathcal A` (see
-:mod:`flowlearn.learning.kronecker`).  :math:`G` is then contracted with
+:mod:`flowlearn.linearized.kronecker`).  :math:`G` is then contracted with
 :math:`d\mathcal A = \begin{psmallmatrix}T\,dA^J & T\,db\\0&0\end{psmallmatrix}` by
-:mod:`flowlearn.learning.contraction`.
+:mod:`flowlearn.linearized.contraction`.
 
 ``lowrank`` (3.47): the Krylov space :math:`\mathcal K_{m+1}(\mathcal A, e_k) =
 \mathrm{span}\{e_k, (b,0), (A^Jb,0),\dots\}` *is* the forward solve's space :math:`\mathcal K_m(A^J, b)`
@@ -18,7 +19,7 @@ plus :math:`e_k`, with Hessenberg :math:`T_2 = \begin{psmallmatrix}0&0\\T\beta e
 so it is reused; only rows :math:`1..IJ` of :math:`G` are needed, which come from the adjoint space
 :math:`\mathcal K_m(A^{J\top}, \partial f_L)` with :math:`T_1 = TH^{\mathrm{adj}}_m`.  Then
 :math:`G_{1:IJ,\cdot} \approx \|\partial f_L\|\,P_mXQ_m^\top`, :math:`X` from
-:func:`~flowlearn.learning.kronecker.benzi_simoncini`.  The column of :math:`X` that belongs to
+:func:`~flowlearn.linearized.kronecker.benzi_simoncini`.  The column of :math:`X` that belongs to
 :math:`e_k` gives the :math:`b`-part :math:`G_{12} \approx \|\partial f_L\|P_mX_{:,0}` exactly (one
 vector); the :math:`m\times m` block that gives :math:`G_{11}` is truncated to rank ``rank`` (3.46).
 Memory: the two bases, :math:`2(m+1)k` numbers (:func:`~flowlearn.solvers.arnoldi` takes its preallocated
@@ -36,26 +37,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..._checks import UserInputError, UserTypeError, check_int
-from ...geometry import replicator, replicator_
-from ...labeling import LinearizedSystem
-from ...solvers import arnoldi
-from ...solvers.arnoldi import ArnoldiResult
-from ..contraction import (
-    WeightGradientTerms,
-    assemble_weight_gradient,
-    bilinear_terms,
-    dense_terms,
-)
-from ..kronecker import benzi_simoncini, frechet_block, truncate
-from ..losses import LearningProblem
-from .base import DataGradient, GradientMethod
+from .._checks import UserInputError
+from ..geometry import replicator, replicator_
+from ..solvers import arnoldi
+from ..solvers.arnoldi import ArnoldiResult
+from .contraction import WeightGradientTerms, bilinear_terms, dense_terms
+from .kronecker import benzi_simoncini, frechet_block, truncate
+from .system import LinearizedSystem
 
 __all__ = [
     "MAX_EXACT_SIZE",
-    "ExactGradient",
     "KrylovForward",
-    "LowRankGradient",
     "augmented_matrix",
     "exact_backward",
     "exact_forward",
@@ -94,7 +86,7 @@ def exact_backward(system: LinearizedSystem, aug: torch.Tensor, g: torch.Tensor,
     r"""Theorem 3.8 for any cotangent ``g`` ``(I, J)`` of :math:`V_T`: :math:`G = L_{\exp}(\mathcal A^\top,
     [g;0]e_k^\top)` densely (:func:`frechet_block`); returns the contraction terms of :math:`TG_{11}` and
     :math:`\partial_B = TG_{12}` ``(I, J)`` (feed both to
-    :func:`~flowlearn.learning.contraction.data_term_gradients`)."""
+    :func:`~flowlearn.linearized.contraction.data_term_gradients`)."""
     I, J = system.S.shape
     n = I * J
     b1 = torch.cat([g.reshape(-1).to(aug.dtype), aug.new_zeros(1)])
@@ -206,75 +198,3 @@ def krylov_backward(system: LinearizedSystem, fwd: KrylovForward, g: torch.Tenso
             terms = terms + bilinear_terms(system, Xr, Yr)
         stats.update(rank=factors.rank, singular_values=factors.singular_values.tolist())
         return terms, grad_b, stats
-
-
-# ------------------------------------------------------------------ gradient methods (KL loss)
-@dataclass(frozen=True)
-class ExactGradient(GradientMethod):
-    r"""Theorem 3.8 evaluated densely: :math:`v_T` from :math:`e^{\mathcal A}`, :math:`G` from one exponential of
-    size :math:`2k` (equal to the dense :math:`\varphi` of the Kronecker sum).  Reference for ``I*J <= 2500``."""
-
-    name = "exact"
-
-    def data_gradient(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
-        system = problem.system(patches)
-        aug, V = exact_forward(system, problem.T)
-        terms, grad_b = exact_backward(system, aug, problem.data_loss_grad(V), problem.T)
-        grad_w = assemble_weight_gradient(system, problem.scaled_distances, terms, grad_b)
-        return DataGradient(tangent=V, grad_patches=system.weights.grad_to_patches(grad_w),
-                            stats={"augmented_size": aug.shape[0]})
-
-
-@dataclass(frozen=True)
-class LowRankGradient(GradientMethod):
-    r"""Low-rank approximation (3.47): Krylov dimension ``m`` for the forward and adjoint spaces, rank ``rank``.
-
-    ``V_T`` is the Krylov solution :math:`T\beta Q_m\varphi(TH_m)e_1` of the same space, so loss and
-    gradient are consistent.  ``stats`` holds the Krylov dimensions, breakdown flags, the singular values
-    of :math:`X` and the number of products with :math:`A` and :math:`A^\top`.
-
-    Parameters
-    ----------
-    m : int
-        Krylov dimension of the forward and of the adjoint space.
-    rank : int
-        Rank of the truncated SVD of :math:`X` (3.46).
-    recompute_forward : bool
-        Keep only one Krylov basis in memory at a time (about half the basis memory of the default)
-        by running the forward Arnoldi twice; the same result, for ``m`` more products with :math:`A`.
-    """
-
-    m: int = 10
-    rank: int = 1
-    recompute_forward: bool = False
-    name = "lowrank"
-
-    def __post_init__(self):
-        check_int("m", self.m, minimum=1)
-        check_int("rank", self.rank, minimum=1)
-        if not isinstance(self.recompute_forward, bool):
-            raise UserTypeError(f"recompute_forward must be a bool, got {self.recompute_forward!r}")
-
-    def data_gradient(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
-        with torch.no_grad():
-            return self._compute(problem, patches)
-
-    def _compute(self, problem: LearningProblem, patches: torch.Tensor) -> DataGradient:
-        system = problem.system(patches)
-        T = problem.T
-        fwd = krylov_forward(system, T, self.m, keep_basis=not self.recompute_forward)
-        V = fwd.tangent
-        stats = {"krylov_dim": fwd.dim, "forward_breakdown": fwd.breakdown, "matvecs": fwd.dim}
-        status = "zero_rhs" if fwd.dim == 0 else "success"  # V = 0, but dV = T phi(TA) dB need not be
-        g = problem.data_loss_grad(V)
-        if float(torch.linalg.vector_norm(g)) == 0.0:
-            return DataGradient(tangent=V, grad_patches=torch.zeros_like(patches), status="zero_loss_gradient",
-                                stats=dict(stats, adjoint_dim=0))
-        terms, grad_b, bstats = krylov_backward(system, fwd, g, T, self.m, self.rank)
-        del fwd, g
-        grad_w = assemble_weight_gradient(system, problem.scaled_distances, terms, grad_b)
-        stats.update(bstats)
-        stats["matvecs"] = (stats["krylov_dim"] * (2 if self.recompute_forward else 1)
-                            + bstats["adjoint_dim"] + bstats["rank"])
-        return DataGradient(tangent=V, grad_patches=system.weights.grad_to_patches(grad_w), status=status,
-                            stats=stats)

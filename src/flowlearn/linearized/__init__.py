@@ -1,0 +1,30 @@
+r"""The linearized assignment flow in closed form (paper 000): the one place where :math:`V_T` and its
+gradient are computed.
+
+* :mod:`.system` -- the affine system :math:`\dot U = AU + B` (:class:`LinearizedSystem`);
+* :mod:`.closed_form` -- forward :math:`V_T = T\varphi(TA)B` and the gradient of Theorem 3.8, dense and
+  Krylov + Benzi--Simoncini low rank, built on :mod:`.kronecker` and :mod:`.contraction`;
+* :mod:`.methods` -- the strategy objects :class:`LowRank`, :class:`Exact`, :class:`DenseAutograd`,
+  :class:`AutodiffEuler`, :class:`AutodiffExpint`;
+* :mod:`.layer` -- :func:`linearized_flow` and :class:`LinearizedAssignmentLayer`, the differentiable layer
+  (a ``torch.autograd.Function`` with the closed-form backward) that every other use calls.
+"""
+
+from .layer import LinearizedAssignmentLayer, LinearizedFlowFunction, linearized_flow, tangent_to_assignment
+from .methods import METHODS, AutodiffEuler, AutodiffExpint, DenseAutograd, Exact, LowRank, method_from_name
+from .system import LinearizedSystem
+
+__all__ = [
+    "METHODS",
+    "AutodiffEuler",
+    "AutodiffExpint",
+    "DenseAutograd",
+    "Exact",
+    "LinearizedAssignmentLayer",
+    "LinearizedFlowFunction",
+    "LinearizedSystem",
+    "LowRank",
+    "linearized_flow",
+    "method_from_name",
+    "tangent_to_assignment",
+]
