@@ -38,14 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _memory import environment, measure, resolve_device, synchronize  # noqa: E402
 
+from flowlearn.experiments.table1 import IsingExperimentConfig  # noqa: E402
 from flowlearn.io import save_json  # noqa: E402
-from flowlearn.randomized import (  # noqa: E402
-    IsingExperimentConfig,
-    TrainingConfig,
-    evaluate_flow,
-    exact_inference,
-    train_randomized_flow,
-)
+from flowlearn.pgm import exact_inference  # noqa: E402
+from flowlearn.randomized import TrainingConfig, evaluate_flow, train_randomized_flow  # noqa: E402
 
 
 def measure_training(config: IsingExperimentConfig, model, batch_size: int, iterations: int) -> dict:
@@ -80,13 +76,14 @@ def _vm_hwm_mb() -> float:
 def measure_scaling_point(rows: int, cols: int, interaction: str, device, *, batch: int = 16, iterations: int = 2,
                           samples: int = 128) -> dict:
     """One (grid, interaction) point: seconds per training iteration, samples/s, peak memory."""
-    from flowlearn.randomized import RandomizedAssignmentFlow, potts_grid
+    from flowlearn.pgm import potts_grid
+    from flowlearn.randomized import ConvInteraction, NodeInteraction, RandomizedAssignmentFlow, SparseInteraction
 
     gen = torch.Generator().manual_seed(0)
     model = potts_grid(torch.randn(rows, cols, 2, generator=gen, dtype=torch.float64).to(device), 1.0)
-    flow = RandomizedAssignmentFlow(model.num_nodes, 2, interaction=interaction, grid_shape=(rows, cols),
-                                    edges=model.edges if interaction == "sparse" else None,
-                                    drive_scale="none" if interaction == "conv" else "degree", init_noise=0.5,
+    omega = {"node": lambda: NodeInteraction(drive_scale="degree"), "conv": lambda: ConvInteraction((rows, cols)),
+             "sparse": lambda: SparseInteraction(model.edges, drive_scale="degree")}[interaction]()
+    flow = RandomizedAssignmentFlow(model.num_nodes, 2, interaction=omega, init_noise=0.5,
                                     initial_logits=-0.5 * model.unary, dtype=torch.float32, device=device)
     cfg = {"batch_size": batch, "entropy_estimator": "score", "random_roundings": 4, "lr": 1e-2}
     train_randomized_flow(flow, model, TrainingConfig(iterations=1, **cfg), show_progress=False)  # warm-up

@@ -6,8 +6,9 @@ import torch
 from _common import example_args, out_dir
 
 from flowlearn.io import save_json
-from flowlearn.randomized import (MeanField, RandomizedAssignmentFlow, TrainingConfig, evaluate_factorized,
-                                  evaluate_flow, exact_inference, ising_grid, train_randomized_flow)
+from flowlearn.pgm import MeanField, exact_inference, ising_grid
+from flowlearn.randomized import (RandomizedAssignmentFlow, TrainingConfig, evaluate_factorized, evaluate_flow,
+                                  train_randomized_flow)
 
 args = example_args(__doc__.splitlines()[0])
 out = out_dir(args, "ising_sampling")
@@ -21,7 +22,7 @@ flow = RandomizedAssignmentFlow(model.num_nodes, model.num_labels, init_rank=2, 
 cfg = TrainingConfig(iterations=iters, batch_size=256, lr=1e-2, lr_schedule="cosine",
                      entropy_estimator="score", random_roundings=4, seed=0)
 train_randomized_flow(flow, model, cfg, log_z=exact.log_z, checkpoint_path=out / "checkpoint.pt",
-                      show_progress=False)
+                      resume=True, show_progress=False)                  # continues an earlier run
 
 
 def row(e):

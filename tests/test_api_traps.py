@@ -111,3 +111,29 @@ def test_saved_model_loads_back_equal(tmp_path):
 
     model, meta = load_model(_model_file(tmp_path))
     assert meta["value_range"] == [0.0, 255.0] and model.num_labels == 2 and not model.training
+
+
+def test_k_means_labels_are_matched_to_the_truth_before_scoring(tmp_path, capsys):
+    """``label IMAGE --k 2 --truth T``: cluster ids are arbitrary; a labeling that is right up to a renumbering
+    scores 0 %, not 100 %."""
+    import json
+
+    import numpy as np
+
+    from flowlearn.cli.main import main
+    from flowlearn.evaluation.labels import match_labels
+
+    truth = np.zeros((16, 16), dtype=np.int64)
+    truth[:, 8:] = 1
+    image = np.where(truth[..., None] == 1, 0.1, 0.9) * np.ones((1, 1, 3))   # class 1 dark: k-means may call it 0
+    np.save(tmp_path / "image.npy", image)
+    np.save(tmp_path / "truth.npy", truth)
+    assert main(["label", str(tmp_path / "image.npy"), "--k", "2", "--truth", str(tmp_path / "truth.npy"),
+                 "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["label_error_percent"] == 0.0 and metrics["rounding_label_error_percent"] == 0.0
+    assert "matched to the truth" in capsys.readouterr().out
+    swapped, mapping = match_labels(1 - truth, truth)
+    assert np.array_equal(swapped, truth) and mapping == {0: 1, 1: 0}
+    three, m3 = match_labels(np.array([0, 1, 2, 2]), np.array([1, 0, 0, 0]))
+    assert m3[2] == 0 and m3[0] == 1 and m3[1] == 2 and list(three) == [1, 2, 0, 0]

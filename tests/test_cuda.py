@@ -165,7 +165,8 @@ def _cpu_noise(flow, seed=0):
 
 
 def _ising_flow(device):
-    from flowlearn.randomized import RandomizedAssignmentFlow, ising_grid
+    from flowlearn.pgm import ising_grid
+    from flowlearn.randomized import RandomizedAssignmentFlow
 
     model = ising_grid(2, 3, field=3.0, coupling=2.1, dtype=torch.float64, device=device)
     flow = RandomizedAssignmentFlow(model.num_nodes, model.num_labels, init_rank=2, init_noise=0.5,
@@ -191,12 +192,8 @@ def test_train_randomized_flow_on_cuda_matches_cpu():
 
 
 def test_randomized_flow_default_estimator_and_sampling_on_cuda():
-    from flowlearn.randomized import (
-        TrainingConfig,
-        evaluate_flow,
-        exact_inference,
-        train_randomized_flow,
-    )
+    from flowlearn.pgm import exact_inference
+    from flowlearn.randomized import TrainingConfig, evaluate_flow, train_randomized_flow
 
     model, flow = _ising_flow(CUDA)
     res = train_randomized_flow(flow, model, TrainingConfig(iterations=3, batch_size=32, entropy_estimator="score",

@@ -4,16 +4,10 @@ import pytest
 import torch
 
 from flowlearn.geometry import lift
-from flowlearn.randomized import (
-    embed_factorized,
-    embed_tangent,
-    exact_inference,
-    kl_from_table,
-    marginalize,
-    mean_field_free_energy,
-)
+from flowlearn.pgm import exact_inference, kl_from_table, mean_field_free_energy
+from flowlearn.randomized.embedding import embed_factorized, embed_tangent, marginalize
 
-from test_randomized_enum import random_model
+from test_pgm_enum import random_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

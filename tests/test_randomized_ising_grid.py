@@ -8,17 +8,11 @@ import torch
 
 from flowlearn._checks import UserInputError
 from flowlearn.cli.main import main
-from flowlearn.randomized import (
-    IsingExperimentConfig,
-    RandomizedAssignmentFlow,
-    evaluate_flow,
-    evaluate_flow_roundings,
-    exact_inference_auto,
-    integral_fraction,
-    ising_grid,
-    run_ising_experiment,
-)
+from flowlearn.experiments.table1 import IsingExperimentConfig, run_ising_experiment
+from flowlearn.pgm import exact_inference_auto, ising_grid
+from flowlearn.randomized import RandomizedAssignmentFlow, evaluate_flow, evaluate_flow_roundings
 from flowlearn.randomized.plots import label_legend
+from flowlearn.randomized.sampling import integral_fraction
 
 D = torch.float64
 QUICK = dict(iterations=10, batch_size=32, eval_samples=2000, gibbs_samples=2000, gibbs_chains=100,

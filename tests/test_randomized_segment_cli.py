@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from flowlearn.cli.main import main
-from flowlearn.randomized import potts_grid, transfer_matrix_inference
-from flowlearn.randomized.grid_gibbs import grid_potts_gibbs, potts_coupling
-from flowlearn.randomized.photo import downsample, photo_potts_model, sample_diversity
+from flowlearn.experiments.photo_segmentation import downsample, photo_potts_model, sample_diversity
+from flowlearn.pgm import grid_potts_gibbs, potts_grid, transfer_matrix_inference
+from flowlearn.pgm.gibbs import potts_coupling
 
 
 @pytest.fixture(autouse=True)

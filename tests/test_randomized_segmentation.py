@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from flowlearn.randomized import ambiguous_image_model, run_segmentation_demo
+from flowlearn.experiments.ambiguous_segmentation import ambiguous_image_model, run_segmentation_demo
 
 
 def test_ambiguous_model_has_the_label_swap_symmetry():

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from flowlearn.randomized import RandomizedAssignmentFlow
+from flowlearn.engine import spec
+from flowlearn.randomized import (
+    ConvInteraction,
+    LabelInteraction,
+    NodeInteraction,
+    RandomizedAssignmentFlow,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -12,7 +18,7 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("interaction", ["node", "label"])
+@pytest.mark.parametrize("interaction", [NodeInteraction(), LabelInteraction()])
 def test_random_interaction_is_symmetric_nonnegative(interaction):
     f = RandomizedAssignmentFlow(5, 3, interaction=interaction, mean_init=-0.2, variance_init=1.0)
     om = f.sample_interaction(4, gen())
@@ -24,7 +30,7 @@ def test_random_interaction_is_symmetric_nonnegative(interaction):
 
 def test_conv_interaction_is_a_symmetric_operator():
     rows, cols, c = 4, 5, 2
-    f = RandomizedAssignmentFlow(rows * cols, c, interaction="conv", grid_shape=(rows, cols), variance_init=0.5)
+    f = RandomizedAssignmentFlow(rows * cols, c, interaction=ConvInteraction((rows, cols)), variance_init=0.5)
     k = f.sample_interaction(1, gen(1))
     n = rows * cols
     basis = torch.eye(n * c).reshape(n * c, n, c)
@@ -48,7 +54,7 @@ def test_geometric_euler_step_formula():
 def test_label_interaction_with_kronecker_structure_equals_node_flow():
     n, c = 4, 2
     node = RandomizedAssignmentFlow(n, c, initial_logits=torch.randn(n, c))
-    label = RandomizedAssignmentFlow(n, c, interaction="label", initial_logits=node.init_logits.detach())
+    label = RandomizedAssignmentFlow(n, c, interaction=LabelInteraction(), initial_logits=node.init_logits.detach())
     om = node.sample_interaction(3, gen())
     big = torch.einsum("zij,ab->ziajb", om, torch.eye(c)).reshape(3, n * c, n * c)  # Omega (x) I_c
     log_s0 = node.initial_log_point(3)
@@ -111,12 +117,16 @@ def test_reparameterised_gradients_match_finite_differences():
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match="interaction must be one of"):
-        RandomizedAssignmentFlow(4, 2, interaction="dense")
-    with pytest.raises(ValueError, match="grid_shape"):
-        RandomizedAssignmentFlow(4, 2, interaction="conv")
+    with pytest.raises(TypeError, match="interaction must be an Interaction"):
+        RandomizedAssignmentFlow(4, 2, interaction="node")
+    with pytest.raises(TypeError, match="grid_shape"):
+        ConvInteraction(None)
+    with pytest.raises(ValueError, match="kernel_size"):
+        ConvInteraction((2, 2), kernel_size=2)
     with pytest.raises(ValueError, match="does not match"):
-        RandomizedAssignmentFlow(4, 2, interaction="conv", grid_shape=(3, 2))
+        RandomizedAssignmentFlow(4, 2, interaction=ConvInteraction((3, 2)))
+    with pytest.raises(ValueError, match="drive_scale"):
+        NodeInteraction(drive_scale="sqrt")
     with pytest.raises(ValueError, match="step_size"):
         RandomizedAssignmentFlow(4, 2, step_size=0)
     with pytest.raises(ValueError, match="initial_logits"):
@@ -128,3 +138,15 @@ def test_invalid_arguments():
         f.sample(0)
     with pytest.raises(ValueError, match="leading dimension"):
         f.expectation(lambda cfg: cfg.sum(), 4)
+
+
+def test_constructor_arguments_are_the_flow_identity():
+    f = RandomizedAssignmentFlow(6, 2, interaction=ConvInteraction((2, 3), kernel_size=3), step_size=0.2,
+                                 initial_logits=torch.zeros(6, 2))
+    assert f.hparams["interaction"] == ConvInteraction((2, 3)) and f.hparams["step_size"] == 0.2
+    d = spec(f)
+    assert d["interaction"] == {"type": "flowlearn.randomized.interactions.ConvInteraction", "grid_shape": [2, 3],
+                                "kernel_size": 3}
+    assert d["end_time"] == 1.0 and isinstance(d["initial_logits"], str)  # tensors by fingerprint
+    with pytest.raises(AttributeError):
+        NodeInteraction().drive_scale = "degree"  # frozen

@@ -5,14 +5,17 @@ import pytest
 import torch
 
 from flowlearn._checks import UserInputError, UserTypeError
+from flowlearn.engine import spec
+from flowlearn.pgm import grid_edges, potts_grid
 from flowlearn.randomized import (
+    LabelInteraction,
+    NodeInteraction,
     RandomizedAssignmentFlow,
+    SparseInteraction,
     TrainingConfig,
-    grid_edges,
-    potts_grid,
     train_randomized_flow,
 )
-from flowlearn.randomized.interactions import per_sample_bytes
+from flowlearn.randomized.sampling import per_sample_bytes
 
 D = torch.float64
 
@@ -21,7 +24,7 @@ def _pair(rows=3, cols=4, c=3, **kw):
     edges = grid_edges(rows, cols)
     n = rows * cols
     dense = RandomizedAssignmentFlow(n, c, dtype=D, **kw)
-    sparse = RandomizedAssignmentFlow(n, c, interaction="sparse", edges=edges, dtype=D, **kw)
+    sparse = RandomizedAssignmentFlow(n, c, interaction=SparseInteraction(edges), dtype=D, **kw)
     return dense, sparse, n
 
 
@@ -42,7 +45,7 @@ def test_sparse_flow_equals_dense_omega_restricted_to_the_pattern():
     mask[sparse.edges[:, 1], sparse.edges[:, 0]] = 1
     omega_dense = dense.interaction_from_z(z) * mask  # dense Omega restricted to edges + self loops
     omega_sparse = sparse.interaction_from_z(_restricted_z(z, sparse.edges, n))
-    assert omega_sparse.shape == (B, sparse.num_edges + n)
+    assert omega_sparse.shape == (B, sparse.interaction.num_edges + n)
     log_s0 = torch.log_softmax(torch.randn(B, n, 3, generator=g, dtype=D), -1)
     a = dense.integrate(omega_dense, log_s0)
     b = sparse.integrate(omega_sparse, log_s0)
@@ -54,8 +57,10 @@ def test_sparse_flow_equals_dense_omega_restricted_to_the_pattern():
 
 def test_sparse_pattern_of_any_graph_deduplicates_and_drops_self_loops():
     edges = torch.tensor([[0, 1], [1, 0], [2, 2], [3, 0], [0, 1], [4, 2]])
-    f = RandomizedAssignmentFlow(5, 2, interaction="sparse", edges=edges, init_noise=0.5, dtype=D)
-    assert f.edges.tolist() == [[0, 1], [0, 3], [2, 4]]
+    f = RandomizedAssignmentFlow(5, 2, interaction=SparseInteraction(edges), init_noise=0.5, dtype=D)
+    assert f.edges.tolist() == [[0, 1], [0, 3], [2, 4]] == f.interaction.edges.tolist()
+    assert SparseInteraction(edges) == SparseInteraction(edges.flip(1)) != SparseInteraction(edges[:2])
+    assert spec(SparseInteraction(edges))["edges"] == spec(f.interaction.edges)  # by fingerprint
     assert f.interaction_mean.shape == (2 * 3 + 5,)
     x = f.sample(7, torch.Generator().manual_seed(1))
     assert x.shape == (7, 5)
@@ -65,7 +70,7 @@ def test_sparse_memory_is_linear_in_edges():
     rows = cols = 40  # n = 1600
     edges = grid_edges(rows, cols)
     n = rows * cols
-    f = RandomizedAssignmentFlow(n, 2, interaction="sparse", edges=edges, init_noise=0.5)
+    f = RandomizedAssignmentFlow(n, 2, interaction=SparseInteraction(edges), init_noise=0.5)
     m = edges.shape[0]
     assert f.interaction_mean.numel() == 2 * m + n
     omega = f.sample_interaction(4, torch.Generator().manual_seed(0))
@@ -90,8 +95,8 @@ def test_default_chunk_of_a_dense_flow_is_small_for_many_nodes():
 def test_degree_scaled_drive_does_not_grow_with_n(interaction):
     def drive(side, scale):
         edges = grid_edges(side, side)
-        f = RandomizedAssignmentFlow(side * side, 2, interaction=interaction,
-                                     edges=edges if interaction == "sparse" else None, drive_scale=scale, dtype=D)
+        inter = SparseInteraction(edges, drive_scale=scale) if interaction == "sparse" else NodeInteraction(scale)
+        f = RandomizedAssignmentFlow(side * side, 2, interaction=inter, dtype=D)
         omega = f.sample_interaction(64, torch.Generator().manual_seed(0))
         s = torch.full((64, side * side, 2), 0.5, dtype=D)
         # off-diagonal drive: (Omega S) minus the diagonal part, at the interior nodes' mean
@@ -107,22 +112,24 @@ def test_degree_scaled_drive_does_not_grow_with_n(interaction):
 
 def test_sparse_flow_trains():
     model = potts_grid(torch.randn(3, 3, 2, generator=torch.Generator().manual_seed(0), dtype=D), 1.0)
-    f = RandomizedAssignmentFlow(9, 2, interaction="sparse", edges=model.edges, drive_scale="degree",
+    f = RandomizedAssignmentFlow(9, 2, interaction=SparseInteraction(model.edges, drive_scale="degree"),
                                  init_noise=0.5, initial_logits=-0.5 * model.unary, dtype=D)
     res = train_randomized_flow(f, model, TrainingConfig(iterations=5, batch_size=16, entropy_estimator="score",
                                                          random_roundings=2), show_progress=False)
     assert len(res.history) == 5 and all(torch.isfinite(p).all() for p in f.parameters())
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"interaction": "sparse"}, UserInputError, "edges"),
-    ({"interaction": "sparse", "edges": torch.tensor([[0.0, 1.0]])}, UserTypeError, "integer"),
-    ({"interaction": "sparse", "edges": torch.tensor([[0, 9]])}, UserInputError, "index nodes"),
-    ({"interaction": "sparse", "edges": torch.tensor([0, 1, 2])}, UserInputError, "shape"),
-    ({"interaction": "label", "drive_scale": "degree"}, UserInputError, "drive_scale"),
-    ({"drive_scale": "sqrt"}, UserInputError, "drive_scale"),
-    ({"sampling_memory": 0}, UserInputError, "sampling_memory"),
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: SparseInteraction(torch.tensor([[0.0, 1.0]])), UserTypeError, "integer"),
+    (lambda: SparseInteraction(torch.tensor([[0, 9]])), UserInputError, "index nodes"),
+    (lambda: SparseInteraction(torch.tensor([[0, -1]])), UserInputError, "index nodes"),
+    (lambda: SparseInteraction(torch.tensor([0, 1, 2])), UserInputError, "shape"),
+    (lambda: SparseInteraction([[0, 1]], drive_scale="sqrt"), UserInputError, "drive_scale"),
+    (lambda: LabelInteraction(drive_scale="degree"), TypeError, "drive_scale"),
+    (lambda: NodeInteraction(drive_scale="sqrt"), UserInputError, "drive_scale"),
 ])
-def test_bad_sparse_input(kwargs, error, match):
+def test_bad_sparse_input(make, error, match):
     with pytest.raises(error, match=match):
-        RandomizedAssignmentFlow(4, 2, **kwargs)
+        RandomizedAssignmentFlow(4, 2, interaction=make())
+    with pytest.raises(UserInputError, match="sampling_memory"):
+        RandomizedAssignmentFlow(4, 2, sampling_memory=0)

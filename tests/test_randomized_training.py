@@ -3,13 +3,12 @@
 import pytest
 import torch
 
+from flowlearn.pgm import MeanField, exact_inference, ising_grid
 from flowlearn.randomized import (
-    MeanField,
+    NodeInteraction,
     RandomizedAssignmentFlow,
     TrainingConfig,
     evaluate_flow,
-    exact_inference,
-    ising_grid,
     train_randomized_flow,
 )
 
@@ -47,7 +46,7 @@ def test_resume_gives_the_same_result(tmp_path):
     part = train_randomized_flow(flow_b, model, cfg, checkpoint_path=ckpt, stop_after=7)
     assert part.status == "interrupted" and part.stats["iterations"] == 7
     _, flow_c = small_setup()
-    rest = train_randomized_flow(flow_c, model, cfg, checkpoint_path=ckpt)
+    rest = train_randomized_flow(flow_c, model, cfg, checkpoint_path=ckpt, resume=True)
     assert rest.stats["resumed_from"] == 7 and rest.status == "completed"
     for (name, a), (_, c) in zip(flow_a.state_dict().items(), flow_c.state_dict().items()):
         torch.testing.assert_close(a, c, rtol=0, atol=0, msg=name)
@@ -60,14 +59,27 @@ def test_checkpoint_with_other_config_is_refused(tmp_path):
     train_randomized_flow(flow, model, TrainingConfig(iterations=2, batch_size=8), checkpoint_path=ckpt)
     _, fresh = small_setup()
     with pytest.raises(ValueError, match=r"belongs to a different run \(config.batch_size: 8 in the checkpoint, 16"):
-        train_randomized_flow(fresh, model, TrainingConfig(iterations=3, batch_size=16), checkpoint_path=ckpt)
+        train_randomized_flow(fresh, model, TrainingConfig(iterations=3, batch_size=16), checkpoint_path=ckpt,
+                              resume=True)
     other = ising_grid(2, 4, field=2.0, coupling=50.0)  # the `flowlearn ising --coupling 50` case
     with pytest.raises(ValueError, match=r"belongs to a different run \(model: "):
-        train_randomized_flow(small_setup()[1], other, TrainingConfig(iterations=3, batch_size=8), checkpoint_path=ckpt)
+        train_randomized_flow(small_setup()[1], other, TrainingConfig(iterations=3, batch_size=8), checkpoint_path=ckpt,
+                              resume=True)
+    with pytest.raises(ValueError, match=r"belongs to a different run \(flow.interaction.drive_scale: 'none' in "):
+        train_randomized_flow(RandomizedAssignmentFlow(8, 2, init_rank=2, init_noise=0.5, initial_logits=-0.5 * model.unary,
+                                                       interaction=NodeInteraction("degree")),
+                              model, TrainingConfig(iterations=3, batch_size=8), checkpoint_path=ckpt, resume=True)
     # a constant-rate run may be extended: same model, flow and config but more iterations
     more = train_randomized_flow(small_setup()[1], model, TrainingConfig(iterations=3, batch_size=8),
-                                 checkpoint_path=ckpt)
+                                 checkpoint_path=ckpt, resume=True)
     assert more.stats["resumed_from"] == 2 and more.stats["iterations"] == 3
+    # the cosine schedule's horizon is its length: not extendable
+    ck2 = tmp_path / "cosine.pt"
+    train_randomized_flow(small_setup()[1], model, TrainingConfig(iterations=2, batch_size=8, lr_schedule="cosine"),
+                          checkpoint_path=ck2)
+    with pytest.raises(ValueError, match=r"lr_horizon: 2 in the checkpoint, 3 now"):
+        train_randomized_flow(small_setup()[1], model, TrainingConfig(iterations=3, batch_size=8, lr_schedule="cosine"),
+                              checkpoint_path=ck2, resume=True)
 
 
 def test_paper_estimators_run():
@@ -93,7 +105,7 @@ def test_config_and_model_validation():
 @pytest.mark.slow
 def test_table1_quality():
     """Full-quality Table 1 reproduction (a few minutes): KL below the paper's 0.599."""
-    from flowlearn.randomized import IsingExperimentConfig, run_ising_experiment
+    from flowlearn.experiments.table1 import IsingExperimentConfig, run_ising_experiment
     torch.set_num_threads(1)
     res = run_ising_experiment(IsingExperimentConfig(eval_samples=200000, gibbs_samples=20000), show_progress=False)
     assert res.table["randomized_af"]["kl"] < 0.599

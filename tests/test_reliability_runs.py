@@ -271,12 +271,8 @@ def test_kill_and_resume_with_time_based_checkpoints_predictor(tmp_path):
 
 
 def test_kill_and_resume_with_time_based_checkpoints_randomized(tmp_path):
-    from flowlearn.randomized import (
-        RandomizedAssignmentFlow,
-        TrainingConfig,
-        ising_grid,
-        train_randomized_flow,
-    )
+    from flowlearn.pgm import ising_grid
+    from flowlearn.randomized import RandomizedAssignmentFlow, TrainingConfig, train_randomized_flow
 
     model = ising_grid(2, 3, field=2.0, coupling=1.5)
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from flowlearn.cli.main import main
 from flowlearn.experiments import reproduce as experiment
-from flowlearn.randomized import IsingExperimentConfig
+from flowlearn.experiments.table1 import IsingExperimentConfig
 
 TOY = experiment.ReproduceConfig(
     learn_size=16, learn_iters=2, gradcheck_size=16, predict_size=16, predict_iters=2,

@@ -70,7 +70,7 @@ def labeling_demo(out, size: int = 128, seed: int = 0) -> dict:
 
 def ising_demo(out, seed: int = 0) -> dict:
     """Short training of a randomized assignment flow on the Table 1 Ising model."""
-    from ..randomized import IsingExperimentConfig, run_ising_experiment
+    from ..experiments.table1 import IsingExperimentConfig, run_ising_experiment
     from ..randomized.plots import save_marginals_png, save_samples_png
 
     config = IsingExperimentConfig(iterations=800, eval_samples=50_000, mean_field_restarts=100,

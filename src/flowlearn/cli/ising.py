@@ -19,7 +19,7 @@ import argparse
 from dataclasses import asdict
 
 from flowlearn.engine import world
-from flowlearn.randomized import IsingExperimentConfig, run_ising_experiment
+from flowlearn.experiments.table1 import IsingExperimentConfig, run_ising_experiment
 
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, set_threads
@@ -44,12 +44,12 @@ def run(args) -> int:
     config = IsingExperimentConfig(**collect(args, IsingExperimentConfig))
     set_threads(args.threads)
     with open_run(args, "ising", asdict(config), seed=config.seed) as run_dir:
-        return _run(config, run_dir)
+        return _run(config, run_dir, args)
 
 
-def _run(config, run_dir) -> int:
+def _run(config, run_dir, args) -> int:
+    from flowlearn.experiments.table1 import PAPER_TABLE1
     from flowlearn.io import save_json
-    from flowlearn.randomized import PAPER_TABLE1
     from flowlearn.randomized.plots import (
         save_marginals_png,
         save_samples_png,
@@ -57,7 +57,8 @@ def _run(config, run_dir) -> int:
     )
 
     out = run_dir.path
-    result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=run_dir.resumed)
+    result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=args.resume,
+                                  overwrite=args.overwrite)
     if world()[1] != 0:
         return 0
     grid, ref = result.model.grid_shape, result.reference_name

@@ -25,6 +25,7 @@ from ..data import (
     read_image,
 )
 from ..evaluation import label_error
+from ..evaluation.labels import match_labels
 from ..io import check_out_dir, save_npy
 from ..labeling import FlowKind, label
 from ._inputs import load_label_map
@@ -47,7 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--rho", type=float, default=1.0, help="data-term scale rho > 0 (default 1)")
     p.add_argument("--T", type=float, default=10.0, help="integration time of the linearized flow")
     p.add_argument("--step-size", type=float, default=1.0, help="step of the full flow")
-    p.add_argument("--truth", metavar="LABELS.npy", help="ground-truth label map for the label error")
+    p.add_argument("--truth", metavar="LABELS.npy",
+                   help="ground-truth label map for the label error (with --k, clusters are first matched to it)")
     p.add_argument("--seed", type=int, default=0, help="seed of k-means")
     p.add_argument("--allow-unconverged", action="store_true",
                    help="write the result of a flow that failed (status in metrics.json) instead of exiting 3")
@@ -103,12 +105,21 @@ def _write(args, run_dir, image, prototypes, truth, result, seconds) -> None:
     if args.flow == FlowKind.LINEARIZED.value:
         metrics["T"] = args.T
     if truth is not None:
-        metrics["label_error_percent"] = label_error(labels, truth)
-        metrics["rounding_label_error_percent"] = label_error(nearest_prototype_labels(image, prototypes), truth)
+        rounding = nearest_prototype_labels(image, prototypes)
+        if args.k is not None:   # k-means ids are arbitrary: match them to the truth before scoring
+            rounding = match_labels(rounding, truth)[0]
+            labels_scored, mapping = match_labels(labels, truth)
+            metrics["cluster_to_truth"] = {str(k): v for k, v in mapping.items()}
+        else:
+            labels_scored = labels
+        metrics["label_error_percent"] = label_error(labels_scored, truth)
+        metrics["rounding_label_error_percent"] = label_error(rounding, truth)
     save_npy(out / "prototypes.npy", prototypes)
     write_labeling(out, image, labels, metrics)
     summary = f"{args.flow} flow: {result.steps} steps, status {result.status}, {seconds:.2f} s"
     if truth is not None:
         summary += f", label error {metrics['label_error_percent']:.2f} %"
+        if args.k is not None:
+            summary += " (k-means clusters matched to the truth's labels by the Hungarian method)"
     print(summary)
     print(f"wrote {out}/labels.npy, labels.png, overlay.png, metrics.json")

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("segment", help="segment a photograph with uncertainty (randomized flow vs Gibbs)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help=f"PNG/JPEG/.npy image, or '{BUILTIN}' (scikit-image's cat, if installed)")
-    from flowlearn.randomized.photo import PhotoSegmentationConfig
+    from flowlearn.experiments.photo_segmentation import PhotoSegmentationConfig
 
     add_arguments(p, PhotoSegmentationConfig, rename=_RENAME, choices=_CHOICES)
     add_run_arguments(p)
@@ -57,7 +57,7 @@ def load_image(name) -> np.ndarray:
 
 def run(args) -> int:
     from flowlearn.data import kmeans_prototypes
-    from flowlearn.randomized.photo import (
+    from flowlearn.experiments.photo_segmentation import (
         PhotoSegmentationConfig,
         downsample,
         photo_potts_model,
@@ -78,11 +78,12 @@ def run(args) -> int:
 def _run(args, config, run_dir, image, prototypes, model) -> int:
     from flowlearn.engine import world
     from flowlearn.io import save_json, save_npy, save_png
-    from flowlearn.randomized.photo import run_photo_segmentation
+    from flowlearn.experiments.photo_segmentation import run_photo_segmentation
     from flowlearn.randomized.plots import save_samples_png, save_training_curve
 
     out = run_dir.path
-    result = run_photo_segmentation(model, config, checkpoint_path=out / "checkpoint.pt", resume=run_dir.resumed)
+    result = run_photo_segmentation(model, config, checkpoint_path=out / "checkpoint.pt", resume=args.resume,
+                                    overwrite=args.overwrite)
     if world()[1] != 0:
         return 0
     H, W = model.grid_shape

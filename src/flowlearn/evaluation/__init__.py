@@ -3,9 +3,15 @@
 * :mod:`.labels` -- :func:`label_error` (percent of wrong pixels) and :func:`confusion_matrix`;
 * :mod:`.segmentation` -- two-label scores (pixel error, membrane F1, adapted Rand error of the cell
   regions) and :func:`tune_threshold`, the ISBI rule that picks a method's operating point on
-  validation images.
+  validation images;
+* :mod:`.isbi` -- the official ISBI 2012 scores (:func:`isbi_scores`: V_rand and V_info after border
+  thinning, Rand error, pixel error, maximised over thresholds; :func:`rand_scores`, ``info_scores``,
+  ``segments_from_probability``) and the SNEMI3D :func:`snemi3d_adapted_rand_error`;
+* :mod:`.calibration` -- :func:`expected_calibration_error` and ``reliability_diagram``.
 """
 
+from .calibration import expected_calibration_error, reliability_diagram
+from .isbi import isbi_scores, rand_scores, snemi3d_adapted_rand_error
 from .labels import confusion_matrix, label_error
 from .segmentation import (
     THRESHOLDS,
@@ -21,10 +27,15 @@ __all__ = [
     "THRESHOLDS",
     "adapted_rand_error",
     "confusion_matrix",
+    "expected_calibration_error",
     "f1_score",
+    "isbi_scores",
     "label_error",
     "mean_segmentation_metrics",
+    "rand_scores",
+    "reliability_diagram",
     "segmentation_metrics",
+    "snemi3d_adapted_rand_error",
     "threshold_labels",
     "tune_threshold",
 ]

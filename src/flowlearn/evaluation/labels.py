@@ -6,7 +6,7 @@ import numpy as np
 
 from .._checks import UserInputError, UserTypeError, check_int
 
-__all__ = ["confusion_matrix", "label_error"]
+__all__ = ["confusion_matrix", "label_error", "match_labels"]
 
 
 def _as_label_array(name: str, labels) -> np.ndarray:
@@ -80,3 +80,33 @@ def confusion_matrix(pred, truth, num_labels: int) -> np.ndarray:
                              f"[{arr.min()}, {arr.max()}]")
     flat = truth * num_labels + pred
     return np.bincount(flat, minlength=num_labels * num_labels).reshape(num_labels, num_labels).astype(np.int64)
+
+
+def match_labels(pred, truth) -> tuple[np.ndarray, dict]:
+    """Renumber the labels of ``pred`` to agree best with ``truth`` (for unsupervised labelings such as
+    k-means, whose cluster ids are arbitrary).
+
+    The renumbering maximises the number of agreeing pixels, ``sum_p M[sigma(p), p]`` over one-to-one
+    maps ``sigma`` from predicted to true labels, by the Hungarian method on the confusion matrix
+    (``scipy.optimize.linear_sum_assignment``); predicted labels left without a partner (more clusters
+    than classes) keep new ids above the true ones.
+
+    Returns
+    -------
+    (relabelled pred, mapping {predicted id: matched id})
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    pred = _as_label_array("pred", pred)
+    truth = _as_label_array("truth", truth)
+    _check_same_shape(pred, truth)
+    if pred.size == 0 or pred.min() < 0 or truth.min() < 0:
+        raise UserInputError("pred and truth must be non-empty maps of labels >= 0")
+    J = int(max(pred.max(), truth.max())) + 1
+    M = confusion_matrix(pred, truth, J)                   # rows truth, columns pred
+    rows, cols = linear_sum_assignment(-M)
+    mapping = {int(p): int(t) for t, p in zip(rows, cols)}
+    spare = iter(range(J, 2 * J))
+    mapping.update({p: next(spare) for p in range(J) if p not in mapping})
+    lut = np.array([mapping[p] for p in range(J)], dtype=np.int64)
+    return lut[pred], mapping

@@ -5,7 +5,7 @@ Parts, each ``part(out_dir, config) -> PartResult`` calling the library directly
 * ``learning`` -- paper 000: training curves of three gradient methods (Fig. 2), the per-pixel cosine
   of the low-rank gradient against autodiff (Fig. 3, with ``studies`` Figs. 4a/4c) and the Sect. 4.4
   weight predictor on unseen images (Fig. 5);
-* ``randomized`` -- paper 001, the Ising Table 1 (:func:`~flowlearn.randomized.run_ising_experiment`);
+* ``randomized`` -- paper 001, the Ising Table 1 (:func:`~flowlearn.experiments.table1.run_ising_experiment`);
 * ``encoding`` -- paper 002, the data-efficiency Table 1 on the bundled digits
   (:func:`flowlearn.experiments.gfe_data_efficiency.compare`).
 
@@ -44,12 +44,12 @@ from ..learning.diagnostics import (
 from ..learning.plots import patch_mosaic, plot_curves
 from ..learning.predictor import PatchPredictor, PredictorTrainer, clean_windows, make_sample, predict_tangent
 from ..linearized import method_from_name
-from ..randomized import PAPER_TABLE1 as ISING_PAPER
-from ..randomized import IsingExperimentConfig, run_ising_experiment
 from ..randomized.plots import save_marginals_png, save_samples_png, save_training_curve
 from ..reporting import Report, Table
 from .gfe_data_efficiency import PAPER_TABLE1 as GFE_PAPER
 from .gfe_data_efficiency import compare
+from .table1 import PAPER_TABLE1 as ISING_PAPER
+from .table1 import IsingExperimentConfig, run_ising_experiment
 
 __all__ = ["FULL", "PARTS", "QUICK", "PartResult", "ReproduceConfig", "environment", "run_reproduce"]
 

@@ -1,7 +1,7 @@
 r"""Embedding of the assignment manifold into the meta-simplex (paper 001, Def. 1; Boll et al. 2021).
 
 For ``n`` nodes with ``c`` labels, :math:`N = c^n` configurations indexed as in
-:func:`flowlearn.randomized.configurations` (node 0 most significant):
+:func:`flowlearn.pgm.configurations` (node 0 most significant):
 
 * :math:`T(S)_\alpha = \prod_i S_{i,\alpha_i}` (eq. (4a)) -- factorised joint distribution;
 * :math:`Q(V)_\alpha = \sum_i V_{i,\alpha_i}` (eq. (4b)) -- linear lift of tangent vectors;
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import UserInputError
-from .enumeration import configurations
+from ..pgm.enumeration import configurations
 
 __all__ = ["embed_factorized", "embed_tangent", "marginalize"]
 

@@ -23,10 +23,10 @@ import torch
 
 from .._checks import UserInputError, check_int
 from ..geometry import entropy as row_entropy
-from .entropy import config_counts, entropy_from_counts
-from .enumeration import ExactResult
-from .mean_field import mean_field_free_energy
-from .models import PairwiseModel
+from ..pgm.entropy import config_counts, entropy_estimates_from_counts
+from ..pgm.enumeration import ExactResult
+from ..pgm.mean_field import mean_field_free_energy
+from ..pgm.models import PairwiseModel
 from .sampling import ROUNDINGS, integral_fraction
 from .sflow import RandomizedAssignmentFlow
 
@@ -109,12 +109,13 @@ class SampleAccumulator:
         allp = torch.cat(self._parts)
         counts = torch.unique(allp, return_counts=True)[1] if self._use_keys else \
             config_counts(allp.long(), self.model.num_labels)[1]
-        h = entropy_from_counts(counts, bias_correction=bias_correction)
+        est = entropy_estimates_from_counts(counts)
+        h = est.miller_madow if bias_correction else est.plugin
         energy = self.energy_sum / self.num_samples
         q = (self.counts / self.num_samples).to(self.model.dtype)
-        return Evaluation(kl=-h.entropy + energy + exact.log_z, energy=energy, entropy=h.entropy,
+        return Evaluation(kl=-h + energy + exact.log_z, energy=energy, entropy=h,
                           marginal_difference=marginal_difference(q, exact.marginals), marginals=q,
-                          support=h.support, num_samples=self.num_samples, seconds=seconds)
+                          support=est.support, num_samples=self.num_samples, seconds=seconds)
 
 
 def evaluate_samples(model: PairwiseModel, configs: torch.Tensor, exact: ExactResult, *,

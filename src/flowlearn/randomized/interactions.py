@@ -1,17 +1,25 @@
-r"""Helpers of :class:`~flowlearn.randomized.sflow.RandomizedAssignmentFlow`: sparse interaction
-patterns, the degree scaling of the consensus drive, sampling chunk sizes from a memory budget, and
-the per-sample convolution of the conv interaction.
+r"""The structure of the random interaction :math:`\Omega` of a randomized S-flow, as strategy objects.
 
-Sparse interaction (``interaction="sparse"``).  :math:`\Omega` lives on the model's graph: its
-pattern is the undirected edges :math:`\{i, j\}` and the self loops.  The random matrix
-:math:`Z` is kept only on that pattern, in both directions, so
-:math:`\Omega_{ij} = \max(Z_{ij} + Z_{ji}, 0)` on an edge and
-:math:`\Omega_{ii} = \max(2 Z_{ii}, 0) + \varepsilon`: exactly the dense node interaction
-:math:`\max(Z + Z^\top, 0) + \varepsilon I` with :math:`Z` restricted to the pattern.  A draw is
-stored as a vector ``(B, E + n)`` (edge weights, then the diagonal), and
-:math:`\Omega S` costs :math:`O(B\,|E|\,c)` time and memory.
+:class:`~flowlearn.randomized.sflow.RandomizedAssignmentFlow` draws :math:`Z = \mu + \sigma \odot \xi`
+with parameters of shape :meth:`Interaction.parameter_shape` and leaves the rest to its interaction:
+:math:`\Omega` from :math:`Z` (:meth:`Interaction.omega`), :math:`\Omega S` (:meth:`Interaction.apply`)
+and the geometric Euler loop (:meth:`Interaction.integrate`).  Four structures (paper 001, Sect. 3 and 5):
 
-Degree scaling (``drive_scale="degree"``).  With a constant mean the consensus drive
+* :class:`NodeInteraction` -- :math:`\Omega = \max(Z + Z^\top, 0) + \varepsilon I \in \mathbb{R}^{n\times n}`
+  acting as :math:`\Omega \otimes I_c` (eq. (2), the Table 1 setting; Thm. 1 guarantees convergence);
+* :class:`LabelInteraction` -- the same with full :math:`\Omega \in \mathbb{R}^{nc\times nc}` (eq. (3));
+* :class:`ConvInteraction` -- multi-channel convolution on an image grid (Fig. 1): a random kernel
+  :math:`K \in \mathbb{R}^{c\times c\times k\times k}`, symmetrised as :math:`K_{ab}(d) + K_{ba}(-d)`
+  (the adjoint of a zero-padded convolution), clipped at 0, plus :math:`\varepsilon` on the centre tap
+  of each channel;
+* :class:`SparseInteraction` -- the node interaction restricted to a graph.  Its pattern is the
+  undirected edges :math:`\{i, j\}` and the self loops; :math:`Z` is kept only on that pattern, in both
+  directions, so :math:`\Omega_{ij} = \max(Z_{ij} + Z_{ji}, 0)` on an edge and
+  :math:`\Omega_{ii} = \max(2 Z_{ii}, 0) + \varepsilon`: exactly the dense node interaction with
+  :math:`Z` restricted to the pattern.  A draw is stored as a vector ``(B, E + n)`` (edge weights,
+  then the diagonal), and :math:`\Omega S` costs :math:`O(B\,|E|\,c)` time and memory.
+
+Degree scaling (``drive_scale="degree"``, node and sparse).  With a constant mean the consensus drive
 :math:`\sum_j \Omega_{ij} S_j` of a node grows with its number of neighbours (about
 :math:`0.23\,(n-1)` for the dense node interaction at the paper's initialisation).  The scaled
 interaction multiplies the off-diagonal entries by the fixed factor
@@ -19,31 +27,178 @@ interaction multiplies the off-diagonal entries by the fixed factor
 the dense variant, :math:`d_0 =` :data:`REFERENCE_DEGREE` = 4, a grid node's degree), so the initial
 drive is that of a 4-neighbour grid node whatever ``n`` and the graph are.  Scaling by a positive
 constant commutes with the clipping, so Thm. 1 is unaffected.
+
+The objects are frozen dataclasses: their fields are part of a training run's identity.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
-from .._checks import UserInputError, UserTypeError
+from .._checks import UserInputError, UserTypeError, check_choice, check_int
+from ..geometry import log_lift
 
-__all__ = ["DEFAULT_SAMPLING_MEMORY", "REFERENCE_DEGREE", "degree_scale", "per_sample_bytes", "per_sample_conv2d",
-           "sparse_pattern", "sampling_chunk_size"]
+__all__ = ["ConvInteraction", "DRIVE_SCALES", "Interaction", "LabelInteraction", "NodeInteraction", "REFERENCE_DEGREE",
+           "SparseInteraction", "per_sample_conv2d", "sparse_pattern"]
 
 #: Degree whose drive the scaled interaction reproduces (a 4-neighbour grid node).
 REFERENCE_DEGREE = 4
-#: Default working-memory budget of one sampling chunk, in bytes (256 MiB).
-DEFAULT_SAMPLING_MEMORY = 2**28
-#: Largest chunk :meth:`RandomizedAssignmentFlow.sample` uses when no size is given.
-MAX_CHUNK = 65536
+#: Values of ``drive_scale``: ``"none"`` or ``"degree"`` (off-diagonal entries times :math:`d_0/\sqrt{d_i d_j}`).
+DRIVE_SCALES = ("none", "degree")
 
 
-def sparse_pattern(edges, num_nodes: int, device=None) -> torch.Tensor:
-    """Undirected, de-duplicated edges ``(E, 2)`` with ``i < j`` (self loops dropped) of ``edges``."""
-    if edges is None:
-        raise UserInputError("edges (E, 2) are required for interaction='sparse'")
+class Interaction:
+    """The structure of :math:`\\Omega`; the methods receive the flow (for ``epsilon``, ``step_size``,
+    ``num_steps``, its dtype, device and the buffers of :meth:`setup`)."""
+
+    def setup(self, num_nodes: int, num_labels: int, *, dtype, device) -> dict:
+        """Check the interaction against the flow's sizes; the fixed tensors the flow keeps as buffers."""
+        return {}
+
+    def parameter_shape(self, num_nodes: int, num_labels: int) -> tuple:
+        """Shape of the mean and log-variance of :math:`Z`."""
+        raise NotImplementedError
+
+    def omega(self, flow, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Omega` from draws ``z`` of :math:`Z`, shape ``(B,) + parameter_shape``."""
+        raise NotImplementedError
+
+    def apply(self, flow, omega: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Omega S` for a batch ``s`` (B, n, c)."""
+        raise NotImplementedError
+
+    def integrate(self, flow, omega: torch.Tensor, log_s0: torch.Tensor) -> torch.Tensor:
+        r"""Geometric Euler :math:`\log S \leftarrow \log\exp_S(h\,\Omega S)`, ``flow.num_steps`` times."""
+        log_s = log_s0
+        for _ in range(flow.num_steps):
+            log_s = log_lift(log_s, flow.step_size * self.apply(flow, omega, log_s.exp()))
+        return log_s
+
+
+def _dense_omega(flow, z: torch.Tensor, scaled: bool) -> torch.Tensor:
+    eye = torch.eye(z.shape[-1], dtype=flow.dtype, device=flow.device)
+    omega = torch.relu(z + z.transpose(-1, -2))
+    if scaled:
+        omega = omega * flow.off_diagonal_scale
+    return omega + flow.epsilon * eye
+
+
+@dataclass(frozen=True)
+class NodeInteraction(Interaction):
+    r"""Dense :math:`\Omega \in \mathbb{R}^{n\times n}` acting as :math:`\Omega \otimes I_c` (the paper's).
+
+    Parameters
+    ----------
+    drive_scale : {"none", "degree"}
+        ``"degree"``: off-diagonal entries times :math:`4/(n - 1)` (see the module docstring).
+    """
+
+    drive_scale: str = "none"
+
+    def __post_init__(self):
+        check_choice("drive_scale", self.drive_scale, DRIVE_SCALES)
+
+    def setup(self, num_nodes, num_labels, *, dtype, device) -> dict:
+        if self.drive_scale != "degree":
+            return {}
+        d = max(num_nodes - 1, 1)
+        scale = torch.full((num_nodes, num_nodes), REFERENCE_DEGREE / d, dtype=dtype, device=device)
+        return {"off_diagonal_scale": scale.fill_diagonal_(1.0)}
+
+    def parameter_shape(self, num_nodes, num_labels) -> tuple:
+        return (num_nodes, num_nodes)
+
+    def omega(self, flow, z):
+        return _dense_omega(flow, z, self.drive_scale == "degree")
+
+    def apply(self, flow, omega, s):
+        return omega @ s
+
+
+@dataclass(frozen=True)
+class LabelInteraction(Interaction):
+    r"""Full :math:`\Omega \in \mathbb{R}^{nc\times nc}` (eq. (3))."""
+
+    def parameter_shape(self, num_nodes, num_labels) -> tuple:
+        return (num_nodes * num_labels, num_nodes * num_labels)
+
+    def omega(self, flow, z):
+        return _dense_omega(flow, z, False)
+
+    def apply(self, flow, omega, s):
+        B, n, c = s.shape
+        return (omega @ s.reshape(B, n * c, 1)).reshape(B, n, c)
+
+
+@dataclass(frozen=True)
+class ConvInteraction(Interaction):
+    r"""A random multi-channel ``kernel_size`` x ``kernel_size`` convolution on a ``grid_shape`` image.
+
+    Parameters
+    ----------
+    grid_shape : (rows, cols)
+        ``rows * cols`` must equal the flow's ``num_nodes`` (nodes in row-major order).
+    kernel_size : int
+        Odd.
+    """
+
+    grid_shape: tuple
+    kernel_size: int = 3
+
+    def __post_init__(self):
+        try:
+            rows, cols = (int(v) for v in self.grid_shape)
+        except (TypeError, ValueError) as exc:
+            raise UserTypeError(f"grid_shape must be (rows, cols), got {self.grid_shape!r}") from exc
+        if rows < 1 or cols < 1:
+            raise UserInputError(f"grid_shape must be positive, got {(rows, cols)}")
+        object.__setattr__(self, "grid_shape", (rows, cols))
+        check_int("kernel_size", self.kernel_size, minimum=1, odd=True)
+
+    def setup(self, num_nodes, num_labels, *, dtype, device) -> dict:
+        rows, cols = self.grid_shape
+        if rows * cols != num_nodes:
+            raise UserInputError(f"grid_shape {self.grid_shape} does not match num_nodes = {num_nodes}")
+        return {}
+
+    def parameter_shape(self, num_nodes, num_labels) -> tuple:
+        return (num_labels, num_labels, self.kernel_size, self.kernel_size)
+
+    def omega(self, flow, z):
+        sym = z + z.transpose(1, 2).flip(-1, -2)
+        kernel = torch.relu(sym)
+        centre = self.kernel_size // 2
+        eye = torch.eye(flow.num_labels, dtype=flow.dtype, device=flow.device)
+        return kernel + flow.epsilon * torch.nn.functional.pad(eye[:, :, None, None], (centre, centre, centre, centre))
+
+    def apply(self, flow, omega, s):
+        B, n, c = s.shape
+        rows, cols = self.grid_shape
+        k = self.kernel_size
+        img = s.reshape(B, rows, cols, c).permute(0, 3, 1, 2).reshape(1, B * c, rows, cols)
+        out = per_sample_conv2d(img, omega.reshape(B * c, c, k, k), B, k // 2)
+        return out.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
+
+    def integrate(self, flow, omega, log_s0):
+        """The Euler loop in the label-major layout (B, c, H, W): no permutes per step, the per-sample
+        convolution on ATen's native kernels (:func:`per_sample_conv2d`) and ``log_softmax`` over the small
+        label axis (3x faster than a hand-written log-sum-exp)."""
+        B, n, c = log_s0.shape
+        rows, cols = self.grid_shape
+        k = self.kernel_size
+        x = log_s0.reshape(B, rows, cols, c).permute(0, 3, 1, 2).reshape(1, B * c, rows, cols)
+        w = omega.reshape(B * c, c, k, k)
+        for _ in range(flow.num_steps):
+            y = (x + flow.step_size * per_sample_conv2d(x.exp(), w, B, k // 2)).reshape(B, c, rows, cols)
+            x = torch.log_softmax(y, 1).reshape(1, B * c, rows, cols)
+        return x.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
+
+
+def sparse_pattern(edges) -> torch.Tensor:
+    """Undirected, de-duplicated edges ``(E, 2)`` with ``i < j`` (self loops dropped) of ``edges``, on the CPU."""
     if not isinstance(edges, torch.Tensor):
         try:
             edges = torch.as_tensor(edges)
@@ -52,44 +207,82 @@ def sparse_pattern(edges, num_nodes: int, device=None) -> torch.Tensor:
     if edges.dtype.is_floating_point or edges.dtype == torch.bool or edges.dtype.is_complex:
         raise UserTypeError(f"edges must be an integer tensor, got dtype {edges.dtype}")
     if edges.numel() == 0:
-        return torch.zeros(0, 2, dtype=torch.long, device=device)
+        return torch.zeros(0, 2, dtype=torch.long)
     if edges.ndim != 2 or edges.shape[1] != 2:
         raise UserInputError(f"edges must have shape (E, 2), got {tuple(edges.shape)}")
-    edges = edges.long().to(device)
-    if int(edges.min()) < 0 or int(edges.max()) >= num_nodes:
-        raise UserInputError(f"edges must index nodes in [0, {num_nodes - 1}], got values in "
-                             f"[{int(edges.min())}, {int(edges.max())}]")
+    edges = edges.long().cpu()
+    if int(edges.min()) < 0:
+        raise UserInputError(f"edges must index nodes (values >= 0), got minimum {int(edges.min())}")
     lo, hi = edges.min(1).values, edges.max(1).values
     keep = lo != hi
     pairs = torch.unique(torch.stack([lo[keep], hi[keep]], 1), dim=0)
     return pairs.reshape(-1, 2)
 
 
-def degree_scale(interaction: str, num_nodes: int, pattern: torch.Tensor | None, dtype, device) -> torch.Tensor:
-    r"""Fixed off-diagonal factors :math:`d_0/\sqrt{d_i d_j}`: ``(n, n)`` for ``"node"``, ``(E,)`` for ``"sparse"``."""
-    if interaction == "node":
-        d = max(num_nodes - 1, 1)
-        scale = torch.full((num_nodes, num_nodes), REFERENCE_DEGREE / d, dtype=dtype, device=device)
-        return scale.fill_diagonal_(1.0)
-    if interaction == "sparse":
-        deg = torch.zeros(num_nodes, dtype=dtype, device=device)
-        deg.index_add_(0, pattern.reshape(-1), torch.ones(pattern.numel(), dtype=dtype, device=device))
-        deg = deg.clamp_min(1.0)
-        return REFERENCE_DEGREE / torch.sqrt(deg[pattern[:, 0]] * deg[pattern[:, 1]])
-    raise UserInputError(f"drive_scale='degree' needs interaction 'node' or 'sparse', got {interaction!r}")
+@dataclass(frozen=True, eq=False, repr=False)
+class SparseInteraction(Interaction):
+    r"""The node interaction on a graph's edges and self loops (:math:`O(B\,|E|)` memory, any graph).
 
+    Parameters
+    ----------
+    edges : (E, 2) integer array
+        The graph (duplicates, both orientations and self loops allowed); kept as its undirected,
+        de-duplicated pattern (:func:`sparse_pattern`), e.g. ``SparseInteraction(model.edges)``.
+    drive_scale : {"none", "degree"}
+        ``"degree"``: edge weights times :math:`4/\sqrt{d_i d_j}` (see the module docstring).
+    """
 
-def per_sample_bytes(num_parameters: int, num_nodes: int, num_labels: int, itemsize: int) -> int:
-    """Working memory of one sample in :meth:`RandomizedAssignmentFlow.forward` (no grad): noise, Z and Omega
-    (3 x the interaction's size) plus a few (n, c) states."""
-    return itemsize * (3 * num_parameters + 8 * num_nodes * num_labels)
+    edges: torch.Tensor
+    drive_scale: str = "none"
 
+    def __post_init__(self):
+        object.__setattr__(self, "edges", sparse_pattern(self.edges))
+        check_choice("drive_scale", self.drive_scale, DRIVE_SCALES)
 
-def sampling_chunk_size(num_parameters: int, num_nodes: int, num_labels: int, itemsize: int,
-                        memory_bytes: int = DEFAULT_SAMPLING_MEMORY) -> int:
-    """Samples per chunk so that one chunk needs at most ``memory_bytes`` (at least 1, at most 65536)."""
-    per = per_sample_bytes(num_parameters, num_nodes, num_labels, itemsize)
-    return int(max(1, min(MAX_CHUNK, memory_bytes // per)))
+    @property
+    def num_edges(self) -> int:
+        return int(self.edges.shape[0])
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and self.drive_scale == other.drive_scale
+                and torch.equal(self.edges, other.edges))
+
+    def __hash__(self):
+        return hash((type(self), self.drive_scale, tuple(self.edges.shape)))
+
+    def __repr__(self):
+        return f"SparseInteraction(<{self.num_edges} edges>, drive_scale={self.drive_scale!r})"
+
+    def setup(self, num_nodes, num_labels, *, dtype, device) -> dict:
+        pattern = self.edges
+        if pattern.numel() and int(pattern.max()) >= num_nodes:
+            raise UserInputError(f"edges must index nodes in [0, {num_nodes - 1}], got values in "
+                                 f"[{int(pattern.min())}, {int(pattern.max())}]")
+        pattern = pattern.to(device)
+        out = {"edges": pattern}
+        if self.drive_scale == "degree":
+            deg = torch.zeros(num_nodes, dtype=dtype, device=device)
+            deg.index_add_(0, pattern.reshape(-1), torch.ones(pattern.numel(), dtype=dtype, device=device))
+            deg = deg.clamp_min(1.0)
+            out["off_diagonal_scale"] = REFERENCE_DEGREE / torch.sqrt(deg[pattern[:, 0]] * deg[pattern[:, 1]])
+        return out
+
+    def parameter_shape(self, num_nodes, num_labels) -> tuple:
+        return (2 * self.num_edges + num_nodes,)
+
+    def omega(self, flow, z):
+        m = self.num_edges
+        w = torch.relu(z[:, :m] + z[:, m:2 * m])
+        if self.drive_scale == "degree":
+            w = w * flow.off_diagonal_scale
+        return torch.cat([w, torch.relu(2 * z[:, 2 * m:]) + flow.epsilon], 1)
+
+    def apply(self, flow, omega, s):
+        m = self.num_edges
+        i, j = flow.edges[:, 0], flow.edges[:, 1]
+        w = omega[:, :m, None]
+        out = omega[:, m:, None] * s
+        return out.index_add(1, i, w * s[:, j]).index_add(1, j, w * s[:, i])
 
 
 @contextlib.contextmanager

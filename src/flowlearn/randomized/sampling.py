@@ -1,6 +1,6 @@
 """Sampling, marginals and expectations of a randomized assignment flow (a mixin of
 :class:`~flowlearn.randomized.sflow.RandomizedAssignmentFlow`), processed in chunks whose size
-follows from a memory budget (:func:`~flowlearn.randomized.interactions.sampling_chunk_size`)."""
+follows from a memory budget (:func:`sampling_chunk_size`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,29 @@ from typing import Callable
 import torch
 
 from .._checks import UserInputError, UserTypeError, check_choice, check_int
-from .interactions import sampling_chunk_size
 
-__all__ = ["ROUNDINGS", "FlowSampling", "categorical", "integral_fraction"]
+__all__ = ["DEFAULT_SAMPLING_MEMORY", "ROUNDINGS", "FlowSampling", "categorical", "integral_fraction", "per_sample_bytes",
+           "sampling_chunk_size"]
 
 #: Roundings of soft end points; the first is the default of every scoring function.
 ROUNDINGS = ("random", "argmax")
+#: Default working-memory budget of one sampling chunk, in bytes (256 MiB).
+DEFAULT_SAMPLING_MEMORY = 2**28
+#: Largest chunk :meth:`FlowSampling.sample` uses when no size is given.
+MAX_CHUNK = 65536
+
+
+def per_sample_bytes(num_parameters: int, num_nodes: int, num_labels: int, itemsize: int) -> int:
+    """Working memory of one sample in :meth:`RandomizedAssignmentFlow.forward` (no grad): noise, Z and Omega
+    (3 x the interaction's size) plus a few (n, c) states."""
+    return itemsize * (3 * num_parameters + 8 * num_nodes * num_labels)
+
+
+def sampling_chunk_size(num_parameters: int, num_nodes: int, num_labels: int, itemsize: int,
+                        memory_bytes: int = DEFAULT_SAMPLING_MEMORY) -> int:
+    """Samples per chunk so that one chunk needs at most ``memory_bytes`` (at least 1, at most 65536)."""
+    per = per_sample_bytes(num_parameters, num_nodes, num_labels, itemsize)
+    return int(max(1, min(MAX_CHUNK, memory_bytes // per)))
 
 
 def categorical(probs: torch.Tensor, num_draws: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:

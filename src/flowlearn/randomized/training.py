@@ -10,9 +10,12 @@ of the mean-field energies of the soft samples :math:`S^l` (eq. (17)), and :math
 differentiable estimator (22)/(23) with Miller--Madow correction (20).  :math:`\log Z^*` is a
 constant: when given, the history reports KL estimates, else free energies.
 
-The loop is :func:`flowlearn.engine.run_steps`: checkpoints hold the flow, optimizer, scheduler,
-random generators and history, so a resumed run ends with exactly the parameters of an
-uninterrupted run with the same seed, and a checkpoint of another model or config is refused.
+The objective and its entropy estimators are :mod:`.objective`.  The loop is
+:func:`flowlearn.engine.run_steps`: checkpoints hold the flow, optimizer, scheduler, random generators
+and history, so a resumed run ends with exactly the parameters of an uninterrupted run with the same
+seed.  The run's identity (:func:`flowlearn.engine.run_identity`) is the config's fields, the flow's
+constructor arguments (``flow.hparams``, the interaction object included), the model and the flow's
+initial parameters: a checkpoint of another run is refused, naming what differs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from .._checks import (
     check_positive,
 )
 from ..engine import (
+    BOOKKEEPING,
+    EXTENDABLE,
     CheckpointPolicy,
     RunResult,
     all_gather_cat,
@@ -36,15 +41,15 @@ from ..engine import (
     cosine_factor,
     fingerprint,
     load_module_state,
+    run_identity,
     run_steps,
     world,
 )
-from .entropy import differentiable_entropy, entropy_score_surrogate
-from .models import PairwiseModel
+from ..pgm.models import PairwiseModel
+from .objective import batch_objective
 from .sflow import RandomizedAssignmentFlow
 
-__all__ = ["TrainingConfig", "TrainingResult", "batch_objective", "kl_objective", "model_fingerprint",
-           "train_randomized_flow"]
+__all__ = ["TrainingConfig", "TrainingResult", "train_randomized_flow"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,8 @@ class TrainingConfig:
     Attributes
     ----------
     iterations : int
-        Adam steps (paper: 5000).
+        Adam steps (paper: 5000).  Not part of the run's identity: a resumed run may be extended
+        (with the cosine schedule, whose horizon it is, the identity keeps it).
     batch_size : int
         Samples ``m`` per step (entropy estimator cost O(m^2 n c)).
     lr : float
@@ -65,19 +71,21 @@ class TrainingConfig:
     seed : int
         Seeds the sampling generator (the flow's initial parameters are deterministic).
     checkpoint_every : int
-        Iterations between checkpoints (when a checkpoint path is given).
+        Iterations between checkpoints (when a checkpoint path is given; bookkeeping, not part of the
+        run's identity).
     bias_correction : bool
         Miller--Madow term in the entropy estimate.
     energy_warmup : int
         Anneal the energy weight :math:`\beta` linearly from 0 to 1 over this many iterations
         (objective :math:`\beta\langle P, E\rangle - H(P)`; 0 = no annealing, as in the paper).
         Starting hot keeps the samples diverse and avoids early mode collapse.
-    entropy_estimator : {"support", "samples"}
-        See :func:`flowlearn.randomized.differentiable_entropy` (``"samples"`` is eq. (22)).
+    entropy_estimator : {"support", "samples", "score"}
+        ``"score"``: :func:`~flowlearn.randomized.objective.entropy_score_surrogate`; ``"support"`` and
+        ``"samples"`` (eq. (22)): :func:`~flowlearn.randomized.objective.differentiable_entropy`.
     random_roundings : int
         Extra random roundings per sample in the ``"support"`` estimator.
     checkpoint_seconds : float
-        Also checkpoint when this many seconds have passed since the last one (0: never by time).
+        Also checkpoint when this many seconds have passed since the last one (0: never by time; bookkeeping).
     data_shards : int
         The batch is drawn in this many equal shards, each from its own generator seeded by
         ``(seed, shard)``.  Under ``torchrun`` every rank draws its own shards (their number must be a
@@ -85,18 +93,18 @@ class TrainingConfig:
         ``n`` processes take exactly the steps of one process with the same ``data_shards``.
     """
 
-    iterations: int = 5000
+    iterations: int = field(default=5000, metadata=EXTENDABLE)
     batch_size: int = 256
     lr: float = 5e-3
     lr_schedule: str = "constant"
     final_lr_fraction: float = 0.05
     seed: int = 0
-    checkpoint_every: int = 500
+    checkpoint_every: int = field(default=500, metadata=BOOKKEEPING)
     bias_correction: bool = True
     energy_warmup: int = 0
     entropy_estimator: str = "support"
     random_roundings: int = 0
-    checkpoint_seconds: float = 30.0
+    checkpoint_seconds: float = field(default=30.0, metadata=BOOKKEEPING)
     data_shards: int = 1
 
     def __post_init__(self):
@@ -115,15 +123,6 @@ class TrainingConfig:
         if self.batch_size % self.data_shards:
             raise UserInputError(f"batch_size must be a multiple of data_shards ({self.data_shards}), "
                                  f"got {self.batch_size}")
-
-    def identity(self) -> dict:
-        """The fields that define the optimisation (all but bookkeeping)."""
-        d = asdict(self)
-        for k in ("checkpoint_every", "checkpoint_seconds"):
-            d.pop(k)
-        if self.lr_schedule == "constant":
-            d.pop("iterations")  # a constant-rate run may be extended
-        return d
 
 
 @dataclass(kw_only=True)
@@ -149,35 +148,6 @@ class TrainingResult(RunResult):
         return [h[key] for h in self.history]
 
 
-def kl_objective(flow: RandomizedAssignmentFlow, model: PairwiseModel, batch_size: int,
-                 generator: torch.Generator | None = None, *, bias_correction: bool = True,
-                 energy_weight: float = 1.0, entropy_estimator: str = "support", random_roundings: int = 0):
-    r"""One stochastic estimate of :math:`-H(P) + \beta\langle P, E\rangle` (eq. (14) without log Z*).
-
-    Returns ``(objective, energy, entropy, log_samples)``; ``objective`` is differentiable,
-    ``energy`` and ``entropy`` are the unweighted estimates.
-    """
-    log_s = flow(batch_size, generator)
-    objective, energy, entropy = batch_objective(log_s, model, generator, bias_correction=bias_correction,
-                                                 energy_weight=energy_weight, entropy_estimator=entropy_estimator,
-                                                 random_roundings=random_roundings)
-    return objective, energy, entropy, log_s
-
-
-def batch_objective(log_s: torch.Tensor, model: PairwiseModel, generator: torch.Generator | None = None, *,
-                    bias_correction: bool = True, energy_weight: float = 1.0, entropy_estimator: str = "support",
-                    random_roundings: int = 0):
-    """:func:`kl_objective` of given soft log-samples ``(m, n, c)``: ``(objective, energy, entropy)``."""
-    energy = model.mean_field_energy(log_s.exp()).mean()
-    if entropy_estimator == "score":
-        surrogate, entropy = entropy_score_surrogate(log_s, num_roundings=max(random_roundings, 1),
-                                                     generator=generator)
-        return energy_weight * energy + surrogate, energy, entropy
-    entropy = differentiable_entropy(log_s, estimator=entropy_estimator, bias_correction=bias_correction,
-                                     random_roundings=random_roundings, generator=generator)
-    return energy_weight * energy - entropy, energy, entropy
-
-
 def _lr_lambda(config: TrainingConfig):
     if config.lr_schedule == "constant":
         return lambda step: 1.0
@@ -200,15 +170,11 @@ class _FlowState:
             g.set_state(st)
 
 
-def model_fingerprint(model: PairwiseModel) -> str:
-    """Digest of a pairwise model's energy (unaries, edges, pairwise tables)."""
-    return fingerprint({k: v for k, v in vars(model).items() if isinstance(v, (torch.Tensor, int, float, str, tuple))})
-
-
 def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
                           config: TrainingConfig | None = None, *, log_z: float | None = None,
-                          checkpoint_path=None, resume: bool = True, show_progress: bool | None = None,
-                          stop_after: int | None = None, callback=None) -> TrainingResult:
+                          checkpoint_path=None, resume: bool = False, overwrite: bool = False,
+                          show_progress: bool | None = None, stop_after: int | None = None,
+                          callback=None) -> TrainingResult:
     r"""Fit ``flow`` to the Gibbs distribution of ``model`` by minimising eq. (14) with Adam.
 
     Parameters
@@ -226,6 +192,9 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
     resume : bool
         Continue from ``checkpoint_path`` when it exists; a checkpoint of another model, flow or
         config is refused with a message naming what differs.
+    overwrite : bool
+        Start afresh, replacing an existing checkpoint.  With neither ``resume`` nor ``overwrite`` an
+        existing checkpoint is refused.
     stop_after : int, optional
         Stop after this many total iterations (a time-sliced run); ``status`` is then ``INTERRUPTED``.
 
@@ -262,8 +231,9 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     per_shard = config.batch_size // config.data_shards
     offset = float(log_z) if log_z is not None else 0.0
-    identity = {"trainer": "train_randomized_flow", "config": config.identity(), "model": model_fingerprint(model),
-                "flow": {"repr": repr(flow), "initial": fingerprint(flow.state_dict())}}
+    identity = run_identity("train_randomized_flow", config=config, flow=flow,
+                            lr_horizon=config.iterations if config.lr_schedule == "cosine" else None,
+                            model=fingerprint(model.unary, model.edges, model.pairwise), inputs=flow.state_dict())
 
     def step(it: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
@@ -286,7 +256,7 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
     run = run_steps(step, iterations=config.iterations, state=_FlowState(flow, optimizer, scheduler, generators),
                     identity=identity,
                     checkpoint=CheckpointPolicy(checkpoint_path, config.checkpoint_every, config.checkpoint_seconds,
-                                                resume),
+                                                resume=resume, overwrite=overwrite),
                     desc="train randomized flow", show_progress=show_progress, postfix=("objective",),
                     stop_after=stop_after, callback=callback)
     return TrainingResult(flow=flow, config=asdict(config), status=run.status, history=run.history, stats=run.stats)

@@ -7,18 +7,17 @@ import pytest
 import torch
 
 from flowlearn._checks import UserInputError, UserTypeError
-from flowlearn.randomized import (
+from flowlearn.pgm import (
     ExactResult,
     PairwiseModel,
-    TransferMatrixResult,
     exact_inference,
     exact_inference_auto,
     grid_edges,
     ising_grid,
     potts_grid,
-    transfer_matrix_feasible,
     transfer_matrix_inference,
 )
+from flowlearn.pgm.transfer import TransferMatrixResult, transfer_matrix_feasible
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

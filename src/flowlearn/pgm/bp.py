@@ -1,14 +1,10 @@
-r"""Baselines beyond the paper: a Gibbs sampler and loopy belief propagation (Bethe).
+r"""Loopy belief propagation (Bethe), a baseline beyond the paper.
 
-* :class:`GibbsSampler` -- many parallel chains; each sweep updates the colour classes of a
-  greedy graph colouring in turn (nodes of one class are non-adjacent, so their conditionals
-  :math:`P^*(\alpha_i \mid \alpha_{-i}) = \mathrm{softmax}(-\theta^i - \sum_{j\sim i}\theta^{ij}[\cdot, \alpha_j])`
-  are independent and are resampled at once).
-* :class:`LoopyBP` -- damped parallel sum-product in the log domain.  Messages
-  :math:`\log m_{s\to t}(x_t) = \operatorname{logsumexp}_{x_s}\big(-\theta^s(x_s) - \theta^{st}(x_s, x_t)
-  + \sum_{k\in N(s)\setminus t}\log m_{k\to s}(x_s)\big)`, normalised.  The Bethe free energy
-  :math:`F_B = U_B - H_B`, :math:`H_B = \sum_{e} H(b_e) - \sum_i (d_i - 1) H(b_i)` approximates
-  :math:`-\log Z^*` and is exact on trees (Wainwright & Jordan 2008, Sect. 4).
+:class:`LoopyBP` -- damped parallel sum-product in the log domain.  Messages
+:math:`\log m_{s\to t}(x_t) = \operatorname{logsumexp}_{x_s}\big(-\theta^s(x_s) - \theta^{st}(x_s, x_t)
++ \sum_{k\in N(s)\setminus t}\log m_{k\to s}(x_s)\big)`, normalised.  The Bethe free energy
+:math:`F_B = U_B - H_B`, :math:`H_B = \sum_{e} H(b_e) - \sum_i (d_i - 1) H(b_i)` approximates
+:math:`-\log Z^*` and is exact on trees (Wainwright & Jordan 2008, Sect. 4).
 """
 
 from __future__ import annotations
@@ -22,67 +18,7 @@ from .._checks import UserInputError, check_int, check_positive
 from ..geometry import entropy as row_entropy
 from .models import PairwiseModel
 
-__all__ = ["BeliefPropagationResult", "GibbsResult", "GibbsSampler", "LoopyBP"]
-
-
-@dataclass
-class GibbsResult:
-    """Samples of :class:`GibbsSampler`: ``configs`` (num_samples, n) long, plus run statistics."""
-
-    configs: torch.Tensor
-    num_chains: int
-    sweeps: int
-    acceptance: float
-    seconds: float
-
-
-class GibbsSampler:
-    """Parallel-chain Gibbs sampler with colour-class (checkerboard) updates.
-
-    Parameters
-    ----------
-    num_chains : int
-        Independent chains run in parallel (initialised uniformly at random).
-    burn_in : int
-        Sweeps discarded at the start of each chain.
-    thinning : int
-        Sweeps between two retained samples of a chain.
-    seed : int
-    """
-
-    def __init__(self, num_chains: int = 1000, *, burn_in: int = 200, thinning: int = 2, seed: int = 0):
-        self.num_chains = check_int("num_chains", num_chains, minimum=1)
-        self.burn_in = check_int("burn_in", burn_in, minimum=0)
-        self.thinning = check_int("thinning", thinning, minimum=1)
-        self.seed = check_int("seed", seed, minimum=0)
-
-    def sample(self, model: PairwiseModel, num_samples: int) -> GibbsResult:
-        """Draw ``num_samples`` configurations (rounded up to whole sweeps of all chains, then cut)."""
-        num_samples = check_int("num_samples", num_samples, minimum=1)
-        t0 = time.perf_counter()
-        gen = torch.Generator(device=model.device)
-        gen.manual_seed(self.seed)
-        chains = min(self.num_chains, num_samples)
-        state = torch.randint(model.num_labels, (chains, model.num_nodes), generator=gen, device=model.device)
-        groups = model.node_coloring()
-        kept, sweeps, changed, proposals = [], 0, 0, 0
-        needed = -(-num_samples // chains)
-        total_sweeps = self.burn_in + needed * self.thinning
-        for sweep in range(total_sweeps):
-            for nodes in groups:
-                logits = -model.local_energies(state)[:, nodes]  # (B, k, c)
-                u = torch.rand(logits.shape[:2], generator=gen, dtype=logits.dtype, device=model.device)
-                cdf = torch.softmax(logits, -1).cumsum(-1)
-                new = (u[..., None] > cdf).sum(-1).clamp_max(model.num_labels - 1)
-                changed += int((new != state[:, nodes]).sum())
-                proposals += new.numel()
-                state[:, nodes] = new
-            sweeps += 1
-            if sweep >= self.burn_in and (sweep - self.burn_in + 1) % self.thinning == 0:
-                kept.append(state.clone())
-        configs = torch.stack(kept, 1).reshape(-1, model.num_nodes)[:num_samples]
-        return GibbsResult(configs=configs, num_chains=chains, sweeps=sweeps,
-                           acceptance=changed / max(proposals, 1), seconds=time.perf_counter() - t0)
+__all__ = ["BeliefPropagationResult", "LoopyBP"]
 
 
 @dataclass

@@ -5,10 +5,9 @@ import math
 import pytest
 import torch
 
-from flowlearn.randomized import (
+from flowlearn.pgm import (
     PairwiseModel,
     configurations,
-    configuration_index,
     exact_inference,
     ising_grid,
     kl_from_samples,
@@ -16,7 +15,7 @@ from flowlearn.randomized import (
     log_probability_table,
     potts_grid,
 )
-
+from flowlearn.pgm.enumeration import configuration_index
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: no lock contention on 2 cores
 

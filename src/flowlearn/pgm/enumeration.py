@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import UserInputError, as_tensor, check_int, check_shape
-from .entropy import plugin_entropy
+from .entropy import entropy_estimates
 from .models import PairwiseModel
 
 __all__ = [
@@ -224,5 +224,6 @@ def kl_from_samples(model: PairwiseModel, configs, *, log_z: float | None = None
         log_z = exact_inference(model).log_z
     mean_e = sum(float(model._energy_unchecked(configs[s:t]).sum()) for s, t in _chunks(configs.shape[0], chunk_size))
     mean_e /= max(configs.shape[0], 1)
-    h = plugin_entropy(configs, model.num_labels, bias_correction=bias_correction).entropy
+    est = entropy_estimates(configs, model.num_labels)
+    h = est.miller_madow if bias_correction else est.plugin
     return -h + mean_e + float(log_z)

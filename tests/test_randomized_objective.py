@@ -1,16 +1,18 @@
-"""Entropy estimators: exactness on integer samples, Miller-Madow, unbiased score gradients."""
+"""Differentiable entropy estimates of soft samples: exactness on integer samples, unbiased score
+gradients, the paper's smoothed support."""
+
+import math
 
 import pytest
 import torch
 
-from flowlearn.randomized import (
-    configurations,
-    differentiable_entropy,
-    embed_factorized,
-    entropy_score_surrogate,
-    mixture_log_density,
-    plugin_entropy,
-)
+from flowlearn._checks import UserInputError, UserTypeError
+from flowlearn.pgm import configurations, entropy_estimates, exact_inference
+from flowlearn.randomized import differentiable_entropy, entropy_score_surrogate, smoothed_support_entropy
+from flowlearn.randomized.embedding import embed_factorized
+from flowlearn.randomized.objective import mixture_log_density, smoothed_support
+
+from test_pgm_entropy import SMALL, exact_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,16 +22,9 @@ def integer_log_samples(configs, c, dtype=torch.float64):
     return torch.log(onehot)  # -inf off the labels
 
 
-def test_plugin_entropy_and_miller_madow():
-    cfg = torch.tensor([[0, 1], [0, 1], [1, 1], [0, 0]])
-    r = plugin_entropy(cfg, 2, bias_correction=False)
-    p = torch.tensor([0.5, 0.25, 0.25])
-    assert r.entropy == pytest.approx(float(-(p * p.log()).sum()), abs=1e-14)
-    assert r.support == 3 and r.num_samples == 4
-    rc = plugin_entropy(cfg, 2)
-    assert rc.entropy == pytest.approx(r.entropy + (3 - 1) / (2 * 4), abs=1e-14)
-    with pytest.raises(ValueError, match="integer tensor"):
-        plugin_entropy(cfg.double(), 2)
+def plugin(configs, c, bias_correction=True):
+    est = entropy_estimates(configs, c)
+    return est.miller_madow if bias_correction else est.plugin
 
 
 @pytest.mark.parametrize("estimator", ["samples", "support"])
@@ -39,7 +34,7 @@ def test_differentiable_entropy_exact_for_integer_samples(estimator, bias_correc
     cfg = torch.randint(3, (40, 4), generator=g)
     cfg[20:] = cfg[:20]  # repeated configurations
     h = differentiable_entropy(integer_log_samples(cfg, 3), estimator=estimator, bias_correction=bias_correction)
-    ref = plugin_entropy(cfg, 3, bias_correction=bias_correction).entropy
+    ref = plugin(cfg, 3, bias_correction)
     assert float(h) == pytest.approx(ref, abs=1e-12)
     assert torch.isfinite(h)
 
@@ -48,9 +43,9 @@ def test_random_roundings_change_nothing_for_integer_samples():
     cfg = torch.randint(2, (30, 5), generator=torch.Generator().manual_seed(1))
     ls = integer_log_samples(cfg, 2)
     a = differentiable_entropy(ls, random_roundings=3, generator=torch.Generator().manual_seed(2))
-    assert float(a) == pytest.approx(plugin_entropy(cfg, 2).entropy, abs=1e-12)
+    assert float(a) == pytest.approx(plugin(cfg, 2), abs=1e-12)
     _, h = entropy_score_surrogate(ls, num_roundings=3)
-    assert float(h) == pytest.approx(plugin_entropy(cfg, 2, bias_correction=False).entropy, abs=1e-12)
+    assert float(h) == pytest.approx(plugin(cfg, 2, False), abs=1e-12)
 
 
 def test_mixture_log_density_matches_dense_embedding():
@@ -99,3 +94,48 @@ def test_bad_inputs():
         differentiable_entropy(torch.zeros(3, 2, 2), estimator="plugin")
     with pytest.raises(ValueError, match="num_roundings"):
         entropy_score_surrogate(torch.zeros(3, 2, 2), num_roundings=0)
+    with pytest.raises(UserTypeError, match="log_samples must be a floating tensor"):
+        smoothed_support_entropy(torch.zeros(2, 3, 2, dtype=torch.long))
+    with pytest.raises(UserInputError, match=r"log_samples must have shape \(m, n, c\)"):
+        smoothed_support(torch.zeros(2, 3))
+    with pytest.raises(UserInputError, match="log-probabilities"):
+        smoothed_support(torch.ones(2, 3, 2))
+
+
+# ---------------------------------------------------------------------------- smoothed support (paper)
+def soft(configs, c, eps):
+    """Soft samples :math:`(1 - \\epsilon) e_{\\alpha} + \\epsilon / c` around integer samples, as log S."""
+    onehot = torch.nn.functional.one_hot(configs, c).double()
+    return ((1 - eps) * onehot + eps / c).log()
+
+
+def test_smoothed_support_equals_miller_madow_for_integer_samples():
+    configs = exact_samples(SMALL, 1000, seed=0)
+    log_s = torch.nn.functional.one_hot(configs, 2).double().log()  # exact zeros: -inf
+    ref = entropy_estimates(configs, 2)
+    assert float(smoothed_support(log_s)) == ref.support
+    assert float(smoothed_support_entropy(log_s)) == pytest.approx(ref.miller_madow, abs=1e-12)
+    # and against the exact entropy (e^H = 13, m = 1000): within 0.1 nats
+    assert abs(float(smoothed_support_entropy(log_s)) - exact_inference(SMALL).entropy) < 0.1
+
+
+def test_smoothed_support_is_continuous_and_differentiable():
+    configs = exact_samples(SMALL, 400, seed=1)
+    ref = entropy_estimates(configs, 2).miller_madow
+    values = [float(smoothed_support_entropy(soft(configs, 2, eps))) for eps in (1e-2, 1e-4, 1e-8)]
+    assert abs(values[-1] - ref) < 1e-5 and abs(values[1] - ref) < abs(values[0] - ref)
+    s_hat = entropy_estimates(configs, 2).support
+    log_s = soft(configs, 2, 0.05).requires_grad_(True)
+    s_sigma = smoothed_support(log_s)
+    h_bar = 12 * float(-(0.975 * math.log(0.975) + 0.025 * math.log(0.025)))  # n H(S_i) for eps = 0.05
+    assert float(s_sigma.detach()) == pytest.approx(s_hat * math.exp(h_bar), rel=1e-10)
+    smoothed_support_entropy(log_s).backward()
+    assert torch.isfinite(log_s.grad).all() and float(log_s.grad.abs().sum()) > 0
+
+
+def test_smoothed_support_capped_at_full_support():
+    g = torch.Generator().manual_seed(0)
+    uniform = torch.full((50, 4, 3), -math.log(3.0), dtype=torch.float64)
+    uniform = uniform + 1e-3 * torch.rand(50, 4, 3, generator=g, dtype=torch.float64)
+    uniform = torch.log_softmax(uniform, -1)
+    assert float(smoothed_support(uniform)) <= 3**4 * (1 + 1e-12)

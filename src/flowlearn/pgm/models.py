@@ -53,7 +53,7 @@ class PairwiseModel:
     Examples
     --------
     >>> import torch
-    >>> from flowlearn.randomized import ising_grid
+    >>> from flowlearn.pgm import ising_grid
     >>> m = ising_grid(2, 2, field=1.0, coupling=0.5)
     >>> m.energy(torch.tensor([[0, 0, 1, 1]]))
     tensor([1.])

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from flowlearn.randomized import PairwiseModel, configurations, embed_factorized, grid_edges, ising_grid
-from flowlearn.randomized.mean_field import expected_local_energies, mean_field_free_energy
+from flowlearn.pgm import PairwiseModel, configurations, grid_edges, ising_grid, mean_field_free_energy
+from flowlearn.pgm.mean_field import expected_local_energies
+from flowlearn.randomized.embedding import embed_factorized
 
-from test_randomized_enum import random_model
+from test_pgm_enum import random_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,7 +56,7 @@ def test_local_energies_give_conditionals():
 
 
 def test_free_energy_is_kl_minus_log_z():
-    from flowlearn.randomized import exact_inference, kl_from_table
+    from flowlearn.pgm import exact_inference, kl_from_table
     m = random_model(n=4, c=2, num_edges=4)
     q = torch.softmax(torch.randn(4, 2), -1)
     log_z = exact_inference(m).log_z

@@ -1,4 +1,4 @@
-"""Settings of :func:`~flowlearn.randomized.experiment.run_ising_experiment` (the ``flowlearn ising`` flags)."""
+"""Settings of :func:`~flowlearn.experiments.table1.run_ising_experiment` (the ``flowlearn ising`` flags)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import UserInputError, check_choice, check_int, check_positive
-from .baselines import LoopyBP
-from .enumeration import MAX_CONFIGURATIONS
-from .models import PairwiseModel, potts_grid
-from .sampling import ROUNDINGS
-from .sflow import RandomizedAssignmentFlow
-from .training import TrainingConfig
-from .transfer import MAX_COLUMN_STATES, MAX_MESSAGE_BYTES
+from ..pgm.bp import LoopyBP
+from ..pgm.enumeration import MAX_CONFIGURATIONS
+from ..pgm.models import PairwiseModel, potts_grid
+from ..pgm.transfer import MAX_COLUMN_STATES, MAX_MESSAGE_BYTES
+from ..randomized.interactions import NodeInteraction, SparseInteraction
+from ..randomized.sampling import ROUNDINGS
+from ..randomized.sflow import RandomizedAssignmentFlow
+from ..randomized.training import TrainingConfig
 
 __all__ = ["IsingExperimentConfig", "PAPER_TABLE1", "exact_reference_feasible"]
 
@@ -30,7 +31,7 @@ PAPER_TABLE1 = {
 
 def exact_reference_feasible(rows: int, cols: int, labels: int) -> str | None:
     """``"transfer"`` or ``"enumeration"`` when an exact reference of a ``rows x cols`` grid with ``labels``
-    labels is within the limits (the choice of :func:`~flowlearn.randomized.transfer.exact_inference_auto`), else None."""
+    labels is within the limits (the choice of :func:`~flowlearn.pgm.exact_inference_auto`), else None."""
     width, length = min(rows, cols), max(rows, cols)
     if width * math.log(labels) <= math.log(MAX_COLUMN_STATES) + 1e-9 and 8 * length * labels**width <= MAX_MESSAGE_BYTES:
         return "transfer"
@@ -45,7 +46,9 @@ class IsingExperimentConfig:
 
     Flow settings (``end_time``, ``step_size``, ``init_rank``, ``init_noise``, ``init_scale``,
     ``interaction``, ``drive_scale``) are passed to :class:`RandomizedAssignmentFlow`
-    (``initial_logits = -init_scale * unary``); training settings to :class:`TrainingConfig`.
+    (``initial_logits = -init_scale * unary``; ``interaction`` names a
+    :class:`~flowlearn.randomized.NodeInteraction` or a :class:`~flowlearn.randomized.SparseInteraction`
+    on the model's edges); training settings to :class:`TrainingConfig`.
 
     Attributes
     ----------
@@ -176,7 +179,7 @@ class IsingExperimentConfig:
         # validate the nested settings now, before any work is done
         self.training_config()
         RandomizedAssignmentFlow(1, 2, end_time=self.end_time, step_size=self.step_size, init_rank=self.init_rank,
-                                 init_noise=self.init_noise, drive_scale=self.drive_scale)
+                                 init_noise=self.init_noise, interaction=NodeInteraction(self.drive_scale))
         LoopyBP(damping=self.bp_damping)
 
     def exact_method(self) -> str | None:
@@ -195,7 +198,7 @@ class IsingExperimentConfig:
     def build_model(self, device=None) -> PairwiseModel:
         """The float64 Potts grid: boundary field on label 0, plus N(0, field_noise) on label 0 (seeded by ``seed``).
 
-        With ``labels=2, field_noise=0`` this is :func:`~flowlearn.randomized.models.ising_grid`.
+        With ``labels=2, field_noise=0`` this is :func:`~flowlearn.pgm.ising_grid`.
         """
         unary = torch.zeros(self.rows, self.cols, self.labels, dtype=torch.float64)
         unary[:, 0, 0] = -float(self.field)
@@ -206,10 +209,15 @@ class IsingExperimentConfig:
             unary[..., 0] += float(self.field_noise) * noise
         return potts_grid(unary.to(device), float(self.coupling))
 
+    def build_interaction(self, model: PairwiseModel):
+        """The interaction object that ``interaction`` and ``drive_scale`` name, for ``model``."""
+        if self.interaction == "sparse":
+            return SparseInteraction(model.edges, drive_scale=self.drive_scale)
+        return NodeInteraction(drive_scale=self.drive_scale)
+
     def build_flow(self, model: PairwiseModel) -> RandomizedAssignmentFlow:
         """An untrained :class:`RandomizedAssignmentFlow` for ``model``, in ``dtype``, on the model's device."""
         return RandomizedAssignmentFlow(
             model.num_nodes, model.num_labels, end_time=self.end_time, step_size=self.step_size,
             init_rank=self.init_rank, init_noise=self.init_noise, initial_logits=-self.init_scale * model.unary,
-            interaction=self.interaction, edges=model.edges if self.interaction == "sparse" else None,
-            drive_scale=self.drive_scale, dtype=getattr(torch, self.dtype), device=model.device)
+            interaction=self.build_interaction(model), dtype=getattr(torch, self.dtype), device=model.device)

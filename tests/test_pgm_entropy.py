@@ -1,4 +1,4 @@
-"""Entropy estimators against exact entropies of small Gibbs distributions (enumeration).
+"""Entropy estimates of integer samples against hand computations and exact entropies (enumeration).
 
 Exact samples are drawn from the enumerated table :math:`P^*` with seeded generators.  The
 comments quote the mean absolute errors measured with these seeds; each tolerance leaves a
@@ -11,18 +11,14 @@ import pytest
 import torch
 
 from flowlearn._checks import UserInputError, UserTypeError
-from flowlearn.randomized import (
-    chao_shen_entropy,
+from flowlearn.pgm import (
     configurations,
     entropy_estimates,
     entropy_estimates_from_counts,
     exact_inference,
     ising_grid,
     log_probability_table,
-    plugin_entropy,
     potts_grid,
-    smoothed_support,
-    smoothed_support_entropy,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,14 +68,20 @@ def test_degenerate_counts():
     assert math.isfinite(all_single.chao_shen) and all_single.chao_shen > all_single.miller_madow
 
 
-def test_agrees_with_plugin_entropy():
+def test_plugin_and_miller_madow():
+    cfg = torch.tensor([[0, 1], [0, 1], [1, 1], [0, 0]])
+    r = entropy_estimates(cfg, 2)
+    p = torch.tensor([0.5, 0.25, 0.25])
+    assert r.plugin == pytest.approx(float(-(p * p.log()).sum()), abs=1e-14)
+    assert r.support == 3 and r.num_samples == 4
+    assert r.miller_madow == pytest.approx(r.plugin + (3 - 1) / (2 * 4), abs=1e-14)
+
+
+def test_samples_and_counts_agree():
     configs = exact_samples(POTTS, 500, seed=0)
     est = entropy_estimates(configs, 3)
-    ref = plugin_entropy(configs, 3)
-    assert est.plugin == pytest.approx(ref.plugin, abs=1e-12)
-    assert est.miller_madow == pytest.approx(ref.entropy, abs=1e-12)
-    assert est.support == ref.support
-    assert chao_shen_entropy(configs, 3) == est.chao_shen
+    counts = torch.unique(configs, dim=0, return_counts=True)[1]
+    assert est == entropy_estimates_from_counts(counts)
 
 
 @pytest.mark.parametrize("model, m, cs_tol, ratio", [
@@ -125,48 +127,3 @@ def test_bad_input():
         entropy_estimates_from_counts([0.5, 1.0])
     with pytest.raises(UserInputError, match="counts must be 1-dimensional"):
         entropy_estimates_from_counts([[1, 2]])
-    with pytest.raises(UserTypeError, match="log_samples must be a floating tensor"):
-        smoothed_support_entropy(torch.zeros(2, 3, 2, dtype=torch.long))
-    with pytest.raises(UserInputError, match=r"log_samples must have shape \(m, n, c\)"):
-        smoothed_support(torch.zeros(2, 3))
-    with pytest.raises(UserInputError, match="log-probabilities"):
-        smoothed_support(torch.ones(2, 3, 2))
-
-
-# ---------------------------------------------------------------------------- smoothed support (paper)
-def soft(configs, c, eps):
-    """Soft samples :math:`(1 - \\epsilon) e_{\\alpha} + \\epsilon / c` around integer samples, as log S."""
-    onehot = torch.nn.functional.one_hot(configs, c).double()
-    return ((1 - eps) * onehot + eps / c).log()
-
-
-def test_smoothed_support_equals_miller_madow_for_integer_samples():
-    configs = exact_samples(SMALL, 1000, seed=0)
-    log_s = torch.nn.functional.one_hot(configs, 2).double().log()  # exact zeros: -inf
-    ref = plugin_entropy(configs, 2)
-    assert float(smoothed_support(log_s)) == ref.support
-    assert float(smoothed_support_entropy(log_s)) == pytest.approx(ref.entropy, abs=1e-12)
-    # and against the exact entropy (e^H = 13, m = 1000): within 0.1 nats
-    assert abs(float(smoothed_support_entropy(log_s)) - exact_inference(SMALL).entropy) < 0.1
-
-
-def test_smoothed_support_is_continuous_and_differentiable():
-    configs = exact_samples(SMALL, 400, seed=1)
-    ref = plugin_entropy(configs, 2).entropy
-    values = [float(smoothed_support_entropy(soft(configs, 2, eps))) for eps in (1e-2, 1e-4, 1e-8)]
-    assert abs(values[-1] - ref) < 1e-5 and abs(values[1] - ref) < abs(values[0] - ref)
-    s_hat = plugin_entropy(configs, 2).support
-    log_s = soft(configs, 2, 0.05).requires_grad_(True)
-    s_sigma = smoothed_support(log_s)
-    h_bar = 12 * float(-(0.975 * math.log(0.975) + 0.025 * math.log(0.025)))  # n H(S_i) for eps = 0.05
-    assert float(s_sigma.detach()) == pytest.approx(s_hat * math.exp(h_bar), rel=1e-10)
-    smoothed_support_entropy(log_s).backward()
-    assert torch.isfinite(log_s.grad).all() and float(log_s.grad.abs().sum()) > 0
-
-
-def test_smoothed_support_capped_at_full_support():
-    g = torch.Generator().manual_seed(0)
-    uniform = torch.full((50, 4, 3), -math.log(3.0), dtype=torch.float64)
-    uniform = uniform + 1e-3 * torch.rand(50, 4, 3, generator=g, dtype=torch.float64)
-    uniform = torch.log_softmax(uniform, -1)
-    assert float(smoothed_support(uniform)) <= 3**4 * (1 + 1e-12)

@@ -3,19 +3,18 @@
 import pytest
 import torch
 
-from flowlearn.randomized import (
+from flowlearn.pgm import (
     GibbsSampler,
     LoopyBP,
     MeanField,
     PairwiseModel,
-    evaluate_factorized,
-    evaluate_samples,
     exact_inference,
     ising_grid,
+    mean_field_free_energy,
 )
-from flowlearn.randomized.mean_field import mean_field_free_energy
+from flowlearn.randomized import evaluate_factorized, evaluate_samples
 
-from test_randomized_enum import random_model
+from test_pgm_enum import random_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -26,9 +26,9 @@ a step :math:`a \to b` with weight :math:`\theta[a, b]` updates
 :math:`\varepsilon'(b) = \sum_a \mathrm{softmax}_a(\alpha(a) - \theta[a,b])\,(\varepsilon(a) + \theta[a, b])`,
 and :math:`\langle P^*, E\rangle = \sum_s \mathrm{softmax}(\alpha_{L-1})(s)\,\varepsilon_{L-1}(s)`;
 then :math:`H(P^*) = \log Z^* + \langle P^*, E\rangle` (the sign convention of
-:func:`~flowlearn.randomized.enumeration.exact_inference`).
+:func:`~flowlearn.pgm.enumeration.exact_inference`).
 
-Any :class:`~flowlearn.randomized.models.PairwiseModel` with ``grid_shape`` whose edges join
+Any :class:`~flowlearn.pgm.models.PairwiseModel` with ``grid_shape`` whose edges join
 4-neighbours is accepted (per-edge tables, any number of labels ``c``, missing edges allowed).
 """
 
@@ -55,7 +55,7 @@ MAX_MESSAGE_BYTES = 2**30
 
 @dataclass
 class TransferMatrixResult(ExactResult):
-    """:class:`~flowlearn.randomized.enumeration.ExactResult` of the transfer-matrix method.
+    """:class:`~flowlearn.pgm.enumeration.ExactResult` of the transfer-matrix method.
 
     Extra attributes
     ----------------
@@ -181,7 +181,7 @@ def transfer_matrix_inference(model: PairwiseModel, *, max_column_states: int = 
     Returns
     -------
     TransferMatrixResult
-        An :class:`~flowlearn.randomized.enumeration.ExactResult` (``marginals`` in the model's
+        An :class:`~flowlearn.pgm.enumeration.ExactResult` (``marginals`` in the model's
         dtype; computed in float64).
 
     Raises
@@ -243,7 +243,7 @@ def exact_inference_auto(model: PairwiseModel, *, method: str = "auto",
 
     ``method="auto"`` uses :func:`transfer_matrix_inference` when the model is a grid within its
     limits (cost :math:`O(L\,w\,c^{w+1})`, always below enumeration's :math:`O(c^n)` for
-    :math:`n = L w > w + 1`), otherwise :func:`~flowlearn.randomized.enumeration.exact_inference`
+    :math:`n = L w > w + 1`), otherwise :func:`~flowlearn.pgm.enumeration.exact_inference`
     (:math:`c^n \le` ``max_configurations``).  ``"transfer"`` and ``"enumeration"`` force one.
 
     Raises

@@ -1,95 +1,46 @@
-r"""Entropy estimators for distributions given by samples (paper 001, eqs. (18)--(23)).
+r"""The training objective of a randomized assignment flow: differentiable entropy estimates from soft samples.
 
-* :func:`plugin_entropy`: plug-in entropy (19) of integer samples with the Miller--Madow
-  bias correction (20), :math:`\hat H + (\hat s - 1)/(2m)`, where :math:`\hat s` is the
-  empirical support size.
-* :func:`differentiable_entropy`: the differentiable surrogate (22)/(23) for soft samples
-  :math:`S^l \in \mathcal{W}`,
+Training minimises (paper 001, eq. (14)) :math:`\mathrm{KL}[P : P^*] = -H(P) + \langle P, E\rangle + \log Z^*`
+(:func:`kl_objective`, :func:`batch_objective`).  The entropy term is estimated from ``m`` soft samples
+:math:`S^l \in \mathcal{W}` (the flow's end points), with :math:`\alpha(k) = \operatorname{argmax} S^k`
+the rounded samples and :math:`\hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha` (eq. (23),
+:func:`mixture_log_density`):
+
+* :func:`differentiable_entropy` -- eq. (22) (``estimator="samples"``) or its sum over the distinct
+  rounded samples (``"support"``), Miller--Madow corrected (20);
+* :func:`smoothed_support_entropy` -- eq. (22) plus the paper's smoothed support correction
+  (Sect. 4, Fig. 1 training): "the unknown support s is replaced by the empirical support
+  :math:`\hat s` smoothed by the mean entropy of nodewise assignment".  The paper gives no formula;
+  we read it as the effective number of configurations a soft sample covers,
 
   .. math::
-      -\hat H \approx -\log m + \frac1m \sum_k \operatorname{logsumexp}_l
-      \Big(\sum_i \log S^l_{i,\alpha(k)_i}\Big),
+      \hat s_\sigma = \min\big(c^n,\; \hat s\, e^{\bar h}\big), \qquad
+      \bar h = \frac1m \sum_k \sum_i H(S^k_i), \quad H(S^k_i) = -\sum_a S^k_{ia}\log S^k_{ia},
 
-  with :math:`\alpha(k) = \operatorname{argmax} S^k` the rounded samples.  For integer
-  samples it equals the plug-in entropy exactly (eq. (21)).
+  so that :math:`\hat s_\sigma = \hat s` for integer samples (the estimate is then Miller--Madow),
+  :math:`\hat s_\sigma` grows with the nodewise uncertainty, and the correction
+  :math:`(\hat s_\sigma - 1)/(2m)` carries a gradient (:func:`smoothed_support`);
+* :func:`entropy_score_surrogate` -- an unbiased-gradient surrogate for the finite-time mixture
+  :math:`P(T)` (the default of training, ``entropy_estimator="score"``).
+
+For integer samples every estimate equals the plug-in entropy (19) of
+:func:`flowlearn.pgm.entropy_estimates`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from .._checks import UserInputError
+from .._checks import UserInputError, UserTypeError
+from ..pgm.entropy import config_counts
+from ..pgm.models import PairwiseModel
 from .sampling import categorical
+from .sflow import RandomizedAssignmentFlow
 
-__all__ = ["PluginEntropy", "config_counts", "differentiable_entropy", "entropy_from_counts", "entropy_score_surrogate",
-           "mixture_log_density", "plugin_entropy"]
-
-
-@dataclass
-class PluginEntropy:
-    """Plug-in entropy of integer samples.
-
-    Attributes
-    ----------
-    entropy : float
-        Reported estimate (Miller--Madow corrected when requested).
-    plugin : float
-        Uncorrected plug-in entropy :math:`H(\\hat p)`.
-    support : int
-        Number of distinct configurations :math:`\\hat s`.
-    num_samples : int
-    bias_correction : bool
-    """
-
-    entropy: float
-    plugin: float
-    support: int
-    num_samples: int
-    bias_correction: bool
-
-
-def config_counts(configs: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct configurations and their counts: ``(unique (s, n), counts (s,))``.
-
-    Uses a mixed-radix integer key when :math:`c^n < 2^{62}` (fast), else row-wise unique.
-    """
-    n = configs.shape[1]
-    if n * math.log2(max(num_labels, 2)) < 62:
-        powers = num_labels ** torch.arange(n - 1, -1, -1, device=configs.device, dtype=torch.long)
-        keys = (configs.long() * powers).sum(1)
-        uniq, counts = torch.unique(keys, return_counts=True)
-        uniq_cfg = (uniq[:, None] // powers) % num_labels
-        return uniq_cfg, counts
-    return torch.unique(configs.long(), dim=0, return_counts=True)
-
-
-def plugin_entropy(configs: torch.Tensor, num_labels: int, *, bias_correction: bool = True) -> PluginEntropy:
-    r"""Plug-in entropy (19) of integer samples ``configs`` (shape ``(m, n)``), in nats.
-
-    With ``bias_correction`` the Miller--Madow term :math:`(\hat s - 1)/(2m)` is added (20).
-    """
-    if configs.is_floating_point() or configs.ndim != 2:
-        raise UserInputError(f"configs must be an integer tensor of shape (m, n), got {configs.dtype} "
-                         f"of shape {tuple(configs.shape)}")
-    if configs.shape[0] == 0:
-        raise UserInputError("configs must hold at least one sample, got 0")
-    return entropy_from_counts(config_counts(configs, num_labels)[1], bias_correction=bias_correction)
-
-
-def entropy_from_counts(counts: torch.Tensor, *, bias_correction: bool = True) -> PluginEntropy:
-    r"""Plug-in entropy (19) from the counts of the distinct configurations (shape ``(s,)``)."""
-    counts = counts[counts > 0]
-    m = int(counts.sum())
-    if m == 0:
-        raise UserInputError("counts must hold at least one sample, got total 0")
-    p = counts.double() / m
-    h = float(-(p * p.log()).sum())
-    s = int(counts.numel())
-    corrected = h + (s - 1) / (2 * m) if bias_correction else h
-    return PluginEntropy(entropy=corrected, plugin=h, support=s, num_samples=m, bias_correction=bias_correction)
+__all__ = ["batch_objective", "differentiable_entropy", "entropy_score_surrogate", "kl_objective",
+           "mixture_log_density", "smoothed_support", "smoothed_support_entropy"]
 
 
 def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "support",
@@ -216,3 +167,93 @@ def entropy_score_surrogate(log_samples: torch.Tensor, *, num_roundings: int = 4
     own = log_samples.gather(2, draws.permute(0, 2, 1)).sum(1)  # (m, R): log T(S^k)_{alpha(k, r)}
     surrogate = (advantage * own).mean()
     return surrogate, -log_p.mean()
+
+
+def _check_log_samples(log_samples) -> torch.Tensor:
+    if not isinstance(log_samples, torch.Tensor) or not log_samples.is_floating_point():
+        what = log_samples.dtype if isinstance(log_samples, torch.Tensor) else type(log_samples).__name__
+        raise UserTypeError(f"log_samples must be a floating tensor of shape (m, n, c), got {what}")
+    if log_samples.ndim != 3 or 0 in log_samples.shape or log_samples.shape[2] < 2:
+        raise UserInputError(f"log_samples must have shape (m, n, c) with m, n >= 1 and c >= 2, "
+                             f"got shape {tuple(log_samples.shape)}")
+    if bool(torch.isnan(log_samples).any()) or bool((log_samples > 1e-6).any()):
+        raise UserInputError("log_samples must hold log-probabilities (<= 0, no NaN), got entries above 0 or NaN")
+    return log_samples
+
+
+def smoothed_support(log_samples: torch.Tensor) -> torch.Tensor:
+    r"""Smoothed support count :math:`\hat s_\sigma = \min(c^n, \hat s\,e^{\bar h})` of soft samples.
+
+    Parameters
+    ----------
+    log_samples : tensor, shape (m, n, c)
+        :math:`\log S^k` (rows on the simplex; ``-inf`` allowed for exact zeros).
+
+    Returns
+    -------
+    tensor, shape ()
+        Differentiable in ``log_samples`` through :math:`\bar h = \frac1m\sum_k\sum_i H(S^k_i)`;
+        :math:`\hat s` is the number of distinct argmax roundings.
+    """
+    log_samples = _check_log_samples(log_samples)
+    _, n, c = log_samples.shape
+    support = config_counts(log_samples.detach().argmax(-1), c)[1].numel()
+    probs = log_samples.exp()
+    node_entropy = -torch.special.xlogy(probs, probs).sum(-1)  # (m, n); 0 log 0 = 0
+    h_bar = node_entropy.sum(1).mean()
+    cap = min(n * math.log(c), math.log(torch.finfo(log_samples.dtype).max) - 1.0)
+    return torch.exp(torch.clamp(math.log(support) + h_bar, max=cap))
+
+
+def smoothed_support_entropy(log_samples: torch.Tensor) -> torch.Tensor:
+    r"""The paper's entropy estimate for soft samples: eq. (22) plus the smoothed support correction.
+
+    .. math::
+        \hat H_\sigma = -\frac1m\sum_k \log \hat P_{\alpha(k)} + \frac{\hat s_\sigma - 1}{2m},
+        \qquad \hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha ,
+
+    with :math:`\alpha(k) = \operatorname{argmax} S^k` and :math:`\hat s_\sigma` from
+    :func:`smoothed_support`.  For integer samples it equals the Miller--Madow estimate (20).
+
+    Parameters
+    ----------
+    log_samples : tensor, shape (m, n, c)
+
+    Returns
+    -------
+    tensor, shape ()
+        Differentiable in ``log_samples``.
+    """
+    log_samples = _check_log_samples(log_samples)
+    m = log_samples.shape[0]
+    h22 = differentiable_entropy(log_samples, estimator="samples", bias_correction=False)
+    return h22 + (smoothed_support(log_samples) - 1) / (2 * m)
+
+
+def kl_objective(flow: RandomizedAssignmentFlow, model: PairwiseModel, batch_size: int,
+                 generator: torch.Generator | None = None, *, bias_correction: bool = True,
+                 energy_weight: float = 1.0, entropy_estimator: str = "support", random_roundings: int = 0):
+    r"""One stochastic estimate of :math:`-H(P) + \beta\langle P, E\rangle` (eq. (14) without log Z*).
+
+    Returns ``(objective, energy, entropy, log_samples)``; ``objective`` is differentiable,
+    ``energy`` and ``entropy`` are the unweighted estimates.
+    """
+    log_s = flow(batch_size, generator)
+    objective, energy, entropy = batch_objective(log_s, model, generator, bias_correction=bias_correction,
+                                                 energy_weight=energy_weight, entropy_estimator=entropy_estimator,
+                                                 random_roundings=random_roundings)
+    return objective, energy, entropy, log_s
+
+
+def batch_objective(log_s: torch.Tensor, model: PairwiseModel, generator: torch.Generator | None = None, *,
+                    bias_correction: bool = True, energy_weight: float = 1.0, entropy_estimator: str = "support",
+                    random_roundings: int = 0):
+    """:func:`kl_objective` of given soft log-samples ``(m, n, c)``: ``(objective, energy, entropy)``."""
+    energy = model.mean_field_energy(log_s.exp()).mean()
+    if entropy_estimator == "score":
+        surrogate, entropy = entropy_score_surrogate(log_s, num_roundings=max(random_roundings, 1),
+                                                     generator=generator)
+        return energy_weight * energy + surrogate, energy, entropy
+    entropy = differentiable_entropy(log_s, estimator=entropy_estimator, bias_correction=bias_correction,
+                                     random_roundings=random_roundings, generator=generator)
+    return energy_weight * energy - entropy, energy, entropy

@@ -7,8 +7,9 @@ Gaussian negative log-likelihood :math:`\theta^i_k = w\,\|f_i - l_k\|^2 / (2\hat
 :math:`\hat\sigma^2` the mean squared distance of a pixel to its nearest prototype per channel
 and ``w = data_weight``; neighbouring pixels with different labels pay ``coupling`` (Potts).
 
-The flow (``interaction="conv"`` or ``"sparse"``) is trained to the Gibbs distribution by
-:func:`~flowlearn.randomized.training.train_randomized_flow` (resumable).  Scored against a long
+The flow (``interaction="conv"``: a :class:`~flowlearn.randomized.ConvInteraction`, or ``"sparse"``: a
+degree-scaled :class:`~flowlearn.randomized.SparseInteraction` on the pixel grid) is trained to the Gibbs
+distribution by :func:`~flowlearn.randomized.train_randomized_flow` (resumable).  Scored against a long
 Gibbs run: the number of distinct segmentations and the mean pairwise Hamming distance
 (fraction of pixels) among ``num_samples`` flow samples and among the final states of as many
 independent Gibbs chains, and the marginal error ``mean_i ½‖q_i − p_i‖₁`` and
@@ -25,12 +26,12 @@ import numpy as np
 import torch
 
 from .._checks import UserInputError, check_choice, check_int, check_positive
-from .baselines import GibbsSampler
-from .grid_gibbs import grid_potts_gibbs, potts_coupling
-from .inference import marginal_difference
-from .models import PairwiseModel, potts_grid
-from .sflow import RandomizedAssignmentFlow
-from .training import TrainingConfig, TrainingResult, train_randomized_flow
+from ..pgm.gibbs import GibbsSampler, grid_potts_gibbs, potts_coupling
+from ..pgm.models import PairwiseModel, potts_grid
+from ..randomized.inference import marginal_difference
+from ..randomized.interactions import ConvInteraction, SparseInteraction
+from ..randomized.sflow import RandomizedAssignmentFlow
+from ..randomized.training import TrainingConfig, TrainingResult, train_randomized_flow
 
 __all__ = ["PhotoSegmentationConfig", "PhotoSegmentationResult", "build_flow", "downsample", "photo_potts_model",
            "run_photo_segmentation", "sample_diversity"]
@@ -188,23 +189,28 @@ class PhotoSegmentationResult:
 
 def build_flow(model: PairwiseModel, config: PhotoSegmentationConfig) -> RandomizedAssignmentFlow:
     """The untrained flow of ``config`` for ``model`` (float32)."""
+    if config.interaction == "sparse":
+        interaction = SparseInteraction(model.edges, drive_scale="degree")
+    else:
+        interaction = ConvInteraction(model.grid_shape)
     return RandomizedAssignmentFlow(
-        model.num_nodes, model.num_labels, interaction=config.interaction, grid_shape=model.grid_shape,
-        edges=model.edges if config.interaction == "sparse" else None,
-        drive_scale="degree" if config.interaction == "sparse" else "none",
-        init_rank=config.init_rank, init_noise=config.init_noise,
-        initial_logits=-config.init_scale * model.unary, dtype=torch.float32)
+        model.num_nodes, model.num_labels, interaction=interaction, init_rank=config.init_rank,
+        init_noise=config.init_noise, initial_logits=-config.init_scale * model.unary, dtype=torch.float32)
 
 
 def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig, *, checkpoint_path=None,
-                           resume: bool = True, show_progress: bool | None = None) -> PhotoSegmentationResult:
-    """Train the flow on ``model`` (a grid Potts model), run the Gibbs reference and score (module docstring)."""
+                           resume: bool = False, overwrite: bool = False,
+                           show_progress: bool | None = None) -> PhotoSegmentationResult:
+    """Train the flow on ``model`` (a grid Potts model), run the Gibbs reference and score (module docstring).
+
+    ``checkpoint_path``, ``resume`` and ``overwrite`` go to :func:`~flowlearn.randomized.train_randomized_flow`.
+    """
     if model.grid_shape is None:
         raise UserInputError("run_photo_segmentation needs a grid model (grid_shape set)")
     flow = build_flow(model, config)
     t0 = time.perf_counter()
     training = train_randomized_flow(flow, model, config.training_config(), checkpoint_path=checkpoint_path,
-                                     resume=resume, show_progress=show_progress)
+                                     resume=resume, overwrite=overwrite, show_progress=show_progress)
     train_seconds = time.perf_counter() - t0
     gen = torch.Generator().manual_seed(config.seed + 1)
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 r"""The Table 1 comparison of paper 001 on any grid model (Ising or Potts), plus our baselines.
 
 :func:`run_ising_experiment` builds the model of :class:`IsingExperimentConfig`, computes the
-reference -- exact by :func:`~flowlearn.randomized.transfer.exact_inference_auto` (column transfer
+reference -- exact by :func:`~flowlearn.pgm.exact_inference_auto` (column transfer
 matrix, else enumeration) when feasible, otherwise a long Gibbs run, labelled ``gibbs_reference``
 with its estimated error -- trains a :class:`RandomizedAssignmentFlow`, and evaluates it from
 ``eval_samples`` soft end points rounded both ways: ``randomized_af`` with ``config.rounding``
@@ -27,22 +27,22 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .baselines import GibbsSampler, LoopyBP
-from .enumeration import ExactResult
-from .experiment_config import PAPER_TABLE1, IsingExperimentConfig
-from .grid_gibbs import grid_potts_gibbs, potts_coupling
-from .inference import (
+from ..pgm.bp import LoopyBP
+from ..pgm.enumeration import ExactResult
+from ..pgm.gibbs import GibbsSampler, grid_potts_gibbs, potts_coupling
+from ..pgm.mean_field import MeanField
+from ..pgm.models import PairwiseModel
+from ..pgm.transfer import exact_inference_auto
+from ..randomized.inference import (
     Evaluation,
     evaluate_factorized,
     evaluate_flow_roundings,
     evaluate_samples,
     marginal_difference,
 )
-from .mean_field import MeanField
-from .models import PairwiseModel
-from .sflow import RandomizedAssignmentFlow
-from .training import TrainingResult, train_randomized_flow
-from .transfer import exact_inference_auto
+from ..randomized.sflow import RandomizedAssignmentFlow
+from ..randomized.training import TrainingResult, train_randomized_flow
+from .table1_config import PAPER_TABLE1, IsingExperimentConfig
 
 __all__ = ["IsingExperimentConfig", "IsingExperimentResult", "PAPER_TABLE1", "gibbs_reference",
            "run_ising_experiment"]
@@ -118,9 +118,12 @@ def gibbs_reference(model: PairwiseModel, config: IsingExperimentConfig) -> tupl
 
 
 def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpoint_path=None,
-                         resume: bool = True, show_progress: bool | None = None, device=None,
-                         num_picture_samples: int = 16) -> IsingExperimentResult:
-    """Run the Table 1 comparison (see module docstring); returns the table and the trained flow."""
+                         resume: bool = False, overwrite: bool = False, show_progress: bool | None = None,
+                         device=None, num_picture_samples: int = 16) -> IsingExperimentResult:
+    """Run the Table 1 comparison (see module docstring); returns the table and the trained flow.
+
+    ``checkpoint_path``, ``resume`` and ``overwrite`` go to :func:`~flowlearn.randomized.train_randomized_flow`.
+    """
     config = config or IsingExperimentConfig()
     model = config.build_model(device)
     table, marginals, samples, extra = {}, {}, {}, {}
@@ -147,7 +150,8 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
     t0 = time.perf_counter()
     flow = config.build_flow(model)
     training = train_randomized_flow(flow, model, config.training_config(), log_z=log_z,
-                                     checkpoint_path=checkpoint_path, resume=resume, show_progress=show_progress)
+                                     checkpoint_path=checkpoint_path, resume=resume, overwrite=overwrite,
+                                     show_progress=show_progress)
     train_seconds = time.perf_counter() - t0
     gen = torch.Generator(device=flow.device)
     gen.manual_seed(config.seed + 1)

@@ -1,9 +1,10 @@
-r"""Entropy estimators from samples: plug-in, Miller--Madow, Chao--Shen, and the paper's smoothed support.
+r"""Entropy estimates of a distribution given by integer samples: plug-in, Miller--Madow, Chao--Shen.
 
 Integer samples :math:`\alpha(1), \ldots, \alpha(m) \in [c]^n` give counts :math:`y_\alpha`, the
 empirical distribution :math:`\hat p_\alpha = y_\alpha / m`, the observed support
 :math:`\hat s = |\{\alpha : y_\alpha > 0\}|` and the number of singletons
-:math:`f_1 = |\{\alpha : y_\alpha = 1\}|`.
+:math:`f_1 = |\{\alpha : y_\alpha = 1\}|`.  One call, :func:`entropy_estimates` (or
+:func:`entropy_estimates_from_counts`), returns all three estimates (:class:`EntropyEstimates`):
 
 * **Plug-in** (paper 001, eq. (19)): :math:`\hat H = -\sum_\alpha \hat p_\alpha \log \hat p_\alpha`.
   Biased low by :math:`(s - 1)/(2m) + O(m^{-2})` (eq. (20)).
@@ -19,19 +20,10 @@ empirical distribution :math:`\hat p_\alpha = y_\alpha / m`, the observed suppor
       \frac{\tilde p_\alpha \log \tilde p_\alpha}{1 - (1 - \tilde p_\alpha)^m} .
 
   It stays useful at *moderate* support, :math:`m` of the order of :math:`e^{H}`, where the
-  plug-in and Miller--Madow estimates are far too low (see ``tests/test_randomized_entropy_estimators.py``).
-* **Smoothed support** (paper 001, Sect. 4, Fig. 1 training): eq. (22) for soft samples
-  :math:`S^k` with the Miller--Madow correction, in which "the unknown support s is replaced by the
-  empirical support :math:`\hat s` smoothed by the mean entropy of nodewise assignment".  The paper
-  gives no formula; we read it as the effective number of configurations a soft sample covers,
+  plug-in and Miller--Madow estimates are far too low (see ``tests/test_pgm_entropy.py``).
 
-  .. math::
-      \hat s_\sigma = \min\big(c^n,\; \hat s\, e^{\bar h}\big), \qquad
-      \bar h = \frac1m \sum_k \sum_i H(S^k_i), \quad H(S^k_i) = -\sum_a S^k_{ia}\log S^k_{ia},
-
-  so that :math:`\hat s_\sigma = \hat s` for integer samples (the estimate is then Miller--Madow),
-  :math:`\hat s_\sigma` grows with the nodewise uncertainty, and the correction
-  :math:`(\hat s_\sigma - 1)/(2m)` carries a gradient.
+The differentiable estimators for the soft samples of a randomized assignment flow live with its
+training objective (:mod:`flowlearn.randomized.objective`).
 """
 
 from __future__ import annotations
@@ -42,10 +34,8 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import UserInputError, UserTypeError, check_int
-from .entropy import config_counts, differentiable_entropy, entropy_from_counts
 
-__all__ = ["EntropyEstimates", "chao_shen_entropy", "entropy_estimates", "entropy_estimates_from_counts",
-           "smoothed_support", "smoothed_support_entropy"]
+__all__ = ["EntropyEstimates", "config_counts", "entropy_estimates", "entropy_estimates_from_counts"]
 
 
 @dataclass
@@ -55,7 +45,7 @@ class EntropyEstimates:
     Attributes
     ----------
     plugin, miller_madow, chao_shen : float
-        :math:`\\hat H`, :math:`\\hat H_{MM}`, :math:`\\hat H_{CS}`.
+        :math:`\\hat H` (19), :math:`\\hat H_{MM}` (20), :math:`\\hat H_{CS}`.
     support : int
         Observed support :math:`\\hat s`.
     singletons : int
@@ -73,6 +63,21 @@ class EntropyEstimates:
     singletons: int
     coverage: float
     num_samples: int
+
+
+def config_counts(configs: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct configurations and their counts: ``(unique (s, n), counts (s,))``.
+
+    Uses a mixed-radix integer key when :math:`c^n < 2^{62}` (fast), else row-wise unique.
+    """
+    n = configs.shape[1]
+    if n * math.log2(max(num_labels, 2)) < 62:
+        powers = num_labels ** torch.arange(n - 1, -1, -1, device=configs.device, dtype=torch.long)
+        keys = (configs.long() * powers).sum(1)
+        uniq, counts = torch.unique(keys, return_counts=True)
+        uniq_cfg = (uniq[:, None] // powers) % num_labels
+        return uniq_cfg, counts
+    return torch.unique(configs.long(), dim=0, return_counts=True)
 
 
 def _check_counts(counts) -> torch.Tensor:
@@ -139,10 +144,13 @@ def entropy_estimates_from_counts(counts) -> EntropyEstimates:
     (0.9503, 1.1503, 0.6)
     """
     counts = _check_counts(counts)
-    mm = entropy_from_counts(counts, bias_correction=True)
+    m = int(counts.sum())
+    p = counts.double() / m
+    h = float(-(p * p.log()).sum())
+    s = int(counts.numel())
     cs, f1, coverage = _chao_shen_from_counts(counts)
-    return EntropyEstimates(plugin=mm.plugin + 0.0, miller_madow=mm.entropy + 0.0, chao_shen=cs + 0.0,
-                            support=mm.support, singletons=f1, coverage=coverage, num_samples=mm.num_samples)
+    return EntropyEstimates(plugin=h + 0.0, miller_madow=h + (s - 1) / (2 * m) + 0.0, chao_shen=cs + 0.0,
+                            support=s, singletons=f1, coverage=coverage, num_samples=m)
 
 
 def entropy_estimates(configs, num_labels: int) -> EntropyEstimates:
@@ -157,69 +165,3 @@ def entropy_estimates(configs, num_labels: int) -> EntropyEstimates:
     """
     configs, num_labels = _check_configs(configs, num_labels)
     return entropy_estimates_from_counts(config_counts(configs, num_labels)[1])
-
-
-def chao_shen_entropy(configs, num_labels: int) -> float:
-    r"""The coverage-adjusted Chao--Shen estimate :math:`\hat H_{CS}` (nats) of integer samples (n_samples, n)."""
-    return entropy_estimates(configs, num_labels).chao_shen
-
-
-def _check_log_samples(log_samples) -> torch.Tensor:
-    if not isinstance(log_samples, torch.Tensor) or not log_samples.is_floating_point():
-        what = log_samples.dtype if isinstance(log_samples, torch.Tensor) else type(log_samples).__name__
-        raise UserTypeError(f"log_samples must be a floating tensor of shape (m, n, c), got {what}")
-    if log_samples.ndim != 3 or 0 in log_samples.shape or log_samples.shape[2] < 2:
-        raise UserInputError(f"log_samples must have shape (m, n, c) with m, n >= 1 and c >= 2, "
-                             f"got shape {tuple(log_samples.shape)}")
-    if bool(torch.isnan(log_samples).any()) or bool((log_samples > 1e-6).any()):
-        raise UserInputError("log_samples must hold log-probabilities (<= 0, no NaN), got entries above 0 or NaN")
-    return log_samples
-
-
-def smoothed_support(log_samples: torch.Tensor) -> torch.Tensor:
-    r"""Smoothed support count :math:`\hat s_\sigma = \min(c^n, \hat s\,e^{\bar h})` of soft samples.
-
-    Parameters
-    ----------
-    log_samples : tensor, shape (m, n, c)
-        :math:`\log S^k` (rows on the simplex; ``-inf`` allowed for exact zeros).
-
-    Returns
-    -------
-    tensor, shape ()
-        Differentiable in ``log_samples`` through :math:`\bar h = \frac1m\sum_k\sum_i H(S^k_i)`;
-        :math:`\hat s` is the number of distinct argmax roundings.
-    """
-    log_samples = _check_log_samples(log_samples)
-    _, n, c = log_samples.shape
-    support = config_counts(log_samples.detach().argmax(-1), c)[1].numel()
-    probs = log_samples.exp()
-    node_entropy = -torch.special.xlogy(probs, probs).sum(-1)  # (m, n); 0 log 0 = 0
-    h_bar = node_entropy.sum(1).mean()
-    cap = min(n * math.log(c), math.log(torch.finfo(log_samples.dtype).max) - 1.0)
-    return torch.exp(torch.clamp(math.log(support) + h_bar, max=cap))
-
-
-def smoothed_support_entropy(log_samples: torch.Tensor) -> torch.Tensor:
-    r"""The paper's entropy estimate for soft samples: eq. (22) plus the smoothed support correction.
-
-    .. math::
-        \hat H_\sigma = -\frac1m\sum_k \log \hat P_{\alpha(k)} + \frac{\hat s_\sigma - 1}{2m},
-        \qquad \hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha ,
-
-    with :math:`\alpha(k) = \operatorname{argmax} S^k` and :math:`\hat s_\sigma` from
-    :func:`smoothed_support`.  For integer samples it equals the Miller--Madow estimate (20).
-
-    Parameters
-    ----------
-    log_samples : tensor, shape (m, n, c)
-
-    Returns
-    -------
-    tensor, shape ()
-        Differentiable in ``log_samples``.
-    """
-    log_samples = _check_log_samples(log_samples)
-    m = log_samples.shape[0]
-    h22 = differentiable_entropy(log_samples, estimator="samples", bias_correction=False)
-    return h22 + (smoothed_support(log_samples) - 1) / (2 * m)

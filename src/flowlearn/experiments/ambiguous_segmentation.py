@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_positive
-from .models import PairwiseModel, potts_grid
-from .plots import labels_to_rgb, tile_images
-from .sflow import RandomizedAssignmentFlow
-from .training import TrainingConfig, TrainingResult, train_randomized_flow
+from ..pgm.models import PairwiseModel, potts_grid
+from ..randomized.interactions import ConvInteraction
+from ..randomized.plots import labels_to_rgb, tile_images
+from ..randomized.sflow import RandomizedAssignmentFlow
+from ..randomized.training import TrainingConfig, TrainingResult, train_randomized_flow
 
 __all__ = ["SegmentationDemoResult", "ambiguous_image_model", "run_segmentation_demo"]
 
@@ -108,7 +109,7 @@ def run_segmentation_demo(out_dir=None, *, rows: int = 12, cols: int = 16, itera
     gen0 = torch.Generator().manual_seed(seed)
     factors = torch.stack([torch.tensor([0.0, 1.0, -1.0], dtype=model.dtype).expand(model.num_nodes, 3),
                            0.1 * torch.randn(model.num_nodes, 3, generator=gen0, dtype=model.dtype)])
-    flow = RandomizedAssignmentFlow(model.num_nodes, 3, interaction="conv", grid_shape=(rows, cols),
+    flow = RandomizedAssignmentFlow(model.num_nodes, 3, interaction=ConvInteraction((rows, cols)),
                                     init_rank=2, init_noise=0.3, initial_logits=-0.5 * model.unary,
                                     initial_factors=factors, dtype=model.dtype)
     training = train_randomized_flow(flow, model, TrainingConfig(iterations=iterations, batch_size=batch_size, lr=lr,

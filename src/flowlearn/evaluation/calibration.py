@@ -1,0 +1,117 @@
+"""Calibration of a probability map against a binary truth: expected calibration error and reliability bins.
+
+With ``B`` equal-width bins of [0, 1] (bin ``b`` holds the pixels with ``b/B <= p < (b+1)/B``; ``p = 1``
+falls in the last bin), ``n_b`` pixels in bin ``b`` out of ``n``, ``conf_b`` their mean predicted probability
+and ``freq_b`` the fraction of them whose truth is 1:
+
+    ``ECE = sum_b (n_b / n) |freq_b - conf_b|``
+
+(Naeini, Cooper & Hauskrecht, "Obtaining well calibrated probabilities using Bayesian binning", AAAI 2015;
+Guo et al., "On calibration of modern neural networks", ICML 2017).  A perfectly calibrated map has
+ECE = 0; a map that always says 0.9 on a truth with 50 % positives has ECE = 0.4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._checks import UserInputError, check_int
+
+__all__ = ["ReliabilityBins", "expected_calibration_error", "reliability_diagram"]
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """The bins of :func:`reliability_diagram`.
+
+    ``edges``: shape ``(B + 1,)``; ``counts``: ``(B,)`` pixels per bin; ``confidence``/``frequency``:
+    ``(B,)`` mean predicted probability / observed fraction of positives per bin (NaN for an empty bin);
+    ``ece``: the expected calibration error."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray
+    frequency: np.ndarray
+    ece: float
+
+
+def _bins(prob, truth, bins) -> ReliabilityBins:
+    bins = check_int("bins", bins, minimum=1)
+    p = np.asarray(prob)
+    if not (p.dtype == bool or np.issubdtype(p.dtype, np.number)) or p.size == 0:
+        raise UserInputError(f"prob must be a non-empty real array, got dtype {p.dtype} and shape {p.shape}")
+    p = p.astype(np.float64)
+    if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
+        raise UserInputError(f"prob must hold probabilities in [0, 1], got values in [{np.nanmin(p):.4g}, "
+                             f"{np.nanmax(p):.4g}]" + (" and NaN/inf" if not np.isfinite(p).all() else ""))
+    y = np.asarray(truth)
+    if y.shape != p.shape:
+        raise UserInputError(f"truth must have the shape of prob {p.shape}, got {y.shape}")
+    if y.dtype != bool and not np.isin(y, (0, 1)).all():
+        bad = np.unique(y[~np.isin(y, (0, 1))])[:3].tolist()
+        raise UserInputError(f"truth must be binary (0 or 1), got values such as {bad}")
+    p, y = p.ravel(), y.astype(np.float64).ravel()
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(idx, weights=p, minlength=bins) / counts
+        freq = np.bincount(idx, weights=y, minlength=bins) / counts
+    full = counts > 0
+    ece = float(np.sum(counts[full] * np.abs(freq[full] - conf[full])) / p.size)
+    out = ReliabilityBins(np.linspace(0.0, 1.0, bins + 1), counts, conf, freq, ece)
+    for a in (out.edges, out.counts, out.confidence, out.frequency):
+        a.setflags(write=False)
+    return out
+
+
+def expected_calibration_error(prob, truth, bins: int = 10) -> float:
+    """Expected calibration error of ``prob`` (probability of class 1) against ``truth`` (0/1).
+
+    Parameters
+    ----------
+    prob : array of any shape, values in [0, 1]
+    truth : binary array of the same shape
+    bins : int >= 1, the number of equal-width bins of [0, 1]
+
+    Returns
+    -------
+    float in [0, 1]: ``sum_b (n_b / n) |freq_b - conf_b|`` (module docstring)
+    """
+    return _bins(prob, truth, bins).ece
+
+
+def reliability_diagram(prob, truth, bins: int = 10, *, path=None,
+                        title: str = "Reliability diagram") -> ReliabilityBins:
+    """The bins of a reliability diagram, and the diagram as a PNG at ``path`` if one is given.
+
+    Parameters
+    ----------
+    prob, truth, bins : as :func:`expected_calibration_error`
+    path : str or Path, optional; the PNG shows the observed frequency per bin (bars), the mean
+        confidence against it, and the diagonal of perfect calibration; the matplotlib backend is left as it is
+    title : str, the figure's title (the ECE is appended)
+
+    Returns
+    -------
+    ReliabilityBins
+    """
+    out = _bins(prob, truth, bins)
+    if path is not None:
+        import matplotlib.pyplot as plt
+
+        from ..io import save_figure
+
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        centers, width = (out.edges[:-1] + out.edges[1:]) / 2, 1.0 / len(out.counts)
+        full = out.counts > 0
+        ax.bar(centers[full], out.frequency[full], width=width, edgecolor="black", alpha=0.6,
+               label="observed frequency")
+        ax.plot(out.confidence[full], out.frequency[full], "o-", color="C3", label="mean confidence")
+        ax.plot([0, 1], [0, 1], "k--", label="perfectly calibrated")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability", ylabel="fraction of positives",
+               title=f"{title} (ECE = {out.ece:.3f})")
+        ax.legend(loc="upper left")
+        save_figure(path, fig)
+    return out
