@@ -125,7 +125,7 @@ class _FlowModule(torch.nn.Module):
         self.decoder, self.y, self.calls = decoder, y, 0
 
     def forward(self, t, z):
-        from flowlearn.encoding import reconstruction_loss
+        from flowlearn.encoding.flows import reconstruction_loss
 
         self.calls += 1
         with torch.enable_grad():
@@ -141,7 +141,7 @@ def torchdiffeq_benchmark(decoder, latent, y, target, t_amd, quick: bool) -> dic
         from torchdiffeq import odeint, odeint_adjoint
     except ImportError:
         return {"skipped": "torchdiffeq not installed (pip install -c constraints.txt -e '.[bench]')"}
-    from flowlearn.encoding import reconstruction_loss
+    from flowlearn.encoding.flows import reconstruction_loss
 
     def run(t1, rtol, yy=y):
         f = _FlowModule(decoder, yy)
@@ -199,7 +199,8 @@ def torchdiffeq_benchmark(decoder, latent, y, target, t_amd, quick: bool) -> dic
 
 def training_benchmark(data, quick: bool) -> dict:
     """Seconds per image of pure training steps (no evaluation), same batches for both models."""
-    from flowlearn.encoding import Autoencoder, make_decoder, reconstruction_loss
+    from flowlearn.encoding import Autoencoder, make_decoder
+    from flowlearn.encoding.flows import reconstruction_loss
 
     images = data.train[training_subset(data, 256 if quick else 640, 0)]
     batches = list(images.split(32))

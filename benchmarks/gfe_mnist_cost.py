@@ -28,7 +28,8 @@ from dataclasses import replace
 
 import torch
 
-from flowlearn.encoding import TrainConfig, Trainer, load_dataset, make_decoder, reconstruction_loss
+from flowlearn.encoding import TrainConfig, Trainer, load_dataset, make_decoder
+from flowlearn.encoding.flows import reconstruction_loss
 from flowlearn.io import save_json
 from flowlearn.solvers import BB
 

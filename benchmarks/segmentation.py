@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from benchmarks import segmentation_peers as peers
-from flowlearn.evaluation import (
+from flowlearn.evaluation import tune_threshold
+from flowlearn.evaluation.segmentation import (
     THRESHOLDS,
     mean_segmentation_metrics,
     segmentation_metrics,
     threshold_labels,
-    tune_threshold,
 )
 from flowlearn.experiments.isbi import TEST, TRAIN, deep_flow_score, labeler_config, train_deep_flow
 from flowlearn.experiments.isbi import VALIDATION as VAL

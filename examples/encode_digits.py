@@ -6,7 +6,8 @@ cross-entropy with a conventional autoencoder trained on the same images.
 import torch
 from _common import example_args, out_dir
 
-from flowlearn.encoding import TrainConfig, Trainer, load_dataset, reconstructions_for, save_reconstruction_grid
+from flowlearn.encoding import TrainConfig, Trainer, load_dataset
+from flowlearn.encoding.plots import reconstructions_for, save_reconstruction_grid
 from flowlearn.io import save_json
 
 args = example_args(__doc__.splitlines()[0])

@@ -7,8 +7,8 @@ from _common import example_args, out_dir
 
 from flowlearn.io import save_json
 from flowlearn.pgm import MeanField, exact_inference, ising_grid
-from flowlearn.randomized import (RandomizedAssignmentFlow, TrainingConfig, evaluate_factorized, evaluate_flow,
-                                  train_randomized_flow)
+from flowlearn.randomized import RandomizedAssignmentFlow, TrainingConfig, evaluate_flow, train_randomized_flow
+from flowlearn.randomized.inference import evaluate_factorized
 
 args = example_args(__doc__.splitlines()[0])
 out = out_dir(args, "ising_sampling")

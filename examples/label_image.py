@@ -9,7 +9,8 @@ import time
 import torch
 from _common import example_args, out_dir
 
-from flowlearn.data import colorize_labels, make_voronoi, nearest_prototype_labels, to_display
+from flowlearn.data import colorize_labels, make_voronoi, nearest_prototype_labels
+from flowlearn.data.images import to_display
 from flowlearn.evaluation import label_error
 from flowlearn.graphs import GridWeights
 from flowlearn.io import save_json, save_png

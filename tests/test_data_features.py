@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowlearn.data import window_features
+from flowlearn.data.features import window_features
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

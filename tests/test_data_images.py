@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from flowlearn.data import colorize_labels, label_palette, overlay_labels, read_image, to_display
+from flowlearn.data import colorize_labels, read_image
+from flowlearn.data.images import label_palette, overlay_labels, to_display
 from flowlearn.io import save_png
 
 

@@ -7,7 +7,8 @@ import pytest
 from scipy import ndimage
 from scipy.stats import norm
 
-from flowlearn.data import DEFAULT_NOISE, VoronoiImage, default_num_cells, make_voronoi, nearest_prototype_labels
+from flowlearn.data import VoronoiImage, make_voronoi, nearest_prototype_labels
+from flowlearn.data.voronoi import DEFAULT_NOISE, default_num_cells
 
 SCENARIOS = ["boundary", "colors"]
 

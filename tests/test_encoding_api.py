@@ -4,19 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from flowlearn.encoding import (
-    BCE,
-    MSE,
-    ConvDecoder,
-    GaussianNLL,
-    GradientFlowEncoder,
-    ImageData,
-    Masked,
-    TrainConfig,
-    Trainer,
-    load_dataset,
-    mnist5k_path,
-)
+from flowlearn.encoding import BCE, GradientFlowEncoder, MSE, TrainConfig, Trainer, load_dataset
+from flowlearn.encoding.data import ImageData, mnist5k_path
+from flowlearn.encoding.losses import GaussianNLL, Masked
+from flowlearn.encoding.models import ConvDecoder
 from flowlearn.solvers.bb import BB
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from flowlearn._checks import UserInputError, UserTypeError
-from flowlearn.encoding import GradientFlowEncoder, load_dataset, make_decoder, make_encoder, reconstruction_loss
+from flowlearn.encoding import GradientFlowEncoder, load_dataset, make_decoder
+from flowlearn.encoding.flows import reconstruction_loss
+from flowlearn.encoding.models import make_encoder
 from flowlearn.solvers import BB
 from flowlearn.solvers.amd import AMD, AMDStatus
 

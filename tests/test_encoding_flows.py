@@ -10,7 +10,8 @@ import scipy.special
 import torch
 from torch import nn
 
-from flowlearn.encoding import GradientFlowEncoder, reconstruction_loss, time_grid
+from flowlearn.encoding import GradientFlowEncoder
+from flowlearn.encoding.flows import reconstruction_loss, time_grid
 from flowlearn.solvers.amd import AMD
 
 

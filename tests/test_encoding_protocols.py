@@ -7,14 +7,9 @@ import pytest
 import torch
 
 from flowlearn.cli import gfe as gfe_cli
-from flowlearn.encoding import (
-    BatchSchedule,
-    TrainConfig,
-    Trainer,
-    class_spread_sample,
-    load_dataset,
-    training_subset,
-)
+from flowlearn.encoding import TrainConfig, Trainer, load_dataset, training_subset
+from flowlearn.encoding.plots import class_spread_sample
+from flowlearn.encoding.schedule import BatchSchedule
 from flowlearn.experiments.gfe_data_efficiency import COMPARE_ROWS, compare
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,9 +14,18 @@ import pytest
 import torch
 
 from flowlearn.cli import gfe as gfe_cli
-from flowlearn.encoding import (Autoencoder, GradientFlowEncoder, TrainConfig, Trainer, decoder_widths,
-                                load_dataset, make_decoder, read_idx, training_subset)
-from flowlearn.engine import load_checkpoint, load_weights
+from flowlearn.encoding import (
+    Autoencoder,
+    GradientFlowEncoder,
+    TrainConfig,
+    Trainer,
+    load_dataset,
+    make_decoder,
+    training_subset,
+)
+from flowlearn.encoding.data import read_idx
+from flowlearn.encoding.models import decoder_widths
+from flowlearn.engine.checkpoint import load_checkpoint, load_weights
 from flowlearn.experiments.gfe_data_efficiency import compare
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from flowlearn.engine import (CheckpointPolicy, RunDirectory, RunInterrupted, describe_differences, fingerprint,
-                              load_checkpoint, run_steps, save_checkpoint)
+from flowlearn.engine import CheckpointPolicy, RunDirectory, RunInterrupted, run_steps
+from flowlearn.engine.checkpoint import describe_differences, fingerprint, load_checkpoint, save_checkpoint
 from flowlearn.status import Status
 
 
@@ -129,7 +129,7 @@ def test_checkpoint_files_load_with_weights_only(tmp_path):
 def test_cosine_factor_endpoints_midpoint_and_after_the_end():
     import math
 
-    from flowlearn.engine import cosine_factor
+    from flowlearn.engine.schedule import cosine_factor
 
     assert cosine_factor(0, 10, 0.1) == 1.0
     assert math.isclose(cosine_factor(5, 10, 0.1), 0.55, rel_tol=1e-12)

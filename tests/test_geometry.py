@@ -5,8 +5,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowlearn.geometry import (Simplex, barycenter, egrad2rgrad, entropy, expmap, inner, lift, lift_inverse,
-                                logmap, proj_tangent, replicator, replicator_, replicator_matrix)
+from flowlearn.geometry import (
+    Simplex,
+    barycenter,
+    egrad2rgrad,
+    entropy,
+    expmap,
+    lift,
+    logmap,
+    proj_tangent,
+    replicator,
+)
+from flowlearn.geometry.simplex import inner, lift_inverse, replicator_, replicator_matrix
 
 
 def _points(seed, shape):

@@ -15,7 +15,8 @@ import torch
 
 from flowlearn.encoding import TrainConfig
 from flowlearn.encoding.losses import BCE, GaussianNLL, Masked
-from flowlearn.engine import describe_differences, run_identity, spec
+from flowlearn.engine import run_identity, spec
+from flowlearn.engine.checkpoint import describe_differences
 from flowlearn.learning import LabelerConfig
 from flowlearn.linearized import AutodiffEuler, AutodiffExpint, LowRank
 from flowlearn.solvers import AMD, BB, RK4, Euler, FixedGrid, Nesterov

@@ -6,7 +6,8 @@ import torch
 
 from flowlearn.graphs import GridWeights
 from flowlearn.linearized import LinearizedSystem
-from flowlearn.solvers import arnoldi, krylov_phi
+from flowlearn.solvers import krylov_phi
+from flowlearn.solvers.arnoldi import arnoldi
 from flowlearn.solvers.arnoldi import ORTHOGONALITY_BUDGET
 
 

@@ -119,7 +119,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     import subprocess
     import sys
 
-    from flowlearn.engine import load_weights
+    from flowlearn.engine.checkpoint import load_weights
 
     data = tmp_path / "data.npz"
     _data(data)

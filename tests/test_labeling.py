@@ -9,7 +9,8 @@ from flowlearn.evaluation import label_error
 from flowlearn.graphs import GridWeights
 from flowlearn.labeling import AssignmentFlow, LinearizedAssignmentFlow, LinearizedFlowSequence, distance_matrix, label
 from flowlearn.linearized import LinearizedSystem
-from flowlearn.solvers import RK4, integrate, linear_grid
+from flowlearn.solvers import RK4, integrate
+from flowlearn.solvers.base import linear_grid
 
 
 def _blocks():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flowlearn.data import align_labels
+from flowlearn.data.alignment import align_labels
 
 
 def test_align_labels_recovers_a_known_permutation():

@@ -7,7 +7,7 @@ from flowlearn.graphs import GridWeights
 from flowlearn.learning import LearningProblem
 from flowlearn.linearized import AutodiffEuler, AutodiffExpint, Exact, LowRank, method_from_name
 from flowlearn.linearized.contraction import bilinear_terms
-from flowlearn.linearized import METHODS
+from flowlearn.linearized.methods import METHODS
 from flowlearn.linearized.closed_form import augmented_matrix
 from flowlearn.linearized.kronecker import benzi_simoncini, frechet_block, frechet_kronecker, kronecker_sum, phi_dense
 

@@ -7,15 +7,8 @@ from flowlearn._checks import UserInputError, UserTypeError
 from flowlearn.graphs import GridWeights
 from flowlearn.learning import LearningProblem
 from flowlearn.learning.losses import assignment_kl
-from flowlearn.linearized import (
-    DenseAutograd,
-    Exact,
-    LinearizedAssignmentLayer,
-    LinearizedFlowFunction,
-    LowRank,
-    linearized_flow,
-    tangent_to_assignment,
-)
+from flowlearn.linearized import DenseAutograd, Exact, LinearizedAssignmentLayer, LowRank, linearized_flow
+from flowlearn.linearized.layer import LinearizedFlowFunction, tangent_to_assignment
 
 
 def make_inputs(h, w, J=3, *, size=3, seed=0, dtype=torch.float64):

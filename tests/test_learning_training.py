@@ -11,7 +11,7 @@ from flowlearn.learning import LearningProblem, RiemannianSGD, SimplexAdam, Weig
 from flowlearn.learning.losses import assignment_kl, assignment_kl_grad, patch_regularizer, patch_regularizer_grad
 from flowlearn.linearized import LowRank
 from flowlearn.learning.predictor import PatchPredictor, PredictorTrainer, clean_windows, make_sample
-from flowlearn.solvers import arnoldi
+from flowlearn.solvers.arnoldi import arnoldi
 
 
 def voronoi_problem(size=16, scenario="boundary", seed=0, dtype=torch.float64, T=5.0):

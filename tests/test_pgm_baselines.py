@@ -3,16 +3,10 @@
 import pytest
 import torch
 
-from flowlearn.pgm import (
-    GibbsSampler,
-    LoopyBP,
-    MeanField,
-    PairwiseModel,
-    exact_inference,
-    ising_grid,
-    mean_field_free_energy,
-)
-from flowlearn.randomized import evaluate_factorized, evaluate_samples
+from flowlearn.pgm import GibbsSampler, LoopyBP, MeanField, PairwiseModel, exact_inference, ising_grid
+from flowlearn.pgm.mean_field import mean_field_free_energy
+from flowlearn.randomized import evaluate_samples
+from flowlearn.randomized.inference import evaluate_factorized
 
 from test_pgm_enum import random_model
 

@@ -11,15 +11,9 @@ import pytest
 import torch
 
 from flowlearn._checks import UserInputError, UserTypeError
-from flowlearn.pgm import (
-    configurations,
-    entropy_estimates,
-    entropy_estimates_from_counts,
-    exact_inference,
-    ising_grid,
-    log_probability_table,
-    potts_grid,
-)
+from flowlearn.pgm import entropy_estimates, exact_inference, ising_grid, potts_grid
+from flowlearn.pgm.entropy import entropy_estimates_from_counts
+from flowlearn.pgm.enumeration import configurations, log_probability_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,16 +5,8 @@ import math
 import pytest
 import torch
 
-from flowlearn.pgm import (
-    PairwiseModel,
-    configurations,
-    exact_inference,
-    ising_grid,
-    kl_from_samples,
-    kl_from_table,
-    log_probability_table,
-    potts_grid,
-)
+from flowlearn.pgm import PairwiseModel, exact_inference, ising_grid, kl_from_samples, potts_grid
+from flowlearn.pgm.enumeration import configurations, kl_from_table, log_probability_table
 from flowlearn.pgm.enumeration import configuration_index
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: no lock contention on 2 cores

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from flowlearn.pgm import PairwiseModel, configurations, grid_edges, ising_grid, mean_field_free_energy
+from flowlearn.pgm import PairwiseModel, grid_edges, ising_grid
+from flowlearn.pgm.enumeration import configurations
+from flowlearn.pgm.mean_field import mean_field_free_energy
 from flowlearn.pgm.mean_field import expected_local_energies
 from flowlearn.randomized.embedding import embed_factorized
 
@@ -56,7 +58,8 @@ def test_local_energies_give_conditionals():
 
 
 def test_free_energy_is_kl_minus_log_z():
-    from flowlearn.pgm import exact_inference, kl_from_table
+    from flowlearn.pgm import exact_inference
+    from flowlearn.pgm.enumeration import kl_from_table
     m = random_model(n=4, c=2, num_edges=4)
     q = torch.softmax(torch.randn(4, 2), -1)
     log_z = exact_inference(m).log_z

@@ -8,7 +8,6 @@ import torch
 
 from flowlearn._checks import UserInputError, UserTypeError
 from flowlearn.pgm import (
-    ExactResult,
     PairwiseModel,
     exact_inference,
     exact_inference_auto,
@@ -17,6 +16,7 @@ from flowlearn.pgm import (
     potts_grid,
     transfer_matrix_inference,
 )
+from flowlearn.pgm.enumeration import ExactResult
 from flowlearn.pgm.transfer import TransferMatrixResult, transfer_matrix_feasible
 
 pytestmark = pytest.mark.usefixtures("one_thread")

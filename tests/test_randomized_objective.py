@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from flowlearn._checks import UserInputError, UserTypeError
-from flowlearn.pgm import configurations, entropy_estimates, exact_inference
-from flowlearn.randomized import differentiable_entropy, entropy_score_surrogate, smoothed_support_entropy
+from flowlearn.pgm import entropy_estimates, exact_inference
+from flowlearn.pgm.enumeration import configurations
+from flowlearn.randomized.objective import differentiable_entropy, entropy_score_surrogate, smoothed_support_entropy
 from flowlearn.randomized.embedding import embed_factorized
 from flowlearn.randomized.objective import mixture_log_density, smoothed_support
 

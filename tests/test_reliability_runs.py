@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from flowlearn.cli.main import main
-from flowlearn.engine import RunDirectory, load_checkpoint, load_weights
+from flowlearn.engine import RunDirectory
+from flowlearn.engine.checkpoint import load_checkpoint, load_weights
 from flowlearn.status import Status
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from benchmarks import segmentation_peers as peers
-from flowlearn.evaluation import threshold_labels, tune_threshold
+from flowlearn.evaluation import tune_threshold
+from flowlearn.evaluation.segmentation import threshold_labels
 
 
 def _potts_energy(x, D, lam, bias):

@@ -10,8 +10,10 @@ import torch
 
 from flowlearn.graphs import GridWeights
 from flowlearn.linearized import LinearizedSystem
-from flowlearn.solvers import (RK4, Euler, ExponentialIntegrator, FixedStepIntegrator, Heun, KrylovStatus,
-                               Status, arnoldi, integrate, krylov_phi, linear_grid, log_grid)
+from flowlearn.solvers import Euler, ExponentialIntegrator, FixedStepIntegrator, Heun, RK4, integrate, krylov_phi
+from flowlearn.solvers.arnoldi import arnoldi
+from flowlearn.solvers.base import Status, linear_grid, log_grid
+from flowlearn.solvers.krylov import KrylovStatus
 
 # ---------------------------------------------------------------- problems with exact solutions
 _t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731  (built at import: dtype explicit)

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from .._checks import UserInputError, check_int
-from ..engine import RunDirectory, world
+from ..engine import RunDirectory
+from ..engine.distributed import world
 from ..io import check_out_dir
 
 __all__ = ["add_run_arguments", "open_run", "resolve_device", "set_threads", "write_labeling"]
@@ -87,7 +88,8 @@ def open_run(args, command: str, config: dict | None = None, *, seed=None):
 def write_labeling(out: Path, image, labels, metrics: dict) -> None:
     """The outputs of a labeling shared by ``label`` (flows and ``--model``): ``labels.npy``,
     ``labels.png``, ``overlay.png`` and ``metrics.json``."""
-    from ..data import colorize_labels, overlay_labels
+    from ..data import colorize_labels
+    from ..data.images import overlay_labels
     from ..io import save_json, save_npy, save_png
 
     save_npy(out / "labels.npy", labels)

@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import time
 
-from ..data import (
-    colorize_labels,
-    make_voronoi,
-    nearest_prototype_labels,
-    to_display,
-)
+from ..data import colorize_labels, make_voronoi, nearest_prototype_labels
+from ..data.images import to_display
 from ..engine import RunDirectory
 from ..evaluation import label_error
 from ..io import save_json, save_npy, save_png

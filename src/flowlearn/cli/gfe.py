@@ -12,23 +12,14 @@ from dataclasses import asdict
 import torch
 
 from .._checks import UserInputError, check_int
-from ..encoding import (
-    DATASETS,
-    MODELS,
-    OPTIMIZERS,
-    SAMPLINGS,
-    SOLVERS,
-    TrainConfig,
-    Trainer,
-    class_spread_sample,
-    load_dataset,
-    plot_curves,
-    reconstructions_for,
-    save_reconstruction_grid,
-    training_subset,
-)
+from ..encoding import TrainConfig, Trainer, load_dataset, training_subset
+from ..encoding.data import DATASETS
+from ..encoding.encoder import SOLVERS
+from ..encoding.plots import class_spread_sample, plot_curves, reconstructions_for, save_reconstruction_grid
+from ..encoding.schedule import SAMPLINGS
+from ..encoding.training import MODELS, OPTIMIZERS
 from ..encoding.adjoint import ADJOINTS
-from ..engine import world
+from ..engine.distributed import world
 from ..experiments.gfe_data_efficiency import COMPARE_ROWS, PROTOCOLS, TRAINED_MODELS, compare
 from ..io import save_json, save_weights
 from ._flags import add_arguments, collect

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from flowlearn.engine import world
+from flowlearn.engine.distributed import world
 from flowlearn.experiments.table1 import IsingExperimentConfig, run_ising_experiment
 
 from ._flags import add_arguments, collect

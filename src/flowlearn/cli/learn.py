@@ -20,22 +20,23 @@ import torch
 
 from .._checks import UserInputError
 from ..data import (
-    SCENARIOS,
     class_mean_prototypes,
     colorize_labels,
     load_prototypes,
     make_voronoi,
     nearest_prototype_labels,
     read_image,
-    to_display,
 )
-from ..engine import world
+from ..data.images import to_display
+from ..data.voronoi import SCENARIOS
+from ..engine.distributed import world
 from ..evaluation import label_error
 from ..io import save_json, save_npy, save_png
 from ..engine import spec
 from ..learning import LearningProblem, WeightLearner
 from ..learning.plots import patch_mosaic, plot_curves
-from ..linearized import METHODS, method_from_name
+from ..linearized import method_from_name
+from ..linearized.methods import METHODS
 from ._flags import add_arguments, collect
 from ._inputs import load_label_map
 from ._run import add_run_arguments, open_run, set_threads

@@ -26,7 +26,6 @@ import torch
 
 from .._checks import UserInputError, check_seed
 from ..data import (
-    align_labels,
     class_mean_prototypes,
     colorize_labels,
     load_facades,
@@ -35,7 +34,9 @@ from ..data import (
     nearest_prototype_labels,
     read_image,
 )
-from ..engine import load_weights, world
+from ..data.alignment import align_labels
+from ..engine.checkpoint import load_weights
+from ..engine.distributed import world
 from ..evaluation import label_error
 from ..io import existing_file, save_json, save_npy, save_png, save_weights
 from ..learning.plots import patch_mosaic, plot_curves

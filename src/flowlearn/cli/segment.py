@@ -76,7 +76,7 @@ def run(args) -> int:
 
 
 def _run(args, config, run_dir, image, prototypes, model) -> int:
-    from flowlearn.engine import world
+    from flowlearn.engine.distributed import world
     from flowlearn.io import save_json, save_npy, save_png
     from flowlearn.experiments.photo_segmentation import run_photo_segmentation
     from flowlearn.randomized.plots import save_samples_png, save_training_curve

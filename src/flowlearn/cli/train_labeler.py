@@ -16,7 +16,7 @@ from dataclasses import asdict
 import numpy as np
 
 from .._checks import UserInputError
-from ..engine import world
+from ..engine.distributed import world
 from ..io import existing_file, save_figure, save_json
 from ..learning.labeler import DATA_TERMS, LabelerConfig, LabelerTrainer, prepare_images, save_model
 from ._flags import add_arguments, collect

@@ -13,13 +13,9 @@ import re
 
 import numpy as np
 
-from ..data import (
-    SCENARIOS,
-    colorize_labels,
-    make_voronoi,
-    nearest_prototype_labels,
-    to_display,
-)
+from ..data import colorize_labels, make_voronoi, nearest_prototype_labels
+from ..data.images import to_display
+from ..data.voronoi import SCENARIOS
 from ..evaluation import label_error
 from ..io import save_json, save_npy, save_png
 

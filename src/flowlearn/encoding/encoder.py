@@ -32,7 +32,8 @@ from .._checks import (
     check_int,
     check_unit_interval,
 )
-from ..solvers import RK4, Euler, Status, integrate
+from ..solvers import Euler, RK4, integrate
+from ..solvers.base import Status
 from ..solvers.amd import AMD
 from ..solvers.bb import BB
 from ..solvers.fixed_grid import FixedGrid, Nesterov

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from .._checks import check_choice, check_int, check_positive
-from ..solvers import linear_grid, log_grid
+from ..solvers.base import linear_grid, log_grid
 from .losses import LOSS_NAMES, resolve_loss
 
 __all__ = [

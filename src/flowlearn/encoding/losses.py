@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import UserInputError, UserTypeError, check_positive
-from ..engine import record_hparams, spec
+from ..engine import spec
+from ..engine.identity import record_hparams
 
 __all__ = ["BCE", "LOSS_NAMES", "MSE", "GaussianNLL", "Masked", "ReconstructionLoss", "loss_name", "resolve_loss"]
 

@@ -24,14 +24,8 @@ from .._checks import (
     UserTypeError,
     check_unit_interval,
 )
-from ..engine import (
-    CheckpointPolicy,
-    RunResult,
-    TrainState,
-    run_identity,
-    run_steps,
-    world,
-)
+from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
+from ..engine.distributed import world
 from ..io import ensure_out_dir
 from ..solvers.amd import AMD
 from ..solvers.bb import BB

@@ -13,44 +13,20 @@
 Knows nothing of the applications.
 """
 
-from ..status import Status
-from .checkpoint import (
-    describe_differences,
-    fingerprint,
-    load_checkpoint,
-    load_module_state,
-    load_weights,
-    save_checkpoint,
-)
-from .identity import BOOKKEEPING, EXTENDABLE, record_hparams, run_identity, spec
-from .distributed import all_gather_cat, all_reduce_gradients, all_reduce_sum, world
+from .identity import BOOKKEEPING, EXTENDABLE, run_identity, spec
 from .loop import CheckpointPolicy, RunInterrupted, RunResult, run_steps
 from .rundir import RunDirectory
-from .schedule import cosine_factor
 from .state import TrainState
 
 __all__ = [
     "BOOKKEEPING",
-    "EXTENDABLE",
-    "record_hparams",
-    "run_identity",
-    "spec",
     "CheckpointPolicy",
+    "EXTENDABLE",
     "RunDirectory",
     "RunInterrupted",
     "RunResult",
     "TrainState",
-    "Status",
-    "all_gather_cat",
-    "all_reduce_gradients",
-    "all_reduce_sum",
-    "cosine_factor",
-    "describe_differences",
-    "fingerprint",
-    "load_checkpoint",
-    "load_module_state",
-    "load_weights",
+    "run_identity",
     "run_steps",
-    "save_checkpoint",
-    "world",
+    "spec",
 ]

@@ -13,29 +13,16 @@
 from .calibration import expected_calibration_error, reliability_diagram
 from .isbi import isbi_scores, rand_scores, snemi3d_adapted_rand_error
 from .labels import confusion_matrix, label_error
-from .segmentation import (
-    THRESHOLDS,
-    adapted_rand_error,
-    f1_score,
-    mean_segmentation_metrics,
-    segmentation_metrics,
-    threshold_labels,
-    tune_threshold,
-)
+from .segmentation import f1_score, tune_threshold
 
 __all__ = [
-    "THRESHOLDS",
-    "adapted_rand_error",
     "confusion_matrix",
     "expected_calibration_error",
     "f1_score",
     "isbi_scores",
     "label_error",
-    "mean_segmentation_metrics",
     "rand_scores",
     "reliability_diagram",
-    "segmentation_metrics",
     "snemi3d_adapted_rand_error",
-    "threshold_labels",
     "tune_threshold",
 ]

@@ -30,7 +30,8 @@ import torch
 
 from .. import __version__
 from ..data import colorize_labels, make_voronoi, nearest_prototype_labels
-from ..encoding import TrainConfig, load_dataset, reconstruction_loss
+from ..encoding import TrainConfig, load_dataset
+from ..encoding.flows import reconstruction_loss
 from ..evaluation import label_error
 from ..io import check_out_dir, ensure_out_dir, save_json, save_png
 from ..learning import LearningProblem, WeightLearner

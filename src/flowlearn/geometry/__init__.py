@@ -6,15 +6,11 @@ from .simplex import (
     egrad2rgrad,
     entropy,
     expmap,
-    inner,
     lift,
-    lift_inverse,
     log_lift,
     logmap,
     proj_tangent,
     replicator,
-    replicator_,
-    replicator_matrix,
 )
 
 __all__ = [
@@ -23,13 +19,9 @@ __all__ = [
     "egrad2rgrad",
     "entropy",
     "expmap",
-    "inner",
     "lift",
-    "lift_inverse",
     "log_lift",
     "logmap",
     "proj_tangent",
     "replicator",
-    "replicator_",
-    "replicator_matrix",
 ]

@@ -1,13 +1,12 @@
 """Image and graph labeling with (linearized) assignment flows."""
 
 from .api import FlowKind, label
-from .data_term import DISTANCES, distance_matrix, similarity
+from .data_term import distance_matrix
 from .flow import AssignmentFlow
 from .linearized import LinearizedAssignmentFlow, LinearizedFlowSequence
 from .result import LabelingResult
 
 __all__ = [
-    "DISTANCES",
     "AssignmentFlow",
     "FlowKind",
     "LabelingResult",
@@ -15,5 +14,4 @@ __all__ = [
     "LinearizedFlowSequence",
     "distance_matrix",
     "label",
-    "similarity",
 ]

@@ -21,7 +21,8 @@ import torch
 from .._checks import UserTypeError, check_int, check_positive
 from ..geometry import entropy, proj_tangent
 from ..graphs import WeightOperator
-from ..solvers import Euler, Solver, integrate, linear_grid
+from ..solvers import Euler, integrate
+from ..solvers.base import Solver, linear_grid
 from .data_term import check_distances, scale_distances
 from .result import LabelingResult, check_weights_match, weights_like
 

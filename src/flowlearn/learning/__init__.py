@@ -7,13 +7,13 @@ engine: :class:`WeightLearner` (weight patches of one image), :class:`~.predicto
 :class:`~.labeler.LabelerTrainer`.  The closed form they all use is :mod:`flowlearn.linearized`.
 """
 
-from .deep import ConvPatchPredictor, DeepLinearizedFlow, FreePatches, PrototypeDistances, assignment_nll
+from .deep import ConvPatchPredictor, DeepLinearizedFlow, FreePatches, PrototypeDistances
 from .labeler import LabelerModel, LabelerTrainer
 from .labeler_config import LabelerConfig
-from .losses import LearningProblem, LossEvaluation
+from .losses import LearningProblem
 from .optim import RiemannianSGD, SimplexAdam
 from .predictor import PatchPredictor, PredictorTrainer
-from .training import LearningResult, WeightLearner
+from .training import WeightLearner
 
 __all__ = [
     "ConvPatchPredictor",
@@ -23,13 +23,10 @@ __all__ = [
     "LabelerModel",
     "LabelerTrainer",
     "LearningProblem",
-    "LearningResult",
-    "LossEvaluation",
     "PatchPredictor",
     "PredictorTrainer",
     "PrototypeDistances",
     "RiemannianSGD",
     "SimplexAdam",
     "WeightLearner",
-    "assignment_nll",
 ]

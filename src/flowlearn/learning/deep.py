@@ -32,7 +32,8 @@ from torch import nn
 
 from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..graphs import WeightOperator
-from ..linearized import METHODS, LinearizedAssignmentLayer, LowRank
+from ..linearized import LinearizedAssignmentLayer, LowRank
+from ..linearized.methods import METHODS
 
 __all__ = ["ClassifierDistances", "ConvPatchPredictor", "DeepFlowOutput", "DeepLinearizedFlow", "FreePatches",
            "PrototypeDistances", "assignment_nll"]

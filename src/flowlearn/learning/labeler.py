@@ -28,18 +28,10 @@ import torch
 from torch import nn
 
 from .._checks import UserInputError, check_int
-from ..engine import (
-    CheckpointPolicy,
-    RunResult,
-    TrainState,
-    all_reduce_gradients,
-    all_reduce_sum,
-    cosine_factor,
-    load_module_state,
-    run_identity,
-    run_steps,
-    world,
-)
+from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
+from ..engine.checkpoint import load_module_state
+from ..engine.distributed import all_reduce_gradients, all_reduce_sum, world
+from ..engine.schedule import cosine_factor
 from ..graphs import GridWeights
 from ..linearized import LowRank
 from .deep import (
@@ -367,7 +359,7 @@ def load_model(path, *, what: str = "model file") -> tuple[LabelerModel, dict]:
     """A :class:`LabelerModel` and its metadata from a ``model.pt`` written by :func:`save_model`
     (``flowlearn train-labeler``); the file's numbers are checked against :data:`MODEL_BOUNDS` before
     anything is built, and a file with missing or extra parameters is a one-line error."""
-    from ..engine import load_weights
+    from ..engine.checkpoint import load_weights
 
     state = load_weights(path, keys=("state", "config", "channels", "num_labels", "input_scale", "value_range"),
                          what=what)

@@ -23,22 +23,15 @@ import numpy as np
 import torch
 
 from .._checks import UserInputError, check_int, check_positive
-from ..data import window_features
+from ..data.features import window_features
 from .._checks import UserTypeError
-from ..engine import (
-    CheckpointPolicy,
-    RunResult,
-    TrainState,
-    all_reduce_gradients,
-    all_reduce_sum,
-    fingerprint,
-    record_hparams,
-    run_identity,
-    run_steps,
-    world,
-)
+from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
+from ..engine.checkpoint import fingerprint
+from ..engine.distributed import all_reduce_gradients, all_reduce_sum, world
+from ..engine.identity import record_hparams
 from ..geometry import proj_tangent
-from ..linearized import METHODS, LowRank, linearized_flow
+from ..linearized import LowRank, linearized_flow
+from ..linearized.methods import METHODS
 from .losses import LearningProblem
 from .training import label_error_percent, problem_fingerprint
 

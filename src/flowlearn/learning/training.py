@@ -24,9 +24,11 @@ from .._checks import (
     check_int,
     check_positive,
 )
-from ..engine import CheckpointPolicy, RunResult, TrainState, fingerprint, run_identity, run_steps
+from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
+from ..engine.checkpoint import fingerprint
 from ..geometry import egrad2rgrad
-from ..linearized import METHODS, LowRank
+from ..linearized import LowRank
+from ..linearized.methods import METHODS
 from .losses import LearningProblem
 from .optim import RiemannianSGD, SimplexAdam
 

@@ -10,21 +10,18 @@ gradient are computed.
   (a ``torch.autograd.Function`` with the closed-form backward) that every other use calls.
 """
 
-from .layer import LinearizedAssignmentLayer, LinearizedFlowFunction, linearized_flow, tangent_to_assignment
-from .methods import METHODS, AutodiffEuler, AutodiffExpint, DenseAutograd, Exact, LowRank, method_from_name
+from .layer import LinearizedAssignmentLayer, linearized_flow
+from .methods import AutodiffEuler, AutodiffExpint, DenseAutograd, Exact, LowRank, method_from_name
 from .system import LinearizedSystem
 
 __all__ = [
-    "METHODS",
     "AutodiffEuler",
     "AutodiffExpint",
     "DenseAutograd",
     "Exact",
     "LinearizedAssignmentLayer",
-    "LinearizedFlowFunction",
     "LinearizedSystem",
     "LowRank",
     "linearized_flow",
     "method_from_name",
-    "tangent_to_assignment",
 ]

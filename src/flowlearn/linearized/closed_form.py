@@ -38,8 +38,9 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import UserInputError
-from ..geometry import replicator, replicator_
-from ..solvers import arnoldi
+from ..geometry import replicator
+from ..geometry.simplex import replicator_
+from ..solvers.arnoldi import arnoldi
 from ..solvers.arnoldi import ArnoldiResult
 from .contraction import WeightGradientTerms, bilinear_terms, dense_terms
 from .kronecker import benzi_simoncini, frechet_block, truncate

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..geometry import proj_tangent, replicator, replicator_matrix
+from ..geometry import proj_tangent, replicator
+from ..geometry.simplex import replicator_matrix
 from .system import LinearizedSystem
 
 __all__ = ["WeightGradientTerms", "assemble_weight_gradient", "bilinear_terms", "data_term_gradients",

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import UserInputError
-from ..geometry import proj_tangent, replicator, replicator_matrix
+from ..geometry import proj_tangent, replicator
+from ..geometry.simplex import replicator_matrix
 from ..graphs import WeightOperator
 
 __all__ = ["LinearizedSystem"]

@@ -15,30 +15,26 @@ Knows nothing of assignment flows (the randomized S-flow that approximates these
   (:func:`entropy_estimates`).
 """
 
-from .bp import BeliefPropagationResult, LoopyBP
-from .entropy import EntropyEstimates, entropy_estimates, entropy_estimates_from_counts
-from .enumeration import (
-    ExactResult,
-    configurations,
-    exact_inference,
-    kl_from_samples,
-    kl_from_table,
-    log_probability_table,
-)
-from .gibbs import GibbsResult, GibbsSampler, grid_potts_gibbs
-from .mean_field import MeanField, MeanFieldResult, mean_field_free_energy
+from .bp import LoopyBP
+from .entropy import entropy_estimates
+from .enumeration import exact_inference, kl_from_samples
+from .gibbs import GibbsSampler, grid_potts_gibbs
+from .mean_field import MeanField
 from .models import PairwiseModel, grid_edges, ising_grid, potts_grid
 from .transfer import exact_inference_auto, transfer_matrix_inference
 
 __all__ = [
-    # models
-    "PairwiseModel", "grid_edges", "ising_grid", "potts_grid",
-    # exact inference
-    "ExactResult", "configurations", "exact_inference", "exact_inference_auto", "kl_from_samples", "kl_from_table",
-    "log_probability_table", "transfer_matrix_inference",
-    # approximate inference
-    "BeliefPropagationResult", "GibbsResult", "GibbsSampler", "LoopyBP", "MeanField", "MeanFieldResult",
-    "grid_potts_gibbs", "mean_field_free_energy",
-    # entropy of samples
-    "EntropyEstimates", "entropy_estimates", "entropy_estimates_from_counts",
+    "GibbsSampler",
+    "LoopyBP",
+    "MeanField",
+    "PairwiseModel",
+    "entropy_estimates",
+    "exact_inference",
+    "exact_inference_auto",
+    "grid_edges",
+    "grid_potts_gibbs",
+    "ising_grid",
+    "kl_from_samples",
+    "potts_grid",
+    "transfer_matrix_inference",
 ]

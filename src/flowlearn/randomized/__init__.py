@@ -16,25 +16,21 @@ are in :mod:`flowlearn.experiments`.  Here, bottom-up:
 * :mod:`.plots` -- pictures of samples, marginals and training curves.
 """
 
-from .inference import (
-    Evaluation,
-    evaluate_factorized,
-    evaluate_flow,
-    evaluate_flow_roundings,
-    evaluate_samples,
-)
-from .interactions import ConvInteraction, Interaction, LabelInteraction, NodeInteraction, SparseInteraction
-from .objective import differentiable_entropy, entropy_score_surrogate, smoothed_support_entropy
+from .inference import evaluate_flow, evaluate_flow_roundings, evaluate_samples
+from .interactions import ConvInteraction, LabelInteraction, NodeInteraction, SparseInteraction
 from .sflow import RandomizedAssignmentFlow
 from .training import TrainingConfig, TrainingResult, train_randomized_flow
 
 __all__ = [
+    "ConvInteraction",
+    "LabelInteraction",
+    "NodeInteraction",
     "RandomizedAssignmentFlow",
-    # the structure of Omega
-    "ConvInteraction", "Interaction", "LabelInteraction", "NodeInteraction", "SparseInteraction",
-    # training
-    "TrainingConfig", "TrainingResult", "train_randomized_flow",
-    "differentiable_entropy", "entropy_score_surrogate", "smoothed_support_entropy",
-    # scoring against exact results
-    "Evaluation", "evaluate_factorized", "evaluate_flow", "evaluate_flow_roundings", "evaluate_samples",
+    "SparseInteraction",
+    "TrainingConfig",
+    "TrainingResult",
+    "evaluate_flow",
+    "evaluate_flow_roundings",
+    "evaluate_samples",
+    "train_randomized_flow",
 ]

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .._checks import UserInputError, UserTypeError, check_int, check_positive
-from ..engine import record_hparams
+from ..engine.identity import record_hparams
 from .interactions import Interaction, NodeInteraction
 from .sampling import DEFAULT_SAMPLING_MEMORY, FlowSampling
 

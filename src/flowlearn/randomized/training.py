@@ -31,20 +31,10 @@ from .._checks import (
     check_int,
     check_positive,
 )
-from ..engine import (
-    BOOKKEEPING,
-    EXTENDABLE,
-    CheckpointPolicy,
-    RunResult,
-    all_gather_cat,
-    all_reduce_gradients,
-    cosine_factor,
-    fingerprint,
-    load_module_state,
-    run_identity,
-    run_steps,
-    world,
-)
+from ..engine import BOOKKEEPING, CheckpointPolicy, EXTENDABLE, RunResult, run_identity, run_steps
+from ..engine.checkpoint import fingerprint, load_module_state
+from ..engine.distributed import all_gather_cat, all_reduce_gradients, world
+from ..engine.schedule import cosine_factor
 from ..pgm.models import PairwiseModel
 from .objective import batch_objective
 from .sflow import RandomizedAssignmentFlow

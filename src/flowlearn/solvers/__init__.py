@@ -4,41 +4,24 @@ flow strategies (``AMD``, ``BB``, ``FixedGrid``, ``Nesterov``).
 Knows nothing of the applications.
 """
 
-from .amd import AMD, AMDResult, AMDStatus
-from .arnoldi import ArnoldiResult, arnoldi
-from .base import Solution, Solver, Status, integrate, linear_grid, log_grid
-from .bb import BB, BB_VARIANTS, BBResult
+from .amd import AMD
+from .base import integrate
+from .bb import BB
 from .fixed_grid import FixedGrid, Nesterov
-from .krylov import KrylovStatus, PhiResult, krylov_phi, phi_functions
-from .linear_ode import ExponentialIntegrator, FixedStepIntegrator, LinearODEResult
-from .runge_kutta import RK4, Euler, ExplicitRungeKutta, Heun
+from .krylov import krylov_phi
+from .linear_ode import ExponentialIntegrator, FixedStepIntegrator
+from .runge_kutta import RK4, Euler, Heun
 
 __all__ = [
     "AMD",
-    "AMDResult",
-    "AMDStatus",
-    "ArnoldiResult",
     "BB",
-    "BBResult",
-    "BB_VARIANTS",
-    "FixedGrid",
-    "Nesterov",
-    "KrylovStatus",
-    "PhiResult",
-    "arnoldi",
-    "krylov_phi",
-    "phi_functions",
-    "RK4",
     "Euler",
     "ExponentialIntegrator",
+    "FixedGrid",
     "FixedStepIntegrator",
-    "LinearODEResult",
-    "ExplicitRungeKutta",
     "Heun",
-    "Solution",
-    "Solver",
-    "Status",
+    "Nesterov",
+    "RK4",
     "integrate",
-    "linear_grid",
-    "log_grid",
+    "krylov_phi",
 ]
