@@ -137,3 +137,18 @@ def test_k_means_labels_are_matched_to_the_truth_before_scoring(tmp_path, capsys
     assert np.array_equal(swapped, truth) and mapping == {0: 1, 1: 0}
     three, m3 = match_labels(np.array([0, 1, 2, 2]), np.array([1, 0, 0, 0]))
     assert m3[2] == 0 and m3[0] == 1 and m3[1] == 2 and list(three) == [1, 2, 0, 0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ulimit -v is a Linux shell feature here")
+def test_memory_guard_sees_ulimit_v(tmp_path):
+    """The limit is the least of MemAvailable, RLIMIT_AS and the cgroup's memory.max: ``voronoi --size 8000``
+    under ``ulimit -v 4500000`` is refused with one line instead of a traceback after 3.8 GB."""
+    import subprocess
+
+    cmd = (f"ulimit -v 4500000; {sys.executable} -c 'from flowlearn._checks import available_memory; "
+           f"print(available_memory())'; {sys.executable} -m flowlearn voronoi --size 8000 --out {tmp_path / 'v'}")
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    first = proc.stdout.splitlines()[0]
+    assert int(first) < 4_500_000 * 1024
+    assert proc.returncode == 2 and "needs about 7.68 GB of memory, more than the" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "v").exists()

@@ -67,3 +67,28 @@ def test_py_typed_marker_is_present_and_shipped():
     pyproject = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert "[tool.setuptools.package-data]" in pyproject
     assert 'flowlearn = ["py.typed"]' in pyproject
+
+
+def test_imports_and_locks_without_fcntl(tmp_path):
+    """The package imports where ``fcntl`` does not exist (Windows), and a run directory still works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import builtins, numpy, torch, tqdm, matplotlib  # third-party modules load as they would on Windows\n"
+        "real = builtins.__import__\n"
+        "def hide(name, *a, **k):\n"
+        "    if name in ('fcntl', 'msvcrt'):\n"
+        "        raise ImportError(name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = hide\n"
+        "import flowlearn\n"
+        "from flowlearn.engine import RunDirectory\n"
+        "import flowlearn.engine.rundir as r\n"
+        f"with RunDirectory({str(tmp_path / 'o')!r}, command='label') as rd:\n"
+        "    (rd.path / 'x.txt').write_text('x')\n"
+        "print(r.fcntl is None, flowlearn.__version__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "0.1.0"]

@@ -171,13 +171,7 @@ def check_seed(name: str, value) -> int:
     return check_int(name, value, minimum=0, maximum=MAX_SEED)
 
 
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (``MemAvailable``; ``FLOWLEARN_MEMORY_LIMIT``
-    in bytes overrides it)."""
-    import os
-
-    if os.environ.get("FLOWLEARN_MEMORY_LIMIT"):
-        return int(float(os.environ["FLOWLEARN_MEMORY_LIMIT"]))
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -185,10 +179,59 @@ def available_memory() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    import os
+
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 2**62
+        return None
+
+
+def _address_space_left() -> int | None:
+    """``RLIMIT_AS`` (``ulimit -v``) less the address space this process already uses."""
+    try:
+        import resource
+    except ImportError:          # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm") as fh:
+            used = int(fh.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        used = 0
+    return max(0, soft - used)
+
+
+def _cgroup_left() -> int | None:
+    """The cgroup's ``memory.max`` (v2) or ``memory.limit_in_bytes`` (v1) less its current usage."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file) as fh:
+                raw = fh.read().strip()
+            if raw == "max" or int(raw) >= 2**60:
+                continue
+            with open(usage_file) as fh:
+                usage = int(fh.read().strip())
+            return max(0, int(raw) - usage)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation: the least of ``MemAvailable``, what ``RLIMIT_AS``
+    (``ulimit -v``) leaves to this process and what the cgroup's ``memory.max`` leaves (containers,
+    Slurm jobs); ``FLOWLEARN_MEMORY_LIMIT`` in bytes overrides them all."""
+    import os
+
+    if os.environ.get("FLOWLEARN_MEMORY_LIMIT"):
+        return int(float(os.environ["FLOWLEARN_MEMORY_LIMIT"]))
+    limits = [v for v in (_meminfo_available(), _address_space_left(), _cgroup_left()) if v is not None]
+    return min(limits) if limits else 2**62
 
 
 def _bytes(n: float) -> str:

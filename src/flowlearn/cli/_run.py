@@ -18,7 +18,8 @@ from ..engine import RunDirectory
 from ..engine.distributed import world
 from ..io import check_out_dir
 
-__all__ = ["add_run_arguments", "open_run", "resolve_device", "set_threads", "write_labeling"]
+__all__ = ["add_run_arguments", "open_run", "resolve_device", "save_tiff", "set_threads", "write_labeling",
+           "write_probabilities"]
 
 
 def add_run_arguments(parser, *, resumable: bool = True, threads_default=None) -> None:
@@ -96,3 +97,57 @@ def write_labeling(out: Path, image, labels, metrics: dict) -> None:
     save_png(out / "labels.png", colorize_labels(labels))
     save_png(out / "overlay.png", overlay_labels(image, labels))
     save_json(out / "metrics.json", metrics)
+
+
+def save_tiff(path, array, axes: str) -> Path:
+    """Write ``array`` (uint8, uint16 or float32) as an ImageJ-compatible TIFF with ``axes`` (e.g. ``"YX"``,
+    ``"ZYX"``, ``"CYX"``, ``"ZCYX"``), atomically; Fiji, napari and ``tifffile.imread`` read it back with
+    the same shape and dtype."""
+    import io
+
+    import numpy as np
+    import tifffile
+
+    from ..io import atomic_write
+
+    arr = np.ascontiguousarray(array)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, imagej=True, metadata={"axes": axes})
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())
+    return Path(path)
+
+
+def write_probabilities(out: Path, labels, probabilities, entropy, *, title: str = "") -> list:
+    """The outputs of a model's labeling beside :func:`write_labeling`'s, for one image (``labels`` ``(H, W)``,
+    ``probabilities`` ``(H, W, J)``, ``entropy`` ``(H, W)``) or a stack (a leading ``Z`` axis):
+
+    * ``probabilities.tif``: float32, one page per class ``j = 0..J-1`` (ImageJ channels): ``(J, H, W)``,
+      or ``(Z, J, H, W)`` for a stack (axes ``ZCYX``) -- every class, also when ``J = 2``;
+    * ``entropy.tif``: float32 ``(H, W)`` or ``(Z, H, W)``, the entropy of the probabilities in nats
+      (0 = certain, ``log J`` = undecided);
+    * ``labels.tif``: uint8 (``J <= 256``) or uint16 labels ``(H, W)`` or ``(Z, H, W)``;
+    * ``entropy.png``: the entropy (of the middle slice of a stack) with a title and a colour bar.
+
+    Returns the names written."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from ..io import save_figure
+
+    labels, probs, ent = np.asarray(labels), np.asarray(probabilities, dtype=np.float32), np.asarray(entropy)
+    stack = labels.ndim == 3
+    J = probs.shape[-1]
+    save_tiff(out / "probabilities.tif", np.moveaxis(probs, -1, -3), "ZCYX" if stack else "CYX")
+    save_tiff(out / "entropy.tif", ent.astype(np.float32), "ZYX" if stack else "YX")
+    save_tiff(out / "labels.tif", labels.astype(np.uint8 if J <= 256 else np.uint16), "ZYX" if stack else "YX")
+    z = labels.shape[0] // 2 if stack else None
+    fig = Figure(figsize=(5, 4.2))
+    ax = fig.add_subplot()
+    im = ax.imshow(ent[z] if stack else ent, cmap="magma", vmin=0.0, vmax=float(np.log(J)))
+    fig.colorbar(im, ax=ax, label="entropy (nats)")
+    ax.set_axis_off()
+    ax.set_title((title + "\n" if title else "") + "per-pixel entropy of the class probabilities"
+                 + (f" (slice {z})" if stack else ""), fontsize=9)
+    save_figure(out / "entropy.png", fig)
+    return ["probabilities.tif", "entropy.tif", "labels.tif", "entropy.png"]

@@ -8,7 +8,12 @@ A flow that does not converge, overflows or stays undecided exits with code 3 an
 naming the option to change; ``--allow-unconverged`` writes its result, marked by its status.
 
 ``--model DIR/model.pt`` (from ``flowlearn train-labeler``) labels the image with a trained deep
-linearized flow instead of prototypes (``metrics.json`` then holds ``pixel_error_percent`` with ``--truth``).
+linearized flow instead of prototypes (``metrics.json`` then holds ``pixel_error_percent`` with ``--truth``),
+and also writes ``probabilities.tif`` (float32, one page per class), ``entropy.tif`` (float32, nats),
+``labels.tif`` (uint8/uint16) and ``entropy.png``.  With ``--model`` the image may be a multi-page TIFF
+stack ``(Z, H, W)``: every page is labelled and the outputs are ``(Z, ...)`` stacks.  The image is mapped
+to the model's training scale (uint8 / 255, uint16 / 65535, float [0, 1] as is; see
+``flowlearn.cli.train_labeler.label_with_model``); an image no rule maps is an error.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from .train_labeler import label_with_model as _run_model
 def register(subparsers) -> None:
     p = subparsers.add_parser("label", help="label an image by an assignment flow",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("image", help="PNG/JPEG file or .npy float array (H x W or H x W x C)")
+    p.add_argument("image", help="PNG/JPEG/TIFF file or .npy array (H x W or H x W x C); with --model also a "
+                                  "multi-page TIFF stack (Z x H x W)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prototypes", metavar="FILE",
                      help=".npy or text file, one row per label (J x C, in the image's value range)")
@@ -61,10 +67,10 @@ def run(args) -> int:
     # --- validate everything before writing anything
     set_threads(args.threads)
     check_seed("--seed", args.seed)
-    image = read_image(args.image)
-    H, W, C = image.shape
     if args.model is not None:
-        return _run_model(args, image)
+        return _run_model(args)
+    image = read_image(args.image)   # a multi-page TIFF stack is refused here: stacks need --model
+    H, W, C = image.shape
     if args.prototypes is not None:
         prototypes = load_prototypes(args.prototypes, channels=C)
     else:

@@ -1,9 +1,11 @@
 """``flowlearn train-labeler``: train a deep linearized assignment flow on a labelled image set.
 
-``--data FILE.npz`` holds ``images`` ``(N, H, W[, C])`` (uint8 or float) and ``labels`` ``(N, H, W)`` (int);
+``--data FILE.npz`` holds ``images`` ``(N, H, W[, C])`` (uint8 or float) and ``labels`` ``(N, H, W)`` (int, the
+classes 0..J-1 without gaps; a binary mask coded 0/255 is read as 0/1);
 ``--train 0-15 --val 16-19`` pick the training and validation (model selection) images.  Training uses
 random crops with flips, validation the full images.  Writes to ``--out``: ``model.pt`` (weights only,
-``torch.load(weights_only=True)``), ``model.json`` (config, channels, labels, input scale, parameters),
+``torch.load(weights_only=True)``), ``model.json`` (config, channels, labels, input scale, dtype and value
+range, parameters),
 ``history.json``, ``curves.png``, ``checkpoint.pt`` and ``manifest.json``; ``--resume`` continues.
 Label new images with ``flowlearn label IMAGE --model DIR/model.pt``.
 """
@@ -14,11 +16,18 @@ import argparse
 from dataclasses import asdict
 
 import numpy as np
+import torch
 
 from .._checks import UserInputError
 from ..engine.distributed import world
 from ..io import existing_file, save_figure, save_json
-from ..learning.labeler import DATA_TERMS, LabelerConfig, LabelerTrainer, prepare_images, save_model
+from ..learning.labeler import (
+    DATA_TERMS,
+    LabelerConfig,
+    LabelerTrainer,
+    prepare_images,
+    save_model,
+)
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, set_threads, write_labeling
 
@@ -50,22 +59,43 @@ def parse_range(text: str, n: int, option: str) -> list:
 
 
 def load_data(path):
+    """``(images, labels, input_scale, input_dtype)`` of ``--data`` (see :func:`check_label_values`)."""
     path = existing_file(path, "--data", "an .npz file with 'images' and 'labels'")
     try:
         with np.load(path, allow_pickle=False) as f:
             if "images" not in f or "labels" not in f:
                 raise UserInputError(f"--data {str(path)!r} must hold arrays 'images' and 'labels', got {list(f)}")
-            return prepare_images(f["images"], f["labels"])
+            raw = f["images"]
+            images, labels, scale = prepare_images(raw, f["labels"])
     except (OSError, ValueError) as exc:
         if isinstance(exc, UserInputError):
             raise
         raise UserInputError(f"--data {str(path)!r} is not a readable .npz file ({exc})") from None
+    return images, check_label_values(labels, path), scale, str(raw.dtype)
+
+
+def check_label_values(labels, path="--data"):
+    """The labels must be the classes ``0..J-1`` (``2 <= J <= 1024``) without gaps; a binary mask coded 0/255
+    is mapped to 0/1 (with a printed note).  Anything else is a one-line error, raised before a model or a
+    run directory is made."""
+    from ..learning.labeler import MODEL_BOUNDS
+
+    values = torch.unique(labels)
+    if values.tolist() == [0, 255]:
+        print(f"note: the labels of {str(path)!r} are coded 0/255 (a binary mask): read as 0/1")
+        return (labels == 255).to(labels.dtype)
+    shown = ", ".join(str(v) for v in values[:6].tolist()) + (", ..." if len(values) > 6 else "")
+    J = len(values)
+    if J < 2 or int(values[0]) != 0 or int(values[-1]) != J - 1 or J > MODEL_BOUNDS["num_labels"]:
+        raise UserInputError(f"labels in {str(path)!r} must be the classes 0..J-1 without gaps (2 <= J <= "
+                             f"{MODEL_BOUNDS['num_labels']}; a 0/255 mask is read as 0/1), got the values {shown}")
+    return labels
 
 
 def run(args) -> int:
     config = LabelerConfig(**collect(args, LabelerConfig))
     set_threads(args.threads)
-    images, labels, scale = load_data(args.data)
+    images, labels, scale, input_dtype = load_data(args.data)
     train = parse_range(args.train, len(images), "--train")
     val = parse_range(args.val, len(images), "--val")
     if not train:
@@ -79,7 +109,8 @@ def run(args) -> int:
                                  resume=run_dir.resumed, overwrite=not run_dir.resumed)
         if world()[1] != 0:
             return 0
-        meta = {"input_scale": scale, "value_range": [float(images.min()), float(images.max())],
+        meta = {"input_scale": scale, "input_dtype": input_dtype,
+                "value_range": [float(images.min()), float(images.max())],
                 "parameters": model.num_parameters(), "train": train, "validation": val, "best": res.best,
                 "seconds": res.stats["seconds"]}
         save_model(out / "model.pt", model, meta)
@@ -95,7 +126,7 @@ def run(args) -> int:
 
 
 def _curves(history):
-    import matplotlib.pyplot as plt   # the user's backend is left as it is (headless: matplotlib picks Agg)
+    import matplotlib.pyplot as plt  # the user's backend is left as it is (headless: matplotlib picks Agg)
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     ax[0].plot([h["iteration"] for h in history], [h["loss"] for h in history], label="training loss (KL)")
@@ -113,44 +144,86 @@ def _curves(history):
     return fig
 
 
-def label_with_model(args, image) -> int:
-    """``flowlearn label IMAGE --model DIR/model.pt``: the trained flow on the full image (``read_image`` output)."""
+def label_with_model(args) -> int:
+    """``flowlearn label IMAGE --model DIR/model.pt``: the trained flow on the full image, or on every page of
+    a ``(Z, H, W)`` TIFF stack (or ``(Z, H, W, C)`` .npy) slice by slice.
+
+    The image is read in its own dtype (:func:`~flowlearn.data.images.read_stack`) and mapped to the scale
+    the model was trained at by the rule of :mod:`flowlearn.learning.labeler_io`: for a model trained on
+    uint8 images (scaled by 1/255), uint8 images are divided by 255, uint16 images by 65535, float images
+    (and PNG/JPEG, read as [0, 1]) are taken as already scaled (divided by 255 only when they hold 0..255
+    values); a model trained on float images takes float images as they are.  An image whose values fit no
+    mapping (outside the training range widened by a quarter of its width) is a one-line error.
+
+    Writes ``labels.npy`` (int64, ``(H, W)`` or ``(Z, H, W)``), ``labels.png``, ``overlay.png`` (the middle
+    slice of a stack), ``metrics.json``, and ``probabilities.tif``, ``entropy.tif``, ``labels.tif``,
+    ``entropy.png`` (see :func:`~flowlearn.cli._run.write_probabilities`)."""
     import time
 
-    import torch
-
+    from ..data.images import read_stack
     from ..evaluation import label_error
     from ..io import check_out_dir
     from ..learning.labeler import load_model
+    from ..learning.labeler_io import entropy, label_stack, normalise_image
     from ._inputs import load_label_map
+    from ._run import write_probabilities
 
     model, meta = load_model(existing_file(args.model, "--model", "a model.pt written by train-labeler"),
                              what="--model file")
-    H, W, C = image.shape
+    raw = read_stack(args.image)
+    Z, H, W, C = raw.shape
     if C != model.channels:
         raise UserInputError(f"image {str(args.image)!r} has {C} channel(s), the model was trained on {model.channels}")
-    x = image / meta["input_scale"] if str(args.image).lower().endswith(".npy") else image
-    lo, hi = meta["value_range"]
-    margin = 0.25 * max(hi - lo, 1e-6)
-    if float(x.min()) < lo - margin or float(x.max()) > hi + margin:
-        raise UserInputError(f"image {str(args.image)!r} has values in [{float(x.min()):.3g}, {float(x.max()):.3g}] "
-                             f"after scaling, the model was trained on [{lo:.3g}, {hi:.3g}]")
-    truth = None if args.truth is None else load_label_map(args.truth, (H, W), option="--truth")
+    x, how, note = normalise_image(raw, meta, name=f"image {str(args.image)!r}")
+    truth = None
+    if args.truth is not None:
+        truth = _load_truth(args.truth, (Z, H, W)) if Z > 1 else load_label_map(args.truth, (H, W), option="--truth")
     check_out_dir(args.out, name="--out")
+    if note:
+        print(note)
     t0 = time.perf_counter()
-    labels = model.predict(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.int64)
+    labels, probs = label_stack(model, x)
     seconds = time.perf_counter() - t0
+    ent = entropy(probs)
+    if Z == 1:
+        labels, probs, ent = labels[0], probs[0], ent[0]
     with open_run(args, "label") as run_dir:
         out = run_dir.path
         metrics = {"image": str(args.image), "model": str(args.model), "layers": model.config.layers,
-                   "num_labels": model.num_labels, "parameters": model.num_parameters(), "seconds": seconds}
+                   "num_labels": model.num_labels, "parameters": model.num_parameters(), "seconds": seconds,
+                   "shape": list(labels.shape), "input_dtype": str(raw.dtype), "input_scaling": how,
+                   "mean_entropy": float(ent.mean())}
         if truth is not None:
-            metrics["pixel_error_percent"] = label_error(labels, truth)
+            metrics["pixel_error_percent"] = label_error(labels.reshape(-1, W), np.asarray(truth).reshape(-1, W))
             metrics["label_error_percent"] = metrics["pixel_error_percent"]
-        write_labeling(out, x, labels, metrics)
+        if Z > 1:
+            metrics["png_slice"] = Z // 2
+        write_labeling(out, x[Z // 2], labels[Z // 2] if Z > 1 else labels, metrics)
+        if Z > 1:   # labels.npy holds the whole stack
+            from ..io import save_npy
+
+            save_npy(out / "labels.npy", labels)
+        names = write_probabilities(out, labels, probs, ent, title=f"{args.image}")
         msg = f"deep linearized flow ({model.config.layers} layers): {seconds:.2f} s"
+        if Z > 1:
+            msg += f", {Z} slices"
         if truth is not None:
             msg += f", pixel error {metrics['pixel_error_percent']:.2f} %"
         print(msg)
-        print(f"wrote {out}/labels.npy, labels.png, overlay.png, metrics.json")
+        print(f"wrote {out}/labels.npy, labels.png, overlay.png, metrics.json, {', '.join(names)}")
     return 0
+
+
+def _load_truth(path, shape):
+    """A ``(Z, H, W)`` ground truth of a stack: an integer ``.npy`` array or TIFF stack, values >= 0."""
+    from ..data.images import read_stack
+
+    lab = read_stack(path) if not str(path).lower().endswith(".npy") else None
+    if lab is None:
+        from ._inputs import load_label_map
+
+        lab = load_label_map(path, shape, option="--truth")[..., None]
+    if lab.shape != (*shape, 1) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0:
+        raise UserInputError(f"--truth {str(path)!r} must be integer labels >= 0 of the stack's shape {shape}, got "
+                             f"dtype {lab.dtype} and shape {lab.shape[:3]}")
+    return lab[..., 0].astype(np.int64)

@@ -9,7 +9,7 @@ import numpy as np
 from .._checks import UserInputError, UserTypeError, check_int
 from ..io import existing_file
 
-__all__ = ["colorize_labels", "label_palette", "overlay_labels", "read_image", "to_display"]
+__all__ = ["colorize_labels", "label_palette", "overlay_labels", "read_image", "read_stack", "to_display"]
 
 MAX_CHANNELS = 4
 MAX_PALETTE = 1 << 16
@@ -81,13 +81,108 @@ def _read_pillow(path: Path) -> np.ndarray:
         raise UserInputError(f"cannot read image {str(path)!r}: {exc}") from exc
 
 
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF file (tifffile) as ``(Z, H, W, C)`` in its own dtype: every page of every series of the first
+    series' shape (a multi-page stack is never read as its first page); ``S`` (samples) axes are channels."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = list(tif.series)
+            if not series:
+                raise UserInputError(f"image {str(path)!r} holds no TIFF image data")
+            if any(s.shape != series[0].shape or s.dtype != series[0].dtype for s in series[1:]):
+                raise UserInputError(f"image {str(path)!r} holds {len(series)} TIFF series of different shapes "
+                                     f"({', '.join(str(s.shape) for s in series[:3])}); save one (Z, H, W) stack")
+            axes = series[0].axes
+            arr = np.stack([s.asarray() for s in series]) if len(series) > 1 else series[0].asarray()
+            if len(series) > 1:
+                axes = "Q" + axes
+    except (tifffile.TiffFileError, OSError, ValueError) as exc:
+        if isinstance(exc, UserInputError):
+            raise
+        raise UserInputError(f"cannot read TIFF image {str(path)!r}: {exc}") from None
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+    if "S" in axes:          # RGB(A) samples (contiguous or planar): the channel axis
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+        arr = arr if arr.ndim == 4 else arr[None]
+    else:
+        arr = arr[..., None]
+        arr = arr if arr.ndim == 4 else arr[None]
+    if arr.ndim != 4:
+        raise UserInputError(f"image {str(path)!r} is a TIFF of shape {series[0].shape} (axes {axes}); expected "
+                             f"(H, W), (H, W, C), (Z, H, W) or (Z, H, W, C)")
+    return arr
+
+
+def _scale_unit(arr: np.ndarray, path: Path) -> np.ndarray:
+    """An integer image scaled to ``[0, 1]`` like Pillow's modes (8-bit / 255, else / 65535); floats unscaled."""
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.float64)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float64) / 255.0
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise UserInputError(f"image {str(path)!r} is an integer image with values outside [0, 65535] (range "
+                             f"[{arr.min():g}, {arr.max():g}]); cannot scale to [0, 1]")
+    return arr.astype(np.float64) / 65535.0
+
+
+def _check_stack(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.size == 0:
+        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
+    if arr.shape[3] > MAX_CHANNELS:
+        raise UserInputError(f"image {str(path)!r} must have at most {MAX_CHANNELS} channels, got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise UserInputError(f"image {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf values")
+    return np.ascontiguousarray(arr)
+
+
+def read_stack(path) -> np.ndarray:
+    """Read an image or a stack of images into ``(Z, H, W, C)``, keeping the file's dtype where it has one.
+
+    * ``.tif`` / ``.tiff`` (tifffile): every page; ``(H, W)`` gives ``Z = 1``, ``(Z, H, W)`` a stack, RGB
+      samples become channels; the dtype is the file's (uint8, uint16, float32, ...), unscaled.
+    * ``.npy``: ``(H, W)`` or ``(H, W, C)`` (``Z = 1``), or ``(Z, H, W, C)``; the array's own dtype.
+    * other formats (Pillow): :func:`read_image`, i.e. float64 scaled to ``[0, 1]``, ``Z = 1``.
+
+    The values are not scaled: :func:`flowlearn.learning.labeler_io.normalise_image` maps them to a
+    trained model's range.
+    """
+    path = existing_file(path, "image", "an image file")
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return _check_stack(_read_tiff(path), path)
+    if suffix == ".npy":
+        if not _is_npy(path):
+            raise UserInputError(f"image {str(path)!r} is not a NumPy .npy file (missing the .npy header)")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise UserInputError(f"cannot read {str(path)!r} as a .npy array: {exc}") from exc
+        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+        if arr.ndim not in (2, 3, 4):
+            raise UserInputError(f"image {str(path)!r} must be (H, W), (H, W, C) or (Z, H, W, C), got shape "
+                                 f"{arr.shape}")
+        arr = arr[:, :, None] if arr.ndim == 2 else arr
+        return _check_stack(arr if arr.ndim == 4 else arr[None], path)
+    return read_image(path)[None]
+
+
 def read_image(path) -> np.ndarray:
     """Read an image file into a float64 array of shape (H, W, C).
 
     * PNG, JPEG and the other formats Pillow reads: scaled to ``[0, 1]``; 8-bit values are
       divided by 255 and 16-bit (``I;16``) by 65535; RGBA/palette/CMYK become RGB (alpha
       dropped, ``C = 3``); grey (L, LA, 1-bit) gives ``C = 1``; 32-bit float images (mode F)
-      are returned unscaled.  Multi-frame files give their first frame.
+      are returned unscaled.  Multi-frame files give their first frame, except TIFF.
+    * ``.tif`` / ``.tiff`` (tifffile): a single page, scaled like Pillow's modes (uint8 / 255, other
+      integers / 65535, floats unscaled); a multi-page stack is an error (read it with
+      :func:`read_stack`; ``flowlearn label STACK.tif --model M`` labels every page).
     * ``.npy``: a real (H, W) or (H, W, C) array with ``C <= 4``, returned as float64 with
       its values unchanged (neither scaled nor clipped); (H, W) becomes (H, W, 1).
 
@@ -109,7 +204,14 @@ def read_image(path) -> np.ndarray:
         4 channels.
     """
     path = existing_file(path, "image", "an image file")
-    arr = _read_npy(path) if path.suffix.lower() == ".npy" else _read_pillow(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        stack = _read_tiff(path)
+        if stack.shape[0] > 1:
+            raise UserInputError(f"image {str(path)!r} is a stack of {stack.shape[0]} pages {stack.shape[1:3]}; "
+                                 f"label stacks with 'flowlearn label STACK.tif --model MODEL.pt'")
+        arr = _scale_unit(stack[0], path)
+    else:
+        arr = _read_npy(path) if path.suffix.lower() == ".npy" else _read_pillow(path)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:

@@ -33,9 +33,12 @@ from pathlib import Path
 
 try:                                    # POSIX
     import fcntl
-except ImportError:                     # Windows: msvcrt's byte-range lock
+except ImportError:
     fcntl = None
+try:                                    # Windows: msvcrt's byte-range lock
     import msvcrt
+except ImportError:
+    msvcrt = None
 
 from .._checks import UserInputError
 from ..io import ensure_out_dir, save_json
@@ -211,7 +214,7 @@ def _lock_file(fh) -> None:
     """An exclusive, non-blocking lock on ``fh`` (``OSError`` when another process holds it)."""
     if fcntl is not None:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    else:  # pragma: no cover -- Windows
+    elif msvcrt is not None:  # pragma: no cover -- Windows
         fh.seek(0)
         msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
 
@@ -219,7 +222,7 @@ def _lock_file(fh) -> None:
 def _unlock_file(fh) -> None:
     if fcntl is not None:
         fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    else:  # pragma: no cover -- Windows
+    elif msvcrt is not None:  # pragma: no cover -- Windows
         fh.seek(0)
         msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
 

@@ -2,7 +2,8 @@
 
 from .graph import GraphWeights
 from .grid import GridWeights
+from .grid3d import GridWeights3D
 from .sparse import SparseOmega, SparsePattern
 from .weights import WeightOperator
 
-__all__ = ["GraphWeights", "GridWeights", "SparseOmega", "SparsePattern", "WeightOperator"]
+__all__ = ["GraphWeights", "GridWeights", "GridWeights3D", "SparseOmega", "SparsePattern", "WeightOperator"]

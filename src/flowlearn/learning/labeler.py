@@ -150,17 +150,28 @@ class LabelerModel(nn.Module):
         if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[-1] != self.channels:
             raise UserInputError(f"image must be a tensor (H, W, {self.channels}), got "
                                  f"{tuple(getattr(image, 'shape', ()))}")
+        if not image.is_floating_point():   # a uint8 tensor would be read 255 times too bright
+            raise UserInputError(f"image must be a float tensor scaled like the training images, got {image.dtype}; "
+                                 f"map it with flowlearn.learning.labeler_io.normalise_image")
         return self.forward_inputs(self.inputs(image.to(torch.float32)))
 
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        """Labels ``(H, W)`` of a full image (argmax of the final assignment)."""
+    def probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        """Per-pixel class probabilities ``(H, W, J)`` float32: the final assignment :math:`W_T`."""
         with torch.no_grad():
-            return self(image).log_assignment.argmax(-1).reshape(image.shape[:2])
+            return self(image).log_assignment.exp().reshape(*image.shape[:2], -1).to(torch.float32)
+
+    def probabilities_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """:meth:`probabilities` from precomputed :meth:`inputs`."""
+        with torch.no_grad():
+            return self.forward_inputs(inputs).log_assignment.exp().reshape(*inputs.shape[:2], -1).to(torch.float32)
+
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        """Labels ``(H, W)`` of a full image: the argmax of :meth:`probabilities`."""
+        return self.probabilities(image).argmax(-1)
 
     def predict_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Labels ``(H, W)`` from precomputed :meth:`inputs`."""
-        with torch.no_grad():
-            return self.forward_inputs(inputs).log_assignment.argmax(-1).reshape(inputs.shape[:2])
+        """Labels ``(H, W)`` from precomputed :meth:`inputs` (argmax of :meth:`probabilities_inputs`)."""
+        return self.probabilities_inputs(inputs).argmax(-1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -332,8 +343,8 @@ MODEL_BOUNDS = {"layers": 64, "features": 1024, "hidden": 1024, "scales": 16, "m
 
 
 def save_model(path, model: LabelerModel, meta: dict) -> Path:
-    """Write ``model`` and its metadata (``config``, ``input_scale``, ``value_range``, ...) to ``path`` for
-    :func:`load_model` (tensors and plain values only: read with ``weights_only=True``)."""
+    """Write ``model`` and its metadata (``config``, ``input_scale``, ``value_range``, ``input_dtype``, ...) to
+    ``path`` for :func:`load_model` (tensors and plain values only: read with ``weights_only=True``)."""
     from ..io import save_weights
 
     full = {"config": asdict(model.config), "channels": model.channels, "num_labels": model.num_labels, **meta}
