@@ -31,8 +31,8 @@ from .._checks import (
     check_int,
     check_positive,
 )
-from ..engine import BOOKKEEPING, CheckpointPolicy, EXTENDABLE, RunResult, run_identity, run_steps
-from ..engine.checkpoint import fingerprint, load_module_state
+from ..engine import BOOKKEEPING, EXTENDABLE, CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
+from ..engine.checkpoint import fingerprint
 from ..engine.distributed import all_gather_cat, all_reduce_gradients, world
 from ..engine.schedule import cosine_factor
 from ..pgm.models import PairwiseModel
@@ -144,22 +144,6 @@ def _lr_lambda(config: TrainingConfig):
     return lambda step: cosine_factor(step, config.iterations, config.final_lr_fraction)
 
 
-class _FlowState:
-    def __init__(self, flow, optimizer, scheduler, generators):
-        self.flow, self.optimizer, self.scheduler, self.generators = flow, optimizer, scheduler, generators
-
-    def state_dict(self) -> dict:
-        return {"flow": self.flow.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "generators": [g.get_state() for g in self.generators]}
-
-    def load_state_dict(self, state: dict) -> None:
-        load_module_state(self.flow, state["flow"], what="flow")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        for g, st in zip(self.generators, state["generators"]):
-            g.set_state(st)
-
-
 def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
                           config: TrainingConfig | None = None, *, log_z: float | None = None,
                           checkpoint_path=None, resume: bool = False, overwrite: bool = False,
@@ -243,7 +227,8 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
         return {"objective": float(energy.detach() - entropy.detach()) + offset, "energy": float(energy.detach()),
                 "entropy": float(entropy.detach()), "support": float(support), "node_entropy": node_h}
 
-    run = run_steps(step, iterations=config.iterations, state=_FlowState(flow, optimizer, scheduler, generators),
+    run = run_steps(step, iterations=config.iterations, state=TrainState(flow=flow, optimizer=optimizer, scheduler=scheduler,
+                                                                     generators=generators),
                     identity=identity,
                     checkpoint=CheckpointPolicy(checkpoint_path, config.checkpoint_every, config.checkpoint_seconds,
                                                 resume=resume, overwrite=overwrite),
