@@ -92,3 +92,24 @@ def test_imports_and_locks_without_fcntl(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "0.1.0"]
+
+
+def test_help_texts_have_no_markup_and_no_contradictory_defaults():
+    import argparse
+    import re
+
+    from flowlearn.cli.main import build_parser
+
+    def texts(parser):
+        yield parser.description or ""
+        for action in parser._actions:
+            yield action.help or ""
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from texts(child)
+
+    all_text = list(texts(build_parser()))
+    assert len(all_text) > 200
+    for t in all_text:
+        assert "``" not in t and not re.search(r":(class|func|math|mod|meth):`", t), t
+        assert not ("Default" in t and "(default None)" in t), t

@@ -111,7 +111,8 @@ def add_arguments(parser, target, *, skip=(), only=None, rename=None, help=None,
             continue
         default = defaults.get(name, default)
         text = help.get(name) or docs.get(name) or name.replace("_", " ")
-        kw = {"default": default, "dest": name, "help": f"{text} (default {default!r})".replace("%", "%%")}
+        shown = "" if default is None or "default" in text.lower() else f" (default {default!r})"
+        kw = {"default": default, "dest": name, "help": f"{plain(text)}{shown}".replace("%", "%%")}
         kw["type"] = _bool if typ is bool else typ
         kw["metavar"] = {int: "N", float: "X", bool: "BOOL"}.get(typ, "S")
         if name in choices:
@@ -120,6 +121,18 @@ def add_arguments(parser, target, *, skip=(), only=None, rename=None, help=None,
         parser.add_argument(rename.get(name, flag(name)), **kw)
         added.append(name)
     return added
+
+
+_ROLE = re.compile(r":(?:math|class|func|meth|mod|data|attr|obj):`~?([^`]*)`")
+
+
+def plain(text: str | None) -> str | None:
+    """Help text without reStructuredText markup: ``x`` -> x, :class:`~a.B` -> B, :math:`x` -> x."""
+    if not text:
+        return text
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if "." in m.group(1) and " " not in m.group(1)
+                     else m.group(1), text)
+    return text.replace("``", "")
 
 
 def collect(args, target, names=None) -> dict:

@@ -22,6 +22,7 @@ import threading
 
 from .. import __version__
 from .._checks import ComputationError, UserInputError
+from ._flags import plain
 
 # Subcommand modules, in the order shown by ``flowlearn --help``.
 COMMANDS = [
@@ -51,7 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"flowlearn.cli.{name}").register(sub)
+    _plain_help(parser)
     return parser
+
+
+def _plain_help(parser) -> None:
+    """Strip reStructuredText markup from every description and help text (they come from docstrings)."""
+    parser.description = plain(parser.description)
+    for action in parser._actions:
+        action.help = plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _plain_help(child)
 
 
 def _terminate(signum, frame):
