@@ -33,7 +33,8 @@ def _is_npy(path: Path) -> bool:
         return fh.read(6) == b"\x93NUMPY"
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path) -> np.ndarray:
+    """The real-valued array of a ``.npy`` file, read without pickle (one-line errors otherwise)."""
     if not _is_npy(path):
         raise UserInputError(f"image {str(path)!r} is not a NumPy .npy file (missing the .npy header)")
     try:
@@ -44,6 +45,11 @@ def _read_npy(path: Path) -> np.ndarray:
         raise UserInputError(f"{str(path)!r} does not hold a single .npy array")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    arr = _load_npy(path)
     if arr.ndim not in (2, 3):
         raise UserInputError(f"image {str(path)!r} must be 2-dimensional (H, W) or 3-dimensional (H, W, C), "
                          f"got shape {arr.shape}")
@@ -157,14 +163,7 @@ def read_stack(path) -> np.ndarray:
     if suffix in TIFF_SUFFIXES:
         return _check_stack(_read_tiff(path), path)
     if suffix == ".npy":
-        if not _is_npy(path):
-            raise UserInputError(f"image {str(path)!r} is not a NumPy .npy file (missing the .npy header)")
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise UserInputError(f"cannot read {str(path)!r} as a .npy array: {exc}") from exc
-        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+        arr = _load_npy(path)
         if arr.ndim not in (2, 3, 4):
             raise UserInputError(f"image {str(path)!r} must be (H, W), (H, W, C) or (Z, H, W, C), got shape "
                                  f"{arr.shape}")
