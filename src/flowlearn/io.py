@@ -27,6 +27,7 @@ __all__ = [
     "save_json",
     "save_npy",
     "save_png",
+    "save_tiff",
     "save_weights",
     "to_jsonable",
 ]
@@ -211,6 +212,20 @@ def save_figure(path, fig) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())
+    return Path(path)
+
+
+def save_tiff(path, array, axes: str) -> Path:
+    """Write ``array`` (uint8, uint16 or float32) as an ImageJ-compatible TIFF with ``axes`` (e.g. ``"YX"``,
+    ``"ZYX"``, ``"CYX"``, ``"ZCYX"``), atomically; Fiji, napari and ``tifffile.imread`` read it back with
+    the same shape and dtype."""
+    import tifffile
+
+    arr = np.ascontiguousarray(array)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, imagej=True, metadata={"axes": axes})
     with atomic_write(path, "wb") as fh:
         fh.write(buf.getvalue())
     return Path(path)

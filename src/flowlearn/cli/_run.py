@@ -18,8 +18,7 @@ from ..engine import RunDirectory
 from ..engine.distributed import world
 from ..io import check_out_dir
 
-__all__ = ["add_run_arguments", "open_run", "resolve_device", "save_tiff", "set_threads", "write_labeling",
-           "write_probabilities"]
+__all__ = ["add_run_arguments", "open_run", "resolve_device", "set_threads", "write_labeling", "write_probabilities"]
 
 
 def add_run_arguments(parser, *, resumable: bool = True, threads_default=None) -> None:
@@ -99,25 +98,6 @@ def write_labeling(out: Path, image, labels, metrics: dict) -> None:
     save_json(out / "metrics.json", metrics)
 
 
-def save_tiff(path, array, axes: str) -> Path:
-    """Write ``array`` (uint8, uint16 or float32) as an ImageJ-compatible TIFF with ``axes`` (e.g. ``"YX"``,
-    ``"ZYX"``, ``"CYX"``, ``"ZCYX"``), atomically; Fiji, napari and ``tifffile.imread`` read it back with
-    the same shape and dtype."""
-    import io
-
-    import numpy as np
-    import tifffile
-
-    from ..io import atomic_write
-
-    arr = np.ascontiguousarray(array)
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, arr, imagej=True, metadata={"axes": axes})
-    with atomic_write(path, "wb") as fh:
-        fh.write(buf.getvalue())
-    return Path(path)
-
-
 def write_probabilities(out: Path, labels, probabilities, entropy, *, title: str = "") -> list:
     """The outputs of a model's labeling beside :func:`write_labeling`'s, for one image (``labels`` ``(H, W)``,
     ``probabilities`` ``(H, W, J)``, ``entropy`` ``(H, W)``) or a stack (a leading ``Z`` axis):
@@ -133,7 +113,7 @@ def write_probabilities(out: Path, labels, probabilities, entropy, *, title: str
     import numpy as np
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..io import save_figure, save_tiff
 
     labels, probs, ent = np.asarray(labels), np.asarray(probabilities, dtype=np.float32), np.asarray(entropy)
     stack = labels.ndim == 3

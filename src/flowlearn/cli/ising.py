@@ -48,31 +48,16 @@ def run(args) -> int:
 
 
 def _run(config, run_dir, args) -> int:
-    from flowlearn.experiments.table1 import PAPER_TABLE1
+    from flowlearn.experiments.table1 import save_table1_figures
     from flowlearn.io import save_json
-    from flowlearn.randomized.plots import (
-        save_marginals_png,
-        save_samples_png,
-        save_training_curve,
-    )
 
     out = run_dir.path
     result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=args.resume,
                                   overwrite=args.overwrite)
     if world()[1] != 0:
         return 0
-    grid, ref = result.model.grid_shape, result.reference_name
-    save_samples_png(out / "samples.png",
-                     {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")}, grid,
-                     num_labels=config.labels)
-    save_marginals_png(out / "marginals.png",
-                       {k: result.marginals[k] for k in (ref, "randomized_af", "mean_field")}, grid)
-    mf = result.table["mean_field"]
-    reference = {"objective": {"mean field": mf["kl"] if mf["kl"] is not None else mf["free_energy"]}}
-    if (config.rows, config.cols, config.labels, config.field, config.field_noise, config.coupling) == \
-            (3, 8, 2, 3.0, 0.0, 2.1):
-        reference["objective"]["paper AF"] = PAPER_TABLE1["randomized_af"]["kl"]
-    save_training_curve(out / "training_curve.png", result.training.history, reference=reference)
+    ref = result.reference_name
+    save_table1_figures(out, result, config)
     save_json(out / "history.json", result.training.history)
     save_json(out / "table.json", {**result.to_json(), "figures": {
         "samples.png": "rows: mean field, randomized AF, Gibbs (Fig. 2)",

@@ -164,7 +164,8 @@ def label_with_model(args) -> int:
     from ..evaluation import label_error
     from ..io import check_out_dir
     from ..learning.labeler import load_model
-    from ..learning.labeler_io import entropy, label_stack, normalise_image
+    from ..geometry import entropy
+    from ..learning.labeler_io import label_stack, normalise_image
     from ._inputs import load_label_map
     from ._run import write_probabilities
 
@@ -184,7 +185,7 @@ def label_with_model(args) -> int:
     t0 = time.perf_counter()
     labels, probs = label_stack(model, x)
     seconds = time.perf_counter() - t0
-    ent = entropy(probs)
+    ent = entropy(torch.from_numpy(probs)).clamp_min(0).numpy()   # nats, 0 log 0 = 0
     if Z == 1:
         labels, probs, ent = labels[0], probs[0], ent[0]
     with open_run(args, "label") as run_dir:

@@ -83,8 +83,8 @@ def spec(obj: Any) -> Any:
     hparams = getattr(obj, "hparams", None)
     if isinstance(hparams, dict):
         return {"type": _name(obj), **spec(hparams)}
-    if callable(obj) and inspect.isfunction(obj):
-        return _name(obj) if obj.__qualname__ == obj.__name__ else f"{obj.__module__}.{obj.__qualname__}"
+    if inspect.isfunction(obj):    # a plain function (e.g. a user's loss) is identified by where it is defined
+        return f"{obj.__module__}.{obj.__qualname__}"
     if not getattr(obj, "__dict__", None) and not isinstance(obj, torch.nn.Module):
         return {"type": _name(obj)}
     raise TypeError(f"{type(obj).__name__} has no declared fields and cannot be part of a run identity; "

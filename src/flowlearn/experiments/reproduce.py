@@ -45,12 +45,11 @@ from ..learning.diagnostics import (
 from ..learning.plots import patch_mosaic, plot_curves
 from ..learning.predictor import PatchPredictor, PredictorTrainer, clean_windows, make_sample, predict_tangent
 from ..linearized import method_from_name
-from ..randomized.plots import save_marginals_png, save_samples_png, save_training_curve
 from ..reporting import Report, Table
 from .gfe_data_efficiency import PAPER_TABLE1 as GFE_PAPER
 from .gfe_data_efficiency import compare
 from .table1 import PAPER_TABLE1 as ISING_PAPER
-from .table1 import IsingExperimentConfig, run_ising_experiment
+from .table1 import IsingExperimentConfig, run_ising_experiment, save_table1_figures
 
 __all__ = ["FULL", "PARTS", "QUICK", "PartResult", "ReproduceConfig", "environment", "run_reproduce"]
 
@@ -240,16 +239,7 @@ def ising_part(out: Path, config: ReproduceConfig) -> PartResult:
     with _threads(1):
         result = run_ising_experiment(cfg, checkpoint_path=out / "checkpoint.pt",
                                       resume=(out / "checkpoint.pt").exists())
-    grid, ref = result.model.grid_shape, result.reference_name
-    save_samples_png(out / "samples.png", {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")},
-                     grid, num_labels=cfg.labels)
-    save_marginals_png(out / "marginals.png", {k: result.marginals[k] for k in (ref, "randomized_af", "mean_field")},
-                       grid)
-    mf = result.table["mean_field"]
-    reference = {"objective": {"mean field": mf["kl"] if mf["kl"] is not None else mf["free_energy"]}}
-    if (cfg.rows, cfg.cols, cfg.labels, cfg.field, cfg.field_noise, cfg.coupling) == (3, 8, 2, 3.0, 0.0, 2.1):
-        reference["objective"]["paper AF"] = ISING_PAPER["randomized_af"]["kl"]
-    save_training_curve(out / "training_curve.png", result.training.history, reference=reference)
+    save_table1_figures(out, result, cfg)
     save_json(out / "table.json", result.to_json())
     paper = ISING_PAPER
     rows = [[name] + [result.table[name][c] for c in ISING_COLS]

@@ -44,7 +44,7 @@ from ..randomized.sflow import RandomizedAssignmentFlow
 from ..randomized.training import TrainingResult, train_randomized_flow
 from .table1_config import PAPER_TABLE1, IsingExperimentConfig
 
-__all__ = ["IsingExperimentConfig", "IsingExperimentResult", "PAPER_TABLE1", "gibbs_reference",
+__all__ = ["IsingExperimentConfig", "IsingExperimentResult", "PAPER_TABLE1", "gibbs_reference", "save_table1_figures",
            "run_ising_experiment"]
 
 
@@ -208,3 +208,25 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
                          "note": "kl column = Bethe free energy + log Z* (not a KL divergence)"}
     return IsingExperimentResult(config=config, model=model, exact=exact, table=table, marginals=marginals,
                                  samples=samples, training=training, flow=flow, extra=extra, reference_name=ref_name)
+
+
+def save_table1_figures(out, result: IsingExperimentResult, config: IsingExperimentConfig) -> None:
+    """The pictures of a Table 1 run in ``out``: ``samples.png`` (mean field, randomized AF, Gibbs; Fig. 2),
+    ``marginals.png`` (reference, randomized AF, mean field; Fig. 3) and ``training_curve.png`` (with mean
+    field's value and, for the paper's model, the paper's AF result as reference lines)."""
+    from pathlib import Path
+
+    from ..randomized.plots import save_marginals_png, save_samples_png, save_training_curve
+
+    out = Path(out)
+    grid, ref = result.model.grid_shape, result.reference_name
+    save_samples_png(out / "samples.png", {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")},
+                     grid, num_labels=config.labels)
+    save_marginals_png(out / "marginals.png", {k: result.marginals[k] for k in (ref, "randomized_af", "mean_field")},
+                       grid)
+    mf = result.table["mean_field"]
+    reference = {"objective": {"mean field": mf["kl"] if mf["kl"] is not None else mf["free_energy"]}}
+    paper_model = (3, 8, 2, 3.0, 0.0, 2.1)
+    if (config.rows, config.cols, config.labels, config.field, config.field_noise, config.coupling) == paper_model:
+        reference["objective"]["paper AF"] = PAPER_TABLE1["randomized_af"]["kl"]
+    save_training_curve(out / "training_curve.png", result.training.history, reference=reference)

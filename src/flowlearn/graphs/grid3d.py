@@ -208,7 +208,9 @@ class GridWeights3D(WeightOperator):
     def _grid(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(self.depth, self.height, self.width, -1)
 
-    def _apply(self, w, x):
+    def _shifted_product(self, w, x, transpose: bool):
+        """Omega x (``transpose=False``: voxel i gathers w_in x_k(i,n)) or Omega^T x (voxel k(i,n) receives
+        w_in x_i), one shifted box per stencil slot."""
         xg = self._grid(x)
         wg = w.reshape(self.depth, self.height, self.width, self.patch_size, 1)
         out = torch.zeros_like(xg, dtype=torch.result_type(xg, w))
@@ -217,20 +219,17 @@ class GridWeights3D(WeightOperator):
             if ranges is None:
                 continue
             dst, src = self._boxes(ranges, off)
-            out[dst] += wg[dst + (n,)] * xg[src]
+            if transpose:
+                out[src] += wg[dst + (n,)] * xg[dst]
+            else:
+                out[dst] += wg[dst + (n,)] * xg[src]
         return out.reshape(x.shape)
 
+    def _apply(self, w, x):
+        return self._shifted_product(w, x, transpose=False)
+
     def _apply_transpose(self, w, x):
-        xg = self._grid(x)
-        wg = w.reshape(self.depth, self.height, self.width, self.patch_size, 1)
-        out = torch.zeros_like(xg, dtype=torch.result_type(xg, w))
-        for n, off in enumerate(self.offsets):
-            ranges = self._ranges(*off)
-            if ranges is None:
-                continue
-            dst, src = self._boxes(ranges, off)
-            out[src] += wg[dst + (n,)] * xg[dst]
-        return out.reshape(x.shape)
+        return self._shifted_product(w, x, transpose=True)
 
     def _patch_products(self, u, x):
         ug, xg = self._grid(u), self._grid(x)

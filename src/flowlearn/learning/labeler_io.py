@@ -1,6 +1,6 @@
 r"""Inference helpers of :class:`~flowlearn.learning.labeler.LabelerModel`: mapping a new image to the value
 scale the model was trained at (:func:`normalise_image`), labelling a stack slice by slice
-(:func:`label_stack`) and the per-pixel entropy of the class probabilities (:func:`entropy`).
+(:func:`label_stack`).
 
 The normalisation rule (``flowlearn label IMAGE --model M`` applies it; :func:`normalise_image`):
 
@@ -26,7 +26,7 @@ import torch
 
 from .._checks import UserInputError
 
-__all__ = ["entropy", "label_stack", "model_scale", "normalise_image"]
+__all__ = ["label_stack", "model_scale", "normalise_image"]
 
 
 def model_scale(meta: dict) -> str:
@@ -88,10 +88,3 @@ def label_stack(model, stack) -> tuple[np.ndarray, np.ndarray]:
     probs = np.stack([model.probabilities(torch.as_tensor(np.asarray(s), dtype=torch.float32)).numpy()
                       for s in stack])
     return probs.argmax(-1).astype(np.int64), probs.astype(np.float32, copy=False)
-
-
-def entropy(probabilities) -> np.ndarray:
-    """Per-pixel entropy ``-sum_j p_j log p_j`` (nats, float32) over the last axis (``0 log 0 = 0``)."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    logs = np.log(np.where(p > 0, p, 1.0))
-    return np.maximum(-(p * logs).sum(-1), 0.0).astype(np.float32)

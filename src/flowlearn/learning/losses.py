@@ -210,17 +210,9 @@ class LearningProblem:
         r"""Loss (3.4) :math:`f_L(V)` of the tangent vector ``V`` ``(I, J)``; see :func:`assignment_kl`."""
         return assignment_kl(V, self.labels)
 
-    def data_loss_grad(self, V: torch.Tensor) -> torch.Tensor:
-        r""":math:`\partial_V f_L`, shape ``(I, J)``; see :func:`assignment_kl_grad`."""
-        return assignment_kl_grad(V, self.labels)
-
     def regularizer(self, patches: torch.Tensor) -> torch.Tensor:
         r"""Regularizer (3.5) :math:`\mathcal R` of ``patches`` ``(I, N)`` with the problem's ``tau``."""
         return patch_regularizer(patches, self.tau)
-
-    def regularizer_grad(self, patches: torch.Tensor) -> torch.Tensor:
-        r""":math:`\partial_p\mathcal R`, shape ``(I, N)``; see :func:`patch_regularizer_grad`."""
-        return patch_regularizer_grad(patches, self.tau)
 
     def evaluate(self, patches, method=LowRank()) -> LossEvaluation:
         r""":math:`\mathcal L` and :math:`\partial_p\mathcal L` at ``patches`` ``(I, N)``.

@@ -33,6 +33,7 @@ The objects are frozen dataclasses: their fields are part of a training run's id
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ REFERENCE_DEGREE = 4
 DRIVE_SCALES = ("none", "degree")
 
 
-class Interaction:
+class Interaction(abc.ABC):
     """The structure of :math:`\\Omega`; the methods receive the flow (for ``epsilon``, ``step_size``,
     ``num_steps``, its dtype, device and the buffers of :meth:`setup`)."""
 
@@ -58,17 +59,17 @@ class Interaction:
         """Check the interaction against the flow's sizes; the fixed tensors the flow keeps as buffers."""
         return {}
 
+    @abc.abstractmethod
     def parameter_shape(self, num_nodes: int, num_labels: int) -> tuple:
         """Shape of the mean and log-variance of :math:`Z`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def omega(self, flow, z: torch.Tensor) -> torch.Tensor:
         r""":math:`\Omega` from draws ``z`` of :math:`Z`, shape ``(B,) + parameter_shape``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def apply(self, flow, omega: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         r""":math:`\Omega S` for a batch ``s`` (B, n, c)."""
-        raise NotImplementedError
 
     def integrate(self, flow, omega: torch.Tensor, log_s0: torch.Tensor) -> torch.Tensor:
         r"""Geometric Euler :math:`\log S \leftarrow \log\exp_S(h\,\Omega S)`, ``flow.num_steps`` times."""
