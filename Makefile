@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test test-all venv bench clean
+.PHONY: demo test test-all docs venv bench clean
 
 $(BIN)/flowlearn: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: venv
 
 test-all: venv
 	$(BIN)/python -m pytest -q -m ""
+
+docs: venv
+	$(BIN)/python -m sphinx -W --keep-going -b html docs/api build/docs
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -8,15 +8,15 @@ import sys
 import pytest
 import torch
 
-from flowlearn import GridWeights, LinearizedAssignmentLayer
+from flowlearn import LinearizedAssignmentLayer
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_is_refused_with_one_line(dtype):
-    layer = LinearizedAssignmentLayer(GridWeights(4, 4, 3))
-    p = torch.full((16, 9), 1 / 9, dtype=dtype)
+    layer = LinearizedAssignmentLayer()
+    p = torch.full((2, 9, 4, 4), 1 / 9, dtype=dtype)
     with pytest.raises(TypeError, match=rf"patches must be float32 or float64, got {dtype}: half precision"):
-        layer(p, torch.rand(16, 3, dtype=dtype))
+        layer(p, torch.rand(2, 3, 4, 4, dtype=dtype))
 
 
 def test_simplex_optimizers_refuse_points_off_the_simplex():

@@ -190,10 +190,12 @@ def test_linearized_layer_gradcheck(method):
     I, N, J = om.num_nodes, om.patch_size, 3
     logits = torch.randn(I, N, requires_grad=True)
     dist = torch.rand(I, J, requires_grad=True)
-    layer = LinearizedAssignmentLayer(om, rho=0.7, T=1.5, method=method)
+    layer = LinearizedAssignmentLayer(rho=0.7, T=1.5, method=method, neighbourhood=om.neighbourhood)
+    grid = (om.depth, om.height, om.width)
 
-    def f(lg, d):
-        return layer(torch.softmax(lg, -1), d)
+    def f(lg, d):  # the channels-first layer on the flat (I, N) / (I, J) inputs of the test
+        first = lambda x: x.T.reshape(1, -1, *grid)
+        return layer.tangent(first(torch.softmax(lg, -1)), first(d))
 
     fast = isinstance(method, LowRank)  # random Jacobian projections (the full Jacobian costs ~20 s)
     assert torch.autograd.gradcheck(f, (logits, dist), eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=fast)

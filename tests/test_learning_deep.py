@@ -28,16 +28,16 @@ def cosine(a, b):
 
 def make_problem(h=6, w=6, J=3, C=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    feats = torch.rand(h, w, C, generator=g)
+    feats = torch.rand(1, C, h, w, generator=g)
     protos = torch.rand(J, C, generator=g)
-    labels = torch.randint(0, J, (h * w,), generator=g)
+    labels = torch.randint(0, J, (1, h, w), generator=g)
     return feats, protos, labels
 
 
 def make_flow(method, h=6, w=6, J=3, C=2, protos=None, seed=0):
     torch.manual_seed(seed)
     preds = [ConvPatchPredictor(C + J, 9, hidden=4, init_scale=1.0) for _ in range(3)]
-    return DeepLinearizedFlow(GridWeights(h, w, 3), preds, rho=0.2, T=[1.0, 2.0, 1.5], method=method,
+    return DeepLinearizedFlow(preds, rho=0.2, T=[1.0, 2.0, 1.5], method=method,
                               feed_assignment=True, distances=PrototypeDistances(protos, feature_map=True))
 
 
@@ -76,21 +76,20 @@ def test_equal_weights_reproduce_the_linearized_flow_sequence():
     img = torch.from_numpy(v.image)
     op = GridWeights(8, 8, 3)
     D = ((img.reshape(-1, 1, img.shape[-1]) - torch.as_tensor(v.prototypes).reshape(1, -1, img.shape[-1])) ** 2).sum(-1)
-    flow = DeepLinearizedFlow(op, [FreePatches(64) for _ in range(4)], rho=0.5, T=1.5, method=Exact())
-    out = flow(img, D)
+    flow = DeepLinearizedFlow([FreePatches((8, 8)) for _ in range(4)], rho=0.5, T=1.5, method=Exact())
+    out = flow(img.permute(2, 0, 1)[None], D.T.reshape(1, -1, 8, 8))
     seq = LinearizedFlowSequence(op, rho=0.5, interval=1.5, max_intervals=4, entropy_tol=1e-300).run(D)
     assert seq.steps == 4
-    assert rel(out.assignment, seq.assignment) < 1e-8
+    assert rel(out.assignment[0].reshape(D.shape[1], -1).T, seq.assignment) < 1e-8
 
 
 def test_training_decreases_the_loss_float32():
     v = make_voronoi(16, scenario="boundary", seed=0)
-    img = torch.from_numpy(v.image).float()
-    labels = torch.from_numpy(v.labels).reshape(-1)
-    C, J = img.shape[-1], len(v.prototypes)
+    img = torch.from_numpy(v.image).float().permute(2, 0, 1)[None]
+    labels = torch.from_numpy(v.labels)[None]
+    C, J = img.shape[1], len(v.prototypes)
     torch.manual_seed(0)
-    flow = DeepLinearizedFlow(GridWeights(16, 16, 3, dtype=torch.float32),
-                              [ConvPatchPredictor(C + J, 9, hidden=8) for _ in range(2)], rho=0.1, T=1.0,
+    flow = DeepLinearizedFlow([ConvPatchPredictor(C + J, 9, hidden=8) for _ in range(2)], rho=0.1, T=1.0,
                               feed_assignment=True,
                               distances=PrototypeDistances(torch.as_tensor(v.prototypes).float()))
     flow = flow.float()
@@ -109,17 +108,18 @@ def test_training_decreases_the_loss_float32():
 
 
 def test_bad_configuration_and_inputs():
-    op = GridWeights(4, 4, 3)
     with pytest.raises(UserInputError, match="one per layer"):
-        DeepLinearizedFlow(op, [FreePatches(16), FreePatches(16)], T=[1.0])
+        DeepLinearizedFlow([FreePatches((4, 4)), FreePatches((4, 4))], T=[1.0])
     with pytest.raises(UserTypeError, match="non-empty"):
-        DeepLinearizedFlow(op, [])
+        DeepLinearizedFlow([])
     with pytest.raises(UserTypeError, match="method"):
-        DeepLinearizedFlow(op, [FreePatches(16)], method="exact")
+        DeepLinearizedFlow([FreePatches((4, 4))], method="exact")
     with pytest.raises(UserInputError, match="T\\[0\\]"):
-        DeepLinearizedFlow(op, [FreePatches(16)], T=[0.0])
-    flow = DeepLinearizedFlow(op, [FreePatches(15)])
+        DeepLinearizedFlow([FreePatches((4, 4))], T=[0.0])
+    flow = DeepLinearizedFlow([FreePatches((4, 5))])
     with pytest.raises(UserInputError, match="patches must have shape"):
-        flow(torch.rand(4, 4, 1), torch.rand(16, 3))
+        flow(torch.rand(1, 1, 4, 4), torch.rand(1, 3, 4, 4))
+    with pytest.raises(UserInputError, match="distances must be a tensor"):
+        flow(torch.rand(1, 1, 4, 4), torch.rand(16, 3))
     with pytest.raises(UserInputError, match="distances are required"):
-        DeepLinearizedFlow(op, [FreePatches(16)])(torch.rand(4, 4, 1))
+        DeepLinearizedFlow([FreePatches((4, 4))])(torch.rand(1, 1, 4, 4))

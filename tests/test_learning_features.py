@@ -114,6 +114,6 @@ def test_class_balance_changes_training_toward_the_rare_class():
                             checkpoint_every=10**6, checkpoint_seconds=0, class_balance=balance)
         model, _ = LabelerTrainer(cfg, show_progress=False).fit(images, labels, [0, 1])
         with torch.no_grad():
-            d = model.data_term(model.inputs(images[0]))
-        counts.append(int((d.argmin(-1) == 1).sum()))
+            d = model.data_term(model.inputs(images[0])[None])
+        counts.append(int((d.argmin(1) == 1).sum()))
     assert counts[1] > counts[0] + 20

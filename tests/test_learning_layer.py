@@ -1,4 +1,4 @@
-"""The linearized-flow layer (closed-form backward) against autograd through dense matrix_exp (float64)."""
+"""The linearized flow function (closed-form backward) against autograd through dense matrix_exp (float64)."""
 
 import pytest
 import torch
@@ -7,8 +7,8 @@ from flowlearn._checks import UserInputError, UserTypeError
 from flowlearn.graphs import GridWeights
 from flowlearn.learning import LearningProblem
 from flowlearn.learning.losses import assignment_kl
-from flowlearn.linearized import DenseAutograd, Exact, LinearizedAssignmentLayer, LowRank, linearized_flow
-from flowlearn.linearized.layer import LinearizedFlowFunction, tangent_to_assignment
+from flowlearn.linearized import DenseAutograd, Exact, LowRank, linearized_flow
+from flowlearn.linearized.function import LinearizedFlowFunction, tangent_to_assignment
 
 
 def make_inputs(h, w, J=3, *, size=3, seed=0, dtype=torch.float64):
@@ -24,10 +24,10 @@ def make_inputs(h, w, J=3, *, size=3, seed=0, dtype=torch.float64):
 def layer_grads(method, weights, p, D, G, *, rho=0.5, T=3.0, log_assignment=None):
     p = p.clone().requires_grad_(True)
     D = D.clone().requires_grad_(True)
-    layer = LinearizedAssignmentLayer(weights, rho=rho, T=T, method=method)
-    V = layer(p, D, log_assignment)
+    stats: dict = {}
+    V = linearized_flow(p, D, weights, rho=rho, T=T, method=method, log_assignment=log_assignment, stats=stats)
     V.backward(G)
-    return V.detach(), p.grad, D.grad, layer.stats
+    return V.detach(), p.grad, D.grad, stats
 
 
 def rel(a, b):
@@ -58,7 +58,7 @@ def test_linearization_point_gradient_reaches_log_assignment():
     for method in (DenseAutograd(), Exact(), LowRank(m=108, rank=108)):
         lw = logw.clone().requires_grad_(True)
         pp, DD = p.clone().requires_grad_(True), D.clone().requires_grad_(True)
-        V = LinearizedAssignmentLayer(op, rho=0.3, T=2.0, method=method)(pp, DD, lw)
+        V = linearized_flow(pp, DD, op, rho=0.3, T=2.0, method=method, log_assignment=lw)
         V.backward(G)
         grads.append((pp.grad, DD.grad, lw.grad))
     for other in grads[1:]:
@@ -111,17 +111,14 @@ def test_zero_grad_output_and_consistency_with_lowrank_gradient_method():
     prob = LearningProblem.build(op, D, labels, rho=0.5, T=3.0)
     ref = prob.evaluate(p, LowRank())
     pp = p.clone().requires_grad_(True)
-    V = LinearizedAssignmentLayer(op, rho=0.5, T=3.0)(pp, D)
+    V = linearized_flow(pp, D, op, rho=0.5, T=3.0)
     assignment_kl(V, labels).backward()
     assert rel(V.detach(), ref.tangent) < 1e-14 and rel(pp.grad, ref.grad) < 1e-12
 
 
 def test_assignment_helper():
     op, p, D, _ = make_inputs(4, 4)
-    layer = LinearizedAssignmentLayer(op, rho=0.5, T=3.0)
-    V, W = layer(p, D), layer.assignment(p, D)
-    assert torch.allclose(W, torch.softmax(3 * V, -1), atol=1e-14, rtol=0)
-    assert torch.allclose(W.sum(-1), torch.ones(16, dtype=W.dtype))
+    V = linearized_flow(p, D, op, rho=0.5, T=3.0)
     logw = torch.log_softmax(torch.randn(16, 3), -1)
     assert torch.allclose(tangent_to_assignment(V, logw), torch.softmax(logw + 3 * V, -1))
 
@@ -135,7 +132,7 @@ def test_float32_keeps_dtype_and_matches_float64(method):
     assert V.dtype == gp.dtype == gd.dtype == torch.float32
     assert cosine(gp.double(), gp64) > 0.9999 and cosine(gd.double(), gd64) > 0.9999
     # a float64 stencil is converted to the inputs' dtype
-    V2 = LinearizedAssignmentLayer(op64, rho=0.5, T=3.0, method=method)(p.float(), D.float())
+    V2 = linearized_flow(p.float(), D.float(), op64, rho=0.5, T=3.0, method=method)
     assert V2.dtype == torch.float32
 
 
@@ -147,7 +144,7 @@ def _one_line(excinfo):
 
 def test_bad_inputs_raise_one_line_errors():
     op, p, D, _ = make_inputs(4, 4)
-    layer = LinearizedAssignmentLayer(op, rho=0.5, T=3.0)
+    layer = lambda pp, DD, lw=None, **kw: linearized_flow(pp, DD, op, log_assignment=lw, **dict(dict(rho=0.5, T=3.0), **kw))
     cases = [
         (UserInputError, lambda: layer(p[:, :8], D), "patches must have shape"),
         (UserInputError, lambda: layer(p, D[:10]), "distances must have shape"),
@@ -159,17 +156,17 @@ def test_bad_inputs_raise_one_line_errors():
         (UserTypeError, lambda: layer(p.numpy(), D), "torch.Tensor"),
         (UserTypeError, lambda: layer((p > 0).long(), D), "floating dtype"),
         (UserInputError, lambda: layer(p, D, D[:3]), "log_assignment"),
-        (UserInputError, lambda: LinearizedAssignmentLayer(op, rho=0.0), "rho"),
-        (UserInputError, lambda: LinearizedAssignmentLayer(op, rho=-1.0), "rho"),
-        (UserTypeError, lambda: LinearizedAssignmentLayer(op, rho="big"), "rho"),
-        (UserInputError, lambda: LinearizedAssignmentLayer(op, T=float("inf")), "T"),
-        (UserTypeError, lambda: LinearizedAssignmentLayer(op, method="lowrank"), "method"),
-        (UserTypeError, lambda: LinearizedAssignmentLayer(p), "WeightOperator"),
+        (UserInputError, lambda: layer(p, D, rho=0.0), "rho"),
+        (UserInputError, lambda: layer(p, D, rho=-1.0), "rho"),
+        (UserTypeError, lambda: layer(p, D, rho="big"), "rho"),
+        (UserInputError, lambda: layer(p, D, T=float("inf")), "T"),
+        (UserTypeError, lambda: layer(p, D, method="lowrank"), "method"),
+        (UserTypeError, lambda: linearized_flow(p, D, p), "WeightOperator"),
         (UserInputError, lambda: LowRank(m=0), "m must be"),
         (UserTypeError, lambda: LowRank(rank=1.5), "rank"),
         (UserTypeError, lambda: LowRank(recompute_forward=1), "recompute_forward"),
-        (UserInputError, lambda: LinearizedAssignmentLayer(GridWeights(40, 40, 3), method=Exact())(
-            torch.full((1600, 9), 1 / 9), torch.rand(1600, 3)), "I*J"),
+        (UserInputError, lambda: linearized_flow(torch.full((1600, 9), 1 / 9), torch.rand(1600, 3),
+                                                 GridWeights(40, 40, 3), method=Exact()), "I*J"),
     ]
     for exc, fn, text in cases:
         with pytest.raises(exc) as e:
@@ -180,6 +177,6 @@ def test_bad_inputs_raise_one_line_errors():
 def test_function_is_usable_directly():
     op, p, D, G = make_inputs(4, 4)
     pp = p.clone().requires_grad_(True)
-    V = LinearizedFlowFunction.apply(pp, D, op, 0.5, 3.0, Exact(), None)
-    V.backward(G)
+    V = LinearizedFlowFunction.apply(pp.unsqueeze(0), D.unsqueeze(0), op, 0.5, 3.0, Exact(), None)
+    V.backward(G.unsqueeze(0))
     assert pp.grad.shape == p.shape

@@ -3,7 +3,8 @@
 Three systems share one geometric core:
 
 * assignment flows for image labeling, their linearization in closed form and the learning of their
-  weights (:func:`label`, :class:`LinearizedAssignmentLayer`, :class:`DeepLinearizedFlow`,
+  weights (:func:`label`, :class:`LinearizedAssignmentLayer`, :class:`AssignmentFlowHead`,
+  :class:`DeepLinearizedFlow`,
   :class:`WeightLearner`; packages :mod:`flowlearn.labeling`, :mod:`flowlearn.linearized`,
   :mod:`flowlearn.learning`);
 * randomized assignment flows approximating Gibbs distributions (:class:`RandomizedAssignmentFlow`;
@@ -19,6 +20,7 @@ The names below are imported on first use, so ``import flowlearn`` stays cheap.
 
 from importlib import import_module
 
+#: The package version (also ``flowlearn --version``).
 __version__ = "0.1.0"
 
 _NAMES = {
@@ -31,6 +33,7 @@ _NAMES = {
     "LowRank": "flowlearn.linearized",
     "Exact": "flowlearn.linearized",
     "DeepLinearizedFlow": "flowlearn.learning",
+    "AssignmentFlowHead": "flowlearn.learning",
     "LearningProblem": "flowlearn.learning",
     "WeightLearner": "flowlearn.learning",
     "load_model": "flowlearn.learning.labeler",

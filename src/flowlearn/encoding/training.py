@@ -45,6 +45,9 @@ __all__ = ["MODELS", "OPTIMIZERS", "TrainConfig", "TrainResult", "Trainer", "eva
 class TrainResult(RunResult):
     """Outcome of :meth:`Trainer.fit`.
 
+    ``status`` and ``stats`` are the engine's (:class:`~flowlearn.engine.RunResult`); ``stats`` adds
+    ``steps``, ``images_seen``, ``wall_time``, ``train_size``.
+
     Attributes
     ----------
     module : GradientFlowEncoder or Autoencoder (trained)
@@ -58,8 +61,6 @@ class TrainResult(RunResult):
         AE only: its decoder evaluated with AMD (GFE) encoding ("Mixed", paper Table 1).
     val_loss : float or None
         Final validation value of the trainer's loss (equal to ``val_bce`` for BCE).
-    status, stats
-        The engine's; ``stats`` adds ``steps``, ``images_seen``, ``wall_time``, ``train_size``.
     """
 
     module: torch.nn.Module

@@ -46,6 +46,7 @@ from ..io import ensure_out_dir, save_json
 __all__ = ["COMPARE_MODELS", "COMPARE_ROWS", "DEFAULT_MODELS", "PAPER_TABLE1", "PROTOCOLS", "TRAINED_MODELS", "compare",
            "summarise"]
 
+#: The two protocols of :func:`compare` (``protocol=``), see the module docstring.
 PROTOCOLS = ("subset", "seen")
 #: trained model -> (cell suffix, config overrides, table row)
 TRAINED_MODELS = {
@@ -54,8 +55,11 @@ TRAINED_MODELS = {
     "gfe-bb": ("gfe-bb", dict(model="gfe", solver="bb"), "GFE-bb"),
     "auto-decoder": ("ad", dict(model="gfe", solver="euler", grid="linear", t1=150.0, steps=50), "auto-decoder"),
 }
+#: Rows of the comparison table, in report order (the AE also gives Mixed and Refined-AE).
 COMPARE_ROWS = ("AE", "GFE-amd", "Mixed", "Refined-AE", "GFE-bb", "auto-decoder")
+#: Alias of :data:`COMPARE_ROWS`.
 COMPARE_MODELS = COMPARE_ROWS
+#: Models :func:`compare` trains by default (``models=``): AE and GFE-amd.
 DEFAULT_MODELS = ("ae", "gfe-amd")
 
 #: Published numbers of paper 002, Table 1 (average validation cross-entropy), for side-by-side reports.
@@ -142,15 +146,23 @@ def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *,
 
     Parameters
     ----------
-    train_sizes : sizes of the training subsets (``"subset"``, each at most the pool size) or images
-        seen in total (``"seen"``)
-    seeds : number of seeds (0 .. seeds-1); the seed fixes subset, initialisation and batch order
+    data : ImageData
+        Training pool and validation images.
+    train_sizes : sequence of int
+        Sizes of the training subsets (``"subset"``, each at most the pool size) or images seen in
+        total (``"seen"``).
+    seeds : int
+        Number of seeds (0 .. seeds-1); the seed fixes subset, initialisation and batch order.
+    out_dir : path
+        Where the cells, ``table.json`` and the figures go.
     base : TrainConfig
         Optimizer, batch size, evaluation cadence; model/solver/seed/epochs are set per cell.
-    images, full_images : images seen per run (``full_images`` when the size is the whole pool), protocol
-        ``"subset"`` only
+    images, full_images : int
+        Images seen per run (``full_images`` when the size is the whole pool), protocol ``"subset"``
+        only.
     protocol : {"subset", "seen"}
-    models : names of :data:`TRAINED_MODELS` (default AE and GFE-amd; the AE gives Mixed and Refined-AE)
+    models : sequence of str
+        Names of :data:`TRAINED_MODELS` (default AE and GFE-amd; the AE gives Mixed and Refined-AE).
     ae_factor : int
         The AE sees ``ae_factor`` times more images than the GFE.
     """

@@ -22,6 +22,7 @@ from ..learning.labeler import LabelerConfig, LabelerTrainer
 
 __all__ = ["TEST", "TRAIN", "VALIDATION", "deep_flow_score", "labeler_config", "train_deep_flow"]
 
+#: Image indices of the splits of ``isbi2012_membranes.npz``: training 0-15, validation 16-19, test 20-23.
 TRAIN, VALIDATION, TEST = list(range(16)), list(range(16, 20)), list(range(20, 24))
 
 

@@ -79,7 +79,9 @@ class ReproduceConfig:
         return json.loads(json.dumps({k: d[k] for k in keys}))
 
 
+#: Reduced sizes, minutes on 2 CPU cores (the default, ``flowlearn reproduce --quick``).
 QUICK = ReproduceConfig()
+#: The papers' settings (long; resumable), ``flowlearn reproduce --full``.
 FULL = ReproduceConfig(name="full", learn_size=128, learn_iters=40, studies=True, predict_size=128, predict_iters=60,
                        ising=IsingExperimentConfig(), gfe_sizes=(25, 100, 400, 1437), gfe_images=10000)
 

@@ -68,7 +68,7 @@ class GraphWeights(WeightOperator):
         self._index = self._index.to(self.device)
 
     @classmethod
-    def from_adjacency(cls, adjacency, patches=None, *, dtype=None, device=None) -> "GraphWeights":
+    def from_adjacency(cls, adjacency, patches=None, *, dtype=None, device=None) -> GraphWeights:
         """From a (symmetric) SciPy sparse or dense adjacency matrix; non-zeros are edges."""
         import scipy.sparse as sp
 
@@ -78,7 +78,7 @@ class GraphWeights(WeightOperator):
         edges = np.stack([a.row, a.col], 1)[a.data != 0]
         return cls(edges, a.shape[0], patches, dtype=dtype, device=device)
 
-    def _copy_structure(self) -> "GraphWeights":
+    def _copy_structure(self) -> GraphWeights:
         new = object.__new__(GraphWeights)
         new.num_nodes, new.patch_size, new._index = self.num_nodes, self.patch_size, self._index
         return new

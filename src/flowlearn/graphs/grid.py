@@ -61,7 +61,7 @@ class GridWeights(WeightOperator):
         self.mask = self._build_mask(device)
         self._init_patches(patches, dtype, device)
 
-    def _copy_structure(self) -> "GridWeights":
+    def _copy_structure(self) -> GridWeights:
         new = object.__new__(GridWeights)
         new.height, new.width, new.size = self.height, self.width, self.size
         new.num_nodes, new.patch_size, new.offsets = self.num_nodes, self.patch_size, self.offsets

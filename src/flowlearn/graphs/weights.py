@@ -96,7 +96,7 @@ class WeightOperator(abc.ABC):
         p = self.patches * self.mask
         return p / p.sum(-1, keepdim=True)
 
-    def with_patches(self, patches) -> "WeightOperator":
+    def with_patches(self, patches) -> WeightOperator:
         """A copy of this operator with other patches (same neighbourhoods). Differentiable."""
         new = self._copy_structure()
         new.mask = self.mask
@@ -108,14 +108,14 @@ class WeightOperator(abc.ABC):
         new.patches = p
         return new
 
-    def to(self, device=None, dtype=None) -> "WeightOperator":
+    def to(self, device=None, dtype=None) -> WeightOperator:
         """A copy with patches moved to ``device`` / cast to ``dtype`` (the boolean mask is only moved)."""
         new = self.with_patches(self.patches.to(device=device, dtype=dtype))
         new.mask = self.mask.to(device=device)
         return new
 
     @abc.abstractmethod
-    def _copy_structure(self) -> "WeightOperator":
+    def _copy_structure(self) -> WeightOperator:
         """A new operator sharing the structure but not the patches."""
 
     # --------------------------------------------------------------- products

@@ -2,7 +2,7 @@ r"""Deep linearized assignment flows: K re-linearized layers (paper 000, eq. (1.
 
 Layer :math:`k = 0..K-1` takes the assignment :math:`W^k` (:math:`W^0 = \mathbb 1_{\mathcal W}`, the
 barycenter) and its own weight patches :math:`\Omega^k = \mathrm{predictor}_k(\text{features})`, and
-computes with :class:`~flowlearn.linearized.LinearizedAssignmentLayer`
+computes with :class:`~flowlearn.linearized.LinearizedAssignmentLayer` (channels-first batches, 2-D or 3-D)
 
 .. math:: S^k = \mathrm{softmax}\big(\Omega^k(\log W^k - D/\rho)\big),\quad
           \dot U = R_{S^k}(\Omega^kU) + \tfrac1J\Pi_0S^k,\ U(0) = 0,\quad V^k = U(T_k),
@@ -20,6 +20,9 @@ layers (softmax, predictors) are plain autograd.
 ``feed_assignment=True`` gives each predictor :math:`W^k` as extra input channels, so later layers can
 adapt their weights to the current labeling.  The output is the final assignment; the usual loss is
 the KL (3.4) :math:`-\frac1I\sum_i\log W^K_{i,j^*(i)}` (:func:`assignment_nll`).
+
+Shapes: features ``(N, C, *spatial)``, distances and assignments ``(N, J, *spatial)``, patches
+``(N, K, *spatial)`` with ``spatial`` ``(H, W)`` or ``(D, H, W)``.
 """
 
 from __future__ import annotations
@@ -31,64 +34,83 @@ import torch
 from torch import nn
 
 from .._checks import UserInputError, UserTypeError, check_int, check_positive
-from ..graphs import WeightOperator
 from ..linearized import LinearizedAssignmentLayer, LowRank
 from ..linearized.methods import METHODS
 
-__all__ = ["ClassifierDistances", "ConvPatchPredictor", "DeepFlowOutput", "DeepLinearizedFlow", "FreePatches",
-           "PrototypeDistances", "assignment_nll"]
+__all__ = ["AssignmentFlowHead", "ClassifierDistances", "ConvPatchPredictor", "DeepFlowOutput", "DeepLinearizedFlow",
+           "FreePatches", "PrototypeDistances", "assignment_nll"]
+
+
+def _channels_first(name: str, x, channels: int | None = None) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.ndim not in (4, 5) or (channels is not None and x.shape[1] != channels):
+        c = "C" if channels is None else channels
+        raise UserInputError(f"{name} must be a tensor (N, {c}, H, W) or (N, {c}, D, H, W), got "
+                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+    return x
+
+
+def _pixelwise(module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a map on the channel axis of ``(N, C, *spatial)`` (channels moved last and back)."""
+    return module(x.movedim(1, -1)).movedim(-1, 1)
 
 
 class ConvPatchPredictor(nn.Module):
-    r"""Small conv net: features ``(H, W, C)`` :math:`\to` weight patches ``(H*W, N)``, rows on the simplex.
+    r"""Small conv net: features ``(N, C, *spatial)`` :math:`\to` weight patches ``(N, K, *spatial)``, rows on the
+    simplex along ``K``.
 
     ``depth`` convolutions of size ``kernel_size`` with ``hidden`` channels and ``tanh``, then a 1x1
-    convolution to ``N = patch_size`` logits and a softmax over the slots.  The last convolution starts at
-    ``init_scale`` times its default initialisation (0: uniform patches, the flow starts as the uniform
-    linearized flow).  Parameters: about :math:`k^2C h + (d-1)k^2h^2 + hN`.
+    convolution to ``K = patch_size`` logits and a softmax over the slots.  ``spatial_dims`` 2 or 3 (``Conv2d``
+    or ``Conv3d``).  The last convolution starts at ``init_scale`` times its default initialisation (0: uniform
+    patches, the flow starts as the uniform linearized flow).  Parameters: about
+    :math:`k^dC h + (d-1)k^dh^2 + hK`.
     """
 
     def __init__(self, in_channels: int, patch_size: int = 9, *, hidden: int = 16, kernel_size: int = 3,
-                 depth: int = 2, init_scale: float = 0.0):
+                 depth: int = 2, init_scale: float = 0.0, spatial_dims: int = 2):
         super().__init__()
         in_channels, self.patch_size = check_int("in_channels", in_channels, minimum=1), check_int(
             "patch_size", patch_size, minimum=1)
         hidden, depth = check_int("hidden", hidden, minimum=1), check_int("depth", depth, minimum=1)
         kernel_size = check_int("kernel_size", kernel_size, minimum=1, odd=True)
+        if spatial_dims not in (2, 3):
+            raise UserInputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         mods: list[nn.Module] = []
         for d in range(depth):
-            mods += [nn.Conv2d(in_channels if d == 0 else hidden, hidden, kernel_size, padding=kernel_size // 2,
-                               padding_mode="replicate"), nn.Tanh()]
-        last = nn.Conv2d(hidden, self.patch_size, 1)
+            mods += [conv(in_channels if d == 0 else hidden, hidden, kernel_size, padding=kernel_size // 2,
+                          padding_mode="replicate"), nn.Tanh()]
+        last = conv(hidden, self.patch_size, 1)
         with torch.no_grad():
             last.weight.mul_(check_positive("init_scale", init_scale, strict=False))
             last.bias.zero_()
         self.net = nn.Sequential(*mods, last)
+        self.spatial_dims = spatial_dims
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not isinstance(features, torch.Tensor) or features.ndim != 3:
-            raise UserInputError(f"features must be a tensor (H, W, C), got {getattr(features, 'shape', features)}")
-        logits = self.net(features.permute(2, 0, 1).unsqueeze(0))[0]         # (N, H, W)
-        return torch.softmax(logits.permute(1, 2, 0).reshape(-1, self.patch_size), dim=-1)
+        if not isinstance(features, torch.Tensor) or features.ndim != self.spatial_dims + 2:
+            raise UserInputError(f"features must be a tensor (N, C, *spatial) with {self.spatial_dims} spatial "
+                                 f"axes, got {tuple(getattr(features, 'shape', ()))}")
+        return torch.softmax(self.net(features), dim=1)
 
 
 class FreePatches(nn.Module):
-    r"""Patches as free parameters: ``softmax(logits)`` ``(I, N)`` (logits 0: uniform), ignoring the features
-    -- learning :math:`\Omega^k` of one image directly, as in paper 000."""
+    r"""Patches as free parameters of one grid: ``softmax(logits)`` ``(1, K, *spatial)`` (logits 0: uniform),
+    ignoring the features -- learning :math:`\Omega^k` of one image directly, as in paper 000."""
 
-    def __init__(self, num_nodes: int, patch_size: int = 9, dtype=None):
+    def __init__(self, spatial: tuple, patch_size: int = 9, dtype=None):
         super().__init__()
-        self.logits = nn.Parameter(torch.zeros(check_int("num_nodes", num_nodes, minimum=1),
-                                               check_int("patch_size", patch_size, minimum=1), dtype=dtype))
+        spatial = tuple(check_int("spatial", n, minimum=1) for n in spatial)
+        self.logits = nn.Parameter(torch.zeros(1, check_int("patch_size", patch_size, minimum=1), *spatial,
+                                               dtype=dtype))
 
     def forward(self, features: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.softmax(self.logits, dim=-1)
+        return torch.softmax(self.logits, dim=1)
 
 
 class PrototypeDistances(nn.Module):
     r"""Learnable data term: :math:`D_{ij} = \|Lf_i - \ell_j\|^2` with prototypes :math:`\ell` ``(J, C')``
     and an optional learnable linear feature map :math:`L` ``(C', C)`` (initialised to the identity when
-    ``C' = C``).  Features ``(H, W, C)`` or ``(I, C)``; returns ``(I, J)``."""
+    ``C' = C``).  Features ``(N, C, *spatial)``; returns ``(N, J, *spatial)``."""
 
     def __init__(self, prototypes: torch.Tensor, *, learn_prototypes: bool = True, feature_map: bool = False):
         super().__init__()
@@ -99,18 +121,21 @@ class PrototypeDistances(nn.Module):
         C = p.shape[1]
         self.feature_map = nn.Parameter(torch.eye(C, dtype=p.dtype)) if feature_map else None
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        f = features.reshape(-1, features.shape[-1])
+    def _last(self, f: torch.Tensor) -> torch.Tensor:
         if self.feature_map is not None:
             f = f @ self.feature_map.T
-        if f.shape[1] != self.prototypes.shape[1]:
-            raise UserInputError(f"features must have {self.prototypes.shape[1]} channels, got {f.shape[1]}")
-        return (f.unsqueeze(1) - self.prototypes.unsqueeze(0)).pow(2).sum(-1)
+        if f.shape[-1] != self.prototypes.shape[1]:
+            raise UserInputError(f"features must have {self.prototypes.shape[1]} channels, got {f.shape[-1]}")
+        return (f.unsqueeze(-2) - self.prototypes).pow(2).sum(-1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return _pixelwise(self._last, _channels_first("features", features))
 
 
 class ClassifierDistances(nn.Module):
     r"""Learnable data term from a pixel classifier: :math:`D_{ij} = -\log\mathrm{softmax}(g(f_i))_j`, with
-    :math:`g` a small MLP (``hidden`` tanh units) on the features ``(H, W, C)`` or ``(I, C)``; returns ``(I, J)``.
+    :math:`g` a small MLP (``hidden`` tanh units) on the features ``(N, C, *spatial)``; returns
+    ``(N, J, *spatial)``.
 
     Pixel-wise rounding of :math:`D` is the classifier's decision; with :math:`\rho = 1` the flow's
     :math:`S^0 = \mathrm{softmax}(-\Omega D)` is the weighted geometric mean of the neighbours' class
@@ -125,16 +150,14 @@ class ClassifierDistances(nn.Module):
                                  nn.Linear(hidden, check_int("num_labels", num_labels, minimum=2)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        f = features.reshape(-1, features.shape[-1])
-        if f.shape[1] != self.net[0].in_features:
-            raise UserInputError(f"features must have {self.net[0].in_features} channels, got {f.shape[1]}")
-        return -torch.log_softmax(self.net(f), dim=-1)
+        _channels_first("features", features, self.net[0].in_features)
+        return -torch.log_softmax(_pixelwise(self.net, features), dim=1)
 
 
 @dataclass
 class DeepFlowOutput:
-    """``assignment`` :math:`W^K` and ``log_assignment`` ``(I, J)``; per layer ``tangents`` :math:`V^k` and
-    ``patches`` :math:`\\Omega^k`; ``distances`` ``(I, J)`` used."""
+    """``assignment`` :math:`W^K` and ``log_assignment`` ``(N, J, *spatial)``; per layer ``tangents``
+    :math:`V^k` and ``patches`` :math:`\\Omega^k` ``(N, K, *spatial)``; ``distances`` used."""
 
     assignment: torch.Tensor
     log_assignment: torch.Tensor
@@ -144,28 +167,29 @@ class DeepFlowOutput:
 
 
 def assignment_nll(output: DeepFlowOutput | torch.Tensor, labels: torch.Tensor,
-                   weight: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
-    r"""KL (3.4) to one-hot ground truth: :math:`-\frac1I\sum_i\log W_{i,j^*(i)}` (labels ``(I,)`` or ``(H, W)``).
+                   weight: torch.Tensor | None = None, reduction: str = "mean",
+                   ignore_index: int = -100) -> torch.Tensor:
+    r"""KL (3.4) to one-hot ground truth: :math:`-\frac1I\sum_i\log W_{i,j^*(i)}` for log-assignments
+    ``(N, J, *spatial)`` and labels ``(N, *spatial)``.
 
     With class weights ``weight`` ``(J,)``: :math:`-\sum_i w_{j^*(i)}\log W_{i,j^*(i)} / \sum_i w_{j^*(i)}`;
-    ``reduction="sum"`` drops the denominator."""
+    ``reduction="sum"`` drops the denominator.  Pixels labelled ``ignore_index`` do not count."""
     logw = output.log_assignment if isinstance(output, DeepFlowOutput) else output
     if weight is not None:
         weight = weight.to(device=logw.device, dtype=logw.dtype)
-    return nn.functional.nll_loss(logw, labels.reshape(-1).to(device=logw.device, dtype=torch.long), weight=weight,
-                                  reduction=reduction)
+    return nn.functional.nll_loss(logw, labels.to(device=logw.device, dtype=torch.long), weight=weight,
+                                  reduction=reduction, ignore_index=ignore_index)
 
 
 class DeepLinearizedFlow(nn.Module):
-    r"""K layers of (1.6), each with its own predicted weights, trained through the closed-form backward.
+    r"""K layers of (1.6), each with its own predicted weights, trained through the closed-form backward, on
+    channels-first batches of any spatial size (2-D or 3-D).
 
     Parameters
     ----------
-    weights : WeightOperator
-        Stencil shared by all layers (e.g. ``GridWeights(H, W, 3)``).
     predictors : sequence of K modules
-        ``predictor_k(x) -> patches (I, N)`` with ``x`` the features (``(H, W, C)`` or ``(I, C)``), or with
-        ``feed_assignment`` the features and :math:`W^k` concatenated along the last axis (``C + J``).
+        ``predictor_k(x) -> patches (N, K, *spatial)`` with ``x`` the features ``(N, C, *spatial)``, or with
+        ``feed_assignment`` the features and :math:`W^k` concatenated along the channels (``C + J``).
     rho : float > 0
     T : float > 0 or sequence of K floats
         Integration time :math:`T_k` (the interval :math:`h_k` of (1.6)) per layer.
@@ -173,16 +197,17 @@ class DeepLinearizedFlow(nn.Module):
         Backward strategy of every layer (default ``LowRank(m=10, rank=1)``).
     feed_assignment : bool
     distances : module, optional
-        ``distances(features) -> (I, J)`` (e.g. :class:`PrototypeDistances`), used when ``forward`` gets no
-        distance matrix.
+        ``distances(features) -> (N, J, *spatial)`` (e.g. :class:`PrototypeDistances`), used when ``forward``
+        gets no distances.
+    size, neighbourhood : int
+        Stencils of 2-D (``size x size``) and 3-D (6 or 26 neighbours) inputs, as
+        :class:`~flowlearn.linearized.LinearizedAssignmentLayer`.
     """
 
-    def __init__(self, weights: WeightOperator, predictors: Sequence[nn.Module], *, rho: float = 1.0,
-                 T: float | Sequence[float] = 1.0, method=None, feed_assignment: bool = False,
-                 distances: nn.Module | None = None):
+    def __init__(self, predictors: Sequence[nn.Module], *, rho: float = 1.0, T: float | Sequence[float] = 1.0,
+                 method=None, feed_assignment: bool = False, distances: nn.Module | None = None, size: int = 3,
+                 neighbourhood: int = 26):
         super().__init__()
-        if not isinstance(weights, WeightOperator):
-            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
         predictors = list(predictors)
         if not predictors or not all(isinstance(p, nn.Module) for p in predictors):
             raise UserTypeError("predictors must be a non-empty sequence of torch modules")
@@ -195,10 +220,11 @@ class DeepLinearizedFlow(nn.Module):
             raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
         if distances is not None and not isinstance(distances, nn.Module):
             raise UserTypeError(f"distances must be a torch module or None, got {type(distances).__name__}")
-        self.weights, self.feed_assignment = weights, bool(feed_assignment)
+        self.feed_assignment = bool(feed_assignment)
         self.predictors = nn.ModuleList(predictors)
-        self.layers = nn.ModuleList(LinearizedAssignmentLayer(weights, rho=rho, T=check_positive(f"T[{k}]", t),
-                                                              method=method) for k, t in enumerate(times))
+        self.layers = nn.ModuleList(
+            LinearizedAssignmentLayer(rho=rho, T=check_positive(f"T[{k}]", t), method=method, size=size,
+                                      neighbourhood=neighbourhood) for k, t in enumerate(times))
         self.distance_model = distances
 
     @property
@@ -206,24 +232,77 @@ class DeepLinearizedFlow(nn.Module):
         return len(self.layers)
 
     def forward(self, features: torch.Tensor, distances: torch.Tensor | None = None) -> DeepFlowOutput:
-        """Run the K layers; ``distances`` ``(I, J)`` default to ``self.distance_model(features)``."""
+        """Run the K layers on ``features`` ``(N, C, *spatial)``; ``distances`` ``(N, J, *spatial)`` default to
+        ``self.distance_model(features)``."""
         if distances is None:
             if self.distance_model is None:
                 raise UserInputError("distances are required (the flow has no distance model)")
             distances = self.distance_model(features)
-        if not isinstance(distances, torch.Tensor) or distances.ndim != 2:
-            raise UserInputError(f"distances must be a tensor (I, J), got {getattr(distances, 'shape', distances)}")
+        _channels_first("distances", distances)
         J = distances.shape[1]
         logw = torch.full_like(distances, -float(torch.log(torch.tensor(float(J)))))
         tangents, patches = [], []
         for predictor, layer in zip(self.predictors, self.layers):
-            x = features
-            if self.feed_assignment:
-                x = torch.cat([features, logw.exp().reshape(*features.shape[:-1], J)], dim=-1)
+            x = torch.cat([features, logw.exp()], dim=1) if self.feed_assignment else features
             p = predictor(x)
-            V = layer(p, distances, logw)
-            logw = torch.log_softmax(logw + J * V, dim=-1)
+            V = layer.tangent(p, distances, logw)
+            logw = torch.log_softmax(logw + J * V, dim=1)
             tangents.append(V)
             patches.append(p)
         return DeepFlowOutput(assignment=logw.exp(), log_assignment=logw, tangents=tangents, patches=patches,
                               distances=distances)
+
+
+class AssignmentFlowHead(nn.Module):
+    r"""Segmentation head for any backbone: features ``(N, C, *spatial)`` :math:`\to` log-probabilities
+    ``(N, J, *spatial)`` (train with ``nll_loss``), 2-D or 3-D by the input's rank.
+
+    A 1x1 convolution gives the data term (logits :math:`\ell`, distances :math:`D = -\ell`, :math:`\rho = 1`);
+    per layer a :class:`ConvPatchPredictor` sees the features and the current assignment and predicts the
+    weight patches; ``layers`` re-linearized flows (1.6) follow (:class:`DeepLinearizedFlow`).  The patch
+    predictors start uniform (``init_scale = 0``), so an untrained head smooths the backbone's logits.
+
+    Parameters
+    ----------
+    in_channels, num_labels : int
+    layers : int
+        Number of flow layers ``K``.
+    spatial_dims : {2, 3}
+    T : float > 0
+        Integration time per layer.
+    hidden : int
+        Width of the patch predictors.
+    method : LowRank or Exact
+        Closed-form backward (default ``LowRank()``).
+    size, neighbourhood : int
+        2-D stencil side and 3-D neighbourhood (6 or 26).
+
+    Examples
+    --------
+    >>> import torch
+    >>> head = AssignmentFlowHead(8, 3, layers=2)
+    >>> head(torch.randn(2, 8, 16, 20)).shape
+    torch.Size([2, 3, 16, 20])
+    """
+
+    def __init__(self, in_channels: int, num_labels: int, layers: int = 3, *, spatial_dims: int = 2,
+                 T: float = 1.0, hidden: int = 16, method=None, size: int = 3, neighbourhood: int = 26):
+        super().__init__()
+        C = check_int("in_channels", in_channels, minimum=1)
+        J = check_int("num_labels", num_labels, minimum=2)
+        layers = check_int("layers", layers, minimum=1)
+        if spatial_dims not in (2, 3):
+            raise UserInputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.spatial_dims = spatial_dims
+        self.logits = conv(C, J, 1)
+        K = size**2 if spatial_dims == 2 else (7 if neighbourhood == 6 else 27)
+        predictors = [ConvPatchPredictor(C + J, K, hidden=hidden, spatial_dims=spatial_dims) for _ in range(layers)]
+        self.flow = DeepLinearizedFlow(predictors, rho=1.0, T=T, method=method, feed_assignment=True, size=size,
+                                       neighbourhood=neighbourhood)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not isinstance(features, torch.Tensor) or features.ndim != self.spatial_dims + 2:
+            raise UserInputError(f"features must be a tensor (N, C, *spatial) with {self.spatial_dims} spatial "
+                                 f"axes, got {tuple(getattr(features, 'shape', ()))}")
+        return self.flow(features, -self.logits(features)).log_assignment

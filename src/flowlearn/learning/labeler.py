@@ -32,7 +32,6 @@ from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_
 from ..engine.checkpoint import load_module_state
 from ..engine.distributed import all_reduce_gradients, all_reduce_sum, world
 from ..engine.schedule import cosine_factor
-from ..graphs import GridWeights
 from ..linearized import LowRank
 from .deep import (
     ClassifierDistances,
@@ -117,34 +116,37 @@ class LabelerModel(nn.Module):
             return (self.bank(image) - self.bank_mean) / self.bank_std
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Learned per-pixel features ``(H, W, F')`` of the inputs."""
+        """Learned per-pixel features ``(N, F', H, W)`` of the inputs ``(N, H, W, C_in)``."""
         if self.bank is not None:
-            return self.feature_net(inputs)
-        f = self.feature_net(inputs.permute(2, 0, 1).unsqueeze(0))[0].permute(1, 2, 0)
-        return torch.cat([inputs, f], dim=-1)
+            return self.feature_net(inputs).movedim(-1, 1)
+        x = inputs.movedim(-1, 1)
+        return torch.cat([x, self.feature_net(x)], dim=1)
 
-    def flow(self, height: int, width: int) -> DeepLinearizedFlow:
-        """The K-layer flow on a ``height x width`` grid (sharing this model's modules)."""
-        if (height, width) not in self._flows:
+    @property
+    def flow(self) -> DeepLinearizedFlow:
+        """The K-layer flow (sharing this model's modules), on batches of any size."""
+        if "flow" not in self._flows:
             c = self.config
-            self._flows[(height, width)] = DeepLinearizedFlow(
-                GridWeights(height, width, 3, dtype=torch.float32), list(self.predictors), rho=c.rho, T=c.T,
-                method=LowRank(m=c.m, rank=c.rank), feed_assignment=True, distances=self.distances)
-        return self._flows[(height, width)]
+            self._flows["flow"] = DeepLinearizedFlow(list(self.predictors), rho=c.rho, T=c.T,
+                                                     method=LowRank(m=c.m, rank=c.rank), feed_assignment=True,
+                                                     distances=self.distances)
+        return self._flows["flow"]
 
     def _distances(self, inputs, f):
         use_inputs = self.bank is not None and self.config.data_term == "classifier"
-        return self.distances(inputs if use_inputs else f)
+        return self.distances(inputs.movedim(-1, 1) if use_inputs else f)
 
     def data_term(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The distances ``D`` ``(H*W, J)`` of precomputed :meth:`inputs`."""
+        """The distances ``D`` ``(N, J, H, W)`` of precomputed :meth:`inputs` ``(N, H, W, C_in)``."""
         return self._distances(inputs, self.features(inputs))
 
     def forward_inputs(self, inputs: torch.Tensor):
-        """The deep flow on precomputed :meth:`inputs` ``(H, W, C_in)`` -> ``DeepFlowOutput``."""
-        H, W, _ = inputs.shape
+        """The deep flow on precomputed :meth:`inputs` ``(N, H, W, C_in)`` (or one ``(H, W, C_in)``) ->
+        ``DeepFlowOutput`` with ``(N, J, H, W)`` assignments; the batch is one problem of the flow layers."""
+        if inputs.ndim == 3:
+            inputs = inputs.unsqueeze(0)
         f = self.features(inputs)
-        return self.flow(H, W)(f, self._distances(inputs, f))
+        return self.flow(f, self._distances(inputs, f))
 
     def forward(self, image: torch.Tensor):
         if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[-1] != self.channels:
@@ -158,12 +160,12 @@ class LabelerModel(nn.Module):
     def probabilities(self, image: torch.Tensor) -> torch.Tensor:
         """Per-pixel class probabilities ``(H, W, J)`` float32: the final assignment :math:`W_T`."""
         with torch.no_grad():
-            return self(image).log_assignment.exp().reshape(*image.shape[:2], -1).to(torch.float32)
+            return self(image).log_assignment[0].exp().movedim(0, -1).to(torch.float32)
 
     def probabilities_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """:meth:`probabilities` from precomputed :meth:`inputs`."""
+        """:meth:`probabilities` from precomputed :meth:`inputs` ``(H, W, C_in)``."""
         with torch.no_grad():
-            return self.forward_inputs(inputs).log_assignment.exp().reshape(*inputs.shape[:2], -1).to(torch.float32)
+            return self.forward_inputs(inputs).log_assignment[0].exp().movedim(0, -1).to(torch.float32)
 
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """Labels ``(H, W)`` of a full image: the argmax of :meth:`probabilities`."""
@@ -298,20 +300,20 @@ class LabelerTrainer:
                 u, v = self._pixels(train_inputs, labels, train, gen)   # the same pixels on every rank
                 norm = len(v) if weight is None else float(weight[v].sum())  # summed over ranks: the (weighted) mean
                 u, v = u[rank::world_size], v[rank::world_size]
-                loss = assignment_nll(-model.data_term(u), v, weight, reduction="sum") / norm
+                loss = assignment_nll(-model.data_term(u.unsqueeze(1)), v.view(-1, 1, 1), weight, reduction="sum") / norm
                 loss.backward()
                 total += float(loss.detach())
                 all_reduce_gradients(model.parameters())
                 opt.step()
                 return {"loss": float(all_reduce_sum(total)), "validation_error": None}
-            for k in range(cfg.batch):  # every rank draws every crop; under torchrun rank r trains crops r::world
-                x, y = self._crop(train_inputs, labels, train, gen)
-                if k % world_size != rank:
-                    continue
-                if warmup:
-                    loss = assignment_nll(-model.data_term(x), y, weight) / cfg.batch
-                else:
-                    loss = assignment_nll(model.forward_inputs(x), y, weight) / cfg.batch
+            crops = [self._crop(train_inputs, labels, train, gen) for _ in range(cfg.batch)]  # every rank draws all
+            mine = crops[rank::world_size]   # under torchrun rank r trains crops r::world, as one batch
+            if mine:
+                x, y = torch.stack([c[0] for c in mine]), torch.stack([c[1] for c in mine])
+                every = torch.stack([c[1] for c in crops])     # the (weighted) mean over all ranks' crops
+                norm = every.numel() if weight is None else float(weight[every].sum())
+                out = -model.data_term(x) if warmup else model.forward_inputs(x)
+                loss = assignment_nll(out, y, weight, reduction="sum") / norm
                 loss.backward()
                 total += float(loss.detach())
             all_reduce_gradients(model.parameters())

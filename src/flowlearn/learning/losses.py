@@ -31,7 +31,8 @@ from .._checks import (
     check_positive,
 )
 from ..geometry import proj_tangent
-from ..graphs import GridWeights, SparsePattern, WeightOperator
+from ..graphs import GridWeights, WeightOperator
+from ..graphs.sparse import SparsePattern
 from ..labeling import distance_matrix
 from ..labeling.data_term import check_distances
 from ..linearized import LinearizedSystem, LowRank, linearized_flow

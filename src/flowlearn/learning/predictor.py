@@ -155,6 +155,9 @@ class PredictorResult(RunResult):
 class PredictorTrainer:
     """End-to-end training of a :class:`PatchPredictor` through the closed-form gradient (Sect. 4.4).
 
+    Under ``torchrun`` the training images are split over the ranks (rank ``r`` takes images
+    ``r, r + world, ...``) and the gradients are summed, so ``n`` processes take the steps of one.
+
     Parameters
     ----------
     method : LowRank, Exact, DenseAutograd, AutodiffEuler or AutodiffExpint
@@ -166,9 +169,6 @@ class PredictorTrainer:
     checkpoint_every : int
     checkpoint_seconds : float
     show_progress : bool
-
-    Under ``torchrun`` the training images are split over the ranks (rank ``r`` takes images
-    ``r, r + world, ...``) and the gradients are summed, so ``n`` processes take the steps of one.
     """
 
     def __init__(self, method=LowRank(), lr: float = 0.05, iters: int = 50, checkpoint_every: int = 10,

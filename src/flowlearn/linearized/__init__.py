@@ -6,12 +6,21 @@ gradient are computed.
   Krylov + Benzi--Simoncini low rank, built on :mod:`.kronecker` and :mod:`.contraction`;
 * :mod:`.methods` -- the strategy objects :class:`LowRank`, :class:`Exact`, :class:`DenseAutograd`,
   :class:`AutodiffEuler`, :class:`AutodiffExpint`;
-* :mod:`.layer` -- :func:`linearized_flow` and :class:`LinearizedAssignmentLayer`, the differentiable layer
-  (a ``torch.autograd.Function`` with the closed-form backward) that every other use calls.
+* :mod:`.function` -- :func:`linearized_flow`, the differentiable function of a batch (a
+  ``torch.autograd.Function`` with the closed-form backward) that every other use calls;
+* :mod:`.layer` -- :class:`LinearizedAssignmentLayer`, the layer on channels-first 2-D and 3-D batches.
 """
 
-from .layer import LinearizedAssignmentLayer, linearized_flow
-from .methods import AutodiffEuler, AutodiffExpint, DenseAutograd, Exact, LowRank, method_from_name
+from .function import linearized_flow
+from .layer import LinearizedAssignmentLayer
+from .methods import (
+    AutodiffEuler,
+    AutodiffExpint,
+    DenseAutograd,
+    Exact,
+    LowRank,
+    method_from_name,
+)
 from .system import LinearizedSystem
 
 __all__ = [

@@ -15,9 +15,9 @@ with :math:`G` from :mod:`flowlearn.linearized.kronecker`.  With :math:`S = S_0 
 * softmax (Lemma 3.2): :math:`\partial_Z = R_S\,\partial_S`, and
   :math:`\partial_{\omega_{in}} \mathrel{-}= \langle \partial_{Z_i}, (D/\rho)_{k(i,n)}\rangle`.
 
-For a low-rank :math:`G_{11} = \sum_r x_ry_r^\top` (``(I, J)`` matrices :math:`X_r, Y_r`) everything is
+For a low-rank :math:`G_{11} = \sum_r x_ry_r^\top` (``([B,] I, J)`` matrices :math:`X_r, Y_r`) everything is
 computed from :math:`X_r, Y_r, \Omega Y_r` on the stencil -- :math:`O(IJN)` work, never a
-:math:`k\times k` matrix.  Result: gradient with respect to the *effective* weights ``(I, N)``; use
+:math:`k\times k` matrix.  Result: gradient with respect to the *effective* weights ``([B,] I, N)``; use
 :meth:`~flowlearn.graphs.WeightOperator.grad_to_patches` for the patches.
 """
 
@@ -31,14 +31,13 @@ from ..geometry import proj_tangent, replicator
 from ..geometry.simplex import replicator_matrix
 from .system import LinearizedSystem
 
-__all__ = ["WeightGradientTerms", "assemble_weight_gradient", "bilinear_terms", "data_term_gradients",
-           "dense_terms"]
+__all__ = ["WeightGradientTerms", "bilinear_terms", "data_term_gradients", "dense_terms"]
 
 
 @dataclass
 class WeightGradientTerms:
-    r"""Partial gradients of :math:`\langle G_{11}, A^J\rangle`: ``direct`` ``(I, N)`` w.r.t. the weights
-    at fixed :math:`S`, ``through_s`` ``(I, J)`` w.r.t. :math:`S`."""
+    r"""Partial gradients of :math:`\langle G_{11}, A^J\rangle`: ``direct`` ``([B,] I, N)`` w.r.t. the weights
+    at fixed :math:`S`, ``through_s`` ``([B,] I, J)`` w.r.t. :math:`S`."""
 
     direct: torch.Tensor
     through_s: torch.Tensor
@@ -48,7 +47,7 @@ class WeightGradientTerms:
 
 
 def bilinear_terms(system: LinearizedSystem, X: torch.Tensor, Y: torch.Tensor) -> WeightGradientTerms:
-    r"""Gradient of :math:`\langle X, R_S(\Omega Y)\rangle` (``X, Y`` of shape ``(I, J)``)."""
+    r"""Gradient of :math:`\langle X, R_S(\Omega Y)\rangle` (``X, Y`` of shape ``([B,] I, J)``)."""
     S, op = system.S, system.weights
     Z = op.apply(Y)
     direct = op.patch_products(replicator(S, X), Y)
@@ -57,18 +56,17 @@ def bilinear_terms(system: LinearizedSystem, X: torch.Tensor, Y: torch.Tensor) -
 
 
 def dense_terms(system: LinearizedSystem, G11: torch.Tensor) -> WeightGradientTerms:
-    r"""Gradient of :math:`\langle G_{11}, A^J\rangle` for a dense ``(IJ, IJ)`` matrix (small problems)."""
+    r"""Gradient of :math:`\langle G_{11}, A^J\rangle` for dense ``(B, IJ, IJ)`` matrices (small problems)."""
     S, op = system.S, system.weights
-    I, J = S.shape
-    G4 = G11.reshape(I, J, I, J)
-    idx = op.neighbour_index()
+    nb, I, J = S.shape
+    G4 = G11.reshape(nb, I, J, I, J).permute(0, 1, 3, 2, 4)  # (B, i, l, a, b)
     rows = torch.arange(I, device=S.device).unsqueeze(1)
-    blocks = G4[rows, :, idx, :]                      # (I, N, J, J): G_{(i,a),(k(i,n),b)}
-    R = replicator_matrix(S)                          # (I, J, J)
-    direct = torch.einsum("inab,iab->in", blocks, R) * op.mask
-    K = torch.einsum("in,inab->iab", op.weights, blocks)
-    through_s = (torch.diagonal(K, dim1=1, dim2=2) - torch.einsum("iab,ib->ia", K, S)
-                 - torch.einsum("iba,ib->ia", K, S))
+    blocks = G4[:, rows, op.neighbour_index()]               # (B, I, N, J, J): G_{(i,a),(k(i,n),b)}
+    R = replicator_matrix(S)                                  # (B, I, J, J)
+    direct = torch.einsum("xinab,xiab->xin", blocks, R) * op.mask
+    K = torch.einsum("xin,xinab->xiab", op.weights, blocks)
+    through_s = (torch.diagonal(K, dim1=-2, dim2=-1) - torch.einsum("xiab,xib->xia", K, S)
+                 - torch.einsum("xiba,xib->xia", K, S))
     return WeightGradientTerms(direct=direct, through_s=through_s)
 
 
@@ -84,38 +82,23 @@ def data_term_gradients(system: LinearizedSystem, scaled_distances: torch.Tensor
     Parameters
     ----------
     system : LinearizedSystem
-        Holds :math:`S` ``(I, J)`` and the weights.
-    scaled_distances : tensor ``(I, J)``
+        Holds :math:`S` ``([B,] I, J)`` and the weights.
+    scaled_distances : tensor ``([B,] I, J)``
         :math:`\tilde D = D/\rho` (any real matrix, e.g. :math:`D/\rho - \log W` at a linearization point).
     terms : WeightGradientTerms
         From :func:`dense_terms` or a sum of :func:`bilinear_terms` (:math:`T G_{11}` part).
-    grad_b : tensor ``(I, J)``
+    grad_b : tensor ``([B,] I, J)``
         Gradient with respect to :math:`B` (:math:`T G_{12}` reshaped).
 
     Returns
     -------
-    (grad_weights, grad_scaled_distances) : tensors ``(I, N)`` and ``(I, J)``
+    (grad_weights, grad_scaled_distances) : tensors ``([B,] I, N)`` and ``([B,] I, J)``
         Gradients w.r.t. the effective weights and w.r.t. :math:`\tilde D` (divide by :math:`\rho`
         for :math:`D`).
     """
     S, op = system.S, system.weights
-    J = S.shape[1]
+    J = S.shape[-1]
     grad_s = terms.through_s + proj_tangent(grad_b) / J
     grad_logits = replicator(S, grad_s)
     grad_w = terms.direct - op.patch_products(grad_logits, scaled_distances)
     return grad_w, -op.apply_transpose(grad_logits)
-
-
-def assemble_weight_gradient(system: LinearizedSystem, scaled_distances: torch.Tensor,
-                             terms: WeightGradientTerms, grad_b: torch.Tensor) -> torch.Tensor:
-    r"""Chain the partial gradients through :math:`b` and :math:`S_0 = \mathrm{softmax}(-\Omega D/\rho)`.
-
-    ``grad_b`` ``(I, J)`` is the gradient with respect to :math:`B` (i.e. :math:`T\,G_{12}` reshaped).
-    Returns the gradient with respect to the effective weights ``(I, N)``
-    (the first part of :func:`data_term_gradients`).
-    """
-    S, op = system.S, system.weights
-    J = S.shape[1]
-    grad_s = terms.through_s + proj_tangent(grad_b) / J
-    grad_logits = replicator(S, grad_s)
-    return terms.direct - op.patch_products(grad_logits, scaled_distances)

@@ -82,27 +82,28 @@ def frechet_block(M1: torch.Tensor, M2: torch.Tensor, b1: torch.Tensor, b2: torc
     r""":math:`G = \int_0^1 e^{sM_1}b_1b_2^\top e^{(1-s)M_2^\top}ds`, the upper-right block of
     :math:`\exp\begin{psmallmatrix}M_1 & b_1b_2^\top\\0 & M_2^\top\end{psmallmatrix}`.
 
-    ``M1`` ``(n1, n1)``, ``M2`` ``(n2, n2)``, ``b1`` ``(n1,)``, ``b2`` ``(n2,)``; returns ``(n1, n2)``.
-    Equal to :func:`frechet_kronecker` (proved by the tests) at the cost of one exponential of size
-    ``n1 + n2``.
+    ``M1`` ``(..., n1, n1)``, ``M2`` ``(..., n2, n2)``, ``b1`` ``(..., n1)``, ``b2`` ``(..., n2)`` (leading
+    batch dimensions broadcast); returns ``(..., n1, n2)``.  Equal to :func:`frechet_kronecker` (proved by
+    the tests) at the cost of one exponential of size ``n1 + n2``.
     """
-    n1, n2 = M1.shape[0], M2.shape[0]
-    aug = torch.zeros(n1 + n2, n1 + n2, dtype=M1.dtype, device=M1.device)
-    aug[:n1, :n1] = M1
-    aug[:n1, n1:] = torch.outer(b1, b2)
-    aug[n1:, n1:] = M2.T
-    return torch.linalg.matrix_exp(aug)[:n1, n1:]
+    n1, n2 = M1.shape[-1], M2.shape[-1]
+    lead = torch.broadcast_shapes(M1.shape[:-2], M2.shape[:-2], b1.shape[:-1], b2.shape[:-1])
+    aug = torch.zeros(*lead, n1 + n2, n1 + n2, dtype=M1.dtype, device=M1.device)
+    aug[..., :n1, :n1] = M1
+    aug[..., :n1, n1:] = b1.unsqueeze(-1) * b2.unsqueeze(-2)
+    aug[..., n1:, n1:] = M2.transpose(-1, -2)
+    return torch.linalg.matrix_exp(aug)[..., :n1, n1:]
 
 
 def benzi_simoncini(T1: torch.Tensor, T2: torch.Tensor) -> torch.Tensor:
-    r"""The small matrix of the Benzi--Simoncini approximation (3.42), shape ``(m1, m2)``.
+    r"""The small matrix of the Benzi--Simoncini approximation (3.42), shape ``(..., m1, m2)``.
 
     :math:`X = \mathrm{vec}_r^{-1}\big[(I\otimes e^{T_2})\varphi(T_1\oplus(-T_2))(e_1\otimes e_1)\big]`,
-    computed in float64 by :func:`frechet_block`.
+    computed in float64 by :func:`frechet_block` (leading batch dimensions allowed).
     """
     dt = torch.float64
-    e1 = torch.zeros(T1.shape[0], dtype=dt, device=T1.device)
-    e2 = torch.zeros(T2.shape[0], dtype=dt, device=T2.device)
+    e1 = torch.zeros(T1.shape[-1], dtype=dt, device=T1.device)
+    e2 = torch.zeros(T2.shape[-1], dtype=dt, device=T2.device)
     e1[0] = 1.0
     e2[0] = 1.0
     return frechet_block(T1.to(dt), T2.to(dt), e1, e2).to(T1.dtype)
@@ -110,15 +111,15 @@ def benzi_simoncini(T1: torch.Tensor, T2: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LowRankFactors:
-    r"""Truncated SVD :math:`X \approx \sum_{r<R}\sigma_r y_r z_r^\top` (3.45).
+    r"""Truncated SVD :math:`X \approx \sum_{r<R}\sigma_r y_r z_r^\top` (3.45), per leading batch index.
 
     Attributes
     ----------
-    left : tensor ``(m1, R)``
+    left : tensor ``(..., m1, R)``
         Columns :math:`\sigma_r y_r`.
-    right : tensor ``(m2, R)``
+    right : tensor ``(..., m2, R)``
         Columns :math:`z_r`.
-    singular_values : tensor ``(min(m1, m2),)``
+    singular_values : tensor ``(..., min(m1, m2))``
         All singular values of :math:`X` (for the rank study, Fig. 4b).
     """
 
@@ -128,11 +129,13 @@ class LowRankFactors:
 
     @property
     def rank(self) -> int:
-        return self.left.shape[1]
+        return self.left.shape[-1]
 
 
 def truncate(X: torch.Tensor, rank: int) -> LowRankFactors:
-    """Rank-``rank`` truncation of ``X`` by the SVD (``rank`` larger than ``min(X.shape)`` keeps all)."""
+    """Rank-``rank`` truncation of ``X`` ``(..., m1, m2)`` by the SVD (``rank`` larger than ``min(m1, m2)``
+    keeps all)."""
     U, s, Vh = torch.linalg.svd(X, full_matrices=False)
-    r = min(rank, s.numel())
-    return LowRankFactors(left=U[:, :r] * s[:r], right=Vh[:r].T, singular_values=s)
+    r = min(rank, s.shape[-1])
+    return LowRankFactors(left=U[..., :r] * s[..., None, :r], right=Vh[..., :r, :].transpose(-1, -2),
+                          singular_values=s)

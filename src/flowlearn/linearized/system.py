@@ -19,7 +19,7 @@ import torch
 from .._checks import UserInputError
 from ..geometry import proj_tangent, replicator
 from ..geometry.simplex import replicator_matrix
-from ..graphs import WeightOperator
+from ..graphs import BatchWeights, WeightOperator
 
 __all__ = ["LinearizedSystem"]
 
@@ -30,32 +30,41 @@ class LinearizedSystem:
 
     Attributes
     ----------
-    weights : WeightOperator
-    S : tensor ``(I, J)``
+    weights : WeightOperator or BatchWeights
+        One operator (tensors ``(I, J)``) or a batch of operators on one structure (tensors ``(B, I, J)``,
+        the form the closed form of :mod:`flowlearn.linearized.closed_form` works on).
+    S : tensor ``([B,] I, J)``
         Similarities at the linearization point, :math:`S_k`.
-    B : tensor ``(I, J)``
+    B : tensor ``([B,] I, J)``
         :math:`\tfrac1J \Pi_0 S_k`.
     """
 
-    weights: WeightOperator
+    weights: WeightOperator | BatchWeights
     S: torch.Tensor
     B: torch.Tensor
 
     @classmethod
     def at(cls, weights: WeightOperator, scaled_distances: torch.Tensor,
-           V: torch.Tensor | None = None) -> "LinearizedSystem":
+           V: torch.Tensor | None = None) -> LinearizedSystem:
         r"""Linearize at :math:`V` (default the barycenter, :math:`V=0`).
 
         ``scaled_distances`` is :math:`D/\rho`, shape ``(I, J)``.
         """
-        J = scaled_distances.shape[1]
+        J = scaled_distances.shape[-1]
         logits = -scaled_distances if V is None else J * V - scaled_distances
         S = torch.softmax(weights.apply(logits), dim=-1)
         return cls(weights=weights, S=S, B=proj_tangent(S) / J)
 
     @property
     def num_labels(self) -> int:
-        return self.S.shape[1]
+        return self.S.shape[-1]
+
+    def batched(self) -> LinearizedSystem:
+        """This system as a batch of one (``(1, I, J)`` tensors on a :class:`~flowlearn.graphs.BatchWeights`)."""
+        if isinstance(self.weights, BatchWeights):
+            return self
+        return LinearizedSystem(BatchWeights(self.weights, self.weights.patches.unsqueeze(0)),
+                                self.S.unsqueeze(0), self.B.unsqueeze(0))
 
     def matvec(self, U: torch.Tensor) -> torch.Tensor:
         r""":math:`AU = R_{S}(\Omega U)`."""
@@ -66,9 +75,10 @@ class LinearizedSystem:
         return self.weights.apply_transpose(replicator(self.S, U))
 
     def dense(self) -> torch.Tensor:
-        r"""Dense :math:`A^J = \mathrm{Diag}(R_S)(\Omega\otimes I_J)`, ``(IJ, IJ)`` -- small problems only."""
-        I, J = self.S.shape
+        r"""Dense :math:`A^J = \mathrm{Diag}(R_S)(\Omega\otimes I_J)`, ``([B,] IJ, IJ)`` -- small problems only:
+        :math:`A^J_{(i,a),(l,b)} = \Omega_{il}(R_{S_i})_{ab}`."""
+        I, J = self.S.shape[-2:]
         if I * J > 6000:
             raise UserInputError(f"dense() is for small problems, got I*J = {I * J} (> 6000)")
-        R = torch.block_diag(*replicator_matrix(self.S))
-        return R @ torch.kron(self.weights.to_dense(), torch.eye(J, dtype=self.S.dtype, device=self.S.device))
+        A = torch.einsum("...il,...iab->...ialb", self.weights.to_dense(), replicator_matrix(self.S))
+        return A.reshape(*self.S.shape[:-2], I * J, I * J)

@@ -43,6 +43,8 @@ __all__ = ["RandomizedAssignmentFlow"]
 class RandomizedAssignmentFlow(FlowSampling, nn.Module):
     r"""S-flow with random interaction matrix and learned initialisation.
 
+    Every constructor argument is recorded in ``hparams`` (part of a training run's identity).
+
     Parameters
     ----------
     num_nodes, num_labels : int
@@ -68,14 +70,13 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
         Starting value of the learned mean initial logits :math:`\nu` (default 0, the
         barycenter; a fixed point of the flow unless some noise is present).  E.g.
         ``-0.5 * model.unary`` starts from the data term.
-    initial_factors : tensor (init_rank, n, c), optional
-        Starting value of the low-rank factors (default: ``init_factor_scale * N(0, 1)``).
+    initial_factors : tensor (R, n, c), optional
+        Starting value of the ``R = init_rank`` low-rank factors (default:
+        ``init_factor_scale * N(0, 1)``).
     dtype, device
         Of the parameters; samples are drawn on this device.
     sampling_memory : int
         Bytes per sampling chunk when no ``chunk_size`` is given (default 256 MiB).
-
-    Every constructor argument is recorded in ``hparams`` (part of a training run's identity).
     """
 
     def __init__(self, num_nodes: int, num_labels: int, *, interaction: Interaction = NodeInteraction(),

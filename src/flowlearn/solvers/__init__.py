@@ -15,13 +15,13 @@ from .runge_kutta import RK4, Euler, Heun
 __all__ = [
     "AMD",
     "BB",
+    "RK4",
     "Euler",
     "ExponentialIntegrator",
     "FixedGrid",
     "FixedStepIntegrator",
     "Heun",
     "Nesterov",
-    "RK4",
     "integrate",
     "krylov_phi",
 ]

@@ -37,8 +37,8 @@ sample's loss.  The solver knows nothing of decoders: it minimises any per-sampl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Callable, List, Optional
 
 import torch
 
@@ -89,14 +89,14 @@ class AMDResult:
 
     z: torch.Tensor
     loss: torch.Tensor
-    status: List[AMDStatus]
+    status: list[AMDStatus]
     steps: torch.Tensor
     loss_evals: torch.Tensor
     grad_evals: torch.Tensor
     time: torch.Tensor
     step_sizes: torch.Tensor
     loss_history: torch.Tensor
-    states: Optional[torch.Tensor] = None
+    states: torch.Tensor | None = None
     stats: dict = field(default_factory=dict)
 
 
@@ -137,13 +137,13 @@ class AMD:
     _: KW_ONLY
     max_steps: int = 200
     max_backtracks: int = 40
-    tau: Optional[float] = None
+    tau: float | None = None
     patience: int = 5
     flat_rtol: float = 1e-3
     gtol: float = 0.0
 
     def __post_init__(self):
-        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 -- frozen dataclass
+        put = lambda name, value: object.__setattr__(self, name, value)
         beta = check_positive("beta", self.beta)
         if not beta < 1.0:
             raise UserInputError(f"beta must lie in (0, 1), got {self.beta!r}")

@@ -11,14 +11,14 @@ gradients of :mod:`flowlearn.learning`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from .._checks import UserInputError, check_int
 
-__all__ = ["ArnoldiResult", "ORTHOGONALITY_BUDGET", "arnoldi"]
+__all__ = ["ORTHOGONALITY_BUDGET", "ArnoldiResult", "BatchArnoldi", "arnoldi", "batch_arnoldi"]
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -148,12 +148,13 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
     w1 = matvec(q1)
     if torch.is_grad_enabled() and (v.requires_grad or w1.requires_grad):
         return _arnoldi_autograd(matvec, q1, w1, beta, m, breakdown_tol)
-    shape = q1.shape
-    Q = torch.empty(m + 1, q1.numel(), dtype=q1.dtype, device=q1.device)
-    Q[0] = q1.reshape(-1)
-    Q[1] = w1.reshape(-1)  # the first product waits in the free row; no other copy stays alive
-    del q1, w1
-    return _arnoldi_block(matvec, Q, shape, beta, m, breakdown_tol)
+    batch = batch_arnoldi(lambda x: matvec(x[0]).unsqueeze(0), v.unsqueeze(0), m, breakdown_tol=breakdown_tol,
+                          first_product=w1.unsqueeze(0))
+    k = batch.dim[0]
+    block = batch.block[0, :k]
+    return ArnoldiResult(basis=list(block.view(k, *v.shape).unbind(0)), hessenberg=batch.hessenberg[0, :k, :k],
+                         h_next=float(batch.h_next[0]), q_next=None if batch.breakdown[0] else batch.q_next[0],
+                         beta=beta, breakdown=batch.breakdown[0], stats=batch.stats, _block=block)
 
 
 def _is_breakdown(norm_w: float, norm_in: float, tol: float, dtype: torch.dtype) -> bool:
@@ -203,51 +204,130 @@ def _arnoldi_autograd(matvec, q1, w1, beta, m, tol) -> ArnoldiResult:
                                                         "orthogonality_bound": loss})
 
 
-def _arnoldi_block(matvec, Q, shape, beta, m, tol) -> ArnoldiResult:
-    """Classical Gram--Schmidt with selective second pass on the preallocated ``(m + 1, n)`` block ``Q``
-    (row 0: :math:`q_1`, row 1: :math:`Aq_1`).
+@dataclass
+class BatchArnoldi:
+    r"""Arnoldi processes of a batch, one Krylov space :math:`\mathcal K_m(A_b, v_b)` per sample.
 
-    The free row ``j + 1`` is the work vector of step ``j``: the product is copied there and
-    Gram--Schmidt runs in place, so a step needs no storage beyond the block and the product itself.
+    Attributes
+    ----------
+    block : tensor ``(B, m + 1, n)``
+        Rows ``0..dim[b]-1`` of sample ``b`` are its orthonormal basis; the rows after a breakdown are zero,
+        row ``m`` is :math:`q_{m+1}` (zero after a breakdown).
+    hessenberg : tensor ``(B, m, m)``
+        :math:`H_m` of each sample, zero-padded after its breakdown (so :math:`e^{tH}e_1` and every
+        function of :math:`H` used here equal the unpadded ones, padded with zeros).
+    h_next, beta : tensors ``(B,)``
+        :math:`h_{m+1,m}` (0 after a breakdown) and :math:`\|v_b\|`.
+    dim : list of int
+        Krylov dimension reached per sample (0 for :math:`v_b = 0`).
+    breakdown : list of bool
+        Per-sample happy breakdown (invariant space; the approximation is exact).
+    stats : dict
+        ``path`` (``"block"``), ``reorthogonalizations`` (second passes, taken for the whole batch when one
+        sample's bound asks for it), ``orthogonality_bound`` (largest over the batch).
     """
-    dtype = Q.dtype
-    H = torch.zeros(m + 1, m, dtype=dtype, device=Q.device)
-    k, breakdown, reorth = m, False, 0
-    eps, loss = torch.finfo(dtype).eps, 0.0
+
+    block: torch.Tensor
+    hessenberg: torch.Tensor
+    h_next: torch.Tensor
+    beta: torch.Tensor
+    dim: list
+    breakdown: list
+    shape: tuple
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def q_next(self) -> torch.Tensor:
+        return self.block[:, -1].view(-1, *self.shape)
+
+    def combine(self, coeffs: torch.Tensor) -> torch.Tensor:
+        r""":math:`Q_{m,b}\,c_b` for coefficients ``(B, m)``; returns ``(B, *shape)``."""
+        m = coeffs.shape[1]
+        out = torch.bmm(coeffs.to(self.block.dtype).unsqueeze(1), self.block[:, :m])
+        return out.view(-1, *self.shape)
+
+
+def batch_arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | None = None,
+                  first_product: torch.Tensor | None = None) -> BatchArnoldi:
+    r"""Arnoldi on every sample of a batch at once, without autograd: classical Gram--Schmidt with the selective
+    second pass of :func:`arnoldi`, inner products per sample (batched matrix products on one preallocated
+    ``(B, m + 1, n)`` block).
+
+    Sample ``b`` gets exactly the Krylov space, Hessenberg matrix and breakdown of ``arnoldi(A_b, v_b, m)``
+    (up to rounding); a sample that breaks down (or starts from :math:`v_b = 0`) continues as zero rows
+    while the others go on.
+
+    Parameters
+    ----------
+    matvec : callable
+        :math:`(x_b)_b \mapsto (A_bx_b)_b` on tensors of ``v``'s shape ``(B, ...)``; must map zero samples to
+        zero (it is linear).
+    v : tensor ``(B, ...)``
+        Start vectors.
+    m : int
+        Maximal Krylov dimension.
+    breakdown_tol : float, optional
+        As in :func:`arnoldi` (default ``100 * eps``).
+    first_product : tensor, optional
+        :math:`A q_1` if already computed.
+    """
+    m = check_int("m", m, minimum=1)
+    dtype, device = v.dtype, v.device
+    eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny
+    tol = 100 * eps if breakdown_tol is None else breakdown_tol
+    B, shape = v.shape[0], tuple(v.shape[1:])
+    Q = torch.zeros(B, m + 1, v[0].numel(), dtype=dtype, device=device)
+    beta = torch.linalg.vector_norm(v.reshape(B, -1), dim=1)
+    active = beta > 0
+    Q[:, 0] = v.reshape(B, -1) / torch.where(active, beta, 1.0).unsqueeze(1)
+    Q[:, 1] = (matvec(Q[:, 0].view(B, *shape)) if first_product is None else first_product).reshape(B, -1)
+    H = torch.zeros(B, m + 1, m, dtype=dtype, device=device)
+    dim = [0 if not a else m for a in active.tolist()]
+    breakdown = [not a for a in active.tolist()]
+    loss = torch.zeros(B, dtype=torch.float64)
+    reorth = 0
     for j in range(m):
-        w = Q[j + 1]
+        if not bool(active.any()):
+            break
+        w = Q[:, j + 1]
         if j > 0:
-            product = matvec(Q[j].view(shape))
+            product = matvec(Q[:, j].view(B, *shape))
             if product.requires_grad and torch.is_grad_enabled():
                 raise UserInputError(f"matvec returned a tensor that requires grad at step {j + 1} although its "
-                                 "first product did not: arnoldi cannot differentiate through such a matvec")
-            w.copy_(product.reshape(-1))
+                                     "first product did not: arnoldi cannot differentiate through such a matvec")
+            w.copy_(product.reshape(B, -1))
             del product
-        Qj = Q[: j + 1]
-        norm_in = float(torch.linalg.vector_norm(w))
-        h = Qj @ w
-        w.addmv_(Qj.T, h, alpha=-1)
-        norm_w = torch.linalg.vector_norm(w)
-        new = _orthogonality_after(loss, norm_in, float(norm_w), j, eps)
-        if new > ORTHOGONALITY_BUDGET * eps:
+        Qj = Q[:, : j + 1]
+        norm_in = torch.linalg.vector_norm(w, dim=1)
+        h = torch.bmm(Qj, w.unsqueeze(-1))
+        w.unsqueeze(-1).baddbmm_(Qj.transpose(1, 2), h, alpha=-1)
+        norm_w = torch.linalg.vector_norm(w, dim=1)
+        new = _batch_orthogonality_after(loss, norm_in, norm_w, j, eps)
+        if bool(((new > ORTHOGONALITY_BUDGET * eps) & active.cpu()).any()):
             reorth += 1
-            norm_mid = float(norm_w)
-            h2 = Qj @ w
-            w.addmv_(Qj.T, h2, alpha=-1)
+            norm_mid = norm_w
+            h2 = torch.bmm(Qj, w.unsqueeze(-1))
+            w.unsqueeze(-1).baddbmm_(Qj.transpose(1, 2), h2, alpha=-1)
             h = h + h2
-            norm_w = torch.linalg.vector_norm(w)
-            new = _orthogonality_after(loss, norm_mid, float(norm_w), j, eps)
-        loss = max(loss, new)
-        H[: j + 1, j] = h
-        H[j + 1, j] = norm_w
-        if _is_breakdown(float(norm_w), norm_in, tol, dtype):
-            k, breakdown = j + 1, True
-            break
-        w.div_(norm_w)
-    block = Q[:k]
-    h_next = 0.0 if breakdown else float(H[m, m - 1])
-    q_next = None if breakdown else Q[m].view(shape)
-    return ArnoldiResult(basis=list(block.view(k, *shape).unbind(0)), hessenberg=H[:k, :k], h_next=h_next,
-                         q_next=q_next, beta=beta, breakdown=breakdown,
-                         stats={"path": "block", "reorthogonalizations": reorth, "orthogonality_bound": loss},
-                         _block=block)
+            norm_w = torch.linalg.vector_norm(w, dim=1)
+            new = _batch_orthogonality_after(loss, norm_mid, norm_w, j, eps)
+        loss = torch.where(active.cpu(), torch.maximum(loss, new), loss)
+        broke = active & (norm_w <= tol * torch.clamp(norm_in, min=tiny))
+        keep = active & ~broke
+        H[:, : j + 1, j] = h.squeeze(-1) * active.unsqueeze(1)
+        H[:, j + 1, j] = torch.where(keep, norm_w, 0.0)
+        w.mul_((keep / torch.where(keep, norm_w, 1.0)).unsqueeze(1))
+        for b in broke.nonzero().flatten().tolist():
+            dim[b], breakdown[b] = j + 1, True
+        active = keep
+    return BatchArnoldi(block=Q, hessenberg=H[:, :m], h_next=H[:, m, m - 1], beta=beta, dim=dim,
+                        breakdown=breakdown, shape=shape,
+                        stats={"path": "block", "reorthogonalizations": reorth,
+                               "orthogonality_bound": float(loss.max())})
+
+
+def _batch_orthogonality_after(loss, norm_in, norm_out, j: int, eps: float) -> torch.Tensor:
+    """:func:`_orthogonality_after` per sample (float64 on the CPU)."""
+    r = norm_in.detach().double().cpu() / torch.clamp(norm_out.detach().double().cpu(),
+                                                       min=torch.finfo(torch.float64).tiny)
+    return loss * torch.sqrt(torch.clamp(r * r - 1.0, min=0.0)) + (j + 1) * eps * r

@@ -12,8 +12,9 @@ geometric Euler scheme :math:`W \\leftarrow \\exp_W(h\\,S(W))` (Zeilmann et al. 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar
 
 import torch
 
@@ -53,8 +54,8 @@ class Solution:
     y: torch.Tensor
     status: Status
     stats: dict = field(default_factory=dict)
-    ts: Optional[torch.Tensor] = None
-    ys: Optional[torch.Tensor] = None
+    ts: torch.Tensor | None = None
+    ys: torch.Tensor | None = None
 
 
 class Solver(abc.ABC):

@@ -104,7 +104,7 @@ class BB:
     gtol: float = 0.0
 
     def __post_init__(self):
-        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 -- frozen dataclass
+        put = lambda name, value: object.__setattr__(self, name, value)
         put("s0", check_positive("s0", self.s0))
         put("smin", check_positive("smin", self.smin))
         put("smax", check_positive("smax", self.smax))

@@ -32,7 +32,7 @@ from .._checks import (
 from .base import linear_grid, log_grid
 from .runge_kutta import RK4, ExplicitRungeKutta
 
-__all__ = ["FixedGrid", "Nesterov", "SPACINGS"]
+__all__ = ["SPACINGS", "FixedGrid", "Nesterov"]
 
 SPACINGS = ("log", "linear")
 

@@ -5,14 +5,14 @@ One class does the stepping; each named method only supplies its tableau.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from .._checks import UserInputError
 from .base import Solver
 
-__all__ = ["Euler", "ExplicitRungeKutta", "Heun", "RK4"]
+__all__ = ["RK4", "Euler", "ExplicitRungeKutta", "Heun"]
 
 
 class ExplicitRungeKutta(Solver):
