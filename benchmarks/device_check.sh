@@ -14,9 +14,12 @@
 #
 # Steps, each under `timeout` and within an overall deadline of DEVICE_CHECK_SECONDS (default 480):
 #   1. nvidia-smi, torch / CUDA versions;
-#   2. python -m pytest -q tests/test_cuda.py tests/test_geometry.py tests/test_data_features.py;
+#   2. python -m pytest -q tests/test_cuda.py tests/test_geometry.py tests/test_data_features.py
+#      tests/test_batched_layer.py (the batched layers and the head on CUDA);
 #   3. benchmarks/linearized_forward.py, gradient.py, randomized.py with --quick --device cuda, the
-#      float32/float64 comparison of gradient.py at 512^2 on CUDA, and benchmarks/gfe.py --quick (which
+#      float32/float64 comparison of gradient.py at 512^2 on CUDA, benchmarks/batched_layer.py --quick on
+#      CUDA (batched layers against a loop, BasicUNet with and without the head, 3-D stacks), and
+#      benchmarks/gfe.py --quick (which
 #      has no --device: it runs on the CPU).
 # Output: ${OUT:-benchmarks/results}/cuda/{*.json, device_check.log, summary.txt}.  Exit status: 0 when
 # every step passed, 1 when one failed or timed out (the others still run), 2 when CUDA is unavailable.
@@ -94,11 +97,12 @@ nvidia-smi || echo "(nvidia-smi not available)"
 echo "$cuda_line"
 "$PYTHON" -c 'import sys, torch, flowlearn; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.version.cuda}, cudnn {torch.backends.cudnn.version()}, devices {torch.cuda.device_count()}, flowlearn at {flowlearn.__file__}")'
 
-step tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_geometry.py tests/test_data_features.py
+step tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_geometry.py tests/test_data_features.py tests/test_batched_layer.py
 step linearized_forward 100 "$PYTHON" -m benchmarks.linearized_forward --quick --device cuda --out "$RESULTS/linearized_forward.json"
 step gradient 130 "$PYTHON" -m benchmarks.gradient --quick --device cuda --out "$RESULTS/gradient.json"
 step gradient_dtypes 90 "$PYTHON" -m benchmarks.gradient --compare-dtypes --compare-size 512 --compare-threads 1 --device cuda --repeat 3 --out "$RESULTS/gradient_dtypes.json"
 step randomized 60 "$PYTHON" benchmarks/randomized.py --quick --device cuda --out "$RESULTS/randomized.json"
+step batched_layer 120 "$PYTHON" -m benchmarks.batched_layer --quick --threads 1 --device cuda --out "$RESULTS/batched_layer.json"
 step gfe 120 "$PYTHON" -m benchmarks.gfe --quick --out "$RESULTS/gfe.json"
 
 echo

@@ -198,10 +198,13 @@ def test_cuda_batch_equals_cpu():
     assert head(torch.randn(1, 3, 4, 8, 8, device="cuda")).device.type == "cuda"
 
 
-def test_structures_are_cached_per_shape():
+def test_structures_are_cached_per_shape_and_shared():
+    from flowlearn.linearized import layer as module
+
     layer = LinearizedAssignmentLayer()
-    assert layer.structure((4, 5), "cpu") is layer.structure((4, 5), "cpu")
+    assert layer.structure((4, 5), "cpu") is LinearizedAssignmentLayer().structure((4, 5), "cpu")
     assert isinstance(layer.structure((4, 5), "cpu"), GridWeights)
+    assert layer.structure((4, 5), "cpu") is not LinearizedAssignmentLayer(size=5).structure((4, 5), "cpu")
     for n in range(12):
         layer.structure((3, n + 1), "cpu")
-    assert len(layer._structures) <= 8
+    assert len(module._STRUCTURES) <= 8

@@ -65,9 +65,16 @@ class BatchWeights:
 
     @property
     def weights(self) -> torch.Tensor:
-        """Effective weights ``(B, I, N)``: masked, renormalised patches."""
+        """Effective weights ``(B, I, N)``: masked, renormalised patches (cached while the patches are unchanged
+        and no gradient is recorded)."""
+        key = (self.patches._version, torch.is_grad_enabled() and self.patches.requires_grad)
+        cached = self.__dict__.get("_weights")
+        if cached is not None and cached[0] == key and not key[1]:
+            return cached[1]
         p = self.patches * self.mask
-        return p / p.sum(-1, keepdim=True)
+        w = p / p.sum(-1, keepdim=True)
+        self._weights = (key, w)
+        return w
 
     def neighbour_index(self) -> torch.Tensor:
         """``(I, N)`` neighbour indices of the structure."""
@@ -91,11 +98,8 @@ class BatchWeights:
         cache = self.structure._shared_structure_cache()
         key = ("batch-csr", self.batch_size, str(self.device))
         if key not in cache:
-            B, I = self.batch_size, self.num_nodes
-            index = self.neighbour_index()
-            offsets = (torch.arange(B, device=self.device) * I).view(B, 1, 1)
-            cache[key] = SparsePattern((index.unsqueeze(0) + offsets).reshape(B * I, -1),
-                                       self.mask.unsqueeze(0).expand(B, -1, -1).reshape(B * I, -1))
+            single = self.structure.to(device=self.device).sparse_pattern()
+            cache[key] = single if self.batch_size == 1 else single.tile(self.batch_size)
         return cache[key].matrices(self.weights.reshape(self.batch_size * self.num_nodes, -1))
 
     def _sparse(self, transpose: bool, x: torch.Tensor) -> torch.Tensor:

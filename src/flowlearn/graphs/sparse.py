@@ -49,21 +49,40 @@ class SparsePattern:
 
     def __init__(self, index: torch.Tensor, mask: torch.Tensor):
         I, N = index.shape
-        self.size = I
-        device = index.device
+        self.size, self.width = I, N
         slot = mask.reshape(-1).nonzero().squeeze(1)                  # flat slot i*N + n of each entry
-        rows, cols = slot // N, index.reshape(-1)[slot]
         self.nnz = int(slot.numel())
-        itype = torch.int32 if max(self.nnz, I) < 2**31 - 1 else torch.int64
-        by_row = torch.argsort(rows * I + cols)                       # CSR order of Omega
-        by_col = torch.argsort(cols * I + rows)                       # CSR order of Omega^T
-        self._slots = slot[by_row].to(itype)
-        self._slots_t = slot[by_col].to(itype)
-        self._col = cols[by_row].to(itype)
-        self._col_t = rows[by_col].to(itype)
-        zero = torch.zeros(1, dtype=torch.long, device=device)
-        self._crow = torch.cat([zero, torch.cumsum(torch.bincount(rows, minlength=I), 0)]).to(itype)
-        self._crow_t = torch.cat([zero, torch.cumsum(torch.bincount(cols, minlength=I), 0)]).to(itype)
+        itype = torch.int32 if max(self.nnz, I * N) < 2**31 - 1 else torch.int64
+        slot = slot.to(itype)
+        rows, cols = slot // N, index.reshape(-1)[slot].to(itype)
+        # rows ascend with the slot; grids (offsets in lexicographic order) have ascending columns in every row
+        # too, so Omega's CSR order is the slot order and needs no sort
+        if self.nnz > 1 and not bool(((cols[1:] > cols[:-1]) | (rows[1:] != rows[:-1])).all()):
+            by_row = torch.argsort(rows.long() * I + cols)
+            slot, rows, cols = slot[by_row], rows[by_row], cols[by_row]
+        self._slots, self._col = slot, cols
+        by_col = torch.sort(cols, stable=True).indices                 # (col, row) order: Omega^T's CSR order
+        self._slots_t, self._col_t = slot[by_col], rows[by_col]
+        del by_col
+        zero = torch.zeros(1, dtype=itype, device=index.device)
+        self._crow = torch.cat([zero, torch.cumsum(torch.bincount(rows, minlength=I), 0).to(itype)])
+        self._crow_t = torch.cat([zero, torch.cumsum(torch.bincount(cols, minlength=I), 0).to(itype)])
+
+    def tile(self, copies: int) -> "SparsePattern":
+        """The pattern of the block-diagonal :math:`\mathrm{Diag}(\Omega, \dots, \Omega)` (``copies`` blocks),
+        for weights ``(copies * I, N)``; built by offsetting this pattern, without sorting."""
+        new = object.__new__(SparsePattern)
+        I, N, nnz = self.size, self.width, self.nnz
+        new.size, new.width, new.nnz = copies * I, N, copies * nnz
+        itype = torch.int32 if max(new.nnz, new.size * N) < 2**31 - 1 else torch.int64
+        b = torch.arange(copies, dtype=itype, device=self._col.device).unsqueeze(1)
+        tiled = lambda x, step: (x.to(itype).unsqueeze(0) + b * step).reshape(-1)
+        new._slots, new._slots_t = tiled(self._slots, I * N), tiled(self._slots_t, I * N)
+        new._col, new._col_t = tiled(self._col, I), tiled(self._col_t, I)
+        end = torch.tensor([new.nnz], dtype=itype, device=self._col.device)
+        new._crow = torch.cat([tiled(self._crow[:-1], nnz), end])
+        new._crow_t = torch.cat([tiled(self._crow_t[:-1], nnz), end])
+        return new
 
     def matrices(self, weights: torch.Tensor) -> SparseOmega:
         """``(Omega, Omega^T)`` with the effective weights ``weights`` ``(I, N)`` as values.

@@ -243,8 +243,7 @@ class DeepLinearizedFlow(nn.Module):
         logw = torch.full_like(distances, -float(torch.log(torch.tensor(float(J)))))
         tangents, patches = [], []
         for predictor, layer in zip(self.predictors, self.layers):
-            x = torch.cat([features, logw.exp()], dim=1) if self.feed_assignment else features
-            p = predictor(x)
+            p = predictor(torch.cat([features, logw.exp()], dim=1) if self.feed_assignment else features)
             V = layer.tangent(p, distances, logw)
             logw = torch.log_softmax(logw + J * V, dim=1)
             tangents.append(V)

@@ -33,6 +33,9 @@ from .methods import METHODS, LowRank
 __all__ = ["LinearizedAssignmentLayer"]
 
 _CACHED_SHAPES = 8
+#: Stencil structures (with their CSR patterns) shared by every layer: ``(spatial, device, stencil) -> operator``,
+#: the last ``_CACHED_SHAPES`` used.
+_STRUCTURES: OrderedDict = OrderedDict()
 
 
 class LinearizedAssignmentLayer(nn.Module):
@@ -89,7 +92,6 @@ class LinearizedAssignmentLayer(nn.Module):
         self.size = check_int("size", size, minimum=1, odd=True)
         self.neighbourhood = _check_neighbourhood(neighbourhood)
         self.stats: dict = {}
-        self._structures: OrderedDict = OrderedDict()
 
     def extra_repr(self) -> str:
         return (f"rho={self.rho}, T={self.T}, method={self.method}, size={self.size}, "
@@ -100,18 +102,20 @@ class LinearizedAssignmentLayer(nn.Module):
         return self.size**2 if spatial_dims == 2 else (7 if self.neighbourhood == 6 else 27)
 
     def structure(self, spatial: tuple, device) -> WeightOperator:
-        """The stencil of one spatial shape ``(H, W)`` or ``(D, H, W)`` on ``device`` (cached)."""
-        key = (tuple(spatial), str(device))
-        if key in self._structures:
-            self._structures.move_to_end(key)
-            return self._structures[key]
+        """The stencil of one spatial shape ``(H, W)`` or ``(D, H, W)`` on ``device`` (cached and shared by all
+        layers, so that a K-layer model keeps one copy)."""
+        stencil = self.size if len(spatial) == 2 else self.neighbourhood
+        key = (tuple(spatial), str(torch.device(device)), stencil)
+        if key in _STRUCTURES:
+            _STRUCTURES.move_to_end(key)
+            return _STRUCTURES[key]
         if len(spatial) == 2:
             op = GridWeights(*spatial, self.size, device=device)
         else:
             op = GridWeights3D(*spatial, neighbourhood=self.neighbourhood, device=device)
-        self._structures[key] = op
-        if len(self._structures) > _CACHED_SHAPES:
-            self._structures.popitem(last=False)
+        _STRUCTURES[key] = op
+        if len(_STRUCTURES) > _CACHED_SHAPES:
+            _STRUCTURES.popitem(last=False)
         return op
 
     def _flat(self, patches: torch.Tensor, distances: torch.Tensor, log_assignment):
