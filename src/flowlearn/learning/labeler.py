@@ -187,9 +187,20 @@ class LabelerResult(RunResult):
 
 
 def pixel_error(model: LabelerModel, images, labels, *, inputs=None) -> float:
-    """Mean pixel error (percent) of ``model`` over full images (or their precomputed ``inputs``)."""
+    """Mean pixel error (percent) of ``model`` over full images (or their precomputed ``inputs``); pixels labelled
+    :data:`UNLABELLED` do not count."""
     preds = map(model.predict_inputs, inputs) if inputs is not None else map(model.predict, images)
-    return float(np.mean([100.0 * float((p != y).double().mean()) for p, y in zip(preds, labels)]))
+    return float(np.mean([100.0 * float((p != y)[y != UNLABELLED].double().mean()) for p, y in zip(preds, labels)]))
+
+
+#: Internal label of unlabelled pixels (``LabelerConfig.ignore_label`` is mapped to it; ``nll_loss``'s default).
+UNLABELLED = -100
+
+
+def _unlabelled_to_internal(labels: torch.Tensor, ignore_label: int | None) -> torch.Tensor:
+    if ignore_label is None:
+        return labels
+    return torch.where(labels == ignore_label, torch.full_like(labels, UNLABELLED), labels)
 
 
 class LabelerTrainer:
@@ -211,6 +222,7 @@ class LabelerTrainer:
         prototype data term starts as pixel-wise rounding to the class means of ``images[train]`` (prototype
         entries of the image channels = class means, of the learned features = 0)."""
         torch.manual_seed(self.config.seed)
+        labels = _unlabelled_to_internal(labels, self.config.ignore_label)
         J, C = int(labels.max()) + 1, images.shape[-1]
         model = LabelerModel(self.config, C, J)
         x, y = images[train] if train else images, labels[train] if train else labels
@@ -232,17 +244,24 @@ class LabelerTrainer:
         present one), or None for the plain loss."""
         if self.config.class_balance == 0:
             return None
-        counts = torch.bincount(labels[list(train)].reshape(-1), minlength=num_labels).to(torch.float64)
+        y = labels[list(train)].reshape(-1)
+        counts = torch.bincount(y[y != UNLABELLED], minlength=num_labels).to(torch.float64)
         freq = counts / counts.sum()
         freq = torch.where(counts > 0, freq, freq[counts > 0].min())
         w = freq ** (-self.config.class_balance)
         return (w / w.min()).to(torch.float32)
 
     def _pixels(self, inputs, labels, train, gen, count: int = 8192):
-        """``count`` random pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``."""
+        """``count`` random labelled pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``."""
         H, W = labels.shape[1:3]
-        img = torch.randint(len(train), (count,), generator=gen)
-        pos = torch.randint(H * W, (count,), generator=gen)
+        y = labels[list(train)].reshape(len(train), -1)
+        if bool((y == UNLABELLED).any()):   # sparse labels: uniform over the labelled pixels of all images
+            flat = (y != UNLABELLED).reshape(-1).nonzero().squeeze(1)
+            pick = flat[torch.randint(len(flat), (count,), generator=gen)]
+            img, pos = pick // (H * W), pick % (H * W)
+        else:
+            img = torch.randint(len(train), (count,), generator=gen)
+            pos = torch.randint(H * W, (count,), generator=gen)
         u = torch.cat([inputs[train[int(i)]].reshape(H * W, -1)[pos[img == i]] for i in range(len(train))])
         v = torch.cat([labels[train[int(i)]].reshape(-1)[pos[img == i]] for i in range(len(train))])
         return u.unsqueeze(1), v
@@ -276,6 +295,12 @@ class LabelerTrainer:
             val_images, val_labels = images[validation], labels[validation]
         if not train:
             raise UserInputError("train must name at least one image")
+        raw_labels, raw_val = labels, val_labels
+        labels = _unlabelled_to_internal(labels, cfg.ignore_label)
+        val_labels = _unlabelled_to_internal(val_labels, cfg.ignore_label)
+        if not bool((labels[train] != UNLABELLED).any()):
+            raise UserInputError(f"the training labels have no labelled pixel (every pixel is ignore_label = "
+                                 f"{cfg.ignore_label})")
         if cfg.crop > min(images.shape[1:3]):
             raise UserInputError(f"crop must be at most the image size {tuple(images.shape[1:3])}, got {cfg.crop}")
         model = self.build(images, labels, train) if model is None else model
@@ -311,9 +336,10 @@ class LabelerTrainer:
             if mine:
                 x, y = torch.stack([c[0] for c in mine]), torch.stack([c[1] for c in mine])
                 every = torch.stack([c[1] for c in crops])     # the (weighted) mean over all ranks' crops
-                norm = every.numel() if weight is None else float(weight[every].sum())
+                every = every[every != UNLABELLED]
+                norm = max(every.numel() if weight is None else float(weight[every].sum()), 1.0)
                 out = -model.data_term(x) if warmup else model.forward_inputs(x)
-                loss = assignment_nll(out, y, weight, reduction="sum") / norm
+                loss = assignment_nll(out, y, weight, reduction="sum", ignore_index=UNLABELLED) / norm
                 loss.backward()
                 total += float(loss.detach())
             all_reduce_gradients(model.parameters())
@@ -328,7 +354,7 @@ class LabelerTrainer:
             return record
 
         run = run_steps(step, iterations=cfg.iterations, state=TrainState(model=model, optimizer=opt, generator=gen, best=best),
-                        identity=self.identity(images, labels, train, validation, (val_images, val_labels)),
+                        identity=self.identity(images, raw_labels, train, validation, (val_images, raw_val)),
                         checkpoint=CheckpointPolicy(checkpoint, cfg.checkpoint_every, cfg.checkpoint_seconds, resume,
                                                     overwrite),
                         desc="labeler", show_progress=None if self.show_progress else False,

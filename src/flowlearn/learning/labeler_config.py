@@ -66,6 +66,9 @@ class LabelerConfig:
     class_balance : float
         Class weights of the loss: label j weighs (frequency of j in the training labels)^(-class_balance);
         0 is the plain KL, 1 weighs every class equally (thin structures such as membranes count more).
+    ignore_label : int or None
+        Label value of unlabelled pixels (sparse labels, e.g. scribbles): they count in no loss, class
+        weight or validation error, and are never sampled by the warm-up.  ``None``: every pixel is labelled.
     """
 
     crop: int = 64
@@ -89,6 +92,7 @@ class LabelerConfig:
     pretrain_steps: int = 0
     final_lr_fraction: float = 1.0
     class_balance: float = 0.0
+    ignore_label: int | None = None
 
     def __post_init__(self):
         for name in ("crop", "batch", "layers", "features", "hidden", "iterations", "m", "rank", "eval_every",
@@ -102,6 +106,8 @@ class LabelerConfig:
         check_int("pretrain_steps", self.pretrain_steps, minimum=0)
         check_positive("final_lr_fraction", self.final_lr_fraction)
         check_positive("class_balance", self.class_balance, strict=False)
+        if self.ignore_label is not None:
+            check_int("ignore_label", self.ignore_label, minimum=0)
         if self.final_lr_fraction > 1:
             raise UserInputError(f"final_lr_fraction must be in (0, 1], got {self.final_lr_fraction!r}")
         check_choice("data_term", self.data_term, DATA_TERMS)
