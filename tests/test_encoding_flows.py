@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from flowlearn.encoding import GradientFlowEncoder
-from flowlearn.encoding.flows import reconstruction_loss, time_grid
+from flowlearn.encoding.flows import reconstruction_loss
+from flowlearn.solvers import FixedGrid
 from flowlearn.solvers.amd import AMD
 
 
@@ -115,14 +116,14 @@ def test_reconstruction_losses_formulas():
 
 
 def test_time_grids():
-    g = time_grid("linear", 2.0, 4)
+    g = FixedGrid(t1=2.0, steps=4, spacing="linear").times()
     assert torch.allclose(g, torch.tensor([0, 0.5, 1, 1.5, 2.0]))
-    g = time_grid("log", 10.0, 5)
+    g = FixedGrid(t1=10.0, steps=5, spacing="log").times()
     assert g.shape == (6,) and g[0] == 0 and abs(float(g[1]) - 0.01) < 1e-12 and abs(float(g[-1]) - 10) < 1e-12
     ratios = g[2:] / g[1:-1]
     assert torch.allclose(ratios, ratios[0].expand_as(ratios))
-    with pytest.raises(ValueError, match="grid must be one of"):
-        time_grid("logarithmic", 1.0, 3)
+    with pytest.raises(ValueError, match="spacing must be one of"):
+        FixedGrid(t1=1.0, steps=3, spacing="logarithmic")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from flowlearn.cli.main import main
-from flowlearn.experiments.photo_segmentation import downsample, photo_potts_model, sample_diversity
+from flowlearn.experiments.photo_segmentation import (
+    downsample,
+    photo_potts_model,
+    sample_diversity,
+)
 from flowlearn.pgm import grid_potts_gibbs, potts_grid, transfer_matrix_inference
 from flowlearn.pgm.gibbs import potts_coupling
 
@@ -46,6 +50,8 @@ def test_segment_writes_outputs_and_resumes(tmp_path, tiny_image, capsys):
     assert m["image_shape"] == [10, 12] and m["labels"] == 3
     for side in ("flow", "gibbs"):
         assert 1 <= m[side]["distinct"] <= 8 and 0.0 <= m[side]["mean_hamming"] <= 1.0
+    assert m["gibbs"]["samples"] == 160 and 0.0 <= m["gibbs"]["expected_hamming"] <= 1.0
+    assert m["gibbs"]["energy_standard_error"] > 0
     assert 0.0 <= m["marginal_difference"] <= 1.0 and 0.0 <= m["mean_abs_marginal_error"] <= 1.0
     q = np.load(out / "marginals_flow.npy")
     assert q.shape == (120, 3) and np.allclose(q.sum(1), 1.0, atol=1e-5)
@@ -71,6 +77,26 @@ def test_segment_rejects_bad_input_without_writing(tmp_path, tiny_image, capsys,
         assert main(["segment", str(tiny_image), *args, "--out", str(out)]) == 2
     assert match in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_segment_memory_guard_refuses_before_writing(tmp_path, tiny_image, capsys, monkeypatch):
+    """The estimate (training batch, flow sampling chunk, Gibbs chains and statistics, outputs) is checked
+    against the memory available before anything is allocated or written; one line, exit 2."""
+    from flowlearn.experiments.photo_segmentation import (
+        PhotoSegmentationConfig,
+        segment_memory,
+    )
+
+    need = segment_memory((10, 12), 3, PhotoSegmentationConfig(labels=3, batch_size=8))["total"]
+    monkeypatch.setenv("FLOWLEARN_MEMORY_LIMIT", str(need - 1))
+    out = tmp_path / "never"
+    assert main(["segment", str(tiny_image), "--labels", "3", "--batch-size", "8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "segment of a 10x12 image with 3 labels needs about" in err and "--batch-size" in err
+    assert not out.exists()
+    monkeypatch.setenv("FLOWLEARN_MEMORY_LIMIT", str(need))
+    assert main(["segment", str(tiny_image), *SMALL, "--out", str(out)]) == 0
 
 
 def test_segment_missing_image(tmp_path, capsys):

@@ -34,7 +34,7 @@ def test_conv_interaction_is_a_symmetric_operator():
     k = f.sample_interaction(1, gen(1))
     n = rows * cols
     basis = torch.eye(n * c).reshape(n * c, n, c)
-    dense = torch.stack([f.apply_interaction(k.expand(1, -1, -1, -1, -1), b[None])[0].reshape(-1) for b in basis], 1)
+    dense = torch.stack([f.interaction.apply(f, k.expand(1, -1, -1, -1, -1), b[None])[0].reshape(-1) for b in basis], 1)
     torch.testing.assert_close(dense, dense.T)
     assert bool((dense >= 0).all())
     assert bool((torch.diagonal(dense) >= f.epsilon).all())

@@ -43,8 +43,8 @@ def test_sparse_flow_equals_dense_omega_restricted_to_the_pattern():
     mask = torch.eye(n, dtype=D)
     mask[sparse.edges[:, 0], sparse.edges[:, 1]] = 1
     mask[sparse.edges[:, 1], sparse.edges[:, 0]] = 1
-    omega_dense = dense.interaction_from_z(z) * mask  # dense Omega restricted to edges + self loops
-    omega_sparse = sparse.interaction_from_z(_restricted_z(z, sparse.edges, n))
+    omega_dense = dense.interaction.omega(dense, z) * mask  # dense Omega restricted to edges + self loops
+    omega_sparse = sparse.interaction.omega(sparse, _restricted_z(z, sparse.edges, n))
     assert omega_sparse.shape == (B, sparse.interaction.num_edges + n)
     log_s0 = torch.log_softmax(torch.randn(B, n, 3, generator=g, dtype=D), -1)
     a = dense.integrate(omega_dense, log_s0)
@@ -52,7 +52,7 @@ def test_sparse_flow_equals_dense_omega_restricted_to_the_pattern():
     assert float((a - b).abs().max()) < 1e-12
     # also the right-hand side for arbitrary S
     s = torch.rand(B, n, 3, generator=g, dtype=D)
-    assert float((dense.apply_interaction(omega_dense, s) - sparse.apply_interaction(omega_sparse, s)).abs().max()) < 1e-12
+    assert float((dense.interaction.apply(dense, omega_dense, s) - sparse.interaction.apply(sparse, omega_sparse, s)).abs().max()) < 1e-12
 
 
 def test_sparse_pattern_of_any_graph_deduplicates_and_drops_self_loops():
@@ -100,7 +100,7 @@ def test_degree_scaled_drive_does_not_grow_with_n(interaction):
         omega = f.sample_interaction(64, torch.Generator().manual_seed(0))
         s = torch.full((64, side * side, 2), 0.5, dtype=D)
         # off-diagonal drive: (Omega S) minus the diagonal part, at the interior nodes' mean
-        full = f.apply_interaction(omega, s)
+        full = f.interaction.apply(f, omega, s)
         diag = omega[:, -side * side:] if interaction == "sparse" else torch.diagonal(omega, dim1=1, dim2=2)
         return float((full[..., 0] - diag * 0.5).detach().mean() / 0.5)
 

@@ -21,7 +21,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .._checks import UserInputError
+from .._checks import UserInputError, check_memory
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, set_threads
 
@@ -61,6 +61,7 @@ def run(args) -> int:
         PhotoSegmentationConfig,
         downsample,
         photo_potts_model,
+        segment_memory,
     )
 
     config = PhotoSegmentationConfig(**collect(args, PhotoSegmentationConfig))
@@ -69,6 +70,10 @@ def run(args) -> int:
     if image.shape[0] * image.shape[1] < config.labels:
         raise UserInputError(f"image has {image.shape[0] * image.shape[1]} pixels, fewer than --labels "
                              f"{config.labels}")
+    H, W = image.shape[:2]
+    check_memory(f"segment of a {H}x{W} image with {config.labels} labels",
+                 segment_memory((H, W), config.labels, config)["total"],
+                 hint="use a smaller --size, --batch-size, --gibbs-chains or --num-samples")
     prototypes = kmeans_prototypes(image, config.labels, seed=config.seed)
     model = photo_potts_model(image, prototypes, data_weight=config.data_weight, coupling=config.coupling)
     with open_run(args, "segment", asdict(config), seed=config.seed) as run_dir:
@@ -77,8 +82,8 @@ def run(args) -> int:
 
 def _run(args, config, run_dir, image, prototypes, model) -> int:
     from flowlearn.engine.distributed import world
-    from flowlearn.io import save_json, save_npy, save_png
     from flowlearn.experiments.photo_segmentation import run_photo_segmentation
+    from flowlearn.io import save_json, save_npy, save_png
     from flowlearn.randomized.plots import save_samples_png, save_training_curve
 
     out = run_dir.path

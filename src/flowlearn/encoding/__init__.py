@@ -14,10 +14,9 @@ The data-efficiency table of paper 002 is :mod:`flowlearn.experiments.gfe_data_e
 """
 
 from .data import load_dataset, training_subset
-from .encoder import GradientFlowEncoder
+from .encoder import EncodeResult, GradientFlowEncoder
 from .losses import BCE, MSE
 from .models import Autoencoder, make_decoder
-from .results import EncodeResult
 from .training import TrainConfig, Trainer, TrainResult, evaluate
 
 __all__ = [

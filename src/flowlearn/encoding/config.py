@@ -71,20 +71,15 @@ class TrainConfig:
         check_choice("solver", self.solver, SOLVERS)
         check_choice("adjoint", self.adjoint, ADJOINTS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.lr is not None:
-            check_positive("lr", self.lr)
-        for name in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=1)
-        if self.images is not None:
-            check_int("images", self.images, minimum=1)
+        for name in ("epochs", "batch_size", "eval_every", "checkpoint_every", "steps", "images", "latent_dim"):
+            if getattr(self, name) is not None or name not in ("images", "latent_dim"):   # the last two optional
+                check_int(name, getattr(self, name), minimum=1)
+        for name in ("lr", "t1"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
         check_choice("sampling", self.sampling, SAMPLINGS)
         check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
         check_seed("seed", self.seed)
-        if self.latent_dim is not None:
-            check_int("latent_dim", self.latent_dim, minimum=1)
-        if self.t1 is not None:
-            check_positive("t1", self.t1)
-        check_int("steps", self.steps, minimum=1)
         check_choice("grid", self.grid, ("log", "linear"))
 
     def solver_object(self, amd=None, bb=None):

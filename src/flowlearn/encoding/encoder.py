@@ -19,6 +19,7 @@ gradient chosen by ``adjoint`` (see :mod:`flowlearn.encoding.adjoint`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -46,7 +47,6 @@ from .adjoint import (
 )
 from .flows import GradientFlowField, NesterovField
 from .losses import loss_name, resolve_loss
-from .results import EncodeResult, TrainingLoss
 
 __all__ = ["SOLVERS", "EncodeResult", "GradientFlowEncoder", "TrainingLoss", "solver_from_name"]
 
@@ -54,6 +54,56 @@ SOLVERS = ("amd", "bb", "euler", "rk4", "nesterov")
 DEFAULT_T1 = {"amd": 1000.0, "bb": 1000.0, "euler": 1000.0, "rk4": 1000.0, "nesterov": 100.0}
 _MINIMIZERS = {"amd": AMD, "bb": BB}   # per-sample loss minimisers: solver objects accepted by ``solver=``
 _STRATEGIES = (AMD, BB, FixedGrid, Nesterov)
+
+
+@dataclass
+class EncodeResult:
+    """Codes and per-sample statistics of one encoding.
+
+    Attributes
+    ----------
+    z : tensor (B, latent_dim), detached
+    loss : tensor (B,)
+        :math:`l(y_b, D(z_b))` at the returned code.
+    steps : long tensor (B,)
+        Accepted solver steps.
+    decoder_evals : long tensor (B,)
+        Decoder forward passes spent on the sample (each gradient evaluation counts one forward
+        and one backward pass; backtracking trials one forward pass).
+    time : tensor (B,)
+        Integration time reached (AMD/BB: the sample's own :math:`\\tau'`, the sum of its steps).
+    status : list of str, length B
+        AMD/BB: the :class:`~flowlearn.solvers.amd.AMDStatus` value; fixed grids: ``"success"``,
+        ``"nonfinite"``, or ``"interrupted"`` (another row became non-finite).
+    stats : dict
+        Solver name and batch totals.
+    """
+
+    z: torch.Tensor
+    loss: torch.Tensor
+    steps: torch.Tensor
+    decoder_evals: torch.Tensor
+    time: torch.Tensor
+    status: list[str]
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingLoss:
+    """Decoder training objective of one batch.
+
+    Attributes
+    ----------
+    loss : scalar tensor
+        :math:`\\frac1B\\sum_b l(y_b, D(z_b^*))`; ``loss.backward()`` gives the gradient of the
+        chosen ``adjoint``.
+    per_sample : tensor (B,), detached
+    encoding : EncodeResult
+    """
+
+    loss: torch.Tensor
+    per_sample: torch.Tensor
+    encoding: EncodeResult
 
 
 def solver_from_name(name: str, *, t1: Optional[float] = None, steps: Optional[int] = None,
@@ -83,6 +133,14 @@ def solver_from_name(name: str, *, t1: Optional[float] = None, steps: Optional[i
     if nesterov_eps is not None:
         raise UserInputError(f"nesterov_eps sets solver='nesterov', not solver={name!r}")
     return FixedGrid(Euler() if name == "euler" else RK4(), **grid_kw)
+
+
+def check_minimizers(amd, bb) -> None:
+    """Refuse an ``amd`` that is not an :class:`AMD` or a ``bb`` that is not a :class:`BB` (``None`` passes)."""
+    for kind, obj in (("amd", amd), ("bb", bb)):
+        if obj is not None and not isinstance(obj, _MINIMIZERS[kind]):
+            raise UserTypeError(f"{kind} must be a flowlearn.solvers.{kind}.{_MINIMIZERS[kind].__name__}, "
+                                f"got {type(obj).__name__}")
 
 
 class GradientFlowEncoder(nn.Module):
@@ -125,10 +183,7 @@ class GradientFlowEncoder(nn.Module):
         if not isinstance(decoder, nn.Module):
             raise UserTypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
         self.loss_fn = resolve_loss(loss)
-        for kind, obj in (("amd", amd), ("bb", bb)):
-            if obj is not None and not isinstance(obj, _MINIMIZERS[kind]):
-                raise UserTypeError(f"{kind} must be a flowlearn.solvers.{kind}.{_MINIMIZERS[kind].__name__}, "
-                                    f"got {type(obj).__name__}")
+        check_minimizers(amd, bb)
         shortcuts = {"t1": t1, "steps": steps, "grid": grid, "alpha_decay": alpha_decay,
                      "nesterov_eps": nesterov_eps}
         if isinstance(solver, _STRATEGIES):
@@ -145,7 +200,7 @@ class GradientFlowEncoder(nn.Module):
         check_choice("adjoint", adjoint, ADJOINTS)
         self.decoder = decoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
-        self.loss_kind = loss if isinstance(loss, str) else loss_name(loss)
+        self.loss_kind = loss_name(loss)
         self.strategy = strategy
         self.solver = {AMD: "amd", BB: "bb", Nesterov: "nesterov"}.get(type(strategy)) or strategy.name
         self.adjoint = adjoint
@@ -196,18 +251,11 @@ class GradientFlowEncoder(nn.Module):
         tau = grid.t1 if grid is not None and grid.alpha_decay else None
         return GradientFlowField(self.decoder, y, self.loss_fn, tau, create_graph=create_graph)
 
-    def _grid(self, y):
-        return self.fixed_grid.times()
-
-    def _final_losses(self, z, y):
-        with torch.no_grad():
-            return self.loss_fn(self.decoder(z), y)
-
     # ------------------------------------------------------------------ encoding
     def _encode_fixed(self, y, z0, record_states: bool):
         flow = self._field(y, create_graph=False)
         method = self.fixed_grid.method
-        sol = integrate(flow, flow.initial_state(z0), self._grid(y), method, save=record_states)
+        sol = integrate(flow, flow.initial_state(z0), self.fixed_grid.times(), method, save=record_states)
         z = flow.latent(sol.y).detach()
         B = y.shape[0]
         finite = torch.isfinite(z.reshape(B, -1)).all(1)
@@ -215,7 +263,8 @@ class GradientFlowEncoder(nn.Module):
             status = ["interrupted" if ok else "nonfinite" for ok in finite.tolist()]
         else:
             status = ["success"] * B
-        loss = self._final_losses(torch.where(finite[:, None], z, torch.zeros_like(z)), y)
+        with torch.no_grad():
+            loss = self.loss_fn(self.decoder(torch.where(finite[:, None], z, torch.zeros_like(z))), y)
         loss = torch.where(finite, loss, torch.full_like(loss, float("nan")))
         evals = flow.gradient.evaluations + 1
         long = dict(dtype=torch.long, device=y.device)
@@ -283,7 +332,7 @@ class GradientFlowEncoder(nn.Module):
             return adjoint_final_state(replay, states, params), enc
         _, method, states = extra
         flow = self._field(y, create_graph=True)
-        replay = FixedGridReplay(flow, method, self._grid(y))
+        replay = FixedGridReplay(flow, method, self.fixed_grid.times())
         if self.adjoint == "unrolled":
             return flow.latent(unrolled_final_state(replay, flow.initial_state(self._initial(y, z0)))), enc
         return flow.latent(adjoint_final_state(replay, states, params)), enc

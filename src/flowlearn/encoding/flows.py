@@ -20,21 +20,10 @@ from typing import Callable
 
 import torch
 
-from .._checks import check_choice, check_int, check_positive
-from ..solvers.base import linear_grid, log_grid
-from .losses import LOSS_NAMES, resolve_loss
+from .._checks import check_positive
+from .losses import resolve_loss
 
-__all__ = [
-    "LOSSES",
-    "GradientFlowField",
-    "NesterovField",
-    "alpha_schedule",
-    "reconstruction_loss",
-    "time_grid",
-]
-
-LOSSES = LOSS_NAMES
-GRIDS = ("log", "linear")
+__all__ = ["GradientFlowField", "NesterovField", "alpha_schedule", "reconstruction_loss"]
 
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind="bce") -> torch.Tensor:
@@ -63,18 +52,6 @@ def alpha_schedule(tau: float | None) -> Callable[[float], float]:
         return lambda t: 1.0
     tau = check_positive("alpha_tau", tau)
     return lambda t: math.exp(-2.0 * t / tau)
-
-
-def time_grid(kind: str, t1: float, steps: int, *, dtype=torch.float64) -> torch.Tensor:
-    """Fixed time grid from 0 to ``t1`` with ``steps`` intervals: ``linear`` or ``log``
-    (log-spaced from ``t1/1000``, small steps where the flow moves fast)."""
-    check_choice("grid", kind, GRIDS)
-    steps = check_int("steps", steps, minimum=1)
-    if kind == "linear":
-        return linear_grid(t1, steps, dtype=dtype)
-    if steps == 1:
-        return linear_grid(t1, 1, dtype=dtype)
-    return log_grid(t1, steps, dtype=dtype)
 
 
 class _LossGradient:

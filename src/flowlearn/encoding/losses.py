@@ -163,8 +163,3 @@ def loss_name(loss) -> str:
     if isinstance(loss, str):
         return loss
     return getattr(loss, "name", None) or getattr(loss, "__name__", type(loss).__name__)
-
-
-def needs_unit_interval(loss) -> bool:
-    """Whether the targets of ``loss`` must lie in [0, 1] (BCE and masked BCE)."""
-    return bool(getattr(resolve_loss(loss), "needs_unit_interval", False))

@@ -12,18 +12,18 @@ __all__ = ["class_spread_sample", "plot_curves", "plot_data_efficiency", "recons
            "save_reconstruction_grid"]
 
 
-def _figure(ncols=1, width=5.0, height=3.6):
+def _figure(nrows: int, ncols: int, figsize):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
 
 
 def plot_curves(path, histories: dict) -> None:
     """Validation BCE against images seen (left) and wall time (right) for ``{label: history}``."""
-    fig, axes = _figure(2)
+    fig, axes = _figure(1, 2, (10.0, 3.6))
     for label, hist in histories.items():
         if not hist:
             continue
@@ -70,13 +70,8 @@ def class_spread_sample(data, n: int = 12) -> torch.Tensor:
 def _labelled_grid(path, rows, image_shape, labels, losses: bool) -> None:
     from .losses import BCE
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = max(int(r.shape[0]) for r in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(0.9 * n + 1.2, 1.05 * len(rows)), squeeze=False)
+    fig, axes = _figure(len(rows), n, (0.9 * n + 1.2, 1.05 * len(rows)))
     target = rows[0].detach().cpu().reshape(rows[0].shape[0], -1).double().clamp(0, 1)
     for i, r in enumerate(rows):
         flat = r.detach().cpu().reshape(r.shape[0], -1).double()
@@ -113,7 +108,7 @@ def save_reconstruction_grid(path, rows: list, image_shape, *, scale: int | None
 
 def plot_data_efficiency(path, table: dict) -> None:
     """Mean validation BCE (+- std over seeds) against training-set size for every model."""
-    fig, axes = _figure(1, 5.5, 3.8)
+    fig, axes = _figure(1, 1, (5.5, 3.8))
     ax = axes[0, 0]
     sizes = sorted(int(s) for s in table["rows"])
     for model in table["models"]:

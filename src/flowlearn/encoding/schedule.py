@@ -21,7 +21,7 @@ import torch
 
 from .._checks import check_choice, check_int
 
-__all__ = ["SAMPLINGS", "BatchSchedule", "step_images"]
+__all__ = ["SAMPLINGS", "BatchSchedule"]
 
 SAMPLINGS = ("epochs", "replacement")
 
@@ -74,8 +74,3 @@ class BatchSchedule:
         epochs, k = divmod(steps, self.per_epoch)
         return min(epochs * self.n + min(k * self.batch_size, self.n), self.total_images)
 
-
-def step_images(step: int, per_epoch: int, n: int, batch_size: int) -> int:
-    """Images seen after ``step`` optimizer steps (the last batch of an epoch may be short)."""
-    epochs, k = divmod(step, per_epoch)
-    return epochs * n + min(k * batch_size, n)

@@ -31,9 +31,8 @@ from ..solvers.amd import AMD
 from ..solvers.bb import BB
 from .config import MODELS, OPTIMIZERS, TrainConfig
 from .data import ImageData
-from .encoder import GradientFlowEncoder
-from .evaluation import evaluate
-from .losses import loss_name, needs_unit_interval, resolve_loss
+from .encoder import GradientFlowEncoder, check_minimizers
+from .losses import loss_name, resolve_loss
 from .models import Autoencoder, decoder_widths, make_decoder, make_encoder
 from .schedule import BatchSchedule
 
@@ -99,9 +98,7 @@ class Trainer:
             raise UserTypeError("decoder_factory must be a callable (data_dim, latent_dim, dtype) -> nn.Module, "
                                 f"got {type(decoder_factory).__name__}")
         self.config = config
-        for name, obj, kind in (("amd", amd, AMD), ("bb", bb, BB)):
-            if obj is not None and not isinstance(obj, kind):
-                raise UserTypeError(f"{name} must be a flowlearn.solvers.{kind.__name__}, got {type(obj).__name__}")
+        check_minimizers(amd, bb)
         self.amd = amd if amd is not None else AMD()
         self.bb = bb if bb is not None else BB()
         self.device = torch.device(device) if device is not None else None
@@ -132,8 +129,6 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             if cfg.model == "ae":
-                if self.decoder_factory is None:
-                    return Autoencoder.for_data(data_dim, latent, dtype=dtype)
                 return Autoencoder(make_encoder(data_dim, latent, dtype=dtype), self._decoder(data_dim, latent, dtype))
             return GradientFlowEncoder(self._decoder(data_dim, latent, dtype), latent, solver=cfg.solver_object(self.amd, self.bb),
                                        adjoint=cfg.adjoint, loss=self.loss)
@@ -176,7 +171,7 @@ class Trainer:
             train, val = train.to(self.device), val.to(self.device)
         if len(train) == 0:
             raise UserInputError("the training subset is empty")
-        if needs_unit_interval(self.loss):
+        if getattr(self.loss, "needs_unit_interval", False):
             for name, x in (("data.train", train), ("data.val", val)):
                 check_unit_interval(name, x, hint="the BCE loss needs images in [0, 1]: scale them or pass loss='mse'")
         world_size, rank = world()
@@ -240,3 +235,27 @@ class Trainer:
         val_bce = val_loss if metric == "val_bce" else float("nan")
         return TrainResult(module=model, val_bce=val_bce, val_loss=val_loss, mixed_val_bce=mixed, status=run.status,
                            history=history, stats=stats)
+
+
+def evaluate(model, images: torch.Tensor, *, batch_size: int = 512, loss="bce") -> float:
+    """Mean per-sample ``loss`` (default BCE) of ``model``'s reconstructions of ``images`` (N, ...).
+
+    ``model`` is a :class:`GradientFlowEncoder` (codes by its own solver and loss, z(0) = 0) or an
+    :class:`Autoencoder` (codes by its encoder).
+    """
+    fn = resolve_loss(loss)
+    total, n = 0.0, 0
+    for chunk in images.split(batch_size):
+        if isinstance(model, GradientFlowEncoder):
+            enc = model.encode(chunk)
+            if fn is model.loss_fn or fn == model.loss_fn:   # the encoder's own loss: reuse its values
+                per = enc.loss
+            else:
+                with torch.no_grad():
+                    per = fn(model.decoder(enc.z), chunk)
+        else:
+            with torch.no_grad():
+                per = fn(model(chunk), chunk)
+        total += float(per.sum())
+        n += chunk.shape[0]
+    return total / n

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import UserInputError, check_int
+from .._checks import check_int
+from .isbi import _binary, _probability
 
 __all__ = ["ReliabilityBins", "expected_calibration_error", "reliability_diagram"]
 
@@ -39,20 +40,8 @@ class ReliabilityBins:
 
 def _bins(prob, truth, bins) -> ReliabilityBins:
     bins = check_int("bins", bins, minimum=1)
-    p = np.asarray(prob)
-    if not (p.dtype == bool or np.issubdtype(p.dtype, np.number)) or p.size == 0:
-        raise UserInputError(f"prob must be a non-empty real array, got dtype {p.dtype} and shape {p.shape}")
-    p = p.astype(np.float64)
-    if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-        raise UserInputError(f"prob must hold probabilities in [0, 1], got values in [{np.nanmin(p):.4g}, "
-                             f"{np.nanmax(p):.4g}]" + (" and NaN/inf" if not np.isfinite(p).all() else ""))
-    y = np.asarray(truth)
-    if y.shape != p.shape:
-        raise UserInputError(f"truth must have the shape of prob {p.shape}, got {y.shape}")
-    if y.dtype != bool and not np.isin(y, (0, 1)).all():
-        bad = np.unique(y[~np.isin(y, (0, 1))])[:3].tolist()
-        raise UserInputError(f"truth must be binary (0 or 1), got values such as {bad}")
-    p, y = p.ravel(), y.astype(np.float64).ravel()
+    p = _probability("prob", prob, ndims=None)
+    p, y = p.ravel(), _binary("truth", truth, "prob", p).astype(np.float64).ravel()
     idx = np.minimum((p * bins).astype(np.int64), bins - 1)
     counts = np.bincount(idx, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .._checks import UserInputError
+from .._checks import UserInputError, check_choice
 
 __all__ = ["ISBI_THRESHOLDS", "ISBIScores", "SegmentationScores", "info_scores", "isbi_scores", "pixel_fscore",
            "rand_scores", "segments_from_probability", "snemi3d_adapted_rand_error"]
@@ -56,6 +56,7 @@ __all__ = ["ISBI_THRESHOLDS", "ISBIScores", "SegmentationScores", "info_scores",
 ISBI_THRESHOLDS = tuple(k / 10 for k in range(11))
 _FOUR = ndimage.generate_binary_structure(2, 1)
 _MASK, _QUEUED = -2, -3
+_POSITIVES = ("cell", "membrane")
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,10 @@ def _numeric(name, x) -> np.ndarray:
 
 
 def _check_image(name, a, ndims=(2, 3)) -> None:
-    if a.ndim not in ndims or 0 in a.shape:
-        raise UserInputError(f"{name} must be a non-empty {' or '.join(f'{d}-D' for d in ndims)} array, "
-                             f"got shape {a.shape}")
+    """Refuse an empty ``a`` or one whose dimension is not in ``ndims`` (``None``: any)."""
+    if (ndims is not None and a.ndim not in ndims) or a.size == 0:
+        what = " or ".join(f"{d}-D" for d in ndims) + " " if ndims else ""
+        raise UserInputError(f"{name} must be a non-empty {what}array, got shape {a.shape}")
 
 
 def _check_same_shape(name, a, other_name, other) -> None:
@@ -331,15 +333,17 @@ def snemi3d_adapted_rand_error(pred_labels, true_labels) -> tuple[float, float, 
 def pixel_fscore(pred_membrane, truth_membrane, *, positive: str = "cell") -> float:
     """F-score of the pixels of class ``positive`` (``"cell"``, as the ISBI 2012 Fiji code, or
     ``"membrane"``): ``2 tp / (2 tp + fp + fn)``, precision (recall) 1 when there is no fp (fn)."""
-    if positive not in ("cell", "membrane"):
-        raise UserInputError(f"positive must be 'cell' or 'membrane', got {positive!r}")
+    check_choice("positive", positive, _POSITIVES)
     pred = _numeric("pred_membrane", pred_membrane)
     truth = _binary("truth_membrane", truth_membrane, "pred_membrane", pred)
-    pred = _binary("pred_membrane", pred, "pred_membrane", pred)
+    return _fiji_f(*_pixel_counts(_binary("pred_membrane", pred, "pred_membrane", pred), truth, positive))
+
+
+def _pixel_counts(pred: np.ndarray, truth: np.ndarray, positive: str) -> tuple[int, int, int]:
+    """``(tp, fp, fn)`` of the pixels of class ``positive`` from the boolean membrane masks ``pred``, ``truth``."""
     if positive == "cell":
         pred, truth = ~pred, ~truth
-    tp, fp, fn = (int(np.sum(pred & truth)), int(np.sum(pred & ~truth)), int(np.sum(~pred & truth)))
-    return _fiji_f(tp, fp, fn)
+    return int(np.sum(pred & truth)), int(np.sum(pred & ~truth)), int(np.sum(~pred & truth))
 
 
 # ----------------------------------------------------------------------------------------- ISBI 2012
@@ -365,8 +369,7 @@ def isbi_scores(prob, truth_membrane, thresholds=ISBI_THRESHOLDS, *, pixel_posit
     """
     p = _probability("prob", prob)
     truth = _binary("truth_membrane", truth_membrane, "prob", p)
-    if pixel_positive not in ("cell", "membrane"):
-        raise UserInputError(f"pixel_positive must be 'cell' or 'membrane', got {pixel_positive!r}")
+    check_choice("pixel_positive", pixel_positive, _POSITIVES)
     ts = _thresholds(thresholds)
     p, truth = (p, truth) if p.ndim == 3 else (p[None], truth[None])
     if (~truth).reshape(len(truth), -1).any(axis=1).min() == 0:
@@ -383,9 +386,8 @@ def isbi_scores(prob, truth_membrane, thresholds=ISBI_THRESHOLDS, *, pixel_posit
             vi[k] += info_scores(thinned, tl).score / len(p)
             sp, ss, st = _rand_counts(_components(~membrane), tl)
             rand_tp, rand_fp, rand_fn = rand_tp + sp, rand_fp + ss - sp, rand_fn + st - sp
-            pos, true_pos = (~membrane, ~tr) if pixel_positive == "cell" else (membrane, tr)
-            tp, fp, fn = (tp + int(np.sum(pos & true_pos)), fp + int(np.sum(pos & ~true_pos)),
-                          fn + int(np.sum(~pos & true_pos)))
+            ptp, pfp, pfn = _pixel_counts(membrane, tr, pixel_positive)
+            tp, fp, fn = tp + ptp, fp + pfp, fn + pfn
         rf[k], pf[k] = _fiji_f(rand_tp, rand_fp, rand_fn), _fiji_f(tp, fp, fn)
     for a in (ts, vr, vi, rf, pf):
         a.setflags(write=False)

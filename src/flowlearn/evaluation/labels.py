@@ -72,8 +72,7 @@ def confusion_matrix(pred, truth, num_labels: int) -> np.ndarray:
     num_labels = check_int("num_labels", num_labels, minimum=1)
     pred = _as_label_array("pred", pred).ravel()
     truth = _as_label_array("truth", truth).ravel()
-    if pred.shape != truth.shape:
-        raise UserInputError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}")
+    _check_same_shape(pred, truth)
     for name, arr in (("pred", pred), ("truth", truth)):
         if arr.size and (arr.min() < 0 or arr.max() >= num_labels):
             raise UserInputError(f"{name} labels must lie in 0..{num_labels - 1}, got range "

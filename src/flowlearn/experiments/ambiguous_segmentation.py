@@ -56,8 +56,7 @@ def ambiguous_image_model(rows: int = 12, cols: int = 16, *, data_weight: float 
     unary = torch.zeros(rows, cols, 3, dtype=dtype)
     m = torch.from_numpy(mask)
     unary[..., 0] = torch.where(m, data_weight, 0.0)
-    unary[..., 1] = torch.where(m, 0.0, data_weight)
-    unary[..., 2] = torch.where(m, 0.0, data_weight)
+    unary[..., 1:] = torch.where(m, 0.0, data_weight)[..., None]
     # the same noise on labels 1 and 2 keeps the two readings of the subject exactly tied
     unary += noise * torch.randn(rows, cols, 2, generator=gen, dtype=dtype)[..., [0, 1, 1]]
     image = np.where(mask, 0.6, 0.15) + 0.05 * np.asarray(torch.randn(rows, cols, generator=gen, dtype=torch.float64))

@@ -43,7 +43,7 @@ from ..encoding.plots import (
 from ..encoding.training import TrainConfig, Trainer
 from ..io import ensure_out_dir, save_json
 
-__all__ = ["COMPARE_MODELS", "COMPARE_ROWS", "DEFAULT_MODELS", "PAPER_TABLE1", "PROTOCOLS", "TRAINED_MODELS", "compare",
+__all__ = ["COMPARE_ROWS", "DEFAULT_MODELS", "PAPER_TABLE1", "PROTOCOLS", "TRAINED_MODELS", "compare",
            "summarise"]
 
 #: The two protocols of :func:`compare` (``protocol=``), see the module docstring.
@@ -57,8 +57,6 @@ TRAINED_MODELS = {
 }
 #: Rows of the comparison table, in report order (the AE also gives Mixed and Refined-AE).
 COMPARE_ROWS = ("AE", "GFE-amd", "Mixed", "Refined-AE", "GFE-bb", "auto-decoder")
-#: Alias of :data:`COMPARE_ROWS`.
-COMPARE_MODELS = COMPARE_ROWS
 #: Models :func:`compare` trains by default (``models=``): AE and GFE-amd.
 DEFAULT_MODELS = ("ae", "gfe-amd")
 

@@ -13,12 +13,14 @@ distribution by :func:`~flowlearn.randomized.train_randomized_flow` (resumable).
 Gibbs run: the number of distinct segmentations and the mean pairwise Hamming distance
 (fraction of pixels) among ``num_samples`` flow samples and among the final states of as many
 independent Gibbs chains, and the marginal error ``mean_i ½‖q_i − p_i‖₁`` and
-``mean_{i,k} |q_ik − p_ik|`` of the flow's marginals against the Gibbs marginals.
+``mean_{i,k} |q_ik − p_ik|`` of the flow's marginals against the Gibbs marginals.  The Gibbs run streams
+its statistics (:class:`~flowlearn.pgm.gibbs.GibbsResult`: marginals, mean energy, between-chain standard
+errors, ``expected_hamming`` of two independent samples), so its memory does not grow with ``gibbs_samples``;
+:func:`segment_memory` estimates the whole command's memory for ``flowlearn segment``'s guard.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -26,15 +28,20 @@ import numpy as np
 import torch
 
 from .._checks import UserInputError, check_choice, check_int, check_positive
-from ..pgm.gibbs import GibbsSampler, grid_potts_gibbs, potts_coupling
+from ..pgm.gibbs import GibbsSampler, gibbs_bytes, grid_potts_gibbs, potts_coupling
 from ..pgm.models import PairwiseModel, potts_grid
 from ..randomized.inference import marginal_difference
 from ..randomized.interactions import ConvInteraction, SparseInteraction
+from ..randomized.sampling import (
+    DEFAULT_SAMPLING_MEMORY,
+    per_sample_bytes,
+    sampling_chunk_size,
+)
 from ..randomized.sflow import RandomizedAssignmentFlow
 from ..randomized.training import TrainingConfig, TrainingResult, train_randomized_flow
 
 __all__ = ["PhotoSegmentationConfig", "PhotoSegmentationResult", "build_flow", "downsample", "photo_potts_model",
-           "run_photo_segmentation", "sample_diversity"]
+           "run_photo_segmentation", "sample_diversity", "segment_memory"]
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,40 @@ def build_flow(model: PairwiseModel, config: PhotoSegmentationConfig) -> Randomi
         init_noise=config.init_noise, initial_logits=-config.init_scale * model.unary, dtype=torch.float32)
 
 
+def segment_memory(grid_shape: tuple, num_labels: int, config: PhotoSegmentationConfig) -> dict:
+    r"""Estimated memory in bytes of :func:`run_photo_segmentation` plus ``flowlearn segment``'s outputs, by phase.
+
+    For ``n = rows * cols`` pixels, ``c`` labels, ``E`` grid edges, batch ``B``, ``T`` Euler steps and ``C``
+    Gibbs chains (float32 flow, 4 bytes), calibrated against the peak RSS of each phase alone:
+
+    * ``training`` -- :math:`4 B T (7 n c + 6 E c)` for sparse Omega, :math:`4 B T \cdot 7 n c` for conv
+      (the (B, n, c) and (B, E, c) tensors autograd keeps per Euler step), + 96 MB (Adam, checkpoint, threads);
+    * ``flow_sampling`` -- 1.4 x one sampling chunk (``per_sample_bytes`` x ``sampling_chunk_size``, at most
+      ``marginal_samples``);
+    * ``gibbs`` -- :func:`~flowlearn.pgm.gibbs.gibbs_bytes` (states, sweep temporaries, streamed counts);
+      independent of ``gibbs_samples``;
+    * ``outputs`` -- flow and Gibbs samples :math:`2 \cdot 8 \cdot` ``num_samples`` :math:`n`, marginals and
+      entropies :math:`\approx 16 \cdot 8 n c`, figures 32 MB.
+
+    The phases run one after another, but the allocator keeps part of what one freed, so
+    ``total = largest phase + 1/2 next largest + outputs``.
+    """
+    rows, cols = (int(v) for v in grid_shape)
+    n, c = rows * cols, int(num_labels)
+    edges = rows * (cols - 1) + (rows - 1) * cols
+    flow_steps = RandomizedAssignmentFlow(1, 2).num_steps
+    per_step = 7 * n * c + (6 * edges * c if config.interaction == "sparse" else 0)
+    training = 4 * config.batch_size * flow_steps * per_step + 96 * 2**20
+    params = (2 * edges + n) if config.interaction == "sparse" else c * c * 9
+    chunk = sampling_chunk_size(params, n, c, 4, DEFAULT_SAMPLING_MEMORY)
+    sampling = int(1.4 * min(chunk, config.marginal_samples) * per_sample_bytes(params, n, c, 4))
+    gibbs = gibbs_bytes(n, c, config.gibbs_chains)
+    outputs = 16 * config.num_samples * n + 16 * 8 * n * c + 32 * 2**20
+    first, second = sorted((training, sampling, gibbs), reverse=True)[:2]
+    return {"training": training, "flow_sampling": sampling, "gibbs": gibbs, "outputs": outputs,
+            "total": first + second // 2 + outputs}
+
+
 def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig, *, checkpoint_path=None,
                            resume: bool = False, overwrite: bool = False,
                            show_progress: bool | None = None) -> PhotoSegmentationResult:
@@ -220,15 +261,13 @@ def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig
     want = max(config.gibbs_samples, config.gibbs_chains)
     if potts_coupling(model) is not None:
         g = grid_potts_gibbs(model, want, num_chains=config.gibbs_chains, burn_in=config.gibbs_burn_in,
-                             seed=config.seed + 3)
+                             seed=config.seed + 3, keep_samples=False)
     else:
-        g = GibbsSampler(config.gibbs_chains, burn_in=config.gibbs_burn_in, seed=config.seed + 3).sample(model, want)
-    kept = g.configs.shape[0] // g.num_chains
-    per_chain = g.configs[:g.num_chains * kept].reshape(g.num_chains, kept, -1)
-    q_gibbs = torch.nn.functional.one_hot(per_chain, model.num_labels).double().mean(1)  # (chains, n, c)
-    q_ref = q_gibbs.mean(0)
-    se = q_gibbs.std(0) / math.sqrt(g.num_chains)
-    gibbs_final = per_chain[:, -1][:config.num_samples]
+        g = GibbsSampler(config.gibbs_chains, burn_in=config.gibbs_burn_in, seed=config.seed + 3).sample(
+            model, want, keep_samples=False)
+    q_ref = g.marginals
+    se = g.marginal_standard_error
+    gibbs_final = g.final[:config.num_samples]
     h_flow, h_gibbs = _node_entropy(q_flow), _node_entropy(q_ref)
     metrics = {
         "image_shape": list(model.grid_shape), "num_nodes": model.num_nodes, "labels": model.num_labels,
@@ -239,9 +278,9 @@ def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig
                  "samples_per_second": config.num_samples / sample_seconds,
                  "mean_energy": float(model.energy(samples).double().mean()),
                  "mean_pixel_entropy": float(h_flow.mean())},
-        "gibbs": {**sample_diversity(gibbs_final), "chains": g.num_chains, "sweeps": g.sweeps,
-                  "samples": int(g.num_chains * kept), "seconds": g.seconds,
-                  "mean_energy": float(model.energy(gibbs_final).double().mean()),
+        "gibbs": {**sample_diversity(gibbs_final), "expected_hamming": g.expected_hamming(),
+                  "chains": g.num_chains, "sweeps": g.sweeps, "samples": g.num_samples, "seconds": g.seconds,
+                  "mean_energy": g.mean_energy, "energy_standard_error": g.energy_standard_error,
                   "mean_pixel_entropy": float(h_gibbs.mean()),
                   "marginal_standard_error_mean": float(se.mean()),
                   "marginal_standard_error_max": float(se.max())},
@@ -251,7 +290,11 @@ def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig
         "notes": {"marginal_difference": "mean over pixels of 1/2 ||q_flow - q_gibbs||_1",
                   "mean_abs_marginal_error": "mean over pixels and labels of |q_flow - q_gibbs|",
                   "mean_hamming": "mean over pairs of samples of the fraction of pixels that differ",
-                  "gibbs diversity": "final states of independent chains"},
+                  "gibbs diversity": "final states of independent chains",
+                  "expected_hamming": "mean Hamming fraction of two independent Gibbs samples, "
+                                      "mean_i (1 - sum_k p_ik^2), unbiased from the per-chain marginals",
+                  "gibbs mean_energy": "mean over all retained Gibbs samples (streamed), with its "
+                                       "between-chain standard error"},
     }
     return PhotoSegmentationResult(model=model, flow=flow, training=training, flow_samples=samples,
                                    gibbs_samples=gibbs_final, flow_marginals=q_flow, gibbs_marginals=q_ref,

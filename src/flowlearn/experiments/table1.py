@@ -44,8 +44,14 @@ from ..randomized.sflow import RandomizedAssignmentFlow
 from ..randomized.training import TrainingResult, train_randomized_flow
 from .table1_config import PAPER_TABLE1, IsingExperimentConfig
 
-__all__ = ["IsingExperimentConfig", "IsingExperimentResult", "PAPER_TABLE1", "gibbs_reference", "save_table1_figures",
-           "run_ising_experiment"]
+__all__ = [
+    "PAPER_TABLE1",
+    "IsingExperimentConfig",
+    "IsingExperimentResult",
+    "gibbs_reference",
+    "run_ising_experiment",
+    "save_table1_figures",
+]
 
 
 @dataclass
@@ -88,32 +94,32 @@ def _row(ev: Evaluation, seconds: float, exact_reference: bool) -> dict:
 
 
 def gibbs_reference(model: PairwiseModel, config: IsingExperimentConfig) -> tuple[ExactResult, dict]:
-    """A long Gibbs run as reference: ``ExactResult`` with ``log_z = nan`` and sampled marginals,
-    energy and plug-in entropy, plus its estimated errors (between-chain standard errors)."""
+    """A long Gibbs run as reference: ``ExactResult`` with ``log_z = nan``, the streamed marginals and mean energy
+    of all retained samples, and their between-chain standard errors.  The plug-in entropy (and the support) is
+    computed only when the samples fit the keep bound of :mod:`flowlearn.pgm.gibbs`; otherwise it is NaN."""
     if potts_coupling(model) is not None:  # the same chain, vectorised on the pixel grid
         run = grid_potts_gibbs(model, config.reference_samples, num_chains=config.reference_chains,
                                burn_in=config.reference_burn_in, seed=config.seed + 3)
     else:
         run = GibbsSampler(config.reference_chains, burn_in=config.reference_burn_in, seed=config.seed + 3).sample(
             model, config.reference_samples)
-    ev = evaluate_samples(model, run.configs, ExactResult(float("nan"), torch.full(
-        (model.num_nodes, model.num_labels), 1.0 / model.num_labels, dtype=model.dtype), 0.0, 0.0, 0, 0.0))
-    chains = run.num_chains
-    per_chain = run.configs.shape[0] // chains
-    details = {"method": "gibbs", "samples": int(run.configs.shape[0]), "chains": chains, "sweeps": run.sweeps,
-               "burn_in": config.reference_burn_in, "support": ev.support, "seconds": run.seconds}
-    if chains >= 2 and per_chain >= 1:
-        cfg = run.configs[:chains * per_chain].reshape(chains, per_chain, model.num_nodes)
-        q = torch.nn.functional.one_hot(cfg, model.num_labels).double().mean(1)  # (chains, n, c)
-        se = q.std(0) / math.sqrt(chains)
-        e = model.energy(cfg.reshape(-1, model.num_nodes)).double().reshape(chains, per_chain).mean(1)
+    details = {"method": "gibbs", "samples": run.num_samples, "chains": run.num_chains, "sweeps": run.sweeps,
+               "burn_in": config.reference_burn_in, "seconds": run.seconds}
+    entropy, seconds = float("nan"), run.seconds
+    if run.kept is not None:
+        ev = evaluate_samples(model, run.configs, ExactResult(float("nan"), torch.full(
+            (model.num_nodes, model.num_labels), 1.0 / model.num_labels, dtype=model.dtype), 0.0, 0.0, 0, 0.0))
+        entropy, seconds = ev.entropy, seconds + ev.seconds
+        details["support"] = ev.support
+    if run.num_chains >= 2:
+        se = run.marginal_standard_error
         details.update({"marginal_standard_error_mean": float(se.mean()), "marginal_standard_error_max": float(se.max()),
-                        "energy_standard_error": float(e.std() / math.sqrt(chains))})
+                        "energy_standard_error": run.energy_standard_error})
     details["note"] = ("no exact reference feasible: kl columns are null, marginal_difference is measured "
                        "against this Gibbs run (its own error above), entropy is the plug-in estimate (biased low "
-                       "for large supports)")
-    ref = ExactResult(log_z=float("nan"), marginals=ev.marginals, entropy=ev.entropy, expected_energy=ev.energy,
-                      num_configurations=0, seconds=run.seconds + ev.seconds)
+                       "for large supports; NaN when the samples were too many to keep)")
+    ref = ExactResult(log_z=float("nan"), marginals=run.marginals.to(model.dtype), entropy=entropy,
+                      expected_energy=run.mean_energy, num_configurations=0, seconds=seconds)
     return ref, details
 
 
@@ -130,20 +136,15 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
 
     method = config.exact_method()
     if method is not None:
-        exact = exact_inference_auto(model, method=method)
-        ref_name = "exact"
-        table[ref_name] = {"kl": 0.0, "energy": exact.expected_energy, "entropy": exact.entropy,
-                           "marginal_difference": 0.0, "seconds": exact.seconds}
-        extra["reference"] = {"method": method}
+        exact, extra["reference"], ref_name = exact_inference_auto(model, method=method), {"method": method}, "exact"
         log_z = exact.log_z
     else:
-        exact, extra["reference"] = gibbs_reference(model, config)
-        ref_name = "gibbs_reference"
-        table[ref_name] = {"kl": None, "energy": exact.expected_energy, "entropy": exact.entropy,
-                           "marginal_difference": 0.0, "seconds": exact.seconds,
-                           "free_energy": exact.expected_energy - exact.entropy}
-        log_z = None
+        (exact, extra["reference"]), ref_name, log_z = gibbs_reference(model, config), "gibbs_reference", None
     is_exact = log_z is not None
+    table[ref_name] = {"kl": 0.0 if is_exact else None, "energy": exact.expected_energy, "entropy": exact.entropy,
+                       "marginal_difference": 0.0, "seconds": exact.seconds}
+    if not is_exact:
+        table[ref_name]["free_energy"] = exact.expected_energy - exact.entropy
     marginals[ref_name] = exact.marginals
     extra["log_z"] = log_z
 
@@ -153,8 +154,7 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
                                      checkpoint_path=checkpoint_path, resume=resume, overwrite=overwrite,
                                      show_progress=show_progress)
     train_seconds = time.perf_counter() - t0
-    gen = torch.Generator(device=flow.device)
-    gen.manual_seed(config.seed + 1)
+    gen = torch.Generator(device=flow.device).manual_seed(config.seed + 1)
     other = "argmax" if config.rounding == "random" else "random"
     evs, stats = evaluate_flow_roundings(flow, model, exact, roundings=(config.rounding, other),
                                          num_samples=config.eval_samples, generator=gen,
@@ -179,8 +179,7 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
     ev = evaluate_factorized(model, mf.marginals, exact)
     table["mean_field"] = _row(ev, sum(f.seconds for f in fits), is_exact)
     marginals["mean_field"] = mf.marginals
-    g = torch.Generator(device=model.device)
-    g.manual_seed(config.seed + 2)
+    g = torch.Generator(device=model.device).manual_seed(config.seed + 2)
     probs = mf.marginals.expand(num_picture_samples, -1, -1).reshape(-1, model.num_labels)
     samples["mean_field"] = torch.multinomial(probs, 1, generator=g).reshape(num_picture_samples, model.num_nodes)
     extra["mean_field"] = {"restarts_per_method": config.mean_field_restarts, "best_method": mf.method,
@@ -216,7 +215,11 @@ def save_table1_figures(out, result: IsingExperimentResult, config: IsingExperim
     field's value and, for the paper's model, the paper's AF result as reference lines)."""
     from pathlib import Path
 
-    from ..randomized.plots import save_marginals_png, save_samples_png, save_training_curve
+    from ..randomized.plots import (
+        save_marginals_png,
+        save_samples_png,
+        save_training_curve,
+    )
 
     out = Path(out)
     grid, ref = result.model.grid_shape, result.reference_name

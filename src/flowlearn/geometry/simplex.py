@@ -80,10 +80,6 @@ def replicator_matrix(p: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
 
 
-def _safe_log(p: torch.Tensor) -> torch.Tensor:
-    return torch.log(p)
-
-
 def log_lift(log_p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     r"""Logarithm of the lifting map from log-probabilities.
 
@@ -107,12 +103,12 @@ def lift(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     tensor, shape (..., J)
         Points of the simplex.
     """
-    return torch.softmax(v + _safe_log(p), dim=-1)
+    return torch.softmax(v + torch.log(p), dim=-1)
 
 
 def lift_inverse(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     r"""Inverse of the lifting map on :math:`T_0`: :math:`\exp_p^{-1}(q) = \Pi_0\log(q/p)`."""
-    return proj_tangent(_safe_log(q) - _safe_log(p))
+    return proj_tangent(torch.log(q) - torch.log(p))
 
 
 def expmap(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -125,7 +121,7 @@ def expmap(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def logmap(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     r"""Inverse of :func:`expmap`: :math:`\mathrm{Exp}_p^{-1}(q) = R_p\log(q/p)`."""
-    return replicator(p, _safe_log(q) - _safe_log(p))
+    return replicator(p, torch.log(q) - torch.log(p))
 
 
 def inner(p: torch.Tensor, u: torch.Tensor, v: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
@@ -161,13 +157,6 @@ class Simplex:
     """
 
     name = "Simplex"
-
-    def projx(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
-        """Nearest point of the open simplex: clamp at ``eps`` and renormalise rows."""
-        if eps is None:
-            eps = torch.finfo(x.dtype).tiny
-        x = x.clamp_min(eps)
-        return x / x.sum(-1, keepdim=True)
 
     def proju(self, p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Projection onto the tangent space :math:`T_0` (independent of ``p``)."""

@@ -13,15 +13,16 @@ import torch
 
 from .._checks import (
     UserInputError,
+    UserTypeError,
     as_tensor,
     check_choice,
     check_finite,
     check_ndim,
-    check_positive,
 )
 from ..graphs import WeightOperator
 
-__all__ = ["DISTANCES", "check_distances", "distance_matrix", "similarity"]
+__all__ = ["DISTANCES", "check_distances", "check_weight_operator", "distance_matrix", "flow_inputs",
+           "weights_like"]
 
 DISTANCES = ("sqeuclidean", "euclidean", "l1")
 
@@ -69,7 +70,8 @@ def check_distances(distances, num_nodes: int | None = None) -> torch.Tensor:
     D = as_tensor("distances", distances)
     check_ndim("distances", D, (2,))
     if num_nodes is not None and D.shape[0] != num_nodes:
-        raise UserInputError(f"distances must have {num_nodes} rows (one per node), got shape {tuple(D.shape)}")
+        raise UserInputError(f"distances must have {num_nodes} rows, one row per node of the weights ({num_nodes}), "
+                             f"got shape {tuple(D.shape)}")
     if D.shape[1] < 2:
         raise UserInputError(f"distances must have at least 2 columns (labels), got shape {tuple(D.shape)}")
     check_finite("distances", D)
@@ -78,14 +80,23 @@ def check_distances(distances, num_nodes: int | None = None) -> torch.Tensor:
     return D
 
 
-def similarity(log_w: torch.Tensor, weights: WeightOperator, scaled_distances: torch.Tensor) -> torch.Tensor:
-    r"""Similarity map :math:`S(W) = \mathrm{softmax}(\Omega(\log W - D/\rho))` from :math:`\log W`.
+def check_weight_operator(weights) -> WeightOperator:
+    """``weights`` after checking that it is a :class:`~flowlearn.graphs.WeightOperator`."""
+    if not isinstance(weights, WeightOperator):
+        raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
+    return weights
 
-    ``scaled_distances`` is :math:`D/\rho`, shape ``(I, J)``.
-    """
-    return torch.softmax(weights.apply(log_w - scaled_distances), dim=-1)
+
+def weights_like(weights, distances: torch.Tensor):
+    """``weights`` cast to the dtype and device of ``distances`` (itself when they already match),
+    so that a flow's result keeps the data's dtype and device."""
+    if weights.dtype == distances.dtype and weights.device == distances.device:
+        return weights
+    return weights.to(device=distances.device, dtype=distances.dtype)
 
 
-def scale_distances(D: torch.Tensor, rho) -> torch.Tensor:
-    """:math:`D/\\rho` after checking ``rho > 0``."""
-    return D / check_positive("rho", rho)
+def flow_inputs(weights, distances, rho: float) -> tuple:
+    """``(weights, D/rho)`` of a flow: the distances checked against ``weights`` (:func:`check_distances`),
+    the weights in their dtype and device (:func:`weights_like`)."""
+    D = check_distances(distances, weights.num_nodes)
+    return weights_like(weights, D), D / rho

@@ -23,8 +23,8 @@ from ..geometry import entropy, proj_tangent
 from ..graphs import WeightOperator
 from ..solvers import Euler, integrate
 from ..solvers.base import Solver, linear_grid
-from .data_term import check_distances, scale_distances
-from .result import LabelingResult, check_weights_match, weights_like
+from .data_term import check_distances, check_weight_operator, weights_like
+from .result import LabelingResult
 
 __all__ = ["AssignmentFlow"]
 
@@ -49,9 +49,7 @@ class AssignmentFlow:
 
     def __init__(self, weights: WeightOperator, rho: float = 1.0, step_size: float = 1.0,
                  solver: Solver | None = None, max_steps: int = 1000, entropy_tol: float = 1e-3):
-        if not isinstance(weights, WeightOperator):
-            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
-        self.weights = weights
+        self.weights = check_weight_operator(weights)
         self.rho = check_positive("rho", rho)
         self.step_size = check_positive("step_size", step_size)
         self.solver = solver if solver is not None else Euler()
@@ -76,10 +74,8 @@ class AssignmentFlow:
 
         ``callback(step, t, V)`` is called after every step (e.g. a progress bar).
         """
-        check_weights_match(self.weights, distances)
-        D = check_distances(distances, self.weights.num_nodes)
-        Ds = scale_distances(D, self.rho)
-        J = D.shape[1]
+        Ds = check_distances(distances, self.weights.num_nodes) / self.rho
+        J = Ds.shape[1]
 
         def converged(t, V):
             return float(entropy(torch.softmax(J * V, -1)).mean()) < self.entropy_tol

@@ -28,8 +28,8 @@ from ..graphs import WeightOperator
 from ..linearized.system import LinearizedSystem
 from ..solvers import ExponentialIntegrator, FixedStepIntegrator
 from ..status import Status
-from .data_term import check_distances, scale_distances
-from .result import LabelingResult, check_weights_match, weights_like
+from .data_term import check_weight_operator, flow_inputs
+from .result import LabelingResult
 
 __all__ = ["LinearizedAssignmentFlow", "LinearizedFlowSequence"]
 
@@ -60,9 +60,7 @@ class LinearizedAssignmentFlow:
 
     def __init__(self, weights: WeightOperator, rho: float = 1.0, T: float = 10.0,
                  integrator=None):
-        if not isinstance(weights, WeightOperator):
-            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
-        self.weights = weights
+        self.weights = check_weight_operator(weights)
         self.rho = check_positive("rho", rho)
         self.T = check_positive("T", T)
         self.integrator = _integrator_check(integrator if integrator is not None else ExponentialIntegrator())
@@ -72,12 +70,10 @@ class LinearizedAssignmentFlow:
 
         The distances are validated and scaled to :math:`D/\rho`; the weights follow their dtype and device.
         """
-        D = check_distances(distances, self.weights.num_nodes)
-        return LinearizedSystem.at(weights_like(self.weights, D), scale_distances(D, self.rho))
+        return LinearizedSystem.at(*flow_inputs(self.weights, distances, self.rho))
 
     def run(self, distances) -> LabelingResult:
         """Label from the distance matrix ``(I, J)``; returns a :class:`LabelingResult`."""
-        check_weights_match(self.weights, distances)
         sysm = self.system(distances)
         r = self.integrator.solve(sysm.matvec, sysm.B, self.T)
         J = sysm.num_labels
@@ -107,9 +103,7 @@ class LinearizedFlowSequence:
 
     def __init__(self, weights: WeightOperator, rho: float = 1.0, interval: float = 5.0,
                  max_intervals: int = 20, entropy_tol: float = 1e-3, integrator=None):
-        if not isinstance(weights, WeightOperator):
-            raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
-        self.weights = weights
+        self.weights = check_weight_operator(weights)
         self.rho = check_positive("rho", rho)
         self.interval = check_positive("interval", interval)
         self.max_intervals = check_int("max_intervals", max_intervals, minimum=1)
@@ -126,11 +120,8 @@ class LinearizedFlowSequence:
             ``steps = k``; ``status`` is ``"terminated"`` if the entropy criterion was met, else
             ``"max_steps"``; ``stats`` holds ``intervals`` and the total ``matvecs``.
         """
-        check_weights_match(self.weights, distances)
-        D = check_distances(distances, self.weights.num_nodes)
-        weights = weights_like(self.weights, D)
-        Ds = scale_distances(D, self.rho)
-        J = D.shape[1]
+        weights, Ds = flow_inputs(self.weights, distances, self.rho)
+        J = Ds.shape[1]
         V = torch.zeros_like(Ds)
         status, matvecs = Status.MAX_STEPS, 0
         k = 0

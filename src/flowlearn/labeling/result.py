@@ -10,7 +10,7 @@ from .._checks import ComputationError, UserInputError
 from ..geometry import entropy
 from ..status import Status
 
-__all__ = ["LabelingResult", "check_weights_match", "weights_like"]
+__all__ = ["LabelingResult"]
 
 
 @dataclass
@@ -79,24 +79,6 @@ class LabelingResult:
         if height * width != self.labels.numel():
             raise UserInputError(f"height*width must equal {self.labels.numel()}, got {height}x{width}")
         return self.labels.reshape(height, width)
-
-
-def check_weights_match(weights, distances) -> None:
-    """Raise ``ValueError`` if ``distances`` (shaped) has not one row per node of ``weights``."""
-    rows = distances.shape[0] if hasattr(distances, "shape") and len(distances.shape) else None
-    if rows is not None and rows != weights.num_nodes:
-        raise UserInputError(
-            f"distances must have one row per node of the weights ({weights.num_nodes}), "
-            f"got shape {tuple(distances.shape)}"
-        )
-
-
-def weights_like(weights, distances: torch.Tensor):
-    """``weights`` cast to the dtype and device of ``distances`` (itself when they already match),
-    so that a flow's result keeps the data's dtype and device."""
-    if weights.dtype == distances.dtype and weights.device == distances.device:
-        return weights
-    return weights.to(device=distances.device, dtype=distances.dtype)
 
 
 #: a row whose two largest assignment probabilities differ by less than this is undecided

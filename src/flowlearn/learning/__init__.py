@@ -9,7 +9,8 @@ engine: :class:`WeightLearner` (weight patches of one image), :class:`~.predicto
 """
 
 from .deep import AssignmentFlowHead, ConvPatchPredictor, DeepLinearizedFlow, FreePatches, PrototypeDistances
-from .labeler import LabelerModel, LabelerTrainer
+from .labeler import LabelerTrainer
+from .labeler_model import LabelerModel
 from .labeler_config import LabelerConfig
 from .losses import LearningProblem
 from .optim import RiemannianSGD, SimplexAdam

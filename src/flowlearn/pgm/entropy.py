@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import UserInputError, UserTypeError, check_int
+from .._checks import UserInputError, check_int
+from .models import integer_tensor
 
 __all__ = ["EntropyEstimates", "config_counts", "entropy_estimates", "entropy_estimates_from_counts"]
 
@@ -81,13 +82,7 @@ def config_counts(configs: torch.Tensor, num_labels: int) -> tuple[torch.Tensor,
 
 
 def _check_counts(counts) -> torch.Tensor:
-    if not isinstance(counts, torch.Tensor):
-        try:
-            counts = torch.as_tensor(counts)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise UserTypeError(f"counts must be a 1-D integer array, got {type(counts).__name__}") from exc
-    if counts.is_floating_point() or counts.is_complex() or counts.dtype == torch.bool:
-        raise UserTypeError(f"counts must be a 1-D integer array, got dtype {counts.dtype}")
+    counts = integer_tensor("counts", counts, "a 1-D integer array")
     if counts.ndim != 1:
         raise UserInputError(f"counts must be 1-dimensional, got shape {tuple(counts.shape)}")
     if counts.numel() and int(counts.min()) < 0:
@@ -100,14 +95,7 @@ def _check_counts(counts) -> torch.Tensor:
 
 def _check_configs(configs, num_labels) -> tuple[torch.Tensor, int]:
     num_labels = check_int("num_labels", num_labels, minimum=2)
-    if not isinstance(configs, torch.Tensor):
-        try:
-            configs = torch.as_tensor(configs)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise UserTypeError(f"configs must be an integer array of shape (n_samples, n), "
-                                f"got {type(configs).__name__}") from exc
-    if configs.is_floating_point() or configs.is_complex() or configs.dtype == torch.bool:
-        raise UserTypeError(f"configs must be an integer array of shape (n_samples, n), got dtype {configs.dtype}")
+    configs = integer_tensor("configs", configs, "an integer array of shape (n_samples, n)")
     if configs.ndim != 2 or configs.shape[0] == 0 or configs.shape[1] == 0:
         raise UserInputError(f"configs must have shape (n_samples, n) with n_samples, n >= 1, "
                              f"got shape {tuple(configs.shape)}")

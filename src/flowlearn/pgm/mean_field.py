@@ -109,14 +109,10 @@ class MeanField:
     def fit(self, model: PairwiseModel, *, log_z: float | None = None) -> MeanFieldResult:
         """Run all restarts and select the one of least free energy."""
         t0 = time.perf_counter()
-        gen = torch.Generator(device=model.device)
-        gen.manual_seed(self.seed)
+        gen = torch.Generator(device=model.device).manual_seed(self.seed)
         logits = torch.randn(self.num_restarts, model.num_nodes, model.num_labels, generator=gen,
                              dtype=model.dtype, device=model.device)
-        if self.method == "adam":
-            q = self._adam(model, logits)
-        else:
-            q = self._coordinate(model, logits)
+        q = (self._adam if self.method == "adam" else self._coordinate)(model, logits)
         with torch.no_grad():
             free = mean_field_free_energy(model, q)
             best = int(torch.argmin(free))

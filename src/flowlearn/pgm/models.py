@@ -19,6 +19,8 @@ expected energy is tractable (the *mean-field energy*),
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._checks import (
@@ -31,7 +33,26 @@ from .._checks import (
     check_shape,
 )
 
-__all__ = ["PairwiseModel", "grid_edges", "ising_grid", "potts_grid"]
+__all__ = ["PairwiseModel", "check_number", "grid_edges", "integer_tensor", "ising_grid", "potts_grid"]
+
+
+def check_number(name: str, value) -> float:
+    """``float(value)`` after checking that ``value`` is a finite int or float (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserInputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def integer_tensor(name: str, x, expected: str) -> torch.Tensor:
+    """``x`` as a tensor of an integer dtype; :class:`UserTypeError` ``"{name} must be {expected}, got ..."``
+    for anything else (floating, complex or boolean dtypes, objects that are no array)."""
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UserTypeError(f"{name} must be {expected}, got {type(x).__name__}") from exc
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise UserTypeError(f"{name} must be {expected}, got dtype {t.dtype}")
+    return t
 
 
 class PairwiseModel:
@@ -66,11 +87,9 @@ class PairwiseModel:
         if n < 1 or c < 2:
             raise UserInputError(f"unary must have shape (n, c) with n >= 1 and c >= 2, got shape {tuple(unary.shape)}")
         check_finite("unary", unary)
-        edges = torch.as_tensor(edges)
+        edges = integer_tensor("edges", edges, "an integer tensor")
         if edges.numel() == 0:
             edges = edges.reshape(0, 2)
-        if edges.is_floating_point() or edges.dtype == torch.bool:
-            raise UserTypeError(f"edges must be an integer tensor, got dtype {edges.dtype}")
         check_shape("edges", edges, (None, 2))
         edges = edges.to(device=unary.device, dtype=torch.long)
         if edges.numel() and (int(edges.min()) < 0 or int(edges.max()) >= n):
@@ -130,9 +149,7 @@ class PairwiseModel:
     # ------------------------------------------------------------------ energies
     def check_configs(self, configs, name: str = "configs") -> torch.Tensor:
         """Validate integer configurations of shape ``(B, n)`` with labels in ``[0, c)``."""
-        configs = torch.as_tensor(configs, device=self.device)
-        if configs.is_floating_point() or configs.dtype == torch.bool:
-            raise UserTypeError(f"{name} must be an integer tensor, got dtype {configs.dtype}")
+        configs = integer_tensor(name, configs, "an integer tensor").to(self.device)
         check_shape(name, configs, (None, self.num_nodes))
         configs = configs.long()
         if configs.numel() and (int(configs.min()) < 0 or int(configs.max()) >= self.num_labels):
@@ -235,10 +252,8 @@ class PairwiseModel:
             while k in used:
                 k += 1
             colour[i] = k
-        groups = []
-        for k in range(max(colour) + 1):
-            groups.append(torch.tensor([i for i in range(n) if colour[i] == k], dtype=torch.long, device=self.device))
-        return groups
+        return [torch.tensor([i for i in range(n) if colour[i] == k], dtype=torch.long, device=self.device)
+                for k in range(max(colour) + 1)]
 
 
 def grid_edges(rows: int, cols: int, *, device=None) -> torch.Tensor:
@@ -286,11 +301,9 @@ def ising_grid(rows: int = 3, cols: int = 8, field: float = 3.0, coupling: float
     """
     rows = check_int("rows", rows, minimum=1)
     cols = check_int("cols", cols, minimum=2)
-    for name, v in (("field", field), ("coupling", coupling)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not torch.isfinite(torch.tensor(float(v))):
-            raise UserInputError(f"{name} must be a finite number, got {v!r}")
+    field, coupling = check_number("field", field), check_number("coupling", coupling)
     dtype = dtype or torch.get_default_dtype()
     unary = torch.zeros(rows, cols, 2, dtype=dtype, device=device)
-    unary[:, 0, 0] = -float(field)
-    unary[:, -1, 0] = float(field)
-    return potts_grid(unary, float(coupling))
+    unary[:, 0, 0] = -field
+    unary[:, -1, 0] = field
+    return potts_grid(unary, coupling)

@@ -44,7 +44,7 @@ from .._checks import UserInputError, UserTypeError, check_choice, check_int
 from .enumeration import MAX_CONFIGURATIONS, ExactResult, exact_inference
 from .models import PairwiseModel
 
-__all__ = ["MAX_COLUMN_STATES", "MAX_MESSAGE_BYTES", "TransferMatrixResult", "exact_inference_auto",
+__all__ = ["MAX_COLUMN_STATES", "MAX_MESSAGE_BYTES", "TransferMatrixResult", "exact_inference_auto", "exact_method",
            "transfer_matrix_feasible", "transfer_matrix_inference"]
 
 #: Largest number of slice states :math:`c^w` (2**16: width 16 for c = 2, 10 for c = 3, 8 for c = 4).
@@ -160,8 +160,17 @@ def transfer_matrix_feasible(model: PairwiseModel, *, max_column_states: int = M
         width, length, *_ = _layout(model)
     except UserInputError:
         return False
-    c = model.num_labels
-    return width * math.log(c) <= math.log(max_column_states) + 1e-9 and 8 * length * c**width <= MAX_MESSAGE_BYTES
+    return exact_method(width, length, model.num_labels, max_column_states=max_column_states) == "transfer"
+
+
+def exact_method(rows: int, cols: int, labels: int, *, max_configurations: int = MAX_CONFIGURATIONS,
+                 max_column_states: int = MAX_COLUMN_STATES) -> str | None:
+    """The exact method within its limits for a ``rows x cols`` grid model with ``labels`` labels (the choice of
+    :func:`exact_inference_auto`): ``"transfer"``, else ``"enumeration"``, else None."""
+    width, length = min(rows, cols), max(rows, cols)
+    if width * math.log(labels) <= math.log(max_column_states) + 1e-9 and 8 * length * labels**width <= MAX_MESSAGE_BYTES:
+        return "transfer"
+    return "enumeration" if rows * cols * math.log(labels) <= math.log(max_configurations) + 1e-9 else None
 
 
 def transfer_matrix_inference(model: PairwiseModel, *, max_column_states: int = MAX_COLUMN_STATES,

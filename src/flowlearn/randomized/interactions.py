@@ -41,6 +41,7 @@ import torch
 
 from .._checks import UserInputError, UserTypeError, check_choice, check_int
 from ..geometry import log_lift
+from ..pgm.models import integer_tensor
 
 __all__ = ["ConvInteraction", "DRIVE_SCALES", "Interaction", "LabelInteraction", "NodeInteraction", "REFERENCE_DEGREE",
            "SparseInteraction", "per_sample_conv2d", "sparse_pattern"]
@@ -200,13 +201,7 @@ class ConvInteraction(Interaction):
 
 def sparse_pattern(edges) -> torch.Tensor:
     """Undirected, de-duplicated edges ``(E, 2)`` with ``i < j`` (self loops dropped) of ``edges``, on the CPU."""
-    if not isinstance(edges, torch.Tensor):
-        try:
-            edges = torch.as_tensor(edges)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise UserTypeError(f"edges must be an integer array of shape (E, 2), got {type(edges).__name__}") from exc
-    if edges.dtype.is_floating_point or edges.dtype == torch.bool or edges.dtype.is_complex:
-        raise UserTypeError(f"edges must be an integer tensor, got dtype {edges.dtype}")
+    edges = integer_tensor("edges", edges, "an integer array of shape (E, 2)")
     if edges.numel() == 0:
         return torch.zeros(0, 2, dtype=torch.long)
     if edges.ndim != 2 or edges.shape[1] != 2:

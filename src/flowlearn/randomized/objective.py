@@ -1,7 +1,7 @@
 r"""The training objective of a randomized assignment flow: differentiable entropy estimates from soft samples.
 
 Training minimises (paper 001, eq. (14)) :math:`\mathrm{KL}[P : P^*] = -H(P) + \langle P, E\rangle + \log Z^*`
-(:func:`kl_objective`, :func:`batch_objective`).  The entropy term is estimated from ``m`` soft samples
+(:func:`batch_objective`).  The entropy term is estimated from ``m`` soft samples
 :math:`S^l \in \mathcal{W}` (the flow's end points), with :math:`\alpha(k) = \operatorname{argmax} S^k`
 the rounded samples and :math:`\hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha` (eq. (23),
 :func:`mixture_log_density`):
@@ -37,10 +37,9 @@ from .._checks import UserInputError, UserTypeError
 from ..pgm.entropy import config_counts
 from ..pgm.models import PairwiseModel
 from .sampling import categorical
-from .sflow import RandomizedAssignmentFlow
 
-__all__ = ["batch_objective", "differentiable_entropy", "entropy_score_surrogate", "kl_objective",
-           "mixture_log_density", "smoothed_support", "smoothed_support_entropy"]
+__all__ = ["batch_objective", "differentiable_entropy", "entropy_score_surrogate", "mixture_log_density",
+           "smoothed_support", "smoothed_support_entropy"]
 
 
 def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "support",
@@ -100,11 +99,7 @@ def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "suppo
         draws = categorical(probs, random_roundings, generator)
         draws = draws.reshape(m, n, random_roundings).permute(0, 2, 1).reshape(-1, n)
         rows = config_counts(torch.cat([rounded, draws]), c)[0]
-    # L[k, l] = sum_i log S^l_{i, alpha(k)_i} = <onehot(alpha(k)), log S^l> as one matmul;
-    # clamping -inf to a large finite negative keeps 0 * (-inf) out (exp of it is still 0)
-    floor = torch.finfo(log_samples.dtype).min / (2 * n * c)
-    log_t = _one_hot(rows, c, log_samples.dtype) @ log_samples.clamp_min(floor).reshape(m, n * c).T
-    log_p = torch.logsumexp(log_t, dim=1) - math.log(m)  # log P_hat at the rows
+    log_p = mixture_log_density(log_samples, rows)  # log P_hat at the rows
     if estimator == "support":
         neg_h = (log_p.exp() * log_p).sum()
     else:
@@ -128,6 +123,8 @@ def mixture_log_density(log_samples: torch.Tensor, configs: torch.Tensor) -> tor
     ``log_samples`` (m, n, c); one matrix product (eq. (23)).
     """
     m, n, c = log_samples.shape
+    # L[k, l] = sum_i log S^l_{i, alpha(k)_i} = <onehot(alpha(k)), log S^l> as one matmul;
+    # clamping -inf to a large finite negative keeps 0 * (-inf) out (exp of it is still 0)
     floor = torch.finfo(log_samples.dtype).min / (2 * n * c)
     log_t = _one_hot(configs, c, log_samples.dtype) @ log_samples.clamp_min(floor).reshape(m, n * c).T
     return torch.logsumexp(log_t, dim=1) - math.log(m)
@@ -230,25 +227,12 @@ def smoothed_support_entropy(log_samples: torch.Tensor) -> torch.Tensor:
     return h22 + (smoothed_support(log_samples) - 1) / (2 * m)
 
 
-def kl_objective(flow: RandomizedAssignmentFlow, model: PairwiseModel, batch_size: int,
-                 generator: torch.Generator | None = None, *, bias_correction: bool = True,
-                 energy_weight: float = 1.0, entropy_estimator: str = "support", random_roundings: int = 0):
-    r"""One stochastic estimate of :math:`-H(P) + \beta\langle P, E\rangle` (eq. (14) without log Z*).
-
-    Returns ``(objective, energy, entropy, log_samples)``; ``objective`` is differentiable,
-    ``energy`` and ``entropy`` are the unweighted estimates.
-    """
-    log_s = flow(batch_size, generator)
-    objective, energy, entropy = batch_objective(log_s, model, generator, bias_correction=bias_correction,
-                                                 energy_weight=energy_weight, entropy_estimator=entropy_estimator,
-                                                 random_roundings=random_roundings)
-    return objective, energy, entropy, log_s
-
-
 def batch_objective(log_s: torch.Tensor, model: PairwiseModel, generator: torch.Generator | None = None, *,
                     bias_correction: bool = True, energy_weight: float = 1.0, entropy_estimator: str = "support",
                     random_roundings: int = 0):
-    """:func:`kl_objective` of given soft log-samples ``(m, n, c)``: ``(objective, energy, entropy)``."""
+    r"""One stochastic estimate of :math:`-H(P) + \beta\langle P, E\rangle` (eq. (14) without log Z*) from soft
+    log-samples ``(m, n, c)``: ``(objective, energy, entropy)``; ``objective`` is differentiable, ``energy``
+    and ``entropy`` are the unweighted estimates."""
     energy = model.mean_field_energy(log_s.exp()).mean()
     if entropy_estimator == "score":
         surrogate, entropy = entropy_score_surrogate(log_s, num_roundings=max(random_roundings, 1),

@@ -40,6 +40,14 @@ from .sampling import DEFAULT_SAMPLING_MEMORY, FlowSampling
 __all__ = ["RandomizedAssignmentFlow"]
 
 
+def _given(name: str, value, shape: tuple, dtype) -> torch.Tensor:
+    """A copy of the given starting value ``value`` in ``dtype``, after checking its shape and finiteness."""
+    t = torch.as_tensor(value).to(dtype=dtype).clone()
+    if tuple(t.shape) != shape or not bool(torch.isfinite(t).all()):
+        raise UserInputError(f"{name} must be a finite tensor of shape {shape}, got shape {tuple(t.shape)}")
+    return t
+
+
 class RandomizedAssignmentFlow(FlowSampling, nn.Module):
     r"""S-flow with random interaction matrix and learned initialisation.
 
@@ -112,14 +120,8 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
         shape = interaction.parameter_shape(n, c)
         self.interaction_mean = nn.Parameter(torch.full(shape, mean_init, **factory))
         self.interaction_log_variance = nn.Parameter(torch.full(shape, math.log(self.variance_init), **factory))
-        if initial_logits is None:
-            start = torch.zeros(n, c, **factory)
-        else:
-            start = torch.as_tensor(initial_logits).to(**factory).clone()
-            if tuple(start.shape) != (n, c) or not bool(torch.isfinite(start).all()):
-                raise UserInputError(f"initial_logits must be a finite tensor of shape ({n}, {c}), got shape "
-                                 f"{tuple(start.shape)}")
-        self.init_logits = nn.Parameter(start)
+        self.init_logits = nn.Parameter(torch.zeros(n, c, **factory) if initial_logits is None else
+                                        _given("initial_logits", initial_logits, (n, c), factory["dtype"]).to(device))
         if self.init_noise > 0:
             self.init_log_std = nn.Parameter(torch.full((n, c), math.log(self.init_noise), **factory))
         if self.init_rank > 0:
@@ -127,10 +129,7 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
                 factors = self.init_factor_scale * torch.randn(self.init_rank, n, c, dtype=factory["dtype"],
                                                                generator=torch.Generator().manual_seed(0))
             else:
-                factors = torch.as_tensor(initial_factors).to(dtype=factory["dtype"]).clone()
-                if tuple(factors.shape) != (self.init_rank, n, c) or not bool(torch.isfinite(factors).all()):
-                    raise UserInputError(f"initial_factors must be a finite tensor of shape ({self.init_rank}, {n}, {c}),"
-                                     f" got shape {tuple(factors.shape)}")
+                factors = _given("initial_factors", initial_factors, (self.init_rank, n, c), factory["dtype"])
             self.init_factors = nn.Parameter(factors.to(device))
 
     # ------------------------------------------------------------------ helpers
@@ -153,15 +152,7 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
         """
         mean, log_var = self.interaction_mean, self.interaction_log_variance
         z = mean + torch.exp(0.5 * log_var) * self._noise((batch,) + tuple(mean.shape), generator)
-        return self.interaction_from_z(z)
-
-    def interaction_from_z(self, z: torch.Tensor) -> torch.Tensor:
-        r""":math:`\Omega` from draws ``z`` of :math:`Z` (shape ``(B,) + interaction_mean.shape``)."""
         return self.interaction.omega(self, z)
-
-    def apply_interaction(self, omega: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        r""":math:`\Omega S` for a batch: ``omega`` from :meth:`sample_interaction`, ``s`` (B, n, c)."""
-        return self.interaction.apply(self, omega, s)
 
     def initial_log_point(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         r""":math:`\log S_0`, shape (B, n, c) (random when ``init_noise > 0`` or ``init_rank > 0``)."""

@@ -98,18 +98,14 @@ class TrainingConfig:
     data_shards: int = 1
 
     def __post_init__(self):
-        check_int("iterations", self.iterations, minimum=0)
-        check_int("batch_size", self.batch_size, minimum=2)
+        for name, minimum in (("iterations", 0), ("batch_size", 2), ("seed", 0), ("checkpoint_every", 1),
+                              ("energy_warmup", 0), ("random_roundings", 0), ("data_shards", 1)):
+            check_int(name, getattr(self, name), minimum=minimum)
         check_positive("lr", self.lr)
-        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         check_positive("final_lr_fraction", self.final_lr_fraction)
-        check_int("seed", self.seed, minimum=0)
-        check_int("checkpoint_every", self.checkpoint_every, minimum=1)
-        check_int("energy_warmup", self.energy_warmup, minimum=0)
-        check_choice("entropy_estimator", self.entropy_estimator, ("support", "samples", "score"))
-        check_int("random_roundings", self.random_roundings, minimum=0)
         check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
-        check_int("data_shards", self.data_shards, minimum=1)
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        check_choice("entropy_estimator", self.entropy_estimator, ("support", "samples", "score"))
         if self.batch_size % self.data_shards:
             raise UserInputError(f"batch_size must be a multiple of data_shards ({self.data_shards}), "
                                  f"got {self.batch_size}")
@@ -189,16 +185,11 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
     model = model.to(device=flow.device, dtype=flow.dtype)
     per_rank = config.data_shards // world_size  # contiguous shards, so the gathered batch keeps its order
     shards = list(range(rank * per_rank, (rank + 1) * per_rank))
-    generators = []
-    for k in shards:
-        g = torch.Generator(device=flow.device)
-        g.manual_seed(config.seed if k == 0 else config.seed + 7919 * k)
-        generators.append(g)
+    generators = [torch.Generator(device=flow.device).manual_seed(config.seed + 7919 * k) for k in shards]
     if config.data_shards == 1:
         shared = generators[0]  # one generator for the samples and the estimator's roundings
     else:  # the estimator's randomness must be the same on every rank
-        shared = torch.Generator(device=flow.device)
-        shared.manual_seed(config.seed + 1_000_003)
+        shared = torch.Generator(device=flow.device).manual_seed(config.seed + 1_000_003)
         generators.append(shared)
     samplers = generators[:len(shards)]
     optimizer = torch.optim.Adam(flow.parameters(), lr=config.lr)

@@ -46,10 +46,9 @@ from .._checks import (
     UserInputError,
     UserTypeError,
     check_finite,
-    check_int,
-    check_positive,
 )
 from ..status import Status
+from .base import _set_checked
 
 __all__ = ["AMD", "AMDResult", "AMDStatus"]
 
@@ -143,48 +142,16 @@ class AMD:
     gtol: float = 0.0
 
     def __post_init__(self):
-        put = lambda name, value: object.__setattr__(self, name, value)
-        beta = check_positive("beta", self.beta)
-        if not beta < 1.0:
+        _set_checked(self, positive=("beta", "s0", "smax", "kappa"), nonnegative=("flat_rtol", "gtol"),
+                    ints={"max_steps": 1, "max_backtracks": 0, "patience": 1})
+        if not self.beta < 1.0:
             raise UserInputError(f"beta must lie in (0, 1), got {self.beta!r}")
-        put("beta", beta)
-        put("s0", check_positive("s0", self.s0))
-        put("smax", check_positive("smax", self.smax))
         if self.smax < self.s0:
             raise UserInputError(f"smax must be >= s0={self.s0}, got {self.smax!r}")
-        put("kappa", check_positive("kappa", self.kappa))
         if self.kappa < 1.0:
             raise UserInputError(f"kappa must be >= 1, got {self.kappa!r}")
-        put("max_steps", check_int("max_steps", self.max_steps, minimum=1))
-        put("max_backtracks", check_int("max_backtracks", self.max_backtracks, minimum=0))
-        put("tau", None if self.tau is None else check_positive("tau", self.tau))
-        put("patience", check_int("patience", self.patience, minimum=1))
-        put("flat_rtol", check_positive("flat_rtol", self.flat_rtol, strict=False))
-        put("gtol", check_positive("gtol", self.gtol, strict=False))
-
-    # ------------------------------------------------------------------ evaluation helpers
-    @staticmethod
-    def _evaluate(loss_fn: LossFn, indexed: bool, z_full: torch.Tensor, z_rows: torch.Tensor,
-                  rows: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss of ``z_rows`` (the rows ``rows`` of the batch), shape (len(rows),)."""
-        if indexed:
-            out = loss_fn(z_rows, rows)
-        else:
-            full = z_full.index_copy(0, rows, z_rows)
-            out = loss_fn(full)
-            if out.shape != (z_full.shape[0],):
-                raise UserInputError(f"loss_fn must return shape ({z_full.shape[0]},), got {tuple(out.shape)}")
-            out = out.index_select(0, rows)
-        if out.shape != (rows.numel(),):
-            raise UserInputError(f"loss_fn must return shape ({rows.numel()},), got {tuple(out.shape)}")
-        return out
-
-    def _value_and_grad(self, loss_fn, indexed, z, rows):
-        with torch.enable_grad():
-            zr = z.index_select(0, rows).detach().requires_grad_(True)
-            value = self._evaluate(loss_fn, indexed, z.detach(), zr, rows)
-            (grad,) = torch.autograd.grad(value.sum(), zr)
-        return value.detach(), grad.detach()
+        if self.tau is not None:
+            _set_checked(self, positive=("tau",))
 
     # ------------------------------------------------------------------ main loop
     def minimize(self, loss_fn: LossFn, z0: torch.Tensor, *, indexed: bool = False,
@@ -207,16 +174,13 @@ class AMD:
         -------
         AMDResult
         """
-        if not isinstance(z0, torch.Tensor) or not z0.is_floating_point() or z0.ndim < 1:
-            detail = f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""
-            raise UserTypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}" + detail)
-        check_finite("z0", z0)
+        _check_start(z0)
         B = z0.shape[0]
         device, dtype = z0.device, z0.dtype
         bshape = (-1,) + (1,) * (z0.ndim - 1)
         z = z0.detach().clone()
         all_rows = torch.arange(B, device=device)
-        loss, grad = self._value_and_grad(loss_fn, indexed, z, all_rows)
+        loss, grad = _value_and_grad(loss_fn, indexed, z, z, all_rows)
         grad_evals = torch.ones(B, dtype=torch.long, device=device)
         loss_evals = torch.zeros(B, dtype=torch.long, device=device)
         steps = torch.zeros(B, dtype=torch.long, device=device)
@@ -254,7 +218,7 @@ class AMD:
                 sr = rows[search]
                 trial = z.index_select(0, sr) - trial_step.reshape(bshape) * grad.index_select(0, sr)
                 with torch.no_grad():
-                    trial_loss = self._evaluate(loss_fn, indexed, z, trial, sr)
+                    trial_loss = _evaluate(loss_fn, indexed, z, trial, sr)
                 loss_evals[sr] += 1
                 ok = torch.isfinite(trial_loss) & (trial_loss < loss[sr])
                 acc = search[ok]
@@ -279,7 +243,7 @@ class AMD:
                 # the accepted trial value is the one that was compared: strictly below the previous loss
                 loss = loss.index_copy(0, mrows, new_loss[moved])
                 recent[mrows] = torch.cat([recent[mrows, 1:], new_loss[moved, None]], dim=1)
-                value, g = self._value_and_grad(loss_fn, indexed, z, mrows)
+                _, g = _value_and_grad(loss_fn, indexed, z, z.index_select(0, mrows), mrows)
                 grad = grad.index_copy(0, mrows, g)
                 grad_evals[mrows] += 1
                 moved_mask = _mask(B, mrows, device)
@@ -296,11 +260,8 @@ class AMD:
                 states.append(z.clone())
             history.append(torch.where(active | _mask(B, mrows, device), loss, nan))
         _stop(code, active, active.clone(), AMDStatus.MAX_STEPS)
-        status = [_CODES[c] for c in code.tolist()]
+        status, stats = _summary(code, iterations, loss_evals, grad_evals)
         step_sizes = torch.stack(step_log) if step_log else torch.zeros(0, B, dtype=dtype, device=device)
-        counts = {s.value: sum(1 for x in status if x is s) for s in AMDStatus}
-        stats = {"iterations": iterations, "loss_evals": int(loss_evals.sum()),
-                 "grad_evals": int(grad_evals.sum()), "status_counts": counts}
         return AMDResult(z=z, loss=loss, status=status, steps=steps, loss_evals=loss_evals,
                          grad_evals=grad_evals, time=time, step_sizes=step_sizes,
                          loss_history=torch.stack(history),
@@ -308,6 +269,45 @@ class AMD:
 
 
 _CODES = list(AMDStatus)
+
+
+def _check_start(z0) -> None:
+    if not isinstance(z0, torch.Tensor) or not z0.is_floating_point() or z0.ndim < 1:
+        detail = f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""
+        raise UserTypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}" + detail)
+    check_finite("z0", z0)
+
+
+def _evaluate(loss_fn: LossFn, indexed: bool, z_full: torch.Tensor, z_rows: torch.Tensor,
+              rows: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss of ``z_rows`` (the rows ``rows`` of the batch), shape (len(rows),)."""
+    if indexed:
+        out = loss_fn(z_rows, rows)
+    else:
+        out = loss_fn(z_full.index_copy(0, rows, z_rows))
+        if out.shape != (z_full.shape[0],):
+            raise UserInputError(f"loss_fn must return shape ({z_full.shape[0]},), got {tuple(out.shape)}")
+        out = out.index_select(0, rows)
+    if out.shape != (rows.numel(),):
+        raise UserInputError(f"loss_fn must return shape ({rows.numel()},), got {tuple(out.shape)}")
+    return out
+
+
+def _value_and_grad(loss_fn, indexed, z_full, z_rows, rows):
+    """Loss and gradient of the rows ``z_rows`` (the rows ``rows`` of ``z_full``), both detached."""
+    with torch.enable_grad():
+        zr = z_rows.detach().requires_grad_(True)
+        value = _evaluate(loss_fn, indexed, z_full.detach(), zr, rows)
+        (grad,) = torch.autograd.grad(value.sum(), zr)
+    return value.detach(), grad.detach()
+
+
+def _summary(code, iterations: int, loss_evals, grad_evals) -> tuple[list, dict]:
+    """Per-sample statuses from their codes, and the batch totals of the result's ``stats``."""
+    status = [_CODES[c] for c in code.tolist()]
+    counts = {s.value: sum(1 for x in status if x is s) for s in AMDStatus}
+    return status, {"iterations": iterations, "loss_evals": int(loss_evals.sum()),
+                    "grad_evals": int(grad_evals.sum()), "status_counts": counts}
 
 
 def _stop(code, active, which, reason):

@@ -278,7 +278,7 @@ def batch_arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: flo
     B, shape = v.shape[0], tuple(v.shape[1:])
     Q = torch.zeros(B, m + 1, v[0].numel(), dtype=dtype, device=device)
     beta = torch.linalg.vector_norm(v.reshape(B, -1), dim=1)
-    active = beta > 0
+    active = beta != 0        # a non-finite start vector propagates (the caller reports it), as in arnoldi()
     Q[:, 0] = v.reshape(B, -1) / torch.where(active, beta, 1.0).unsqueeze(1)
     Q[:, 1] = (matvec(Q[:, 0].view(B, *shape)) if first_product is None else first_product).reshape(B, -1)
     H = torch.zeros(B, m + 1, m, dtype=dtype, device=device)

@@ -27,7 +27,7 @@ from .._checks import (
 )
 from ..status import Status
 
-__all__ = ["Solution", "Solver", "Status", "integrate", "linear_grid", "log_grid"]
+__all__ = ["LinearODEResult", "Solution", "Solver", "Status", "integrate", "linear_grid", "log_grid"]
 
 VectorField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -58,6 +58,20 @@ class Solution:
     ys: torch.Tensor | None = None
 
 
+@dataclass
+class LinearODEResult:
+    """Solution :math:`y(t)` of :math:`\\dot y = Ay + b`, :math:`y(0)=0` (or :math:`y_0`).
+
+    ``error_estimate`` is the Krylov a-posteriori estimate (NaN for time stepping);
+    ``status`` is the underlying solver's :class:`~flowlearn.status.Status`; ``stats`` counts work.
+    """
+
+    y: torch.Tensor
+    error_estimate: float
+    status: Status
+    stats: dict = field(default_factory=dict)
+
+
 class Solver(abc.ABC):
     """A one-step method ``y_{n+1} = step(f, t_n, y_n, h)`` for ``dy/dt = f(t, y)``."""
 
@@ -74,6 +88,17 @@ class Solver(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _set_checked(obj, *, positive=(), nonnegative=(), ints=None) -> None:
+    """Check fields of the frozen dataclass ``obj`` and store them normalised: ``positive`` (floats > 0),
+    ``nonnegative`` (floats >= 0) and ``ints`` (``{name: minimum}``)."""
+    for name in positive:
+        object.__setattr__(obj, name, check_positive(name, getattr(obj, name)))
+    for name in nonnegative:
+        object.__setattr__(obj, name, check_positive(name, getattr(obj, name), strict=False))
+    for name, minimum in (ints or {}).items():
+        object.__setattr__(obj, name, check_int(name, getattr(obj, name), minimum=minimum))
 
 
 def linear_grid(t1: float, steps: int, t0: float = 0.0, *, dtype=torch.float64) -> torch.Tensor:

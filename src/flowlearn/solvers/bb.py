@@ -30,20 +30,26 @@ of the best loss, ``max_backtracks``, ``max_steps``); there is no final time ``t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 
 import torch
 
 from .._checks import (
     UserInputError,
-    UserTypeError,
     check_choice,
-    check_finite,
-    check_int,
-    check_positive,
 )
-from .amd import _CODES, AMD, AMDResult, AMDStatus, _mask, _stop
+from .amd import (
+    _CODES,
+    AMDResult,
+    AMDStatus,
+    LossFn,
+    _check_start,
+    _mask,
+    _stop,
+    _summary,
+    _value_and_grad,
+)
+from .base import _set_checked
 
 __all__ = ["BB", "BB_VARIANTS", "BBResult"]
 
@@ -57,9 +63,6 @@ class BBResult(AMDResult):
     loss-and-gradient evaluation, counted in ``grad_evals``); ``loss_history`` holds the loss of the
     current iterate (it may rise when ``memory > 1``); ``step_sizes``/``states`` end at the best iterate.
     """
-
-
-LossFn = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -104,29 +107,13 @@ class BB:
     gtol: float = 0.0
 
     def __post_init__(self):
-        put = lambda name, value: object.__setattr__(self, name, value)
-        put("s0", check_positive("s0", self.s0))
-        put("smin", check_positive("smin", self.smin))
-        put("smax", check_positive("smax", self.smax))
+        _set_checked(self, positive=("s0", "smin", "smax"), nonnegative=("c1", "flat_rtol", "gtol"),
+                     ints={"memory": 1, "max_steps": 1, "max_backtracks": 0, "patience": 1})
         if self.smax < self.smin:
             raise UserInputError(f"smax must be >= smin={self.smin}, got {self.smax!r}")
-        put("memory", check_int("memory", self.memory, minimum=1))
-        put("c1", check_positive("c1", self.c1, strict=False))
         if not self.c1 < 1.0:
             raise UserInputError(f"c1 must lie in [0, 1), got {self.c1!r}")
         check_choice("variant", self.variant, BB_VARIANTS)
-        put("max_steps", check_int("max_steps", self.max_steps, minimum=1))
-        put("max_backtracks", check_int("max_backtracks", self.max_backtracks, minimum=0))
-        put("patience", check_int("patience", self.patience, minimum=1))
-        put("flat_rtol", check_positive("flat_rtol", self.flat_rtol, strict=False))
-        put("gtol", check_positive("gtol", self.gtol, strict=False))
-
-    def _value_and_grad(self, loss_fn, indexed, z_full, z_rows, rows):
-        with torch.enable_grad():
-            zr = z_rows.detach().requires_grad_(True)
-            value = AMD._evaluate(loss_fn, indexed, z_full.detach(), zr, rows)
-            (grad,) = torch.autograd.grad(value.sum(), zr)
-        return value.detach(), grad.detach()
 
     def _bb_step(self, it: int, sy, ss, yy, last):
         """Next trial step per row from :math:`s^\\top y`, :math:`s^\\top s`, :math:`y^\\top y` and the last step."""
@@ -153,13 +140,10 @@ class BB:
         -------
         BBResult
         """
-        if not isinstance(z0, torch.Tensor) or not z0.is_floating_point() or z0.ndim < 1:
-            detail = f" of dtype {z0.dtype} and shape {tuple(z0.shape)}" if isinstance(z0, torch.Tensor) else ""
-            raise UserTypeError(f"z0 must be a floating tensor of shape (B, ...), got {type(z0).__name__}" + detail)
-        check_finite("z0", z0)
+        _check_start(z0)
         B, device, dtype = z0.shape[0], z0.device, z0.dtype
         z = z0.detach().clone()
-        loss, grad = self._value_and_grad(loss_fn, indexed, z, z, torch.arange(B, device=device))
+        loss, grad = _value_and_grad(loss_fn, indexed, z, z, torch.arange(B, device=device))
         long = {"dtype": torch.long, "device": device}
         grad_evals, steps, best_iter = torch.ones(B, **long), torch.zeros(B, **long), torch.zeros(B, **long)
         alpha = torch.full((B,), self.s0, dtype=dtype, device=device)
@@ -240,7 +224,7 @@ class BB:
         """
         bshape = (-1,) + (1,) * (zr.ndim - 1)
         trial = zr - a0.reshape(bshape) * gr
-        f_t, g_t = self._value_and_grad(loss_fn, indexed, z, trial, rows)
+        f_t, g_t = _value_and_grad(loss_fn, indexed, z, trial, rows)
         grad_evals[rows] += 1
         ok = _finite(f_t, g_t) & (f_t <= ref - self.c1 * a0 * gg)
         if bool(ok.all()):                                    # the common case: the BB step is accepted
@@ -258,7 +242,7 @@ class BB:
             a = torch.minimum(torch.maximum(interp, 0.1 * a), 0.5 * a)
             sr = rows[search]
             trial = zr[search] - a.reshape(bshape) * gr[search]
-            fa, g_t = self._value_and_grad(loss_fn, indexed, z, trial, sr)
+            fa, g_t = _value_and_grad(loss_fn, indexed, z, trial, sr)
             grad_evals[sr] += 1
             ok_val = _finite(fa, g_t)
             ok = ok_val & (fa <= ref[search] - self.c1 * a * gs)
@@ -274,18 +258,16 @@ class BB:
                 iterations) -> BBResult:
         """Assemble the result; step sizes and states are cut at each sample's best iterate."""
         B, device, dtype = z0.shape[0], z0.device, z0.dtype
-        status = [_CODES[c] for c in code.tolist()]
+        loss_evals = torch.zeros(B, dtype=torch.long, device=device)
+        status, stats = _summary(code, iterations, loss_evals, grad_evals)
         step_sizes = torch.stack(step_log) if step_log else torch.zeros(0, B, dtype=dtype, device=device)
         after_best = torch.arange(step_sizes.shape[0] + 1, device=device)[:, None] >= best_iter[None, :]
         step_sizes = torch.where(after_best[:-1], torch.zeros_like(step_sizes), step_sizes)
         if states is not None:
             mask = after_best.reshape(after_best.shape + (1,) * (z0.ndim - 1))
             states = torch.where(mask, best_z.unsqueeze(0), torch.stack(states))
-        counts = {s.value: sum(1 for x in status if x is s) for s in AMDStatus}
-        stats = {"iterations": iterations, "loss_evals": 0, "grad_evals": int(grad_evals.sum()),
-                 "status_counts": counts}
         return BBResult(z=best_z, loss=best_loss, status=status, steps=steps,
-                        loss_evals=torch.zeros(B, dtype=torch.long, device=device), grad_evals=grad_evals,
+                        loss_evals=loss_evals, grad_evals=grad_evals,
                         time=step_sizes.sum(0), step_sizes=step_sizes, loss_history=torch.stack(history),
                         states=states, stats=stats)
 

@@ -26,10 +26,9 @@ from .._checks import (
     UserInputError,
     UserTypeError,
     check_choice,
-    check_int,
     check_positive,
 )
-from .base import linear_grid, log_grid
+from .base import _set_checked, linear_grid, log_grid
 from .runge_kutta import RK4, ExplicitRungeKutta
 
 __all__ = ["SPACINGS", "FixedGrid", "Nesterov"]
@@ -65,8 +64,7 @@ class FixedGrid:
         if not isinstance(self.method, ExplicitRungeKutta):
             raise UserTypeError("method must be an explicit Runge-Kutta step such as flowlearn.solvers.RK4(), "
                                 f"got {type(self.method).__name__}")
-        object.__setattr__(self, "t1", check_positive("t1", self.t1))
-        object.__setattr__(self, "steps", check_int("steps", self.steps, minimum=1))
+        _set_checked(self, positive=("t1",), ints={"steps": 1})
         check_choice("spacing", self.spacing, SPACINGS)
         if not isinstance(self.alpha_decay, bool):
             raise UserTypeError(f"alpha_decay must be True or False, got {self.alpha_decay!r}")

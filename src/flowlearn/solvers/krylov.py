@@ -35,15 +35,16 @@ exponential operator*, SIAM J. Numer. Anal. 29 (1992).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from .._checks import UserInputError, check_finite, check_int, check_positive
 from ..status import Status
 from .arnoldi import Matvec, arnoldi
+from .base import LinearODEResult
 
-__all__ = ["KrylovStatus", "PhiResult", "krylov_phi", "phi_functions"]
+__all__ = ["KrylovStatus", "krylov_phi", "phi_functions"]
+
+KrylovStatus = Status  #: the statuses of krylov_phi: SUCCESS, BREAKDOWN, MAX_SUBSTEPS
 
 
 def phi_functions(H: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,40 +54,10 @@ def phi_functions(H: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tens
     (:math:`\varphi_1(z) = (e^z-1)/z`, :math:`\varphi_2(z) = (e^z-1-z)/z^2`).
     """
     m = H.shape[0]
-    dt = torch.float64
-    aug = torch.zeros(m + 2, m + 2, dtype=dt, device=H.device)
-    aug = aug + torch.nn.functional.pad(tau * H.to(dt), (0, 2, 0, 2))
-    e = torch.zeros(m + 2, m + 2, dtype=dt, device=H.device)
-    e[0, m] = 1.0
-    e[m, m + 1] = 1.0
-    E = torch.linalg.matrix_exp(aug + e)
+    aug = torch.nn.functional.pad(tau * H.to(torch.float64), (0, 2, 0, 2))
+    aug[0, m] = aug[m, m + 1] = 1.0
+    E = torch.linalg.matrix_exp(aug)
     return E[:m, m].to(H.dtype), E[:m, m + 1].to(H.dtype)
-
-
-KrylovStatus = Status  #: the statuses of krylov_phi: SUCCESS, BREAKDOWN, MAX_SUBSTEPS
-
-
-@dataclass
-class PhiResult:
-    """Result of :func:`krylov_phi`.
-
-    Attributes
-    ----------
-    y : tensor
-        :math:`y(t) = y_0 + t\\varphi(tA)(Ay_0+b)` (the solution at ``t_reached``).
-    error_estimate : float
-        Sum of the local a-posteriori error estimates (absolute, 2-norm).
-    t_reached : float
-    status : KrylovStatus
-    stats : dict
-        ``substeps``, ``matvecs``, ``krylov_dim`` (of the last step), ``rejected`` steps.
-    """
-
-    y: torch.Tensor
-    error_estimate: float
-    t_reached: float
-    status: KrylovStatus
-    stats: dict = field(default_factory=dict)
 
 
 def krylov_phi(
@@ -99,7 +70,7 @@ def krylov_phi(
     rtol: float = 1e-10,
     substeps: int | None = None,
     max_substeps: int = 1000,
-) -> PhiResult:
+) -> LinearODEResult:
     r"""Exponential integration of :math:`\dot y = Ay + b` over :math:`[0, t]` with Krylov :math:`\varphi`.
 
     Returns :math:`y(t) = y_0 + t\,\varphi(tA)(Ay_0 + b)`; with ``y0 = None`` this is
@@ -127,7 +98,10 @@ def krylov_phi(
 
     Returns
     -------
-    PhiResult
+    LinearODEResult
+        ``y`` at ``t`` (at the time reached if ``status`` is ``MAX_SUBSTEPS``), the sum of the local
+        a-posteriori error estimates (absolute, 2-norm), ``stats``: ``substeps``, ``rejected`` steps,
+        ``matvecs``, ``krylov_dim`` (of the last step).
     """
     t = check_positive("t", t)
     m = check_int("m", m, minimum=1)
@@ -198,4 +172,4 @@ def krylov_phi(
     if status is KrylovStatus.SUCCESS and any_breakdown and accepted == 1:
         status = KrylovStatus.BREAKDOWN
     stats = {"substeps": accepted, "rejected": rejected, "matvecs": matvecs, "krylov_dim": last_dim}
-    return PhiResult(y=y, error_estimate=err_total, t_reached=t_now, status=status, stats=stats)
+    return LinearODEResult(y=y, error_estimate=err_total, status=status, stats=stats)

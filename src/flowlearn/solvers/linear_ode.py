@@ -14,26 +14,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import UserTypeError, check_int, check_positive
-from ..status import Status
-from .base import Solver, integrate, linear_grid
+from .base import LinearODEResult, Solver, integrate, linear_grid
 from .krylov import krylov_phi
 from .runge_kutta import Euler
 
 __all__ = ["ExponentialIntegrator", "FixedStepIntegrator", "LinearODEResult"]
-
-
-@dataclass
-class LinearODEResult:
-    """Solution :math:`y(t)` of :math:`\\dot y = Ay + b`, :math:`y(0)=0`.
-
-    ``error_estimate`` is the Krylov a-posteriori estimate (NaN for time stepping);
-    ``status`` is the underlying solver's :class:`~flowlearn.status.Status`; ``stats`` counts work.
-    """
-
-    y: torch.Tensor
-    error_estimate: float
-    status: Status
-    stats: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,8 +62,7 @@ class ExponentialIntegrator:
         LinearODEResult
             ``y`` shaped like ``b``, with the Krylov error estimate.
         """
-        r = krylov_phi(matvec, b, t, m=self.m, rtol=self.rtol, substeps=self.substeps)
-        return LinearODEResult(y=r.y, error_estimate=r.error_estimate, status=r.status, stats=r.stats)
+        return krylov_phi(matvec, b, t, m=self.m, rtol=self.rtol, substeps=self.substeps)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,87 @@
+r"""Tiled inference of a :class:`~flowlearn.learning.labeler.LabelerModel` for images of any size, with
+``dask.array`` (``map_overlap``): each tile is labelled with a margin of ``overlap`` pixels of its neighbours
+and the margins are cut off, so the seams see the context a whole-image run sees up to the model's reach.
+
+The input may be anything ``dask.array.from_array`` reads lazily (a NumPy array, a memory-mapped ``.npy``, a
+``tifffile`` zarr store, a zarr array) or a dask array; the output is a dask array of probabilities
+``(H, W, J)`` float32, computed tile by tile, so memory stays at a few tiles whatever the image size
+(:func:`probabilities_tiled` computes it, or ``dask.array.store`` streams it into a memory map or zarr store),
+and a dask cluster (``distributed.Client``) spreads the tiles over its workers.
+
+Requires the optional ``dask`` package (``pip install "dask[array]"``; a cluster needs ``distributed``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._checks import UserInputError, check_int
+
+__all__ = ["probabilities_tiled", "tiled_probabilities"]
+
+
+def _dask():
+    try:
+        import dask.array as da
+    except ImportError:
+        raise UserInputError('tiled inference needs dask: pip install "dask[array]"') from None
+    return da
+
+
+def tiled_probabilities(model, image, *, tile: int = 512, overlap: int = 48):
+    r"""The lazy dask array of class probabilities ``(H, W, J)`` float32 of ``image`` ``(H, W, C)`` (scaled like
+    the model's training images), labelled by tiles of ``tile x tile`` pixels with ``overlap`` pixels of
+    context on each side (``boundary="none"``: the image borders are the model's own borders).
+
+    Parameters
+    ----------
+    model : LabelerModel
+    image : array-like or dask array ``(H, W, C)``
+    tile : int
+        Tile side (chunk size of the dask array).
+    overlap : int
+        Context margin, at most ``tile``; the model's reach (filter-bank scales and flow layers) should fit in it.
+    """
+    da = _dask()
+    tile = check_int("tile", tile, minimum=8)
+    overlap = check_int("overlap", overlap, minimum=0)
+    if overlap > tile:
+        raise UserInputError(f"overlap must be at most tile = {tile}, got {overlap}")
+    x = image if isinstance(image, da.Array) else da.from_array(image, chunks=(tile, tile, -1))
+    if x.ndim != 3 or x.shape[2] != model.channels or 0 in x.shape:
+        raise UserInputError(f"image must be a non-empty array (H, W, {model.channels}), got shape {tuple(x.shape)}")
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    x = x.rechunk((tile, tile, -1)).astype(np.float32)
+    # every tile at least `overlap` wide (a short last tile is merged into its neighbour); one tile: no margin
+    chunks = [c if len(c) == 1 else ensure_minimum_chunksize(overlap, c) for c in x.chunks[:2]]
+    depth = {0: overlap if len(chunks[0]) > 1 else 0, 1: overlap if len(chunks[1]) > 1 else 0, 2: 0}
+    x = x.rechunk((chunks[0], chunks[1], -1))
+    J = model.num_labels
+
+    def block(b: np.ndarray) -> np.ndarray:
+        return model.probabilities(torch.from_numpy(np.ascontiguousarray(b))).numpy()
+
+    xo = da.overlap.overlap(x, depth=depth, boundary="none")                    # tiles with their margins
+    yo = xo.map_blocks(block, chunks=xo.chunks[:2] + ((J,),), dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    return da.overlap.trim_internal(yo, depth, boundary="none")                 # margins cut off
+
+
+def probabilities_tiled(model, image, *, tile: int = 512, overlap: int = 48, out=None,
+                        scheduler: str | None = "synchronous") -> np.ndarray:
+    r"""Probabilities ``(H, W, J)`` float32 of ``image`` by tiles (:func:`tiled_probabilities`), computed.
+
+    ``out``: an array to store into tile by tile (e.g. ``numpy.lib.format.open_memmap``), so that nothing of the
+    size of the image is held in memory; returned.  ``scheduler``: dask's scheduler (default one tile at a
+    time, the memory bound; ``None`` uses the active one, e.g. a ``distributed.Client``'s).
+    """
+    da = _dask()
+    y = tiled_probabilities(model, image, tile=tile, overlap=overlap)
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+    if out is None:
+        return y.compute(**kw)
+    if tuple(out.shape) != tuple(y.shape):
+        raise UserInputError(f"out must have shape {tuple(y.shape)}, got {tuple(out.shape)}")
+    da.store(y, out, lock=True, **kw)
+    return out
