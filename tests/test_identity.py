@@ -37,8 +37,8 @@ CASES = {
                                         t1=50.0, steps=10, grid="linear")),
     "LabelerConfig": (LabelerConfig(), dict(crop=32, batch=3, layers=2, features=4, hidden=8, lr=0.02, rho=0.5, T=2.0,
                                             m=6, rank=2, eval_every=5, seed=1, filter_bank=False, scales=3,
-                                            data_term="prototypes", pretrain_steps=5, final_lr_fraction=0.1,
-                                            class_balance=0.5, ignore_label=255)),
+                                            data_term="prototypes", pretrain_steps=5, final_lr_fraction=0.5,
+                                            class_balance=0.25, ignore_label=255)),
 }
 
 

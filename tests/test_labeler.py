@@ -9,7 +9,8 @@ import torch
 from flowlearn.cli.main import main
 
 ARGS = ["--train", "0-3", "--val", "4-5", "--crop", "16", "--layers", "2", "--features", "4", "--hidden", "4",
-        "--batch", "1", "--eval-every", "3", "--lr", "0.05", "--threads", "1"]
+        "--batch", "1", "--eval-every", "3", "--lr", "0.05", "--threads", "1", "--pretrain-steps", "0",
+        "--class-balance", "0", "--final-lr-fraction", "1"]
 
 
 def _data(path, seed=0, n=6, size=24):

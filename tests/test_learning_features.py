@@ -88,7 +88,7 @@ def test_class_balance_weights_and_weighted_loss():
     torch.testing.assert_close(w, torch.tensor([1.0, 4.0, 4.0], dtype=torch.float32))
     w_half = LabelerTrainer(LabelerConfig(class_balance=0.5), show_progress=False).class_weights(labels, [0], 3)
     torch.testing.assert_close(w_half, torch.tensor([1.0, 2.0, 2.0], dtype=torch.float32))
-    assert LabelerTrainer(LabelerConfig(), show_progress=False).class_weights(labels, [0], 3) is None
+    assert LabelerTrainer(LabelerConfig(class_balance=0.0), show_progress=False).class_weights(labels, [0], 3) is None
 
     logw = torch.log_softmax(torch.randn(7, 3, dtype=torch.float64), -1)
     y = torch.tensor([0, 1, 1, 2, 0, 0, 1])

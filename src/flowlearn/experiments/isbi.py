@@ -6,9 +6,9 @@ classifier data term warmed up on random pixels for ``pretrain_steps`` steps, th
 steps on random 128x128 crops with a cosine step size down to a tenth, the validation images picking the
 kept parameters.  The same from the shell::
 
-    flowlearn train-labeler --data isbi2012_membranes.npz --train 0-15 --val 16-19 --crop 128 \\
-        --iterations 3000 --pretrain-steps 1000 --final-lr-fraction 0.1 --eval-every 200 \\
-        --class-balance 0.5 --out runs/isbi
+    flowlearn train-labeler --data isbi2012_membranes.npz --train 0-15 --val 16-19 --out runs/isbi
+
+(the defaults of :class:`~flowlearn.learning.labeler_config.LabelerConfig` are this recipe).
 """
 
 from __future__ import annotations

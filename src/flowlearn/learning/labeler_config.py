@@ -71,27 +71,27 @@ class LabelerConfig:
         weight or validation error, and are never sampled by the warm-up.  ``None``: every pixel is labelled.
     """
 
-    crop: int = 64
+    crop: int = 128
     batch: int = 2
     layers: int = 3
     features: int = 8
     hidden: int = 16
     lr: float = 0.01
-    iterations: int = field(default=200, metadata=EXTENDABLE)
+    iterations: int = field(default=3000, metadata=EXTENDABLE)
     rho: float = 1.0
     T: float = 1.0
     m: int = 10
     rank: int = 1
-    eval_every: int = 25
+    eval_every: int = 200
     seed: int = 0
     checkpoint_every: int = field(default=25, metadata=BOOKKEEPING)
     checkpoint_seconds: float = field(default=30.0, metadata=BOOKKEEPING)
     filter_bank: bool = True
     scales: int = 5
     data_term: str = "classifier"
-    pretrain_steps: int = 0
-    final_lr_fraction: float = 1.0
-    class_balance: float = 0.0
+    pretrain_steps: int = 1000
+    final_lr_fraction: float = 0.1
+    class_balance: float = 0.5
     ignore_label: int | None = None
 
     def __post_init__(self):
