@@ -279,11 +279,27 @@ def _check_bounds(meta: dict, path, what: str) -> None:
         raise UserInputError(f"{what} {str(path)!r} has value_range = {vr!r}, expected [low, high] finite numbers")
 
 
+#: Models shipped inside the package (``flowlearn/models/``): name -> file; each has a model card ``NAME.md``.
+SHIPPED_MODELS = {"isbi-membranes": "isbi-membranes.pt"}
+
+
+def model_path(name_or_path) -> Path:
+    """The file of a shipped model's name (:data:`SHIPPED_MODELS`), else ``name_or_path`` as a path."""
+    if str(name_or_path) in SHIPPED_MODELS:
+        from importlib.resources import files
+
+        return Path(str(files("flowlearn") / "models" / SHIPPED_MODELS[str(name_or_path)]))
+    return Path(name_or_path)
+
+
 def load_model(path, *, what: str = "model file") -> tuple[LabelerModel, dict]:
     """A :class:`LabelerModel` and its metadata from a ``model.pt`` written by :func:`save_model`
-    (``flowlearn train-labeler``); the file's numbers are checked against :data:`MODEL_BOUNDS` before
+    (``flowlearn train-labeler``), or from a shipped model's name (:data:`SHIPPED_MODELS`, e.g.
+    ``"isbi-membranes"``); the file's numbers are checked against :data:`MODEL_BOUNDS` before
     anything is built, and a file with missing or extra parameters is a one-line error."""
     from ..engine.checkpoint import load_weights
+
+    path = model_path(path)
 
     state = load_weights(path, keys=("state", "config", "channels", "num_labels", "input_scale", "value_range"),
                          what=what)
