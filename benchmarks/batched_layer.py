@@ -101,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--out", default=str(HERE / "results" / "batched_layer.json"))
+    ap.add_argument("--no-stack", action="store_true", help="skip the 3-D stacks")
     ap.add_argument("--case", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
         for mode in ("plain", "head"):
             rows.append(_spawn(["unet", "8" if not args.quick else "2", str(size), str(t), args.device, mode]))
             print(json.dumps(rows[-1]), flush=True)
-        if t != max(args.threads):
+        if t != max(args.threads) or args.no_stack:
             continue
         for nb, depths in stacks.items():
             for d in depths:

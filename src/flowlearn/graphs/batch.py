@@ -140,6 +140,7 @@ class BatchWeights:
         self._check_x("u", u)
         self._check_x("x", x)
         dims = tuple(range(2, u.ndim))
+        x = x.contiguous()
         cols = [(u * self._gather(x, n)).sum(dims) for n in range(self.patch_size)]
         return torch.stack(cols, -1) * self.mask
 
