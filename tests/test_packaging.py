@@ -66,7 +66,10 @@ def test_py_typed_marker_is_present_and_shipped():
     assert (REPO_ROOT / "src" / "flowlearn" / "py.typed").is_file()
     pyproject = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert "[tool.setuptools.package-data]" in pyproject
-    assert 'flowlearn = ["py.typed"]' in pyproject
+    import tomllib
+
+    data = tomllib.loads(pyproject)["tool"]["setuptools"]["package-data"]["flowlearn"]
+    assert "py.typed" in data and "models/*.pt" in data and "models/*.md" in data   # the shipped models too
 
 
 def test_imports_and_locks_without_fcntl(tmp_path):

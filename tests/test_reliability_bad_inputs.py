@@ -12,18 +12,22 @@ an output path below an existing regular file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 
+import flowlearn.io
+from flowlearn.cli import label as label_cli
 from flowlearn.cli.main import main
-
 
 # (command, bad input, argv template, expected message regex)
 CASES = [
@@ -97,6 +101,31 @@ CASES = [
                                                        "1001", "--out", "{out}"], r"at most 2 \* max"),
     ("label", "--threads 0", ["label", "{d}/image.npy", "--k", "2", "--threads", "0", "--out", "{out}"],
      r"threads"),
+    ("label", "a 300-character --out name (ENAMETOOLONG)", ["label", "{d}/image.npy", "--k", "2", "--out",
+                                                           "{d}/{long}"], r"--out directory .* File name too long"),
+    ("label", "a 300-character image name", ["label", "{d}/{long}.png", "--k", "2", "--out", "{out}"],
+     r"image file .* File name too long"),
+    ("label", "a 192-byte .npy whose header declares a 3.6 TiB array", ["label", "{d}/huge_header.npy", "--k", "2",
+                                                                      "--out", "{out}"],
+     r"declares a float64 array of shape \(700000, 700000\) .* truncated"),
+    ("label", "--truth: a 192-byte .npy declaring 3.6 TiB", ["label", "{d}/image.npy", "--k", "2", "--truth",
+                                                            "{d}/huge_header.npy", "--out", "{out}"],
+     r"--truth file .* declares .* truncated"),
+    ("label", "a PNG decompression bomb (20000 x 20000 in 100 bytes)", ["label", "{d}/bomb.png", "--k", "2",
+                                                                       "--out", "{out}"],
+     r"400,000,000 pixels, more than the bound of 89,478,485 pixels"),
+    ("label", "a PNG of 10000 x 10000 (PIL's warning zone)", ["label", "{d}/bomb_warn.png", "--k", "2",
+                                                               "--out", "{out}"],
+     r"100,000,000 pixels, more than the bound"),
+    ("label", "--model with an empty image (0 x 8)", ["label", "{d}/empty_image.npy", "--model", "{d}/labeler.pt",
+                                                      "--out", "{out}"], r"empty"),
+    ("label", "--model with an image of 0 rows in a TIFF", ["label", "{d}/empty.tif", "--model", "{d}/labeler.pt",
+                                                            "--out", "{out}"], r"empty"),
+    # ------------------------------------------------------------------ train-labeler
+    ("train-labeler", "--data: an .npz whose 'images' header declares 3.6 TiB", ["train-labeler", "--data",
+                                                                                "{d}/huge_header.npz", "--train", "0",
+                                                                                "--out", "{out}"],
+     r"array 'images' declares .* truncated"),
     # ------------------------------------------------------------------ learn
     ("learn", "--size 0", ["learn", "--size", "0", "--iters", "1", "--out", "{out}"], r"size"),
     ("learn", "--iters -1", ["learn", "--size", "16", "--iters", "-1", "--out", "{out}"], r"iters"),
@@ -162,6 +191,10 @@ CASES = [
     ("predict", "--model without --image", ["predict", "--model", "{d}/predictor.pt", "--out", "{out}"], r"--image"),
     ("predict", "--model with an image of other channels", ["predict", "--model", "{d}/predictor.pt", "--image",
                                                             "{d}/image_rgb.npy", "--out", "{out}"], r"features"),
+    ("predict", "--model with an empty image (0 x 8)", ["predict", "--model", "{d}/predictor.pt", "--image",
+                                                        "{d}/empty_image.npy", "--out", "{out}"], r"empty"),
+    ("predict", "--model with a PNG of 0 rows", ["predict", "--model", "{d}/predictor.pt", "--image",
+                                                 "{d}/empty_rows.png", "--out", "{out}"], r"not an image|empty"),
     ("predict", "--model --image with NaN", ["predict", "--model", "{d}/predictor.pt", "--image",
                                              "{d}/nan_image.npy", "--out", "{out}"], r"finite|NaN"),
     ("predict", "--model --labels with the wrong shape", ["predict", "--model", "{d}/predictor.pt", "--image",
@@ -242,7 +275,9 @@ CASES = [
 
 #: Runs that must not mix or pass as results: (command, situation, earlier steps, argv, exit code, regex).
 #: An earlier step is an argv template run first (it must succeed), ``("truncate", path)`` or
-#: ``("lock", dir)`` (the directory is held by another writer while the case runs).
+#: ``("lock", dir)`` (the directory is held by another writer while the case runs), ``("enospc", spare)`` (every
+#: write but that of the file ``spare`` fails with a full disk) or ``("remove_out",)`` (``--out`` is removed
+#: after the computation, before ``label`` writes its labels).
 SEQUENCES = [
     ("learn", "--resume into a run of another problem (seed, rho)",
      [["learn", "--size", "16", "--iters", "2", "--seed", "3", "--out", "{out}"]],
@@ -294,7 +329,23 @@ SEQUENCES = [
      ["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], 2, r"lock file .flowlearn.lock that is not a regular"),
     ("label", "a lock file planted as a dangling link", [("lock_link", "{d}/nowhere.txt")],
      ["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], 2, r"lock file .flowlearn.lock that is not a regular"),
+    # an earlier run in --out: label has no --resume, and says so before it computes anything
+    ("label", "a second run into a used --out (label has no --resume)",
+     [["label", "{d}/image.npy", "--k", "2", "--out", "{out}"]],
+     ["label", "{d}/image.npy", "--k", "3", "--out", "{out}"], 2,
+     r"`flowlearn label` does not resume: pass --overwrite to replace it or choose another --out$"),
+    # the environment fails during the run: one line naming the path
+    ("label", "the disk fills up while the outputs are written (ENOSPC)", [("enospc", "manifest.json")],
+     ["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], 2,
+     r"cannot write '.*/out/prototypes\.npy': No space left on device \(ENOSPC\); free disk space"),
+    ("label", "--out removed during the run", [("remove_out",)],
+     ["label", "{d}/image.npy", "--k", "2", "--out", "{out}"], 2,
+     (r"cannot write '.*/out/labels\.npy': No such file or directory \(ENOENT\); the directory '.*/out' no longer "
+     r"exists \(removed during the run\?\)")),
 ]
+
+#: a path component longer than any file system allows (255 bytes): ENAMETOOLONG
+LONG_NAME = "a" * 300
 
 #: known failures (command, bad input) -> reason; empty: every case passes
 XFAIL: dict = {}
@@ -341,6 +392,55 @@ def make_fixtures(d: Path) -> None:
     np.save(d / "protos01.npy", np.array([[0.0], [1.0]]))
     np.save(d / "image_huge.npy", image * 1e200)
     (d / "regular_file").write_text("a regular file, not a directory\n")
+    _hostile_fixtures(d)
+
+
+def _png(width: int, height: int) -> bytes:
+    """A PNG of only its header chunks: Pillow reads its size without decoding anything."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def _huge_npy_header() -> bytes:
+    """192 bytes: a .npy header declaring a (700000, 700000) float64 array (3.6 TiB) and 64 bytes of data."""
+    import struct
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (700000, 700000), }"
+    header += " " * (117 - len(header)) + "\n"
+    blob = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+    return blob + b"\0" * (192 - len(blob))
+
+
+def _hostile_fixtures(d: Path) -> None:
+    """Files made to break readers: a header declaring 3.6 TiB, decompression bombs, empty images."""
+    import warnings
+    import zipfile
+
+    import tifffile
+
+    from flowlearn.learning.labeler import LabelerModel, save_model
+    from flowlearn.learning.labeler_config import LabelerConfig
+
+    (d / "huge_header.npy").write_bytes(_huge_npy_header())
+    with zipfile.ZipFile(d / "huge_header.npz", "w") as z:
+        z.writestr("images.npy", _huge_npy_header())
+        buf = io.BytesIO()
+        np.save(buf, np.zeros((1, 4, 4), dtype=np.int64))
+        z.writestr("labels.npy", buf.getvalue())
+    (d / "bomb.png").write_bytes(_png(20000, 20000))       # above 2x PIL.Image.MAX_IMAGE_PIXELS: PIL raises
+    (d / "bomb_warn.png").write_bytes(_png(10000, 10000))  # between 1x and 2x: PIL only warns
+    (d / "empty_rows.png").write_bytes(_png(8, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tifffile.imwrite(d / "empty.tif", np.zeros((0, 8), dtype=np.uint8))
+    model = LabelerModel(LabelerConfig(layers=1, features=2, hidden=4, scales=2), 1, 2)
+    save_model(d / "labeler.pt", model, {"input_scale": 255.0, "value_range": [0.0, 1.0], "input_dtype": "uint8"})
 
 
 def snapshot(d: Path) -> dict:
@@ -352,7 +452,7 @@ def run_case(argv_template, d: Path):
     """Run one case in-process; ``(exit code, stderr, out path)``."""
     out = d / "out"
     blocked = d / "regular_file" / "out"
-    argv = [a.format(d=d, out=out, blocked=blocked) for a in argv_template]
+    argv = [a.format(d=d, out=out, blocked=blocked, long=LONG_NAME) for a in argv_template]
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -395,6 +495,32 @@ def test_bad_input(command, argv, pattern, tmp_path, monkeypatch):
     assert snapshot(tmp_path) == before, "files were written or modified"
 
 
+def full_disk(spare: str):
+    """An :func:`flowlearn.io.atomic_write` on a full disk: every write fails with ``ENOSPC`` except that of the
+    file named ``spare`` (the manifest, so that the test can read the status it got)."""
+    real = flowlearn.io.atomic_write
+
+    @contextlib.contextmanager
+    def atomic_write(path, mode="wb"):
+        if Path(path).name != spare:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        with real(path, mode) as fh:
+            yield fh
+
+    return atomic_write
+
+
+def removing_out_first(out: Path):
+    """``label``'s output writer, preceded by the removal of ``--out`` (another process deletes it mid-run)."""
+    real = label_cli.write_labeling
+
+    def write_labeling(*args, **kwargs):
+        shutil.rmtree(out)
+        return real(*args, **kwargs)
+
+    return write_labeling
+
+
 def run_sequence(steps, argv, d: Path):
     """Run the earlier ``steps`` of a :data:`SEQUENCES` case, then ``argv``; ``(exit code, stderr, out)``."""
     from flowlearn.engine import RunDirectory
@@ -418,6 +544,10 @@ def run_sequence(steps, argv, d: Path):
             elif step[0] == "lock_link":
                 out.mkdir(parents=True, exist_ok=True)
                 os.symlink(step[1].format(d=d, out=out), out / ".flowlearn.lock")
+            elif step[0] == "enospc":
+                stack.enter_context(mock.patch.object(flowlearn.io, "atomic_write", full_disk(spare=step[1])))
+            elif step[0] == "remove_out":
+                stack.enter_context(mock.patch.object(label_cli, "write_labeling", removing_out_first(out)))
             else:
                 code, err, _ = run_case(step, d)
                 assert code == 0, err
@@ -460,10 +590,10 @@ def _markdown() -> str:
                 code, stderr = "crash", f"{type(exc).__name__}: {exc}"
             finally:
                 os.chdir(cwd)
-            line = error_line(stderr).replace(str(d), "DIR").replace("|", "\\|")
+            line = error_line(stderr).replace(str(d), "DIR").replace("|", "\\|").replace(LONG_NAME, "a…a")
             rows.append(f"| {command} | {bad} | `{line}` ({code}) |")
-    rows += ["", "Runs that must not mix, and computations that must not pass as results "
-             "(`SEQUENCES`: earlier steps, then the command):", "",
+    rows += ["", ("Runs that must not mix, and computations that must not pass as results "
+             "(`SEQUENCES`: earlier steps, then the command):"), "",
              "| command | situation | error seen (exit code) |", "|---|---|---|"]
     for command, situation, steps, argv, _, _ in SEQUENCES:
         with tempfile.TemporaryDirectory() as tmp:

@@ -124,3 +124,34 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
     with RunDirectory(out2, command="label", resume=True) as rd:
         assert rd.resumed
     assert not stale2.exists()
+
+
+def test_check_refuses_early_and_changes_nothing(tmp_path):
+    """``RunDirectory.check`` (what commands call before computing) refuses what ``__enter__`` would refuse, but
+    locks, creates and deletes nothing -- even with ``overwrite=True``; a command without ``--resume`` is never
+    told to pass it."""
+    out = _run(tmp_path)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ValueError, match=r"does not resume: pass --overwrite to replace it") as info:
+        RunDirectory(out, command="label", resumable=False).check()
+    assert "--resume" not in str(info.value)
+    with pytest.raises(ValueError, match=r"pass --resume to continue it, --overwrite"):
+        RunDirectory(out, command="learn").check()
+    RunDirectory(out, command="label", overwrite=True).check()
+    RunDirectory(tmp_path / "new", command="label").check()
+    assert sorted(p.name for p in out.iterdir()) == before and not (tmp_path / "new").exists()
+
+
+def test_a_run_whose_directory_disappears_reports_its_own_error(tmp_path):
+    import shutil
+
+    with pytest.raises(FileNotFoundError, match="gone"), RunDirectory(tmp_path / "run", command="label"):
+        shutil.rmtree(tmp_path / "run")
+        raise FileNotFoundError("gone")   # __exit__ can write no manifest and must not replace this error
+
+
+def test_check_names_the_live_holder_of_the_directory(tmp_path):
+    held = RunDirectory(tmp_path / "run", command="label")
+    with held, pytest.raises(ValueError, match=r"is in use by flowlearn label \(pid"):
+        RunDirectory(tmp_path / "run", command="label", resumable=False).check()
+    RunDirectory(tmp_path / "run", command="label", overwrite=True).check()   # released: replaceable

@@ -9,7 +9,7 @@ traceback or a silent NaN.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -18,19 +18,20 @@ __all__ = [
     "ComputationError",
     "UserFileNotFoundError",
     "UserInputError",
+    "UserOSError",
     "UserTypeError",
     "as_tensor",
     "check_choice",
+    "check_dtype_float",
     "check_finite",
     "check_int",
+    "check_memory",
     "check_ndim",
     "check_positive",
     "check_probability_rows",
-    "check_memory",
     "check_seed",
     "check_shape",
     "check_unit_interval",
-    "check_dtype_float",
 ]
 
 
@@ -57,6 +58,12 @@ class UserTypeError(UserInputError, TypeError):
 
 class UserFileNotFoundError(UserInputError, FileNotFoundError):
     """A named input file does not exist (also a ``FileNotFoundError``)."""
+
+
+class UserOSError(UserInputError, OSError):
+    """The operating system refused a read or write for a reason the user can fix -- a full disk, an output
+    directory removed during the run, a name too long, no permission (also an ``OSError``).  The message
+    names the path and the reason."""
 
 
 def _describe(x) -> str:

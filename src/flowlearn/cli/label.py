@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .._checks import check_seed
+from .._checks import check_memory, check_seed
 from ..data import (
     kmeans_prototypes,
     load_prototypes,
@@ -31,10 +31,10 @@ from ..data import (
 )
 from ..evaluation import label_error
 from ..evaluation.labels import match_labels
-from ..io import check_out_dir, save_npy
+from ..io import save_npy
 from ..labeling import FlowKind, label
 from ._inputs import load_label_map
-from ._run import add_run_arguments, open_run, set_threads, write_labeling
+from ._run import add_run_arguments, check_run, open_run, set_threads, write_labeling
 from .train_labeler import label_with_model as _run_model
 
 
@@ -48,7 +48,12 @@ def register(subparsers) -> None:
                      help=".npy or text file, one row per label (J x C, in the image's value range)")
     src.add_argument("--k", type=int, metavar="N", help="use N prototypes from k-means on the image")
     src.add_argument("--model", metavar="MODEL.pt",
-                     help="a deep linearized flow trained by 'flowlearn train-labeler' (its model.pt)")
+                     help="a deep linearized flow trained by 'flowlearn train-labeler' (its model.pt), or a model "
+                          "shipped with flowlearn: isbi-membranes (EM cell membranes)")
+    p.add_argument("--tile", type=int, default=0, metavar="N",
+                   help="with --model: label N x N tiles with --overlap pixels of context each (needs dask; "
+                        "memory of a few tiles whatever the image size; default 0: whole slices)")
+    p.add_argument("--overlap", type=int, default=48, metavar="N", help="context margin of --tile (default 48)")
     p.add_argument("--flow", default="full", choices=[k.value for k in FlowKind])
     p.add_argument("--neighbourhood", type=int, default=3, help="odd neighbourhood size (default 3)")
     p.add_argument("--rho", type=float, default=1.0, help="data-term scale rho > 0 (default 1)")
@@ -71,12 +76,17 @@ def run(args) -> int:
         return _run_model(args)
     image = read_image(args.image)   # a multi-page TIFF stack is refused here: stacks need --model
     H, W, C = image.shape
-    if args.prototypes is not None:
-        prototypes = load_prototypes(args.prototypes, channels=C)
-    else:
-        prototypes = kmeans_prototypes(image, args.k, seed=args.seed)
+    prototypes = None if args.prototypes is None else load_prototypes(args.prototypes, channels=C)
     truth = None if args.truth is None else load_label_map(args.truth, (H, W), option="--truth")
-    check_out_dir(args.out, name="--out")
+    check_run(args, "label")         # an earlier run in --out is refused before anything is computed
+    J = args.k if prototypes is None else prototypes.shape[0]
+    if 1 <= args.neighbourhood <= 2 * max(H, W) - 1 and J >= 1:   # else the library names the bad value
+        check_memory(f"label of a {H}x{W} image with {C} channel(s), {J} labels and {args.neighbourhood}x"
+                     f"{args.neighbourhood} neighbourhoods ({args.flow} flow)",
+                     estimate_bytes(H, W, C, J, args.neighbourhood, args.flow),
+                     hint="use a smaller image or neighbourhood, or fewer labels")
+    if prototypes is None:
+        prototypes = kmeans_prototypes(image, args.k, seed=args.seed)
 
     t0 = time.perf_counter()
     result = label(image, prototypes, flow=args.flow, neighbourhood=args.neighbourhood, rho=args.rho,
@@ -85,6 +95,17 @@ def run(args) -> int:
     with open_run(args, "label") as run_dir:
         _write(args, run_dir, image, prototypes, truth, result, seconds)
     return 0
+
+
+def estimate_bytes(H: int, W: int, C: int, J: int, neighbourhood: int, flow: str) -> float:
+    """What ``flowlearn label`` allocates above the started interpreter (its peak resident memory less the
+    memory after ``import flowlearn.cli.main``; measured in docs/reliability.md): 90 MB of libraries it loads
+    (scikit-learn, Pillow) plus, per pixel, the stencil structure (the CSR matrices of Omega and its transpose,
+    neighbour indices, mask and weights: 57 bytes per neighbour), the image (16 bytes per channel) and the
+    flow's states (about 10 float64 arrays of J labels for the full flow; the linearized flow's Krylov basis
+    and system besides)."""
+    per_pixel = 57.0 * neighbourhood**2 + 16.0 * C + (80.0 * J if flow == FlowKind.FULL.value else 140.0 * J + 420.0)
+    return 90e6 + H * W * per_pixel
 
 
 def _write(args, run_dir, image, prototypes, truth, result, seconds) -> None:

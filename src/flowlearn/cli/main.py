@@ -4,8 +4,10 @@ Each subcommand lives in its own module under :mod:`flowlearn.cli` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
 ``func(args) -> int``.  A :class:`~flowlearn._checks.UserInputError` (bad input: every check of
 the library raises one) is reported as one clear line on stderr with exit code 2 (3 for a
-:class:`~flowlearn._checks.ComputationError`: a flow that failed for the settings given); any other
-exception is a bug and keeps its traceback.  ``--debug`` shows the traceback of bad input too.
+:class:`~flowlearn._checks.ComputationError`: a flow that failed for the settings given), and so is an
+``OSError`` of the environment (a full disk, ``--out`` removed during the run, a name too long:
+:data:`flowlearn.io.ENVIRONMENT_ERRNOS`), naming the path; any other exception is a bug and keeps its
+traceback.  ``--debug`` shows the traceback of bad input too.
 
 Under ``torchrun`` (``torchrun --nproc_per_node 2 -m flowlearn COMMAND ...``) the process group is
 joined first; the trainers split their batches over the ranks and rank 0 writes the outputs.
@@ -22,6 +24,7 @@ import threading
 
 from .. import __version__
 from .._checks import ComputationError, UserInputError
+from ..io import ENVIRONMENT_ERRNOS, describe_os_error
 from ._flags import plain
 
 # Subcommand modules, in the order shown by ``flowlearn --help``.
@@ -88,6 +91,11 @@ def main(argv=None) -> int:
             raise
         print(f"flowlearn {args.command}: error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, ComputationError) else 2
+    except OSError as exc:   # the environment's doing (disk full, --out removed, a name too long): one line
+        if args.debug or exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"flowlearn {args.command}: error: {describe_os_error(exc, action=None)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         print(f"flowlearn {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130

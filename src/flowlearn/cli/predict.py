@@ -49,7 +49,7 @@ from ..learning.predictor import (
 )
 from ._flags import add_arguments, collect
 from ._inputs import load_label_map
-from ._run import add_run_arguments, open_run, set_threads
+from ._run import add_run_arguments, check_run, open_run, set_threads
 
 _TRAINER = ("lr", "iters", "checkpoint_every", "checkpoint_seconds")
 
@@ -113,8 +113,9 @@ def _datasets(args):
 def _train(args) -> int:
     train, test, protos = _datasets(args)
     set_threads(args.threads)
+    check_run(args, "predict")   # an earlier run in --out is refused before the samples are made
     trainer = PredictorTrainer(**collect(args, PredictorTrainer, _TRAINER))
-    kw = dict(rho=args.rho, T=args.T)
+    kw = {"rho": args.rho, "T": args.T}
     tr = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in train]
     te = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in test]
     wins = [clean_windows(c, lab) for _, lab, c, _ in train]
@@ -170,6 +171,7 @@ def _label(args) -> int:
     protos = np.asarray(torch.as_tensor(state["prototypes"]).numpy())
     if args.prototypes is not None:
         protos = load_prototypes(args.prototypes, channels=image.shape[-1] if image.ndim == 3 else 1)
+    check_run(args, "predict --model")
     s = make_sample(image, np.zeros(image.shape[:2], dtype=np.int64) if labels is None else labels, protos,
                     rho=state["rho"], T=state["T"])
     pred = PatchPredictor(state["num_prototypes"], feature_dim=state["feature_dim"])

@@ -18,9 +18,9 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .._checks import UserInputError
+from .._checks import UserInputError, check_memory
 from ..engine.distributed import world
-from ..io import existing_file, save_figure, save_json
+from ..io import check_npz, existing_file, save_figure, save_json
 from ..learning.labeler import (
     DATA_TERMS,
     LabelerConfig,
@@ -29,7 +29,7 @@ from ..learning.labeler import (
     save_model,
 )
 from ._flags import add_arguments, collect
-from ._run import add_run_arguments, open_run, set_threads, write_labeling
+from ._run import add_run_arguments, check_run, open_run, set_threads, write_labeling
 
 
 def register(subparsers) -> None:
@@ -61,6 +61,8 @@ def parse_range(text: str, n: int, option: str) -> list:
 def load_data(path):
     """``(images, labels, input_scale, input_dtype)`` of ``--data`` (see :func:`check_label_values`)."""
     path = existing_file(path, "--data", "an .npz file with 'images' and 'labels'")
+    # the headers before np.load allocates what they declare; then float32 images and int64 labels besides
+    check_npz(path, f"--data {str(path)!r}", ("images", "labels"), extra_per_element=12.0, hint="use fewer images")
     try:
         with np.load(path, allow_pickle=False) as f:
             if "images" not in f or "labels" not in f:
@@ -102,6 +104,9 @@ def run(args) -> int:
         raise UserInputError("--train must name at least one image")
     if config.crop > min(images.shape[1:3]):
         raise UserInputError(f"--crop must be at most the image size {tuple(images.shape[1:3])}, got {config.crop}")
+    check_memory(f"train-labeler on {len(images)} images {tuple(images.shape[1:])}", training_bytes(
+        config, images.shape, int(labels.max()) + 1, len(train) + len(val), bool(val)),
+        hint="use fewer or smaller images, a smaller --crop or --batch")
     trainer = LabelerTrainer(config)
     with open_run(args, "train-labeler", asdict(config), seed=config.seed) as run_dir:
         out = run_dir.path
@@ -123,6 +128,31 @@ def run(args) -> int:
               f"{res.best['validation_error']:.2f} % (step {res.best['iteration']})")
         print(f"wrote {out}/model.pt, model.json, history.json, curves.png")
     return 0
+
+
+#: the libraries ``train-labeler`` and ``label --model`` load (matplotlib, tifffile) and the model, in bytes
+_BASE_BYTES = 110e6
+
+
+def inference_bytes_per_pixel(config, channels: int, num_labels: int) -> float:
+    """Bytes per pixel of a :class:`~flowlearn.learning.labeler.LabelerModel` labelling a full image (float32):
+    three copies of the filter-bank features, the learned features, the patch predictors' hidden layer and,
+    per label, the Krylov basis of the flow (``m`` vectors) and the layers' states."""
+    bank = channels * (1 + 4 * config.scales) if config.filter_bank else channels + config.features
+    return 4.0 * (3 * bank + 4 * config.features + 2 * config.hidden + (3 * config.m + 20) * num_labels)
+
+
+def training_bytes(config, shape, num_labels: int, used: int, validation: bool) -> float:
+    """What ``train-labeler`` allocates above the started interpreter (measured in docs/reliability.md): the
+    libraries, the data (the file's arrays, float32 images, int64 labels: 21 bytes per pixel and channel), the
+    fixed inputs of the training and validation images (the filter bank, float32), and the larger of a
+    full-image validation and a training step (``batch`` crops through every layer, with the backward pass)."""
+    N, H, W, C = shape
+    bank = C * (1 + 4 * config.scales) if config.filter_bank else C
+    per_pixel = inference_bytes_per_pixel(config, C, num_labels)
+    step = config.batch * config.crop**2 * per_pixel * (config.layers + 1)
+    return _BASE_BYTES + N * H * W * 21.0 * C + used * H * W * 4.0 * bank + max(
+        H * W * per_pixel if validation else 0.0, step)
 
 
 def _curves(history):
@@ -162,15 +192,16 @@ def label_with_model(args) -> int:
 
     from ..data.images import read_stack
     from ..evaluation import label_error
-    from ..io import check_out_dir
-    from ..learning.labeler import load_model
     from ..geometry import entropy
+    from ..learning.labeler import load_model, model_path
     from ..learning.labeler_io import label_stack, normalise_image
     from ._inputs import load_label_map
     from ._run import write_probabilities
 
-    model, meta = load_model(existing_file(args.model, "--model", "a model.pt written by train-labeler"),
+    model, meta = load_model(existing_file(model_path(args.model), "--model",
+                                           "a model.pt written by train-labeler or a shipped model's name"),
                              what="--model file")
+    tile = getattr(args, "tile", 0) or 0
     raw = read_stack(args.image)
     Z, H, W, C = raw.shape
     if C != model.channels:
@@ -179,11 +210,22 @@ def label_with_model(args) -> int:
     truth = None
     if args.truth is not None:
         truth = _load_truth(args.truth, (Z, H, W)) if Z > 1 else load_label_map(args.truth, (H, W), option="--truth")
-    check_out_dir(args.out, name="--out")
+    check_run(args, "label")
+    J = model.num_labels   # the flow on one slice at a time; every slice's outputs kept (float32 probabilities)
+    side = (min(H, tile + 2 * args.overlap), min(W, tile + 2 * args.overlap)) if tile else (H, W)
+    check_memory(f"label --model of {Z} x {H}x{W} image(s) with {J} labels", _BASE_BYTES + side[0] * side[1] * (
+        inference_bytes_per_pixel(model.config, C, J)) + Z * H * W * (raw.itemsize * C + 4.0 * C + 8.0 * J + 24.0),
+        hint="crop the image or pass --tile 512")
     if note:
         print(note)
     t0 = time.perf_counter()
-    labels, probs = label_stack(model, x)
+    if tile:
+        from ..learning.tiling import probabilities_tiled
+
+        probs = np.stack([probabilities_tiled(model, s, tile=tile, overlap=args.overlap) for s in x])
+        labels = probs.argmax(-1).astype(np.int64)
+    else:
+        labels, probs = label_stack(model, x)
     seconds = time.perf_counter() - t0
     ent = entropy(torch.from_numpy(probs)).clamp_min(0).numpy()   # nats, 0 log 0 = 0
     if Z == 1:

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from .._checks import check_memory
 from ..data import colorize_labels, make_voronoi, nearest_prototype_labels
 from ..data.images import to_display
 from ..data.voronoi import SCENARIOS
@@ -30,7 +31,7 @@ def _size(text: str):
     height, width = match.groups()
     return int(height) if width is None else (int(height), int(width))
 
-from ._run import add_run_arguments, open_run
+from ._run import add_run_arguments, check_run, open_run
 
 
 def register(subparsers) -> None:
@@ -52,8 +53,23 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def estimate_bytes(height: int, width: int) -> float:
+    """What ``flowlearn voronoi`` allocates above the started interpreter (measured in docs/reliability.md):
+    70 MB of libraries (Pillow, SciPy) and 150 bytes per pixel (sites and cells, the clean and the noisy image
+    and the noise, three float64 channels each, the labels, and the pictures written: 120 to 170 bytes per
+    pixel measured, as NumPy happens to reuse its temporaries or not)."""
+    return 70e6 + 150.0 * height * width
+
+
 def run(args) -> int:
     # Everything is validated (make_voronoi raises UserInputError) before any file is written.
+    height, width = (args.size, args.size) if isinstance(args.size, int) else args.size
+    if min(height, width) >= 8:    # smaller sizes: make_voronoi names the bad value
+        # the arrays make_voronoi makes (its own check, 120 bytes per pixel), then the whole command's estimate
+        check_memory(f"a {height}x{width} Voronoi image", 120.0 * height * width, hint="use a smaller --size")
+        check_memory(f"voronoi --size {height}x{width} with its libraries and outputs", estimate_bytes(height, width),
+                     hint="use a smaller --size")
+    check_run(args, "voronoi")
     problem = make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=args.seed,
                            num_cells=args.cells)
     with open_run(args, "voronoi", seed=args.seed) as run_dir:

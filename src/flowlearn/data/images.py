@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .._checks import UserInputError, UserTypeError, check_int
-from ..io import existing_file
+from .._checks import UserInputError, UserTypeError, check_int, check_memory
+from ..io import check_npy, existing_file
 
 __all__ = ["colorize_labels", "label_palette", "overlay_labels", "read_image", "read_stack", "to_display"]
 
@@ -27,16 +28,10 @@ _FIXED_PALETTE = np.array(
 
 
 # --------------------------------------------------------------------------- reading
-def _is_npy(path: Path) -> bool:
-    """True if ``path`` starts with the .npy magic string (np.load would try pickle otherwise)."""
-    with open(path, "rb") as fh:
-        return fh.read(6) == b"\x93NUMPY"
-
-
 def _load_npy(path: Path) -> np.ndarray:
-    """The real-valued array of a ``.npy`` file, read without pickle (one-line errors otherwise)."""
-    if not _is_npy(path):
-        raise UserInputError(f"image {str(path)!r} is not a NumPy .npy file (missing the .npy header)")
+    """The real-valued array of a ``.npy`` file, read without pickle (one-line errors otherwise); its header is
+    checked first (:func:`~flowlearn.io.check_npy`: declared size against the file and the memory available)."""
+    check_npy(path, f"image {str(path)!r}", extra_per_element=9.0, hint="use a smaller image")
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -61,11 +56,36 @@ def _read_npy(path: Path) -> np.ndarray:
     return arr
 
 
+def _open_pillow(path: Path):
+    """``Image.open`` with a pixel bound checked before decoding: ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression
+    bomb -- a small PNG that decodes to gigabytes -- is a one-line error naming it) and the memory available."""
+    import warnings
+
+    from PIL import Image
+
+    bound = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+            pixels = img.size[0] * img.size[1]
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(found.group(1)) if found else bound + 1
+    if bound is not None and pixels > bound:
+        raise UserInputError(f"image {str(path)!r} has {pixels:,} pixels, more than the bound of {bound:,} pixels "
+                             f"(PIL.Image.MAX_IMAGE_PIXELS) that flowlearn decodes (a decompression bomb?); crop or "
+                             f"tile the image, or raise the bound in the API")
+    check_memory(f"decoding image {str(path)!r} ({img.size[0]}x{img.size[1]})", pixels * 4 * 17.0,
+                 hint="crop or tile the image")
+    return img
+
+
 def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with _open_pillow(path) as img:
             img.load()
             mode = img.mode
             if mode in ("1", "L", "LA", "La"):
@@ -104,6 +124,9 @@ def _read_tiff(path: Path) -> np.ndarray:
                 raise UserInputError(f"image {str(path)!r} holds {len(series)} TIFF series of different shapes "
                                      f"({', '.join(str(s.shape) for s in series[:3])}); save one (Z, H, W) stack")
             axes = series[0].axes
+            count = len(series) * int(np.prod(series[0].shape, dtype=np.float64))   # float: no overflow
+            check_memory(f"reading TIFF {str(path)!r} ({len(series)} x {series[0].shape} {series[0].dtype})",
+                         count * (2 * series[0].dtype.itemsize + 9.0), hint="crop the stack or read fewer pages")
             arr = np.stack([s.asarray() for s in series]) if len(series) > 1 else series[0].asarray()
             if len(series) > 1:
                 axes = "Q" + axes
@@ -185,22 +208,10 @@ def read_image(path) -> np.ndarray:
     * ``.npy``: a real (H, W) or (H, W, C) array with ``C <= 4``, returned as float64 with
       its values unchanged (neither scaled nor clipped); (H, W) becomes (H, W, 1).
 
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    ndarray, shape (H, W, C), float64
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        Naming the path, for a directory, a file that is not an image (or not a .npy
-        array), a wrong number of dimensions, an empty array, NaN/inf values or more than
-        4 channels.
+    Returns an ndarray ``(H, W, C)``, float64.  Raises ``FileNotFoundError`` for a missing file and a one-line
+    ``UserInputError`` naming the path for a directory, a file that is not an image (or not a .npy array), a
+    wrong number of dimensions, an empty array, NaN/inf values, more than 4 channels, more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb) or more memory than is available.
     """
     path = existing_file(path, "image", "an image file")
     if path.suffix.lower() in TIFF_SUFFIXES:

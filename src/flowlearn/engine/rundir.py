@@ -79,23 +79,26 @@ class RunDirectory:
         What to do with an earlier run's outputs (at most one may be true).
     option : str
         How the directory is named to the user in messages (``"--out"``).
+    resumable : bool
+        Whether the command has ``--resume``; a command without it is never told to pass it.
     """
 
     def __init__(self, path, *, command: str, config: dict | None = None, seed: int | None = None,
-                 resume: bool = False, overwrite: bool = False, option: str = "--out"):
+                 resume: bool = False, overwrite: bool = False, option: str = "--out", resumable: bool = True):
         if resume and overwrite:
             raise UserInputError("--resume and --overwrite exclude each other: continue the earlier run or "
                                  "replace it, not both")
         self.path = Path(path)
         self.command, self.config, self.seed = command, dict(config or {}), seed
         self.resume, self.overwrite, self.option = bool(resume), bool(overwrite), option
+        self.resumable = bool(resumable)
         self.outputs: list[str] = []
         self.resumed = False
         self._lock_fh = None
         self._manifest: dict = {}
 
     # --- lifecycle
-    def __enter__(self) -> "RunDirectory":
+    def __enter__(self) -> RunDirectory:  # noqa: PYI034 -- typing.Self needs Python 3.11
         ensure_out_dir(self.path, name=self.option)
         self._lock()
         try:
@@ -116,13 +119,51 @@ class RunDirectory:
             status = "interrupted"
         else:
             status = "failed"
-        self._manifest.update(end=_now(), status=status, outputs=sorted(set(self.outputs) | set(self._present())))
+        try:
+            present = self._present()
+        except OSError:          # the directory was removed during the run
+            present = []
+        self._manifest.update(end=_now(), status=status, outputs=sorted(set(self.outputs) | set(present)))
         if exc is not None:
             self._manifest["error"] = f"{exc_type.__name__}: {exc}"[:500]
         try:
             save_json(self.path / MANIFEST, self._manifest)
+        except OSError:
+            if exc is None:      # the run's own last write failed: that is the error to report
+                raise
+            # the run failed already (e.g. the disk is full): report its error, not the manifest's
         finally:
             self._unlock()
+
+    def check(self) -> None:
+        """Check, without locking, creating or deleting anything, that the directory could be opened with these
+        settings (an earlier run is refused unless resumed or overwritten): commands call it before computing."""
+        if self.path.is_dir() and not self.path.is_symlink():
+            holder = self._holder()
+            if holder is not None:
+                raise self._in_use(holder)
+            self._inspect()
+
+    def _holder(self) -> str | None:
+        """Who holds the directory's lock now (its lock file's text), or None; creates and locks nothing."""
+        path = self.path / LOCK
+        if fcntl is None or path.is_symlink() or not path.is_file():
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None
+        with os.fdopen(fd) as fh:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return fh.read().strip() or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+
+    def _in_use(self, holder: str) -> UserInputError:
+        return UserInputError(f"{self.option} directory {str(self.path)!r} is in use by {holder}; wait for it to "
+                              f"finish or choose another {self.option}")
 
     # --- use
     def set_status(self, status) -> None:
@@ -151,8 +192,7 @@ class RunDirectory:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise UserInputError(f"{self.option} directory {str(self.path)!r} is in use by {holder}; wait for it "
-                                 f"to finish or choose another {self.option}") from None
+            raise self._in_use(holder) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"flowlearn {self.command} (pid {os.getpid()})\n")
@@ -170,10 +210,13 @@ class RunDirectory:
         return sorted(p.name + ("/" if p.is_dir() else "") for p in self.path.iterdir()
                       if not p.name.startswith(".") and not p.name.endswith(".tmp") and p.name != MANIFEST)
 
-    def _check_earlier(self) -> None:
+    def _inspect(self):
+        """``(earlier manifest, known names)`` of an earlier run that may be resumed or overwritten, ``None``
+        for an empty directory; a one-line error for anything else (foreign files, a crafted manifest, an
+        earlier run without ``--resume`` / ``--overwrite``, ``--resume`` of another command)."""
         present = self._present() + ([MANIFEST] if (self.path / MANIFEST).exists() else [])
         if not present:
-            return
+            return None
         where = f"{self.option} directory {str(self.path)!r}"
         manifest_path = self.path / MANIFEST
         if not manifest_path.exists():
@@ -189,6 +232,25 @@ class RunDirectory:
                                  f"choose an empty or new {self.option}")
         what = f"the outputs of an earlier `flowlearn {earlier.get('command')}` run (status {earlier.get('status')})"
         if self.overwrite:
+            return earlier, known
+        if self.resume and self.resumable:
+            if earlier.get("command") != self.command:
+                raise UserInputError(f"{where} holds {what}, which `flowlearn {self.command} --resume` cannot "
+                                     f"continue; pass --overwrite to replace it or choose another {self.option}")
+            return earlier, known
+        if not self.resumable:
+            raise UserInputError(f"{where} holds {what}; `flowlearn {self.command}` does not resume: pass "
+                                 f"--overwrite to replace it or choose another {self.option}")
+        raise UserInputError(f"{where} holds {what}; pass --resume to continue it, --overwrite to replace it, "
+                             f"or choose another {self.option}")
+
+    def _check_earlier(self) -> None:
+        found = self._inspect()
+        if found is None:
+            return
+        earlier, known = found
+        where = f"{self.option} directory {str(self.path)!r}"
+        if self.overwrite:
             try:
                 for name in sorted(known - {MANIFEST}):
                     _remove_inside(self.path, name)
@@ -197,16 +259,9 @@ class RunDirectory:
                 raise UserInputError(f"{where}: cannot remove the earlier run's {exc.filename or 'file'} "
                                      f"({exc.strerror}); remove it by hand or choose another {self.option}") from None
             return
-        if self.resume:
-            if earlier.get("command") != self.command:
-                raise UserInputError(f"{where} holds {what}, which `flowlearn {self.command} --resume` cannot "
-                                     f"continue; pass --overwrite to replace it or choose another {self.option}")
-            self.resumed = True
-            self.outputs.extend(n for n in earlier["outputs"] if n not in self.outputs)
-            _remove_stale_temporaries(self.path)
-            return
-        raise UserInputError(f"{where} holds {what}; pass --resume to continue it, --overwrite to replace it, "
-                             f"or choose another {self.option}")
+        self.resumed = True
+        self.outputs.extend(n for n in earlier["outputs"] if n not in self.outputs)
+        _remove_stale_temporaries(self.path)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -231,7 +286,7 @@ def _valid_output(name) -> bool:
     """A plain name inside the directory: ``"file.png"`` or ``"subdir/"``, nothing that can leave it."""
     if not isinstance(name, str) or not name or "\x00" in name:
         return False
-    bare = name[:-1] if name.endswith("/") else name
+    bare = name.removesuffix("/")
     return bool(bare) and bare not in (".", "..") and "/" not in bare and "\\" not in bare and ":" not in bare
 
 

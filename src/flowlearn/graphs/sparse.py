@@ -69,7 +69,7 @@ class SparsePattern:
         self._crow_t = torch.cat([zero, torch.cumsum(torch.bincount(cols, minlength=I), 0).to(itype)])
 
     def tile(self, copies: int) -> "SparsePattern":
-        """The pattern of the block-diagonal :math:`\mathrm{Diag}(\Omega, \dots, \Omega)` (``copies`` blocks),
+        r"""The pattern of the block-diagonal :math:`\mathrm{Diag}(\Omega, \dots, \Omega)` (``copies`` blocks),
         for weights ``(copies * I, N)``; built by offsetting this pattern, without sorting."""
         new = object.__new__(SparsePattern)
         I, N, nnz = self.size, self.width, self.nnz
