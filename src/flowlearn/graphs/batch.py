@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import UserInputError
-from .sparse import SparseOmega, SparsePattern
+from .sparse import SparseOmega
 from .weights import WeightOperator
 
 __all__ = ["BatchWeights"]
