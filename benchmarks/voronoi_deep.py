@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     x = torch.as_tensor(np.stack([imgs[s].image for s in TRAIN + VAL]), dtype=torch.float32)
     y = torch.as_tensor(np.stack([imgs[s].labels for s in TRAIN + VAL]), dtype=torch.long)
     base = dict(crop=min(64, args.size), batch=2, layers=3, lr=0.01, rho=1.0, T=1.0, checkpoint_every=10**9,
-                checkpoint_seconds=0, pretrain_steps=200, final_lr_fraction=0.1)
+                checkpoint_seconds=0, pretrain_steps=200, final_lr_fraction=0.1, class_balance=0.0)
     t0 = time.perf_counter()
     LabelerTrainer(LabelerConfig(**base, iterations=210, eval_every=10**6), show_progress=False).fit(
         x, y, [0, 1, 2, 3], [4])
