@@ -166,6 +166,7 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
     extra["randomized_af"] = {"train_seconds": train_seconds, "eval_seconds": evs[config.rounding].seconds,
                               "support": evs[config.rounding].support, f"support_{other}": evs[other].support,
                               "num_samples": evs[config.rounding].num_samples, "rounding": config.rounding,
+                              "entropy_saturated": evs[config.rounding].entropy_saturated,
                               **stats, "interaction": config.interaction, "drive_scale": config.drive_scale,
                               "iterations": training.stats["iterations"],
                               "resumed_from": training.stats["resumed_from"],
@@ -194,7 +195,7 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
     marginals["gibbs"] = ev.marginals
     samples["gibbs"] = gibbs.configs[:: max(1, gibbs.configs.shape[0] // num_picture_samples)][:num_picture_samples]
     extra["gibbs"] = {"support": ev.support, "num_samples": ev.num_samples, "chains": gibbs.num_chains,
-                      "sweeps": gibbs.sweeps}
+                      "sweeps": gibbs.sweeps, "entropy_saturated": ev.entropy_saturated}
 
     bp = LoopyBP(damping=config.bp_damping).fit(model)
     table["loopy_bp"] = {"kl": bp.bethe_free_energy + log_z if is_exact else None, "energy": bp.energy,

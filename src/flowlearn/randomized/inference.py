@@ -34,6 +34,10 @@ __all__ = ["Evaluation", "SampleAccumulator", "evaluate_factorized", "evaluate_f
            "evaluate_samples", "marginal_difference"]
 
 
+#: Least Good--Turing coverage :math:`1 - f_1/m` at which a sample's plug-in entropy is reported.
+MIN_COVERAGE = 0.5
+
+
 @dataclass
 class Evaluation:
     """One row of the comparison table.
@@ -48,6 +52,10 @@ class Evaluation:
         0 for closed-form rows.
     seconds : float
         Wall time of the evaluation itself.
+    entropy_saturated : bool
+        The sample was too small for its support (Good--Turing coverage below :data:`MIN_COVERAGE`: most
+        configurations were seen once), so the plug-in entropy only measures :math:`\log m`; ``entropy`` and
+        ``kl`` are then NaN instead of a misleading number.
     """
 
     kl: float
@@ -58,6 +66,7 @@ class Evaluation:
     support: int | None
     num_samples: int
     seconds: float
+    entropy_saturated: bool = False
 
     def row(self) -> dict:
         """The JSON table columns."""
@@ -110,12 +119,14 @@ class SampleAccumulator:
         counts = torch.unique(allp, return_counts=True)[1] if self._use_keys else \
             config_counts(allp.long(), self.model.num_labels)[1]
         est = entropy_estimates_from_counts(counts)
-        h = est.miller_madow if bias_correction else est.plugin
+        saturated = est.coverage < MIN_COVERAGE
+        h = float("nan") if saturated else est.miller_madow if bias_correction else est.plugin
         energy = self.energy_sum / self.num_samples
         q = (self.counts / self.num_samples).to(self.model.dtype)
         return Evaluation(kl=-h + energy + exact.log_z, energy=energy, entropy=h,
                           marginal_difference=marginal_difference(q, exact.marginals), marginals=q,
-                          support=est.support, num_samples=self.num_samples, seconds=seconds)
+                          support=est.support, num_samples=self.num_samples, seconds=seconds,
+                          entropy_saturated=saturated)
 
 
 def evaluate_samples(model: PairwiseModel, configs: torch.Tensor, exact: ExactResult, *,
