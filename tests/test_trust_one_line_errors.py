@@ -141,10 +141,7 @@ def test_npy_header_is_checked_against_the_memory_guard_before_loading(tmp_path,
 
 
 def test_a_decompression_bomb_is_refused_before_decoding_without_a_warning(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_reliability_bad_inputs import _png
+    from tests.test_reliability_bad_inputs import _png
 
     (tmp_path / "bomb.png").write_bytes(_png(10000, 10000))
     with warnings.catch_warnings(record=True) as seen:
