@@ -21,7 +21,7 @@ import torch
 
 from .._checks import UserInputError
 from .sparse import SparseOmega
-from .weights import WeightOperator
+from .weights import WeightOperator, effective_weights, patch_gradient
 
 __all__ = ["BatchWeights"]
 
@@ -71,8 +71,7 @@ class BatchWeights:
         cached = self.__dict__.get("_weights")
         if cached is not None and cached[0] == key and not key[1]:
             return cached[1]
-        p = self.patches * self.mask
-        w = p / p.sum(-1, keepdim=True)
+        w = effective_weights(self.patches, self.mask)
         self._weights = (key, w)
         return w
 
@@ -145,11 +144,8 @@ class BatchWeights:
         return torch.stack(cols, -1) * self.mask
 
     def grad_to_patches(self, grad_weights: torch.Tensor) -> torch.Tensor:
-        r"""Chain rule from effective weights to patches (row-wise, as
-        :meth:`~flowlearn.graphs.WeightOperator.grad_to_patches`)."""
-        m = self.mask.to(self.dtype)
-        mass = (self.patches * m).sum(-1, keepdim=True)
-        return m / mass * (grad_weights - (grad_weights * self.weights).sum(-1, keepdim=True))
+        """Chain rule from effective weights to patches (:func:`~flowlearn.graphs.weights.patch_gradient`)."""
+        return patch_gradient(self.patches, self.mask, grad_weights)
 
     def to_dense(self) -> torch.Tensor:
         """Dense ``(B, I, I)`` matrices :math:`\\Omega_b` -- tests and small problems only."""

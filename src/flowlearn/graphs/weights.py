@@ -39,6 +39,21 @@ from .sparse import SparseOmega, SparsePattern
 __all__ = ["WeightOperator"]
 
 
+def effective_weights(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    r""":math:`\omega = m\odot p/\langle m, p\rangle` row-wise (patches ``(..., I, N)``, mask ``(I, N)``)."""
+    p = patches * mask
+    return p / p.sum(-1, keepdim=True)
+
+
+def patch_gradient(patches: torch.Tensor, mask: torch.Tensor, grad_weights: torch.Tensor) -> torch.Tensor:
+    r"""Chain rule from effective weights to patches, row-wise: with :math:`\omega = m\odot p/\langle m,p\rangle`,
+    :math:`\partial_p f = \frac{m}{\langle m,p\rangle}\odot(g - \langle g, \omega\rangle)` for
+    :math:`g = \partial_\omega f`."""
+    m = mask.to(patches.dtype)
+    mass = (patches * m).sum(-1, keepdim=True)
+    return m / mass * (grad_weights - (grad_weights * effective_weights(patches, mask)).sum(-1, keepdim=True))
+
+
 class WeightOperator(abc.ABC):
     """Base class: a row-stochastic, neighbourhood-sparse :math:`\\Omega`.
 
@@ -93,8 +108,7 @@ class WeightOperator(abc.ABC):
     @property
     def weights(self) -> torch.Tensor:
         """Effective weights ``(I, N)``: masked and renormalised patches (zero on invalid slots)."""
-        p = self.patches * self.mask
-        return p / p.sum(-1, keepdim=True)
+        return effective_weights(self.patches, self.mask)
 
     def with_patches(self, patches) -> WeightOperator:
         """A copy of this operator with other patches (same neighbourhoods). Differentiable."""
@@ -203,17 +217,9 @@ class WeightOperator(abc.ABC):
         return self._patch_products(u, x) * self.mask
 
     def grad_to_patches(self, grad_weights: torch.Tensor) -> torch.Tensor:
-        r"""Chain rule from effective weights to patches.
-
-        With :math:`\omega = m\odot p/\langle m, p\rangle`,
-        :math:`\partial_p f = \frac{m}{\langle m,p\rangle}\odot(g - \langle g, \omega\rangle)`
-        for :math:`g = \partial_\omega f` (row-wise).
-        """
+        r"""Chain rule from effective weights to patches (:func:`patch_gradient`)."""
         check_shape("grad_weights", grad_weights, (self.num_nodes, self.patch_size))
-        m = self.mask.to(self.dtype)
-        mass = (self.patches * m).sum(-1, keepdim=True)
-        w = self.weights
-        return m / mass * (grad_weights - (grad_weights * w).sum(-1, keepdim=True))
+        return patch_gradient(self.patches, self.mask, grad_weights)
 
     @abc.abstractmethod
     def _apply(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...

@@ -134,9 +134,11 @@ class LinearizedAssignmentLayer(nn.Module):
         def flat(x):  # (N, C, *spatial) -> (N, I, C), pixels row-major
             return x.movedim(1, -1).reshape(n, -1, x.shape[1])
 
-        log_w = None if log_assignment is None else flat(log_assignment) if (
-            isinstance(log_assignment, torch.Tensor) and log_assignment.shape == distances.shape) else log_assignment
-        return flat(patches), flat(distances), log_w, spatial
+        if log_assignment is not None and (not isinstance(log_assignment, torch.Tensor)
+                                           or log_assignment.shape != distances.shape):
+            raise UserInputError(f"log_assignment must be a tensor of the distances' shape {tuple(distances.shape)}, "
+                                 f"got {tuple(getattr(log_assignment, 'shape', ())) or type(log_assignment).__name__}")
+        return flat(patches), flat(distances), None if log_assignment is None else flat(log_assignment), spatial
 
     @torch.compiler.disable
     def tangent(self, patches: torch.Tensor, distances: torch.Tensor,

@@ -59,13 +59,6 @@ class LinearizedSystem:
     def num_labels(self) -> int:
         return self.S.shape[-1]
 
-    def batched(self) -> LinearizedSystem:
-        """This system as a batch of one (``(1, I, J)`` tensors on a :class:`~flowlearn.graphs.BatchWeights`)."""
-        if isinstance(self.weights, BatchWeights):
-            return self
-        return LinearizedSystem(BatchWeights(self.weights, self.weights.patches.unsqueeze(0)),
-                                self.S.unsqueeze(0), self.B.unsqueeze(0))
-
     def matvec(self, U: torch.Tensor) -> torch.Tensor:
         r""":math:`AU = R_{S}(\Omega U)`."""
         return replicator(self.S, self.weights.apply(U))
