@@ -136,13 +136,19 @@ class LabelerTrainer:
         w = freq ** (-self.config.class_balance)
         return (w / w.min()).to(torch.float32)
 
-    def _pixels(self, inputs, labels, train, gen, count: int = 8192):
-        """``count`` random labelled pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``."""
+    @staticmethod
+    def _labelled(labels, train) -> torch.Tensor | None:
+        """Flat indices (image-major over ``train``) of the labelled training pixels, or None when all are
+        labelled; computed once per fit, outside the step loop."""
+        y = labels[list(train)].reshape(-1)
+        return (y != UNLABELLED).nonzero().squeeze(1) if bool((y == UNLABELLED).any()) else None
+
+    def _pixels(self, inputs, labels, train, gen, labelled=None, count: int = 8192):
+        """``count`` random labelled pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``;
+        ``labelled`` from :meth:`_labelled` (sparse labels: uniform over the labelled pixels of all images)."""
         H, W = labels.shape[1:3]
-        y = labels[list(train)].reshape(len(train), -1)
-        if bool((y == UNLABELLED).any()):   # sparse labels: uniform over the labelled pixels of all images
-            flat = (y != UNLABELLED).reshape(-1).nonzero().squeeze(1)
-            pick = flat[torch.randint(len(flat), (count,), generator=gen)]
+        if labelled is not None:
+            pick = labelled[torch.randint(len(labelled), (count,), generator=gen)]
             img, pos = pick // (H * W), pick % (H * W)
         else:
             img = torch.randint(len(train), (count,), generator=gen)
@@ -197,6 +203,7 @@ class LabelerTrainer:
         gen = torch.Generator().manual_seed(cfg.seed)
         best: dict = {"iteration": -1, "validation_error": float("inf"), "state": None}
         weight = self.class_weights(labels, train, model.num_labels)
+        labelled = self._labelled(labels, train)
 
         world_size, rank = world()
 
@@ -207,7 +214,7 @@ class LabelerTrainer:
             opt.zero_grad()
             total = torch.zeros(1, dtype=torch.float64)
             if warmup and model.bank is not None:   # per-pixel data term: random pixels of all training images
-                u, v = self._pixels(train_inputs, labels, train, gen)   # the same pixels on every rank
+                u, v = self._pixels(train_inputs, labels, train, gen, labelled)   # the same pixels on every rank
                 norm = len(v) if weight is None else float(weight[v].sum())  # summed over ranks: the (weighted) mean
                 u, v = u[rank::world_size], v[rank::world_size]
                 loss = assignment_nll(-model.data_term(u.unsqueeze(1)), v.view(-1, 1, 1), weight, reduction="sum") / norm
