@@ -217,7 +217,8 @@ class LabelerTrainer:
                 u, v = self._pixels(train_inputs, labels, train, gen, labelled)   # the same pixels on every rank
                 norm = len(v) if weight is None else float(weight[v].sum())  # summed over ranks: the (weighted) mean
                 u, v = u[rank::world_size], v[rank::world_size]
-                loss = assignment_nll(-model.data_term(u.unsqueeze(1)), v.view(-1, 1, 1), weight, reduction="sum") / norm
+                loss = assignment_nll(-model.data_term(u.unsqueeze(1)), v.view(-1, 1, 1), weight,
+                                      reduction="sum") / norm
                 loss.backward()
                 total += float(loss.detach())
                 all_reduce_gradients(model.parameters())
