@@ -8,7 +8,8 @@ Each case runs in a fresh subprocess (so peak memory is its own) at 1 and 2 thre
 * ``unet``: one training step (forward, ``nll_loss``, backward, Adam) of MONAI's ``BasicUNet`` (default
   features) at ``(8, 1, 256, 256)`` with and without ``AssignmentFlowHead(32, 2, layers=3)``;
 * ``stack``: a ``(1, 1, D, 256, 256)`` float32 stack through the 3-layer 3-D head, forward and backward, with
-  the 6-neighbourhood (D = 8, 16, 32) and the 26-neighbourhood (D = 4, 8, 16) (growth in voxels); at the
+  the 6-neighbourhood (D = 8, 16, 32) and the 26-neighbourhood (D = 4, 8, 16) (growth in voxels), and the
+  6-neighbourhood head with ``checkpoint=True`` and ``LowRank(recompute_forward=True)`` ("lean"); at the
   largest thread count only.
 
 Usage::
@@ -32,6 +33,7 @@ def _case(kind: str, n: int, size: int, threads: int, device: str, mode: str) ->
 
     from benchmarks._memory import environment, measure, resolve_device
     from flowlearn import AssignmentFlowHead, LinearizedAssignmentLayer
+    from flowlearn.linearized import LowRank
 
     torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -77,8 +79,10 @@ def _case(kind: str, n: int, size: int, threads: int, device: str, mode: str) ->
         with measure(dev) as m:
             step()
         out["parameters"] = sum(q.numel() for q in model.parameters())
-    else:  # stack; mode "head3d-6" or "head3d-26"
-        head = AssignmentFlowHead(1, 2, layers=3, spatial_dims=3, neighbourhood=int(mode.split("-")[1])).to(dev)
+    else:  # stack; mode "head3d-6", "head3d-26", "head3d-6-lean" (checkpointed predictors, recomputed basis)
+        lean = mode.endswith("-lean")
+        head = AssignmentFlowHead(1, 2, layers=3, spatial_dims=3, neighbourhood=int(mode.split("-")[1]),
+                                  checkpoint=lean, method=LowRank(recompute_forward=True) if lean else None).to(dev)
         x = torch.rand(1, 1, n, size, size, generator=g).to(dev)
         y = (x[:, 0] > 0.5).long()
         with measure(dev) as m:
@@ -109,7 +113,8 @@ def main(argv=None) -> int:
         print(json.dumps(_case(kind, int(n), int(size), int(threads), device, mode)))
         return 0
     size, ns = (64, [1, 4, 8]) if args.quick else (256, [1, 4, 8, 16])
-    stacks = {6: [4, 8], 26: [4]} if args.quick else {6: [8, 16, 32], 26: [4, 8, 16]}
+    stacks = ({"6": [4, 8], "26": [4], "6-lean": [4, 8]} if args.quick
+              else {"6": [8, 16, 32], "26": [4, 8, 16], "6-lean": [8, 16, 32]})
     rows = []
     for t in args.threads:
         for n in ns:

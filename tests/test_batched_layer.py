@@ -135,6 +135,30 @@ def test_head_random_sizes_and_batches(dtype):
             assert float(head.logits.weight.grad.abs().sum()) > 0
 
 
+def test_head_checkpointing_keeps_values_and_gradients():
+    # activation checkpointing of the predictors and a recomputed Krylov basis change memory, not results
+    torch.manual_seed(0)
+    plain = AssignmentFlowHead(3, 2, layers=2, spatial_dims=3, neighbourhood=6).double()
+    with torch.no_grad():                          # non-uniform patches, so the predictors matter
+        for pred in plain.flow.predictors:
+            pred.net[-1].weight.normal_()
+    lean = AssignmentFlowHead(3, 2, layers=2, spatial_dims=3, neighbourhood=6, checkpoint=True,
+                              method=LowRank(recompute_forward=True)).double()
+    lean.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 4, 5, 6, dtype=F64, requires_grad=True)
+    C = torch.randn(2, 2, 4, 5, 6, dtype=F64)
+    outs = []
+    for head in (plain, lean):
+        x.grad = None
+        out = head(x)
+        (out * C).sum().backward()
+        outs.append((out.detach(), x.grad.clone(), [q.grad.clone() for q in head.parameters()]))
+    (o1, gx1, gp1), (o2, gx2, gp2) = outs
+    assert rel(o2, o1) < 1e-13 and rel(gx2, gx1) < 1e-12
+    assert all(rel(b, a) < 1e-12 for a, b in zip(gp1, gp2))
+    assert float(gp1[-1].abs().sum()) > 0
+
+
 def test_head_after_monai_basic_unet_trains():
     nets = pytest.importorskip("monai.networks.nets")
     torch.manual_seed(0)

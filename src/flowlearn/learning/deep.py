@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .._checks import UserInputError, UserTypeError, check_int, check_positive
@@ -202,11 +203,14 @@ class DeepLinearizedFlow(nn.Module):
     size, neighbourhood : int
         Stencils of 2-D (``size x size``) and 3-D (6 or 26 neighbours) inputs, as
         :class:`~flowlearn.linearized.LinearizedAssignmentLayer`.
+    checkpoint : bool
+        Activation checkpointing of the predictors (``torch.utils.checkpoint``): their hidden activations are
+        recomputed in the backward instead of kept, for large 3-D inputs (gradients unchanged).
     """
 
     def __init__(self, predictors: Sequence[nn.Module], *, rho: float = 1.0, T: float | Sequence[float] = 1.0,
                  method=None, feed_assignment: bool = False, distances: nn.Module | None = None, size: int = 3,
-                 neighbourhood: int = 26):
+                 neighbourhood: int = 26, checkpoint: bool = False):
         super().__init__()
         predictors = list(predictors)
         if not predictors or not all(isinstance(p, nn.Module) for p in predictors):
@@ -220,7 +224,7 @@ class DeepLinearizedFlow(nn.Module):
             raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
         if distances is not None and not isinstance(distances, nn.Module):
             raise UserTypeError(f"distances must be a torch module or None, got {type(distances).__name__}")
-        self.feed_assignment = bool(feed_assignment)
+        self.feed_assignment, self.checkpoint = bool(feed_assignment), bool(checkpoint)
         self.predictors = nn.ModuleList(predictors)
         self.layers = nn.ModuleList(
             LinearizedAssignmentLayer(rho=rho, T=check_positive(f"T[{k}]", t), method=method, size=size,
@@ -243,7 +247,9 @@ class DeepLinearizedFlow(nn.Module):
         logw = torch.full_like(distances, -float(torch.log(torch.tensor(float(J)))))
         tangents, patches = [], []
         for predictor, layer in zip(self.predictors, self.layers):
-            p = predictor(torch.cat([features, logw.exp()], dim=1) if self.feed_assignment else features)
+            x = torch.cat([features, logw.exp()], dim=1) if self.feed_assignment else features
+            p = (torch.utils.checkpoint.checkpoint(predictor, x, use_reentrant=False)
+                 if self.checkpoint and torch.is_grad_enabled() else predictor(x))
             V = layer.tangent(p, distances, logw)
             logw = torch.log_softmax(logw + J * V, dim=1)
             tangents.append(V)
@@ -275,6 +281,10 @@ class AssignmentFlowHead(nn.Module):
         Closed-form backward (default ``LowRank()``).
     size, neighbourhood : int
         2-D stencil side and 3-D neighbourhood (6 or 26).
+    checkpoint : bool
+        Recompute the predictors' activations in the backward (less memory on large 3-D stacks, about a
+        third more time; see :class:`DeepLinearizedFlow`).  For the least memory, also pass
+        ``method=LowRank(recompute_forward=True)``.
 
     Examples
     --------
@@ -285,7 +295,8 @@ class AssignmentFlowHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_labels: int, layers: int = 3, *, spatial_dims: int = 2,
-                 T: float = 1.0, hidden: int = 16, method=None, size: int = 3, neighbourhood: int = 26):
+                 T: float = 1.0, hidden: int = 16, method=None, size: int = 3, neighbourhood: int = 26,
+                 checkpoint: bool = False):
         super().__init__()
         C = check_int("in_channels", in_channels, minimum=1)
         J = check_int("num_labels", num_labels, minimum=2)
@@ -298,7 +309,7 @@ class AssignmentFlowHead(nn.Module):
         K = size**2 if spatial_dims == 2 else (7 if neighbourhood == 6 else 27)
         predictors = [ConvPatchPredictor(C + J, K, hidden=hidden, spatial_dims=spatial_dims) for _ in range(layers)]
         self.flow = DeepLinearizedFlow(predictors, rho=1.0, T=T, method=method, feed_assignment=True, size=size,
-                                       neighbourhood=neighbourhood)
+                                       neighbourhood=neighbourhood, checkpoint=checkpoint)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if not isinstance(features, torch.Tensor) or features.ndim != self.spatial_dims + 2:
