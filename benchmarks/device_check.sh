@@ -16,7 +16,7 @@
 #   1. nvidia-smi, torch / CUDA versions;
 #   2. python -m pytest -q tests/test_cuda.py tests/test_geometry.py tests/test_data_features.py
 #      tests/test_batched_layer.py (the batched layers and the head on CUDA);
-#   3. benchmarks/linearized_forward.py, gradient.py, randomized.py with --quick --device cuda, the
+#   3. benchmarks/linearized_forward.py, gradient.py, randomized_scaling.py with --quick --device cuda, the
 #      float32/float64 comparison of gradient.py at 512^2 on CUDA, benchmarks/batched_layer.py --quick on
 #      CUDA (batched layers against a loop, BasicUNet with and without the head, 3-D stacks), and
 #      benchmarks/gfe.py --quick (which
@@ -101,7 +101,7 @@ step tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py
 step linearized_forward 100 "$PYTHON" -m benchmarks.linearized_forward --quick --device cuda --out "$RESULTS/linearized_forward.json"
 step gradient 130 "$PYTHON" -m benchmarks.gradient --quick --device cuda --out "$RESULTS/gradient.json"
 step gradient_dtypes 90 "$PYTHON" -m benchmarks.gradient --compare-dtypes --compare-size 512 --compare-threads 1 --device cuda --repeat 3 --out "$RESULTS/gradient_dtypes.json"
-step randomized 60 "$PYTHON" benchmarks/randomized.py --quick --device cuda --out "$RESULTS/randomized.json"
+step randomized 60 "$PYTHON" -m benchmarks.randomized_scaling --quick --device cuda --out "$RESULTS/randomized.json"
 step batched_layer 120 "$PYTHON" -m benchmarks.batched_layer --quick --threads 1 --device cuda --out "$RESULTS/batched_layer.json"
 step gfe 120 "$PYTHON" -m benchmarks.gfe --quick --out "$RESULTS/gfe.json"
 

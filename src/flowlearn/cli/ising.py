@@ -28,7 +28,7 @@ from ._run import add_run_arguments, open_run, set_threads
 _RENAME = {"iterations": "--iters", "mean_field_restarts": "--mf-restarts"}
 _CHOICES = {"entropy_estimator": ("score", "support", "samples"), "rounding": ("random", "argmax"),
             "lr_schedule": ("constant", "cosine"), "dtype": ("float32", "float64"),
-            "interaction": ("node", "sparse"), "drive_scale": ("none", "degree"),
+            "interaction": ("auto", "node", "sparse"), "drive_scale": ("none", "degree"),
             "reference": ("auto", "exact", "gibbs")}
 
 
@@ -59,7 +59,7 @@ def estimate_bytes(config: IsingExperimentConfig) -> float:
 
     n, c = config.rows * config.cols, config.labels
     itemsize = 4 if config.dtype == "float32" else 8
-    if config.interaction == "sparse":
+    if config.resolved_interaction == "sparse":
         P = 2 * (config.rows * (config.cols - 1) + config.cols * (config.rows - 1)) + n
     else:
         P = n * n

@@ -167,7 +167,7 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
                               "support": evs[config.rounding].support, f"support_{other}": evs[other].support,
                               "num_samples": evs[config.rounding].num_samples, "rounding": config.rounding,
                               "entropy_saturated": evs[config.rounding].entropy_saturated,
-                              **stats, "interaction": config.interaction, "drive_scale": config.drive_scale,
+                              **stats, "interaction": config.resolved_interaction, "lr": config.resolved_lr, "drive_scale": config.drive_scale,
                               "iterations": training.stats["iterations"],
                               "resumed_from": training.stats["resumed_from"],
                               "iterations_per_second": training.iterations_per_second,

@@ -16,7 +16,11 @@ from ..randomized.sampling import ROUNDINGS
 from ..randomized.sflow import RandomizedAssignmentFlow
 from ..randomized.training import TrainingConfig
 
-__all__ = ["IsingExperimentConfig", "PAPER_TABLE1"]
+__all__ = ["DENSE_MAX_NODES", "IsingExperimentConfig", "PAPER_TABLE1"]
+
+#: Largest grid (nodes) given the dense node interaction by ``interaction="auto"``: the paper's Table 1 sizes
+#: (3 x 8), where the dense interaction was measured; beyond, the sparse one wins (docs/randomized.md).
+DENSE_MAX_NODES = 32
 
 #: Published Table 1 of paper 001 (3 x 8 grid, field 3, coupling read as 2.1; see ising_grid).
 PAPER_TABLE1 = {
@@ -54,8 +58,9 @@ class IsingExperimentConfig:
         Training iterations.
     batch_size : int
         Samples per iteration.
-    lr : float
-        Adam step length.
+    lr : float or None
+        Adam step length; ``None``: by the rule of :meth:`resolved_lr` (0.01 for the dense node
+        interaction, 0.02 for the sparse one).
     lr_schedule : str
         "constant" or "cosine".
     entropy_estimator : str
@@ -65,7 +70,8 @@ class IsingExperimentConfig:
     end_time, step_size : float
         Integration time and step of the S-flow.
     interaction : str
-        Omega: "node" (dense n x n, the paper's) or "sparse" (on the grid's edges and self loops).
+        Omega: "node" (dense n x n, the paper's), "sparse" (on the grid's edges and self loops) or "auto"
+        (:meth:`resolved_interaction`: dense up to :data:`DENSE_MAX_NODES` nodes, sparse beyond).
     drive_scale : str
         "none" or "degree" (off-diagonal Omega times 4/sqrt(d_i d_j): drive independent of n).
     init_rank : int
@@ -98,6 +104,8 @@ class IsingExperimentConfig:
         "float32" or "float64" for the flow.
     data_shards : int
         Batch shards (each with its own generator); a multiple of the world size under torchrun.
+    energy_warmup : int
+        Iterations over which the energy weight is annealed from 0 to 1 (0: none).
     """
 
     rows: int = 3
@@ -108,13 +116,13 @@ class IsingExperimentConfig:
     coupling: float = 2.1
     iterations: int = 3000
     batch_size: int = 256
-    lr: float = 1e-2
+    lr: float | None = None
     lr_schedule: str = "cosine"
     entropy_estimator: str = "score"
     num_roundings: int = 4
     end_time: float = 1.0
     step_size: float = 0.1
-    interaction: str = "node"
+    interaction: str = "auto"
     drive_scale: str = "none"
     init_rank: int = 2
     init_noise: float = 0.5
@@ -136,6 +144,7 @@ class IsingExperimentConfig:
     bp_damping: float = 0.5
     dtype: str = "float32"
     data_shards: int = 1
+    energy_warmup: int = 0
 
     def __post_init__(self):
         check_int("rows", self.rows, minimum=1)
@@ -152,7 +161,9 @@ class IsingExperimentConfig:
         check_int("reference_burn_in", self.reference_burn_in, minimum=0)
         check_positive("init_scale", self.init_scale, strict=False)
         check_choice("rounding", self.rounding, ROUNDINGS)
-        check_choice("interaction", self.interaction, ("node", "sparse"))
+        check_choice("interaction", self.interaction, ("auto", "node", "sparse"))
+        if self.lr is not None:
+            check_positive("lr", self.lr)
         check_choice("reference", self.reference, ("auto", "exact", "gibbs"))
         check_choice("dtype", self.dtype, ("float32", "float64"))
         if not 0 < self.integral_tolerance < 1:
@@ -168,6 +179,21 @@ class IsingExperimentConfig:
                                  init_noise=self.init_noise, interaction=NodeInteraction(self.drive_scale))
         LoopyBP(damping=self.bp_damping)
 
+    @property
+    def resolved_interaction(self) -> str:
+        """The interaction used: ``interaction``, or for "auto" the rule "node" (dense) up to
+        :data:`DENSE_MAX_NODES` nodes and "sparse" beyond (docs/randomized.md, "Defaults by rule")."""
+        if self.interaction != "auto":
+            return self.interaction
+        return "node" if self.rows * self.cols <= DENSE_MAX_NODES else "sparse"
+
+    @property
+    def resolved_lr(self) -> float:
+        """The Adam step used: ``lr``, or by rule 0.01 for the dense node interaction, 0.02 for the sparse one."""
+        if self.lr is not None:
+            return float(self.lr)
+        return 0.01 if self.resolved_interaction == "node" else 0.02
+
     def exact_method(self) -> str | None:
         """The exact method used for the reference ("transfer" / "enumeration"), None for a Gibbs reference."""
         if self.reference == "gibbs":
@@ -176,10 +202,10 @@ class IsingExperimentConfig:
 
     def training_config(self) -> TrainingConfig:
         """The :class:`TrainingConfig` of these settings (``num_roundings`` becomes ``random_roundings``)."""
-        return TrainingConfig(iterations=self.iterations, batch_size=self.batch_size, lr=self.lr,
+        return TrainingConfig(iterations=self.iterations, batch_size=self.batch_size, lr=self.resolved_lr,
                               lr_schedule=self.lr_schedule, seed=self.seed,
                               entropy_estimator=self.entropy_estimator, random_roundings=self.num_roundings,
-                              data_shards=self.data_shards)
+                              data_shards=self.data_shards, energy_warmup=self.energy_warmup)
 
     def build_model(self, device=None) -> PairwiseModel:
         """The float64 Potts grid: boundary field on label 0, plus N(0, field_noise) on label 0 (seeded by ``seed``).
@@ -197,7 +223,7 @@ class IsingExperimentConfig:
 
     def build_interaction(self, model: PairwiseModel):
         """The interaction object that ``interaction`` and ``drive_scale`` name, for ``model``."""
-        if self.interaction == "sparse":
+        if self.resolved_interaction == "sparse":
             return SparseInteraction(model.edges, drive_scale=self.drive_scale)
         return NodeInteraction(drive_scale=self.drive_scale)
 
