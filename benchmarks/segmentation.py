@@ -4,7 +4,8 @@ Splits: train 0-15, validation 16-19 (model selection and the threshold), test: 
 20-23.  Methods, each learned one trained for the same wall time ``--budget-seconds`` (one run, ``--threads``
 threads): the deep linearized flow (the recipe of ``flowlearn.experiments.isbi``, its step count fitted to
 the budget by a timing probe); MONAI's ``BasicUNet``; ``BasicUNet`` + ``AssignmentFlowHead``; a random forest
-on ilastik-style features; graph cuts (exact Potts MAP, ``benchmarks.segmentation_peers``).  A second table
+on ilastik-style features; graph cuts (exact Potts MAP, ``benchmarks.segmentation_peers``); and, scored only,
+the shipped ``isbi-membranes`` model (the README's ``flowlearn train-labeler`` command with its defaults).  A second table
 trains the flow, the forest and the ``BasicUNet`` from seeded scribbles (about 1 % of the pixels of the
 training and validation images, ``benchmarks.scribbles``).
 
@@ -43,7 +44,7 @@ from flowlearn.learning.labeler import LabelerTrainer
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "isbi2012_membranes.npz"
 METHODS = {"deep": "deep flow", "unet": "BasicUNet", "unet_head": "BasicUNet + flow head", "rf": "random forest",
-           "gc": "graph cuts"}
+           "gc": "graph cuts", "shipped": "isbi-membranes"}
 SCRIBBLE_METHODS = ("deep", "rf", "unet")
 GC_BIASES = tuple(k / 10 for k in range(1, 10))
 CURVES = ("v_rand_curve", "v_info_curve", "rand_f_curve", "pixel_f_curve")
@@ -162,6 +163,13 @@ def run_table(table, key, x, y, train, sel, val, test, budget, args, log=print):
             x, y, train, sel, budget, head_features=args.head_features if key == "unet_head" else None,
             crop=args.crop, ignore=ignore, seed=args.seed, name=METHODS[key], log=log)
         score, params = (lambda img: peers.unet_score(net, img)), sum(p.numel() for p in net.parameters())
+    elif key == "shipped":    # the shipped model: the README's train-labeler command with its defaults
+        import flowlearn
+
+        model, meta = flowlearn.load_model("isbi-membranes")
+        score = lambda img: model.probabilities(torch.from_numpy(np.ascontiguousarray(img))[..., None])[..., 1].numpy()
+        params, secs, steps = model.num_parameters(), float("nan"), None
+        extra["note"] = "trained by `flowlearn train-labeler` with its defaults (model card: 750 s, 1 thread)"
     elif key == "rf":
         rf, secs, params = peers.train_rf(xn, yn, train, ignore=ignore, seed=args.seed)
         score, steps, extra["note"] = (lambda img: peers.rf_score(rf, img)), None, "parameters = tree nodes"
