@@ -14,6 +14,11 @@ and also writes ``probabilities.tif`` (float32, one page per class), ``entropy.t
 stack ``(Z, H, W)``: every page is labelled and the outputs are ``(Z, ...)`` stacks.  The image is mapped
 to the model's training scale (uint8 / 255, uint16 / 65535, float [0, 1] as is; see
 ``flowlearn.cli.train_labeler.label_with_model``); an image no rule maps is an error.
+
+``--z-flow`` (with ``--model`` and a stack of at least two pages; ``label_with_model``) runs a 3-D linearized assignment flow over the
+per-slice probabilities (:func:`flowlearn.learning.stack_flow.stack_flow`, blockwise along z: ``--z-block``
+slices with ``--z-overlap`` slices of context, and in ``--tile`` tiles when given); the probability, entropy and
+label outputs then come from that flow.  Off by default: on ISBI 2012 it did not help (docs/learning.md).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 
 import numpy as np
 
-from .._checks import check_memory, check_seed
+from .._checks import UserInputError, check_memory, check_seed
 from ..data import (
     kmeans_prototypes,
     load_prototypes,
@@ -36,6 +41,9 @@ from ..labeling import FlowKind, label
 from ._inputs import load_label_map
 from ._run import add_run_arguments, check_run, open_run, set_threads, write_labeling
 from .train_labeler import label_with_model as _run_model
+
+#: defaults of ``--z-flow`` (chosen on ISBI 2012 validation slices 16-19 by benchmarks/stack_flow.py)
+_Z_DEFAULTS = {"T": 0.5, "z_weight": 0.0064, "block": 8, "overlap": 4}
 
 
 def register(subparsers) -> None:
@@ -54,6 +62,21 @@ def register(subparsers) -> None:
                    help="with --model: label N x N tiles with --overlap pixels of context each (needs dask; "
                         "memory of a few tiles whatever the image size; default 0: whole slices)")
     p.add_argument("--overlap", type=int, default=48, metavar="N", help="context margin of --tile (default 48)")
+    z = p.add_argument_group("3-D flow over a stack (with --model)")
+    z.add_argument("--z-flow", action="store_true",
+                   help="run a 3-D linearized flow over the per-slice probabilities of a (Z, H, W) stack, starting "
+                        "at them (data term -log p, 6-neighbourhood); the outputs come from it. Off by default: "
+                        "no gain from the z coupling on ISBI 2012 (docs/learning.md)")
+    z.add_argument("--z-T", type=float, default=_Z_DEFAULTS["T"], metavar="T",
+                   help=f"integration time of --z-flow (default {_Z_DEFAULTS['T']})")
+    z.add_argument("--z-weight", type=float, default=_Z_DEFAULTS["z_weight"], metavar="W",
+                   help="weight of a z neighbour relative to an in-plane one, >= 0 (default "
+                        f"{_Z_DEFAULTS['z_weight']} = (4 nm / 50 nm)^2, the ISBI 2012 voxel spacing)")
+    z.add_argument("--z-block", type=int, default=_Z_DEFAULTS["block"], metavar="N",
+                   help=f"slices per block of --z-flow (default {_Z_DEFAULTS['block']})")
+    z.add_argument("--z-overlap", type=int, default=_Z_DEFAULTS["overlap"], metavar="N",
+                   help=f"slices of context on each side of a block, at most --z-block (default "
+                        f"{_Z_DEFAULTS['overlap']})")
     p.add_argument("--flow", default="full", choices=[k.value for k in FlowKind])
     p.add_argument("--neighbourhood", type=int, default=3, help="odd neighbourhood size (default 3)")
     p.add_argument("--rho", type=float, default=1.0, help="data-term scale rho > 0 (default 1)")
@@ -72,6 +95,8 @@ def run(args) -> int:
     # --- validate everything before writing anything
     set_threads(args.threads)
     check_seed("--seed", args.seed)
+    if args.z_flow and args.model is None:
+        raise UserInputError("--z-flow needs --model (it runs over a model's per-slice probabilities)")
     if args.model is not None:
         return _run_model(args)
     image = read_image(args.image)   # a multi-page TIFF stack is refused here: stacks need --model
@@ -150,3 +175,4 @@ def _write(args, run_dir, image, prototypes, truth, result, seconds) -> None:
             summary += " (k-means clusters matched to the truth's labels by the Hungarian method)"
     print(summary)
     print(f"wrote {out}/labels.npy, labels.png, overlay.png, metrics.json")
+

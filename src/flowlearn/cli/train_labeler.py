@@ -18,7 +18,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .._checks import UserInputError, check_memory
+from .._checks import UserInputError, check_int, check_memory, check_positive
 from ..engine.distributed import world
 from ..io import check_npz, existing_file, save_figure, save_json
 from ..learning.labeler import (
@@ -207,15 +207,20 @@ def label_with_model(args) -> int:
     if C != model.channels:
         raise UserInputError(f"image {str(args.image)!r} has {C} channel(s), the model was trained on {model.channels}")
     x, how, note = normalise_image(raw, meta, name=f"image {str(args.image)!r}")
+    J = model.num_labels   # the flow on one slice at a time; every slice's outputs kept (float32 probabilities)
+    zkw = _z_flow_settings(args, (Z, H, W), J, tile)
     truth = None
     if args.truth is not None:
         truth = _load_truth(args.truth, (Z, H, W)) if Z > 1 else load_label_map(args.truth, (H, W), option="--truth")
     check_run(args, "label")
-    J = model.num_labels   # the flow on one slice at a time; every slice's outputs kept (float32 probabilities)
     side = (min(H, tile + 2 * args.overlap), min(W, tile + 2 * args.overlap)) if tile else (H, W)
+    # the 3-D flow: its blocks (--z-block + 2 --z-overlap slices of a tile, ~200 + 100 J bytes per voxel) and a
+    # second probability stack
+    z_block = 0 if zkw is None else min(Z, zkw["block"] + 2 * zkw["overlap"]) * (200.0 + 100.0 * J)
     check_memory(f"label --model of {Z} x {H}x{W} image(s) with {J} labels", _BASE_BYTES + side[0] * side[1] * (
-        inference_bytes_per_pixel(model.config, C, J)) + Z * H * W * (raw.itemsize * C + 4.0 * C + 8.0 * J + 24.0),
-        hint="crop the image or pass --tile 512")
+        inference_bytes_per_pixel(model.config, C, J) + z_block) + Z * H * W * (
+        raw.itemsize * C + 4.0 * C + (8.0 if zkw is None else 16.0) * J + 24.0),
+        hint="crop the image or pass --tile 512" + ("" if zkw is None else " or a smaller --z-block"))
     if note:
         print(note)
     t0 = time.perf_counter()
@@ -226,6 +231,13 @@ def label_with_model(args) -> int:
         labels = probs.argmax(-1).astype(np.int64)
     else:
         labels, probs = label_stack(model, x)
+    z_seconds = None
+    if zkw is not None:   # the 3-D flow over the per-slice probabilities
+        from ..learning.stack_flow import stack_flow
+
+        t1 = time.perf_counter()
+        probs = stack_flow(probs, **zkw)
+        labels, z_seconds = probs.argmax(-1).astype(np.int64), time.perf_counter() - t1
     seconds = time.perf_counter() - t0
     ent = entropy(torch.from_numpy(probs)).clamp_min(0).numpy()   # nats, 0 log 0 = 0
     if Z == 1:
@@ -236,6 +248,8 @@ def label_with_model(args) -> int:
                    "num_labels": model.num_labels, "parameters": model.num_parameters(), "seconds": seconds,
                    "shape": list(labels.shape), "input_dtype": str(raw.dtype), "input_scaling": how,
                    "mean_entropy": float(ent.mean())}
+        if zkw is not None:
+            metrics["z_flow"] = {**zkw, "seconds": z_seconds, "neighbourhood": 6, "rho": 1.0}
         if truth is not None:
             metrics["pixel_error_percent"] = label_error(labels.reshape(-1, W), np.asarray(truth).reshape(-1, W))
             metrics["label_error_percent"] = metrics["pixel_error_percent"]
@@ -249,12 +263,32 @@ def label_with_model(args) -> int:
         names = write_probabilities(out, labels, probs, ent, title=f"{args.image}")
         msg = f"deep linearized flow ({model.config.layers} layers): {seconds:.2f} s"
         if Z > 1:
-            msg += f", {Z} slices"
+            msg += f", {Z} slices" + ("" if zkw is None else f", then the 3-D flow ({z_seconds:.2f} s)")
         if truth is not None:
             msg += f", pixel error {metrics['pixel_error_percent']:.2f} %"
         print(msg)
         print(f"wrote {out}/labels.npy, labels.png, overlay.png, metrics.json, {', '.join(names)}")
     return 0
+
+
+def _z_flow_settings(args, shape, num_labels: int, tile):
+    """The keyword arguments of :func:`~flowlearn.learning.stack_flow.stack_flow` that ``--z-flow`` and its flags
+    ask for (checked, before anything is written), or ``None`` without ``--z-flow``."""
+    if not getattr(args, "z_flow", False):
+        return None
+    from ..learning.stack_flow import stack_flow_lazy
+
+    Z, H, W = shape
+    if Z < 2:
+        raise UserInputError(f"--z-flow needs a stack of at least 2 pages (Z, H, W), got a single image "
+                             f"{str(args.image)!r} ({H}x{W})")
+    check_positive("--z-T", args.z_T)
+    check_positive("--z-weight", args.z_weight, strict=False)
+    check_int("--z-overlap", args.z_overlap, minimum=0, maximum=check_int("--z-block", args.z_block, minimum=1))
+    zkw = {"T": args.z_T, "z_weight": args.z_weight, "block": args.z_block, "overlap": args.z_overlap,
+           "tile": tile or None, "tile_overlap": args.overlap, "start": "input"}
+    stack_flow_lazy(np.zeros((Z, H, W, num_labels), np.float32), **zkw)   # the library's own checks
+    return zkw
 
 
 def _load_truth(path, shape):
