@@ -102,7 +102,7 @@ def test_truncated_or_foreign_checkpoint_is_a_clear_error(tmp_path):
 def test_checkpoints_load_with_weights_only(tmp_path):
     out = tmp_path / "g"
     code, err = cli("gfe", "train", "--train-size", 16, "--val-size", 16, "--batch-size", 8, "--eval-every", 100,
-                    "--out", out)
+                    "--epochs", 1, "--out", out)
     assert code == 0, err
     for name in ("checkpoint.pt", "model.pt"):
         state = torch.load(out / name, weights_only=True)
