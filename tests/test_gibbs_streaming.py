@@ -104,3 +104,30 @@ def test_segment_memory_estimate_is_independent_of_gibbs_samples():
     assert bigger["training"] > 3 * est["training"] and bigger["gibbs"] > 4 * est["gibbs"]
     sparse = segment_memory((86, 128), 3, PhotoSegmentationConfig(labels=3, interaction="sparse"))
     assert sparse["training"] > est["training"]
+
+
+def test_on_sample_streams_every_retained_state():
+    """``on_sample`` sees exactly the states a kept run stores (in sweep order), with or without keeping them."""
+    model = random_model(n=6, c=3, num_edges=8, seed=4)
+    kept = GibbsSampler(8, burn_in=5, seed=3).sample(model, 8 * 25, keep_samples=True)
+    seen = []
+    streamed = GibbsSampler(8, burn_in=5, seed=3).sample(model, 8 * 25, keep_samples=False, on_sample=seen.append)
+    assert len(seen) == 25 and torch.equal(torch.stack(seen, 1), kept.kept)
+    assert torch.equal(streamed.chain_counts, kept.chain_counts)
+
+
+def test_table1_gibbs_row_beyond_the_keep_bound(monkeypatch):
+    """The Table 1 Gibbs row streams its samples into the evaluation: more samples than MAX_KEPT_ENTRIES allows
+    to keep still give a finite entropy and KL, equal to the kept computation (``flowlearn ising --rows 10
+    --cols 14`` with its defaults failed here after training)."""
+    from flowlearn.experiments.table1 import IsingExperimentConfig, run_ising_experiment
+
+    cfg = IsingExperimentConfig(rows=2, cols=3, iterations=2, batch_size=8, eval_samples=64, gibbs_samples=2000,
+                                gibbs_chains=10, gibbs_burn_in=5, mean_field_restarts=2, mean_field_iterations=5,
+                                mean_field_sweeps=5, reference_samples=100)
+    kept = run_ising_experiment(cfg, show_progress=False).table["gibbs"]
+    monkeypatch.setattr(gibbs_module, "MAX_KEPT_ENTRIES", 100)
+    streamed = run_ising_experiment(cfg, show_progress=False).table["gibbs"]
+    for key in ("kl", "energy", "entropy", "marginal_difference"):
+        assert streamed[key] == pytest.approx(kept[key], rel=1e-12, abs=1e-12), key
+    assert 0.0 <= streamed["kl"] < 1.0

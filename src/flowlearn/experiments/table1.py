@@ -35,6 +35,7 @@ from ..pgm.models import PairwiseModel
 from ..pgm.transfer import exact_inference_auto
 from ..randomized.inference import (
     Evaluation,
+    SampleAccumulator,
     evaluate_factorized,
     evaluate_flow_roundings,
     evaluate_samples,
@@ -188,12 +189,13 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
                            "kl_by_method": {f.method: _finite(f.kl) if is_exact else None for f in fits},
                            "free_energy": float(mf.free_energy)}
 
+    acc = SampleAccumulator(model)   # streamed: the samples are never stacked, whatever their number
     gibbs = GibbsSampler(config.gibbs_chains, burn_in=config.gibbs_burn_in, seed=config.seed).sample(
-        model, config.gibbs_samples)
-    ev = evaluate_samples(model, gibbs.configs, exact)
-    table["gibbs"] = _row(ev, gibbs.seconds + ev.seconds, is_exact)
+        model, config.gibbs_samples, keep_samples=False, on_sample=acc.add)
+    ev = acc.evaluate(exact)
+    table["gibbs"] = _row(ev, gibbs.seconds, is_exact)
     marginals["gibbs"] = ev.marginals
-    samples["gibbs"] = gibbs.configs[:: max(1, gibbs.configs.shape[0] // num_picture_samples)][:num_picture_samples]
+    samples["gibbs"] = gibbs.final[:: max(1, gibbs.final.shape[0] // num_picture_samples)][:num_picture_samples]
     extra["gibbs"] = {"support": ev.support, "num_samples": ev.num_samples, "chains": gibbs.num_chains,
                       "sweeps": gibbs.sweeps, "entropy_saturated": ev.entropy_saturated}
 

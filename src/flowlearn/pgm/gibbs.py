@@ -186,11 +186,14 @@ class GibbsSampler:
         self.thinning = check_int("thinning", thinning, minimum=1)
         self.seed = check_int("seed", seed, minimum=0)
 
-    def sample(self, model: PairwiseModel, num_samples: int, *, keep_samples: bool | None = None) -> GibbsResult:
+    def sample(self, model: PairwiseModel, num_samples: int, *, keep_samples: bool | None = None,
+               on_sample=None) -> GibbsResult:
         """Run ``min(num_chains, num_samples)`` chains for ``ceil(num_samples / chains)`` retained samples each.
 
         Statistics are streamed over all ``chains * per_chain`` retained samples; ``keep_samples``: store them too
         (``configs``, cut to ``num_samples``), True refused beyond ``MAX_KEPT_ENTRIES``, None (default) only within.
+        ``on_sample``: called with every retained state ``(chains, n)`` (a copy), e.g. a streaming accumulator's
+        ``add``, whatever the number of samples.
         """
         num_samples = check_int("num_samples", num_samples, minimum=1)
         t0 = time.perf_counter()
@@ -216,6 +219,8 @@ class GibbsSampler:
             sweeps += 1
             if sweep >= self.burn_in and (sweep - self.burn_in + 1) % self.thinning == 0:
                 stream.add(state, model._energy_unchecked(state))
+                if on_sample is not None:
+                    on_sample(state.clone())
         return GibbsResult(chain_counts=stream.counts, chain_energy=stream.energy / needed, final=state,
                            num_chains=chains, samples_per_chain=needed, sweeps=sweeps,
                            acceptance=changed / max(proposals, 1), seconds=time.perf_counter() - t0,

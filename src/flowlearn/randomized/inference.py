@@ -40,7 +40,7 @@ MIN_COVERAGE = 0.5
 
 @dataclass
 class Evaluation:
-    """One row of the comparison table.
+    r"""One row of the comparison table.
 
     Attributes
     ----------
