@@ -23,7 +23,7 @@ import torch
 
 from .._checks import UserInputError, check_int
 from ..geometry import entropy as row_entropy
-from ..pgm.entropy import config_counts, entropy_estimates_from_counts
+from ..pgm.entropy import entropy_estimates_from_counts
 from ..pgm.enumeration import ExactResult
 from ..pgm.mean_field import mean_field_free_energy
 from ..pgm.models import PairwiseModel
@@ -82,13 +82,19 @@ def marginal_difference(q: torch.Tensor, p: torch.Tensor) -> float:
 
 
 class SampleAccumulator:
-    """Streaming statistics of integer samples: energy sum, marginal counts, configuration keys."""
+    """Streaming statistics of integer samples: energy sum, marginal counts, exact configuration keys (the
+    base-``c`` digits of a sample packed into 62-bit words)."""
 
     def __init__(self, model: PairwiseModel):
         self.model = model
         n, c = model.num_nodes, model.num_labels
-        self._use_keys = n * math.log2(c) < 62
-        self._powers = c ** torch.arange(n - 1, -1, -1, device=model.device, dtype=torch.long)
+        # exact configuration keys: base-c digits packed into words of `per_word` digits (< 2^62 each), so a
+        # sample costs 8 bytes per word (140 binary nodes: 3 words, 24 bytes) whatever the width of the grid
+        per_word = max(1, int(62 / math.log2(c)))
+        self._words = -(-n // per_word)
+        self._powers = c ** (torch.arange(self._words * per_word, device=model.device, dtype=torch.long) % per_word)
+        self._pad = self._words * per_word - n
+        self._offsets = c * torch.arange(n, device=model.device, dtype=torch.long)
         self._parts: list[torch.Tensor] = []
         self.energy_sum = 0.0
         self.counts = torch.zeros(n, c, dtype=torch.float64, device=model.device)
@@ -98,12 +104,11 @@ class SampleAccumulator:
         """Accumulate a chunk of integer samples ``configs`` of shape ``(m, n)`` (validated by the model)."""
         configs = self.model.check_configs(configs)
         self.energy_sum += float(self.model._energy_unchecked(configs).double().sum())
-        self.counts += torch.nn.functional.one_hot(configs, self.model.num_labels).sum(0).double()
+        n, c = self.model.num_nodes, self.model.num_labels
+        self.counts += torch.bincount((configs + self._offsets).reshape(-1), minlength=n * c).reshape(n, c).double()
         self.num_samples += configs.shape[0]
-        if self._use_keys:
-            self._parts.append((configs * self._powers).sum(1))
-        else:
-            self._parts.append(configs.to(torch.uint8 if self.model.num_labels <= 256 else torch.int32))
+        padded = torch.nn.functional.pad(configs, (0, self._pad)) if self._pad else configs
+        self._parts.append((padded * self._powers).reshape(configs.shape[0], self._words, -1).sum(-1))
 
     def evaluate(self, exact: ExactResult, *, bias_correction: bool = True, seconds: float = 0.0) -> Evaluation:
         r"""Table row of all samples added so far, against the exact reference ``exact``.
@@ -115,9 +120,9 @@ class SampleAccumulator:
         """
         if self.num_samples == 0:
             raise UserInputError("no samples were added")
-        allp = torch.cat(self._parts)
-        counts = torch.unique(allp, return_counts=True)[1] if self._use_keys else \
-            config_counts(allp.long(), self.model.num_labels)[1]
+        keys = torch.cat(self._parts)
+        counts = torch.unique(keys[:, 0] if self._words == 1 else keys, dim=None if self._words == 1 else 0,
+                              return_counts=True)[1]
         est = entropy_estimates_from_counts(counts)
         saturated = est.coverage < MIN_COVERAGE
         h = float("nan") if saturated else est.miller_madow if bias_correction else est.plugin
