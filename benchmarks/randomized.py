@@ -67,6 +67,7 @@ from flowlearn.randomized import train_randomized_flow
 METHODS = ("flow", "mean_field", "loopy_bp", "gibbs", "made")
 TARGET = 0.05
 METRICS = ("marginal", "energy", "correlation")
+BIASES = ("energy_bias", "agreement_bias")   # signed: negative energy bias = too ordered
 
 
 class _Stop(Exception):
@@ -267,7 +268,7 @@ def run_model(seed: int, args) -> dict:
     for name in args.methods:
         with measure() as m:
             clock = RUNNERS[name](model, exact, spec, args)
-        final = {k: clock.curve[-1][k] for k in METRICS}
+        final = {k: clock.curve[-1][k] for k in (*METRICS, *BIASES) if k in clock.curve[-1]}
         out["methods"][name] = {"curve": clock.curve, "final": final, "units": clock.units,
                                 "time_to_marginal_0.05": time_to(clock.curve), "peak_mb": m["peak_mb"],
                                 "wall_seconds_with_scoring": m["seconds"]}

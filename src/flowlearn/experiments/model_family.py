@@ -210,8 +210,12 @@ def statistic_errors(exact: ExactStatistics, marginals: torch.Tensor, mean_energ
 
     ``marginal``: :math:`\frac{1}{nc}\sum_{i,a}|q_i(a) - P^*(x_i = a)|`; ``energy``:
     :math:`|\hat U - \langle P^*, E\rangle| / |\langle P^*, E\rangle|`; ``correlation``:
-    :math:`\frac{1}{|E|}\sum_{(i,j)}|\hat P(x_i = x_j) - P^*(x_i = x_j)|`.
+    :math:`\frac{1}{|E|}\sum_{(i,j)}|\hat P(x_i = x_j) - P^*(x_i = x_j)|`; and their signed versions
+    ``energy_bias`` :math:`(\hat U - \langle P^*, E\rangle) / |\langle P^*, E\rangle|` (negative: too ordered)
+    and ``agreement_bias`` :math:`\frac{1}{|E|}\sum_{(i,j)}(\hat P(x_i = x_j) - P^*(x_i = x_j))`.
     """
+    agree = agreement.double().cpu() - exact.agreement.cpu()
+    bias = (float(mean_energy) - exact.mean_energy) / abs(exact.mean_energy)
     return {"marginal": float((marginals.double().cpu() - exact.marginals.cpu()).abs().mean()),
-            "energy": abs(float(mean_energy) - exact.mean_energy) / abs(exact.mean_energy),
-            "correlation": float((agreement.double().cpu() - exact.agreement.cpu()).abs().mean())}
+            "energy": abs(bias), "correlation": float(agree.abs().mean()),
+            "energy_bias": bias, "agreement_bias": float(agree.mean())}
