@@ -287,7 +287,10 @@ def _z_flow_settings(args, shape, num_labels: int, tile):
     check_int("--z-overlap", args.z_overlap, minimum=0, maximum=check_int("--z-block", args.z_block, minimum=1))
     zkw = {"T": args.z_T, "z_weight": args.z_weight, "block": args.z_block, "overlap": args.z_overlap,
            "tile": tile or None, "tile_overlap": args.overlap, "start": "input"}
-    stack_flow_lazy(np.zeros((Z, H, W, num_labels), np.float32), **zkw)   # the library's own checks
+    from ..learning.tiling import _dask
+
+    # the library's own checks, on a lazy stand-in of the probability stack (nothing of its size allocated)
+    stack_flow_lazy(_dask().zeros((Z, H, W, num_labels), chunks=(1, H, W, num_labels), dtype=np.float32), **zkw)
     return zkw
 
 

@@ -34,7 +34,7 @@ from .._checks import (
 )
 from ..graphs.grid3d import _check_neighbourhood, stencil_offsets
 from ..linearized import LinearizedAssignmentLayer, LowRank
-from .tiling import _dask
+from .tiling import _dask, compute_or_store, map_with_context
 
 _STARTS = ("barycenter", "input")
 
@@ -130,25 +130,15 @@ def stack_flow_lazy(prob, *, T: float = 0.5, rho: float = 1.0, z_weight: float =
                              f"{tuple(prob.shape)}")
     if np.dtype(prob.dtype) not in (np.float32, np.float64):
         raise UserTypeError(f"prob must be float32 or float64, got {np.dtype(prob.dtype)}")
-    from dask.array.overlap import ensure_minimum_chunksize
-
     xy = -1 if tile is None else tile
     x = prob if isinstance(prob, da.Array) else da.from_array(prob, chunks=(block, xy, xy, -1))
     x = x.rechunk((block, xy, xy, -1))
-    # every block at least as wide as its margin (a short last block is merged into its neighbour); one block:
-    # no margin
-    margins = (overlap, tile_overlap, tile_overlap)
-    chunks = [c if len(c) == 1 else ensure_minimum_chunksize(d, c) for c, d in zip(x.chunks[:3], margins)]
-    depth = {a: (margins[a] if len(chunks[a]) > 1 else 0) for a in range(3)} | {3: 0}
-    x = x.rechunk((*chunks, -1))
 
     def run(b: np.ndarray) -> np.ndarray:
         return flow_block(b, T=T, rho=rho, z_weight=z_weight, eps=eps, m=m, neighbourhood=neighbourhood,
                           start=start)
 
-    xo = da.overlap.overlap(x, depth=depth, boundary="none")                   # blocks with their context
-    yo = xo.map_blocks(run, dtype=x.dtype, meta=np.empty((0, 0, 0, 0), x.dtype))
-    return da.overlap.trim_internal(yo, depth, boundary="none")                # context cut off
+    return map_with_context(x, (overlap, tile_overlap, tile_overlap), run, channels=x.shape[-1], dtype=x.dtype)
 
 
 def stack_flow(prob, *, T: float = 0.5, rho: float = 1.0, z_weight: float = 0.0064, block: int = 8,
@@ -204,14 +194,6 @@ def stack_flow(prob, *, T: float = 0.5, rho: float = 1.0, z_weight: float = 0.00
     :class:`~flowlearn.linearized.LinearizedAssignmentLayer` under ``torch.no_grad()`` (forward only), in the
     input's dtype.
     """
-    da = _dask()
     y = stack_flow_lazy(prob, T=T, rho=rho, z_weight=z_weight, block=block, overlap=overlap, tile=tile,
-                        tile_overlap=tile_overlap, eps=eps, m=m, neighbourhood=neighbourhood,
-                        start=start)
-    kw = {} if scheduler is None else {"scheduler": scheduler}
-    if out is None:
-        return y.compute(**kw)
-    if tuple(out.shape) != tuple(y.shape):
-        raise UserInputError(f"out must have shape {tuple(y.shape)}, got {tuple(out.shape)}")
-    da.store(y, out, lock=True, **kw)
-    return out
+                        tile_overlap=tile_overlap, eps=eps, m=m, neighbourhood=neighbourhood, start=start)
+    return compute_or_store(y, out, scheduler)

@@ -51,21 +51,41 @@ def tiled_probabilities(model, image, *, tile: int = 512, overlap: int = 48):
     x = image if isinstance(image, da.Array) else da.from_array(image, chunks=(tile, tile, -1))
     if x.ndim != 3 or x.shape[2] != model.channels or 0 in x.shape:
         raise UserInputError(f"image must be a non-empty array (H, W, {model.channels}), got shape {tuple(x.shape)}")
-    from dask.array.overlap import ensure_minimum_chunksize
-
     x = x.rechunk((tile, tile, -1)).astype(np.float32)
-    # every tile at least `overlap` wide (a short last tile is merged into its neighbour); one tile: no margin
-    chunks = [c if len(c) == 1 else ensure_minimum_chunksize(overlap, c) for c in x.chunks[:2]]
-    depth = {0: overlap if len(chunks[0]) > 1 else 0, 1: overlap if len(chunks[1]) > 1 else 0, 2: 0}
-    x = x.rechunk((chunks[0], chunks[1], -1))
-    J = model.num_labels
 
     def block(b: np.ndarray) -> np.ndarray:
         return model.probabilities(torch.from_numpy(np.ascontiguousarray(b))).numpy()
 
-    xo = da.overlap.overlap(x, depth=depth, boundary="none")                    # tiles with their margins
-    yo = xo.map_blocks(block, chunks=xo.chunks[:2] + ((J,),), dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-    return da.overlap.trim_internal(yo, depth, boundary="none")                 # margins cut off
+    return map_with_context(x, (overlap, overlap), block, channels=model.num_labels, dtype=np.float32)
+
+
+def map_with_context(x, margins, fn, *, channels: int, dtype):
+    r"""``fn`` on every block of the dask array ``x`` ``(*spatial, C)`` (last axis in one chunk) with ``margins[a]``
+    entries of its neighbours' context along spatial axis ``a``, the context cut off again (``boundary="none"``:
+    the array's own borders stay borders); ``fn(block) -> (*block spatial, channels)`` of ``dtype``.  A block
+    shorter than its margin is merged into its neighbour; an axis in one block gets no margin."""
+    da = _dask()
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    k = len(margins)
+    chunks = [c if len(c) == 1 else ensure_minimum_chunksize(d, c) for c, d in zip(x.chunks[:k], margins)]
+    depth = {a: (margins[a] if len(chunks[a]) > 1 else 0) for a in range(k)} | {k: 0}
+    x = x.rechunk((*chunks, -1))
+    xo = da.overlap.overlap(x, depth=depth, boundary="none")                    # blocks with their context
+    yo = xo.map_blocks(fn, chunks=xo.chunks[:k] + ((channels,),), dtype=dtype, meta=np.empty((0,) * (k + 1), dtype))
+    return da.overlap.trim_internal(yo, depth, boundary="none")                 # context cut off
+
+
+def compute_or_store(y, out=None, scheduler: str | None = "synchronous"):
+    """Compute the dask array ``y``, or store it block by block into ``out`` (checked shape) and return ``out``."""
+    da = _dask()
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+    if out is None:
+        return y.compute(**kw)
+    if tuple(out.shape) != tuple(y.shape):
+        raise UserInputError(f"out must have shape {tuple(y.shape)}, got {tuple(out.shape)}")
+    da.store(y, out, lock=True, **kw)
+    return out
 
 
 def probabilities_tiled(model, image, *, tile: int = 512, overlap: int = 48, out=None,
@@ -76,12 +96,4 @@ def probabilities_tiled(model, image, *, tile: int = 512, overlap: int = 48, out
     size of the image is held in memory; returned.  ``scheduler``: dask's scheduler (default one tile at a
     time, the memory bound; ``None`` uses the active one, e.g. a ``distributed.Client``'s).
     """
-    da = _dask()
-    y = tiled_probabilities(model, image, tile=tile, overlap=overlap)
-    kw = {} if scheduler is None else {"scheduler": scheduler}
-    if out is None:
-        return y.compute(**kw)
-    if tuple(out.shape) != tuple(y.shape):
-        raise UserInputError(f"out must have shape {tuple(y.shape)}, got {tuple(out.shape)}")
-    da.store(y, out, lock=True, **kw)
-    return out
+    return compute_or_store(tiled_probabilities(model, image, tile=tile, overlap=overlap), out, scheduler)

@@ -36,7 +36,7 @@ import torch
 from .._checks import UserInputError, check_int
 from .models import integer_tensor
 
-__all__ = ["EntropyEstimates", "config_counts", "entropy_estimates", "entropy_estimates_from_counts"]
+__all__ = ["EntropyEstimates", "config_counts", "config_keys", "entropy_estimates", "entropy_estimates_from_counts"]
 
 
 @dataclass
@@ -66,19 +66,34 @@ class EntropyEstimates:
     num_samples: int
 
 
-def config_counts(configs: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct configurations and their counts: ``(unique (s, n), counts (s,))``.
+def config_keys(configs: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """Exact keys ``(m, w)`` int64 of integer configurations ``(m, n)``: their base-``c`` digits, most significant
+    first, packed into words of at most 62 bits (one word while :math:`c^n < 2^{62}`; 3 words for 140 binary
+    nodes), so keys order like the configurations (lexicographically) and take 8 bytes per word."""
+    m, n = configs.shape
+    per_word = max(1, int(62 / math.log2(max(num_labels, 2))))
+    words = -(-n // per_word)
+    x = configs.long()
+    if words * per_word > n:   # trailing zero digits: the order is kept
+        x = torch.nn.functional.pad(x, (0, words * per_word - n))
+    powers = num_labels ** torch.arange(per_word - 1, -1, -1, device=configs.device, dtype=torch.long)
+    return (x.reshape(m, words, per_word) * powers).sum(-1)
 
-    Uses a mixed-radix integer key when :math:`c^n < 2^{62}` (fast), else row-wise unique.
-    """
-    n = configs.shape[1]
-    if n * math.log2(max(num_labels, 2)) < 62:
-        powers = num_labels ** torch.arange(n - 1, -1, -1, device=configs.device, dtype=torch.long)
-        keys = (configs.long() * powers).sum(1)
-        uniq, counts = torch.unique(keys, return_counts=True)
-        uniq_cfg = (uniq[:, None] // powers) % num_labels
-        return uniq_cfg, counts
-    return torch.unique(configs.long(), dim=0, return_counts=True)
+
+def unique_keys(keys: torch.Tensor, *, return_inverse: bool = False):
+    """``torch.unique`` of :func:`config_keys` rows (with counts): over the one word, or row-wise."""
+    if keys.shape[1] == 1:
+        return torch.unique(keys[:, 0], return_inverse=return_inverse, return_counts=True)
+    return torch.unique(keys, dim=0, return_inverse=return_inverse, return_counts=True)
+
+
+def config_counts(configs: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct configurations and their counts: ``(unique (s, n), counts (s,))``, in lexicographic order
+    (by their :func:`config_keys`)."""
+    _, inverse, counts = unique_keys(config_keys(configs, num_labels), return_inverse=True)
+    first = torch.zeros(counts.numel(), dtype=torch.long, device=configs.device)
+    first.scatter_(0, inverse, torch.arange(configs.shape[0], device=configs.device))   # any row of each key
+    return configs[first].long(), counts
 
 
 def _check_counts(counts) -> torch.Tensor:

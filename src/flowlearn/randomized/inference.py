@@ -15,7 +15,6 @@ and only their mixed-radix keys are kept, so 10^6 samples of 24 nodes need about
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ import torch
 
 from .._checks import UserInputError, check_int
 from ..geometry import entropy as row_entropy
-from ..pgm.entropy import entropy_estimates_from_counts
+from ..pgm.entropy import config_keys, entropy_estimates_from_counts, unique_keys
 from ..pgm.enumeration import ExactResult
 from ..pgm.mean_field import mean_field_free_energy
 from ..pgm.models import PairwiseModel
@@ -88,12 +87,6 @@ class SampleAccumulator:
     def __init__(self, model: PairwiseModel):
         self.model = model
         n, c = model.num_nodes, model.num_labels
-        # exact configuration keys: base-c digits packed into words of `per_word` digits (< 2^62 each), so a
-        # sample costs 8 bytes per word (140 binary nodes: 3 words, 24 bytes) whatever the width of the grid
-        per_word = max(1, int(62 / math.log2(c)))
-        self._words = -(-n // per_word)
-        self._powers = c ** (torch.arange(self._words * per_word, device=model.device, dtype=torch.long) % per_word)
-        self._pad = self._words * per_word - n
         self._offsets = c * torch.arange(n, device=model.device, dtype=torch.long)
         self._parts: list[torch.Tensor] = []
         self.energy_sum = 0.0
@@ -107,8 +100,7 @@ class SampleAccumulator:
         n, c = self.model.num_nodes, self.model.num_labels
         self.counts += torch.bincount((configs + self._offsets).reshape(-1), minlength=n * c).reshape(n, c).double()
         self.num_samples += configs.shape[0]
-        padded = torch.nn.functional.pad(configs, (0, self._pad)) if self._pad else configs
-        self._parts.append((padded * self._powers).reshape(configs.shape[0], self._words, -1).sum(-1))
+        self._parts.append(config_keys(configs, c))   # exact, 8 bytes per 62-bit word of base-c digits
 
     def evaluate(self, exact: ExactResult, *, bias_correction: bool = True, seconds: float = 0.0) -> Evaluation:
         r"""Table row of all samples added so far, against the exact reference ``exact``.
@@ -120,9 +112,7 @@ class SampleAccumulator:
         """
         if self.num_samples == 0:
             raise UserInputError("no samples were added")
-        keys = torch.cat(self._parts)
-        counts = torch.unique(keys[:, 0] if self._words == 1 else keys, dim=None if self._words == 1 else 0,
-                              return_counts=True)[1]
+        counts = unique_keys(torch.cat(self._parts))[1]
         est = entropy_estimates_from_counts(counts)
         saturated = est.coverage < MIN_COVERAGE
         h = float("nan") if saturated else est.miller_madow if bias_correction else est.plugin
