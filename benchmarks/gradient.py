@@ -64,7 +64,7 @@ def _child(args) -> None:
     device = resolve_device(args.device)
     from flowlearn.data import make_voronoi
     from flowlearn.learning import LearningProblem
-    from flowlearn.linearized import method_from_name
+    from flowlearn.linearized.methods import method_from_name
 
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
     T = 5.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from flowlearn.data import class_mean_prototypes, load_facades, nearest_prototype_labels
-from flowlearn.data.facades import FacadesData
+from flowlearn.data.alignment import FacadesData
 from flowlearn.evaluation import confusion_matrix, label_error
 
 

@@ -39,7 +39,7 @@ PAGES = {
     "encoding": ["flowlearn.encoding"],
     "evaluation": ["flowlearn.evaluation"],
     "experiments": ["flowlearn.experiments." + m for m in (
-        "table1", "table1_config", "ambiguous_segmentation", "photo_segmentation", "isbi",
+        "table1", "table1_config", "weight_learning", "ambiguous_segmentation", "photo_segmentation", "isbi",
         "gfe_data_efficiency", "reproduce")],
     "data": ["flowlearn.data"],
     "io": ["flowlearn.io"],

@@ -5,11 +5,36 @@ import torch
 
 from flowlearn.graphs import GridWeights
 from flowlearn.learning import LearningProblem
-from flowlearn.linearized import AutodiffEuler, AutodiffExpint, Exact, LowRank, method_from_name
-from flowlearn.linearized.contraction import bilinear_terms
+from flowlearn.linearized import AutodiffEuler, AutodiffExpint, Exact, LowRank
+from flowlearn.linearized.methods import method_from_name
 from flowlearn.linearized.methods import METHODS
-from flowlearn.linearized.closed_form import augmented_matrix
-from flowlearn.linearized.kronecker import benzi_simoncini, frechet_block, frechet_kronecker, kronecker_sum, phi_dense
+from flowlearn.linearized.closed_form import augmented_matrix, benzi_simoncini, bilinear_terms, frechet_block
+
+
+def kronecker_sum(M1, M2):
+    r""":math:`M_1\oplus M_2 = M_1\otimes I_{n_2} + I_{n_1}\otimes M_2` (row-stacking convention)."""
+    n1, n2 = M1.shape[0], M2.shape[0]
+    M1, M2 = M1.contiguous(), M2.contiguous()
+    return torch.kron(M1, torch.eye(n2, dtype=M2.dtype)) + torch.kron(torch.eye(n1, dtype=M1.dtype), M2)
+
+
+def phi_dense(M):
+    r"""Dense :math:`\varphi(M) = \sum_{j\ge0} M^j/(j+1)!`: the upper-right block of
+    :math:`\exp\begin{psmallmatrix}M & I\\0&0\end{psmallmatrix}` (Higham 2008, §10.7.4)."""
+    n = M.shape[0]
+    aug = torch.zeros(2 * n, 2 * n, dtype=M.dtype)
+    aug[:n, :n] = M
+    aug[:n, n:] = torch.eye(n, dtype=M.dtype)
+    return torch.linalg.matrix_exp(aug)[:n, n:]
+
+
+def frechet_kronecker(M1, M2, b1, b2):
+    r"""Reference (3.36): :math:`G = \mathrm{vec}_r^{-1}\big[(I\otimes e^{M_2})\,\varphi(M_1\oplus(-M_2))\,
+    (b_1\otimes b_2)\big]` ``(n1, n2)`` with the dense Kronecker sum (tiny problems only)."""
+    n1, n2 = M1.shape[0], M2.shape[0]
+    I1 = torch.eye(n1, dtype=M1.dtype)
+    vec = torch.kron(I1, torch.linalg.matrix_exp(M2)) @ (phi_dense(kronecker_sum(M1, -M2)) @ torch.kron(b1, b2))
+    return vec.reshape(n1, n2)
 
 
 def make_problem(h, w, J=3, *, T=3.0, tau=0.0, rho=0.5, seed=0, dtype=torch.float64):

@@ -116,3 +116,16 @@ def test_help_texts_have_no_markup_and_no_contradictory_defaults():
     for t in all_text:
         assert "``" not in t and not re.search(r":(class|func|math|mod|meth):`", t), t
         assert not ("Default" in t and "(default None)" in t), t
+        assert not re.search(r"\\[a-zA-Z]+", t), t   # no TeX left from a docstring
+
+
+def test_every_generated_flag_is_documented():
+    """A flag generated from a config field whose docstring lost its entry falls back to the bare field name."""
+    import argparse
+
+    from flowlearn.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} --{a.dest}" for name, parser in sub.choices.items() for a in parser._actions
+            if a.help and a.help.split(" (default")[0].strip() == a.dest.replace("_", " ")]
+    assert not bare, bare

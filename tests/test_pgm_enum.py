@@ -7,7 +7,6 @@ import torch
 
 from flowlearn.pgm import PairwiseModel, exact_inference, ising_grid, kl_from_samples, potts_grid
 from flowlearn.pgm.enumeration import configurations, kl_from_table, log_probability_table
-from flowlearn.pgm.enumeration import configuration_index
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: no lock contention on 2 cores
 
@@ -79,11 +78,6 @@ def test_enumeration_matches_brute_force(chunk):
     assert r.entropy == pytest.approx(float(-(p * p.log()).sum()), abs=1e-11)
     torch.testing.assert_close(log_probability_table(m), -e - log_z)
     torch.testing.assert_close(m.energy(configurations(m.num_nodes, m.num_labels)), e)
-
-
-def test_configuration_index_roundtrip():
-    cfg = configurations(4, 3, 5, 40)
-    assert configuration_index(cfg, 3).tolist() == list(range(5, 40))
 
 
 def test_float32_and_device_kept():

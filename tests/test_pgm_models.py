@@ -7,7 +7,7 @@ from flowlearn.pgm import PairwiseModel, grid_edges, ising_grid
 from flowlearn.pgm.enumeration import configurations
 from flowlearn.pgm.mean_field import mean_field_free_energy
 from flowlearn.pgm.mean_field import expected_local_energies
-from flowlearn.randomized.embedding import embed_factorized
+from flowlearn.randomized.objective import embed_factorized
 
 from test_pgm_enum import random_model
 

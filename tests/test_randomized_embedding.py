@@ -7,7 +7,7 @@ from flowlearn.geometry import lift
 from flowlearn.pgm import exact_inference
 from flowlearn.pgm.enumeration import kl_from_table
 from flowlearn.pgm.mean_field import mean_field_free_energy
-from flowlearn.randomized.embedding import embed_factorized, embed_tangent, marginalize
+from flowlearn.randomized.objective import embed_factorized, embed_tangent, marginalize
 
 from test_pgm_enum import random_model
 

@@ -9,9 +9,14 @@ import torch
 from flowlearn._checks import UserInputError, UserTypeError
 from flowlearn.pgm import entropy_estimates, exact_inference
 from flowlearn.pgm.enumeration import configurations
-from flowlearn.randomized.objective import differentiable_entropy, entropy_score_surrogate, smoothed_support_entropy
-from flowlearn.randomized.embedding import embed_factorized
-from flowlearn.randomized.objective import mixture_log_density, smoothed_support
+from flowlearn.randomized.objective import (
+    differentiable_entropy,
+    embed_factorized,
+    entropy_score_surrogate,
+    mixture_log_density,
+    smoothed_support,
+    smoothed_support_entropy,
+)
 
 from test_pgm_entropy import SMALL, exact_samples
 

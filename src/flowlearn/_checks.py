@@ -1,55 +1,32 @@
-"""Input validation shared by the whole package.
-
-Every public entry point checks its arguments with these helpers, so that bad
-input fails early with a ``ValueError`` (or ``TypeError``) naming the argument,
-the value or shape received and what was expected -- never a deep torch
-traceback or a silent NaN.
-"""
+"""Input validation shared by the whole package: bad input fails early with a one-line ``ValueError`` (or
+``TypeError``) naming the argument, the value or shape received and what was expected -- never a deep torch
+traceback or a silent NaN."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 
-__all__ = [
-    "ComputationError",
-    "UserFileNotFoundError",
-    "UserInputError",
-    "UserOSError",
-    "UserTypeError",
-    "as_tensor",
-    "check_choice",
-    "check_dtype_float",
-    "check_finite",
-    "check_int",
-    "check_memory",
-    "check_ndim",
-    "check_positive",
-    "check_probability_rows",
-    "check_seed",
-    "check_shape",
-    "check_unit_interval",
-]
+__all__ = ["ComputationError", "UserFileNotFoundError", "UserInputError", "UserOSError", "UserTypeError", "as_tensor",
+           "check_choice", "check_dtype_float", "check_finite", "check_int", "check_memory", "check_ndim",
+           "check_positive", "check_probability_rows", "check_seed", "check_shape", "check_unit_interval"]
 
 
 class UserInputError(ValueError):
     """Bad input from the user: the one exception the CLI turns into a one-line error and exit 2.
 
-    Every check of this package raises it (or one of its subclasses), so that a library bug
-    -- any other exception -- keeps its traceback.  It is a ``ValueError``, so code that
-    catches ``ValueError`` keeps working.
-    """
+    Every check of this package raises it (or a subclass), so that a library bug -- any other exception --
+    keeps its traceback.  It is a ``ValueError``, so code that catches ``ValueError`` keeps working."""
 
 
 class ComputationError(UserInputError):
-    """A computation failed for the settings given (did not converge, overflowed, stayed undecided).
-
-    Raised instead of returning a failed result as if it were an answer; the message names the
-    cause and the option to change.  The CLI exits with code 3.
-    """
+    """A computation failed for the settings given (did not converge, overflowed, stayed undecided): raised
+    instead of returning a failed result as an answer; the message names the cause and the option to change.
+    The CLI exits with code 3."""
 
 
 class UserTypeError(UserInputError, TypeError):
@@ -66,18 +43,9 @@ class UserOSError(UserInputError, OSError):
     names the path and the reason."""
 
 
-def _describe(x) -> str:
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        return f"array of shape {tuple(x.shape)} and dtype {x.dtype}"
-    return repr(x)
-
-
 def as_tensor(name: str, x, *, dtype=None, device=None) -> torch.Tensor:
-    """Convert ``x`` (tensor, array or nested list) to a floating tensor.
-
-    Integer input becomes ``torch.get_default_dtype()``; floating input keeps its dtype
-    unless ``dtype`` is given.
-    """
+    """Convert ``x`` (tensor, array or nested list) to a floating tensor: integer input becomes
+    ``torch.get_default_dtype()``; floating input keeps its dtype unless ``dtype`` is given."""
     if isinstance(x, torch.Tensor):
         t = x
     else:
@@ -109,11 +77,8 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     """Raise ``ValueError`` if ``x`` contains NaN or +-inf."""
     if x.numel() and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
-        n_bad = int((~torch.isfinite(x)).sum())
-        raise UserInputError(
-            f"{name} must be finite, got {n_bad} NaN/inf entries "
-            f"(first at index {tuple(bad)}, value {x[tuple(bad)].item()})"
-        )
+        raise UserInputError(f"{name} must be finite, got {int((~torch.isfinite(x)).sum())} NaN/inf entries "
+                             f"(first at index {tuple(bad)}, value {x[tuple(bad)].item()})")
 
 
 def check_unit_interval(name: str, x: torch.Tensor, *, hint: str = "") -> None:
@@ -130,7 +95,9 @@ def check_ndim(name: str, x, ndims: Iterable[int]) -> None:
     ndims = tuple(ndims)
     if x.ndim not in ndims:
         allowed = " or ".join(str(n) for n in ndims)
-        raise UserInputError(f"{name} must be {allowed}-dimensional, got {_describe(x)}")
+        array = isinstance(x, (torch.Tensor, np.ndarray))
+        got = f"array of shape {tuple(x.shape)} and dtype {x.dtype}" if array else repr(x)
+        raise UserInputError(f"{name} must be {allowed}-dimensional, got {got}")
 
 
 def check_shape(name: str, x, expected: Sequence[int | None]) -> None:
@@ -186,8 +153,6 @@ def _meminfo_available() -> int | None:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
-
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -233,8 +198,6 @@ def available_memory() -> int:
     """Bytes of memory available to a new allocation: the least of ``MemAvailable``, what ``RLIMIT_AS``
     (``ulimit -v``) leaves to this process and what the cgroup's ``memory.max`` leaves (containers,
     Slurm jobs); ``FLOWLEARN_MEMORY_LIMIT`` in bytes overrides them all."""
-    import os
-
     if os.environ.get("FLOWLEARN_MEMORY_LIMIT"):
         return int(float(os.environ["FLOWLEARN_MEMORY_LIMIT"]))
     limits = [v for v in (_meminfo_available(), _address_space_left(), _cgroup_left()) if v is not None]
@@ -246,15 +209,11 @@ def _bytes(n: float) -> str:
         if n < 1000 or unit == "PB":
             return f"{n:.3g} {unit}"
         n /= 1000
-    return f"{n:.3g} PB"  # pragma: no cover
 
 
 def check_memory(what: str, nbytes: float, *, hint: str) -> None:
-    """Refuse a request whose estimated memory ``nbytes`` exceeds what the machine has available.
-
-    The message names the request (``what``), the estimate, the memory available and ``hint``
-    (which option to change).
-    """
+    """Refuse a request whose estimated memory ``nbytes`` exceeds what the machine has available; the message
+    names the request (``what``), the estimate, the memory available and ``hint`` (which option to change)."""
     avail = available_memory()
     if nbytes > avail:
         raise UserInputError(f"{what} needs about {_bytes(nbytes)} of memory, more than the {_bytes(avail)} "
@@ -271,18 +230,16 @@ def check_choice(name: str, value, choices: Iterable) -> None:
 def check_probability_rows(name: str, x: torch.Tensor, *, strict: bool = True, atol: float | None = None) -> None:
     """Check that the rows (last axis) of ``x`` are (strictly) positive and sum to one."""
     check_finite(name, x)
-    if strict and bool((x <= 0).any()):
-        idx = (x <= 0).nonzero()[0].tolist()
-        raise UserInputError(f"{name} must be strictly positive, got {x[tuple(idx)].item()} at index {tuple(idx)}")
-    if not strict and bool((x < 0).any()):
-        idx = (x < 0).nonzero()[0].tolist()
-        raise UserInputError(f"{name} must be non-negative, got {x[tuple(idx)].item()} at index {tuple(idx)}")
+    bad = (x <= 0) if strict else (x < 0)
+    if bool(bad.any()):
+        idx = tuple(bad.nonzero()[0].tolist())
+        what = "strictly positive" if strict else "non-negative"
+        raise UserInputError(f"{name} must be {what}, got {x[idx].item()} at index {idx}")
     if atol is None:
         atol = 1e-5 if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
     sums = x.sum(-1)
     err = (sums - 1).abs()
     if err.numel() and float(err.max()) > atol * max(1, x.shape[-1]):
         k = int(err.reshape(-1).argmax())
-        raise UserInputError(
-            f"{name} rows must sum to 1, got a row summing to {sums.reshape(-1)[k].item():.6g} (row {k})"
-        )
+        raise UserInputError(f"{name} rows must sum to 1, got a row summing to {sums.reshape(-1)[k].item():.6g} "
+                             f"(row {k})")

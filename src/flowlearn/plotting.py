@@ -14,17 +14,9 @@ __all__ = ["image_panel"]
 
 def image_panel(path, images: Sequence[np.ndarray], titles: Sequence[str], *, ncols: int | None = None,
                 suptitle: str | None = None, size: float = 3.0, fit: bool = False):
-    """Save images side by side with titles as one PNG.
-
-    Parameters
-    ----------
-    images : list of arrays ``(H, W)`` or ``(H, W, 3)`` (uint8 or float in [0, 1])
-    titles : list of str, same length
-    size : float
-        Width of a panel in inches (and its height, unless ``fit``).
-    fit : bool
-        Panels take the aspect ratio of the first image (for wide or tall images).
-    """
+    """Save ``images`` (arrays ``(H, W)`` or ``(H, W, 3)``, uint8 or float in [0, 1]) side by side, ``ncols`` per
+    row, with ``titles`` as one PNG; a panel is ``size`` inches wide (and high, unless ``fit``: the aspect ratio
+    of the first image)."""
     import matplotlib.pyplot as plt   # the user's backend is left as it is (headless: matplotlib picks Agg)
 
     if len(images) != len(titles):

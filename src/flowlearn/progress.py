@@ -1,4 +1,4 @@
-"""Progress reporting shared by long-running commands (seeding: explicit ``torch.Generator`` objects)."""
+"""Progress reporting shared by long-running commands."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ import time
 
 __all__ = ["progress"]
 
-#: seconds between two plain progress lines when stderr is not a terminal
-LOG_INTERVAL = 10.0
-
 
 class _LogLines:
     """Progress as plain lines (``desc: 120/400 (30 %), 12 s, loss=0.52``) every ``interval`` seconds, for
     logs of batch jobs and notebooks where a terminal bar would be a mess of carriage returns."""
 
-    def __init__(self, iterable, *, total=None, desc: str = "", initial: int = 0, interval: float = LOG_INTERVAL):
+    def __init__(self, iterable, *, total=None, desc: str = "", initial: int = 0, interval: float = 10.0):
         self.iterable, self.desc, self.n, self.interval = iterable, desc, initial, interval
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.postfix: dict = {}
@@ -29,18 +26,12 @@ class _LogLines:
             now = time.monotonic()
             if now - self.last >= self.interval:
                 self.last = now
-                self._line(now)
-
-    def _line(self, now: float) -> None:
-        of = f"/{self.total} ({100 * self.n / self.total:.0f} %)" if self.total else ""
-        extra = "".join(f", {k}={v}" for k, v in self.postfix.items())
-        print(f"{self.desc}: {self.n}{of}, {now - self.start:.0f} s{extra}", file=sys.stderr, flush=True)
+                of = f"/{self.total} ({100 * self.n / self.total:.0f} %)" if self.total else ""
+                extra = "".join(f", {k}={v}" for k, v in self.postfix.items())
+                print(f"{self.desc}: {self.n}{of}, {now - self.start:.0f} s{extra}", file=sys.stderr, flush=True)
 
     def set_postfix(self, **kwargs) -> None:
         self.postfix = kwargs
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
 
     def close(self) -> None:
         pass

@@ -1,15 +1,5 @@
-"""One status vocabulary for every computation of flowlearn.
-
-Every result object -- an ODE solution, a Krylov :math:`\\varphi` evaluation, an AMD encoding, a
-labeling, a training run -- carries a :class:`Status`.  Its members compare equal to their string
-value (``Status.SUCCESS == "success"``), carry a human-readable :attr:`~Status.message` and say
-with :attr:`~Status.ok` whether the result may be used as an answer.
-
->>> Status.MAX_SUBSTEPS.message
-'the adaptive sub-step budget ran out before the end time; raise max_substeps or lower T'
->>> Status.COMPLETED.ok, Status.NONFINITE.ok
-(True, False)
-"""
+"""One status vocabulary for every computation of flowlearn: every result object (ODE solution, Krylov
+:math:`\\varphi`, AMD encoding, labeling, training run) carries a :class:`Status`."""
 
 from __future__ import annotations
 
@@ -19,13 +9,12 @@ __all__ = ["Status"]
 
 
 class Status(str, enum.Enum):
-    """Why a computation stopped (a ``str`` enum: members equal their value)."""
+    """Why a computation stopped: a ``str`` enum whose members equal their value (``Status.SUCCESS == "success"``),
+    carry a human-readable :attr:`message` and say with :attr:`ok` whether the result may be used as an answer."""
 
     def __new__(cls, value: str, message: str, ok: bool):
         obj = str.__new__(cls, value)
-        obj._value_ = value
-        obj.message = message
-        obj.ok = ok
+        obj._value_, obj.message, obj.ok = value, message, ok
         return obj
 
     # --- ODE integration (flowlearn.solvers.integrate)

@@ -1,12 +1,10 @@
 """Command-line flags generated from the library's own hyperparameter declarations.
 
-:func:`add_arguments` turns the fields of a (frozen) config dataclass, or the keyword parameters of
-a class's ``__init__``, into ``--flag-name`` options with the declared type and default and the
-help text of the numpy-style docstring (``Attributes`` or ``Parameters`` section);
-:func:`collect` builds the keyword arguments back.  Validation stays where it is declared: the
-config's ``__post_init__`` or the class's ``__init__`` raises the one-line
-:class:`~flowlearn._checks.UserInputError`, whose message names the field; the flag spelling is
-derived from it (``batch_size`` <-> ``--batch-size``).
+:func:`add_arguments` turns the fields of a config dataclass, or the keyword parameters of a class's
+``__init__``, into ``--flag-name`` options with the declared type, default and the first sentence of their
+numpy-style docstring entry; :func:`collect` builds the keyword arguments back.  Validation stays where it is
+declared (``__post_init__`` or ``__init__``), whose one-line error names the field (``batch_size`` for
+``--batch-size``).
 """
 
 from __future__ import annotations
@@ -17,45 +15,31 @@ import inspect
 import re
 import typing
 
-__all__ = ["add_arguments", "collect", "flag"]
+__all__ = ["add_arguments", "collect"]
 
-
-def flag(name: str) -> str:
-    """``batch_size`` -> ``--batch-size``."""
-    return "--" + name.replace("_", "-")
+_TYPES = ("int", "float", "str", "bool", "{")
 
 
 def _doc_sections(obj) -> dict:
     """``{name: first sentence}`` from the ``Attributes``/``Parameters`` section of ``obj``'s docstring."""
     doc = inspect.getdoc(obj) or ""
     if inspect.isclass(obj) and not dataclasses.is_dataclass(obj):
-        doc = (inspect.getdoc(obj) or "") + "\n" + (inspect.getdoc(obj.__init__) or "")
-    out, current, lines = {}, None, []
-    in_section = False
+        doc += "\n" + (inspect.getdoc(obj.__init__) or "")
+    out, lines, in_section = {}, [], False
     for raw in doc.splitlines():
-        if re.match(r"^(Attributes|Parameters)\s*$", raw.strip()):
+        line = raw.strip()
+        if line in ("Attributes", "Parameters"):
             in_section = True
-            continue
-        if in_section and re.match(r"^-{3,}$", raw.strip()):
-            continue
-        if in_section and raw and not raw.startswith(" ") and re.match(r"^[A-Z][a-z]+\s*$", raw.strip()):
-            in_section = False  # next section
-        if not in_section:
-            continue
-        m = re.match(r"^([a-z_][a-z0-9_, ]*)\s*:\s*(.*)$", raw)
-        if m and not raw.startswith(" "):
-            if current:
-                for n in current:
-                    out[n] = " ".join(lines).strip()
-            current = [n.strip() for n in m.group(1).split(",")]
-            lines = [] if not m.group(2) or m.group(2).startswith(("int", "float", "str", "bool", "{")) \
-                else [m.group(2)]
-        elif current is not None and raw.strip():
-            lines.append(raw.strip())
-    if current:
-        for n in current:
-            out[n] = " ".join(lines).strip()
-    return {k: v.split(". ")[0].rstrip(".") for k, v in out.items()}
+        elif in_section and raw[:1] not in ("", " ") and re.fullmatch(r"[A-Z][a-z]+", line):
+            in_section = False   # the next section
+        elif in_section and not re.fullmatch(r"-{3,}", line):
+            m = re.match(r"^([a-z_][a-z0-9_, ]*)\s*:\s*(.*)$", raw)
+            if m:   # "name : type" or "name : text" starts an entry (shared by "a, b : ...")
+                lines = [] if not m.group(2) or m.group(2).startswith(_TYPES) else [m.group(2)]
+                out.update({n.strip(): lines for n in m.group(1).split(",")})
+            elif out and line:
+                lines.append(line)
+    return {k: " ".join(v).strip().split(". ")[0].rstrip(".") for k, v in out.items()}
 
 
 def _base_type(annotation):
@@ -94,45 +78,27 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_arguments(parser, target, *, skip=(), only=None, rename=None, help=None, defaults=None,
-                  choices=None) -> list:
-    """Add a flag per field of ``target`` (dataclass or class); returns the field names added.
+def add_arguments(parser, target, *, only=None, rename=None, help=None, defaults=None, choices=None) -> None:
+    """Add a flag per field of ``target`` (dataclass or class), or per field named in ``only``.
 
     ``rename``: ``{field: flag}`` for a different spelling (e.g. ``{"iterations": "--iters"}``);
     ``defaults``: CLI defaults that differ from the library's; ``help``: extra help per field;
     ``choices``: ``{field: allowed values}`` (the library's own registries), checked by argparse.
     """
     docs = _doc_sections(target)
-    rename, help, defaults = dict(rename or {}), dict(help or {}), dict(defaults or {})
-    choices = dict(choices or {})
-    added = []
+    rename, help, defaults, choices = rename or {}, help or {}, defaults or {}, choices or {}
     for name, typ, default in _fields(target):
-        if name in skip or (only is not None and name not in only):
+        if only is not None and name not in only:
             continue
         default = defaults.get(name, default)
         text = help.get(name) or docs.get(name) or name.replace("_", " ")
         shown = "" if default is None or "default" in text.lower() else f" (default {default!r})"
-        kw = {"default": default, "dest": name, "help": f"{plain(text)}{shown}".replace("%", "%%")}
-        kw["type"] = _bool if typ is bool else typ
-        kw["metavar"] = {int: "N", float: "X", bool: "BOOL"}.get(typ, "S")
+        kw = {"default": default, "dest": name, "help": f"{text}{shown}".replace("%", "%%"),
+              "type": _bool if typ is bool else typ, "metavar": {int: "N", float: "X", bool: "BOOL"}.get(typ, "S")}
         if name in choices:
             kw["choices"] = list(choices[name])
             kw["metavar"] = "{" + ",".join(map(str, kw["choices"])) + "}"
-        parser.add_argument(rename.get(name, flag(name)), **kw)
-        added.append(name)
-    return added
-
-
-_ROLE = re.compile(r":(?:math|class|func|meth|mod|data|attr|obj):`~?([^`]*)`")
-
-
-def plain(text: str | None) -> str | None:
-    """Help text without reStructuredText markup: ``x`` -> x, :class:`~a.B` -> B, :math:`x` -> x."""
-    if not text:
-        return text
-    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if "." in m.group(1) and " " not in m.group(1)
-                     else m.group(1), text)
-    return text.replace("``", "")
+        parser.add_argument(rename.get(name, "--" + name.replace("_", "-")), **kw)
 
 
 def collect(args, target, names=None) -> dict:

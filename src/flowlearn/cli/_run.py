@@ -1,5 +1,6 @@
 """What every command that writes a run directory shares: ``--out``, ``--resume``, ``--overwrite``,
-``--threads``, ``--device``, and the rank-0-only :class:`~flowlearn.engine.RunDirectory`.
+``--threads``, ``--device``, the rank-0-only :class:`~flowlearn.engine.RunDirectory`, the label-map input
+and the labeling outputs.
 
 One resume rule for every command: a directory holding an earlier run is continued only with
 ``--resume`` (same command; its checkpoints are checked by identity) and replaced only with
@@ -10,15 +11,20 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from .._checks import UserInputError, check_int
+from ..data import colorize_labels
+from ..data.images import overlay_labels
 from ..engine import RunDirectory
 from ..engine.distributed import world
-from ..io import check_out_dir
+from ..io import check_npy, check_out_dir, existing_file, save_figure, save_json, save_npy, save_png, save_tiff
 
-__all__ = ["add_run_arguments", "check_run", "open_run", "resolve_device", "set_threads", "write_labeling", "write_probabilities"]
+__all__ = ["add_run_arguments", "check_run", "load_label_map", "open_run", "resolve_device", "set_threads",
+           "write_labeling", "write_probabilities"]
 
 
 def add_run_arguments(parser, *, resumable: bool = True, threads_default=None) -> None:
@@ -42,50 +48,37 @@ def set_threads(threads) -> None:
 
 def resolve_device(name) -> torch.device:
     """``--device`` as a ``torch.device``; a clear error when CUDA is asked for but not available."""
-    if name is None:
-        return torch.device("cpu")
+    bad = f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}"
     try:
-        device = torch.device(name)
+        device = torch.device("cpu" if name is None else name)
     except (RuntimeError, ValueError) as exc:
-        raise UserInputError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserInputError(f"--device {name!r} asks for CUDA, but this torch build or machine has no CUDA "
-                                 f"device (torch {torch.__version__}); use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserInputError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    elif device.type != "cpu":
-        raise UserInputError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+        raise UserInputError(bad) from exc
+    if device.type not in ("cpu", "cuda"):
+        raise UserInputError(bad)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name!r} asks for CUDA, but this torch build or machine has no CUDA "
+                             f"device (torch {torch.__version__}); use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserInputError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
-
-
-class _Follower:
-    """The run directory seen from a rank other than 0 under torchrun: no lock, no manifest."""
-
-    def __init__(self, path):
-        self.path, self.resumed = Path(path), False
-
-    def set_status(self, status) -> None:
-        pass
 
 
 @contextlib.contextmanager
 def open_run(args, command: str, config: dict | None = None, *, seed=None):
-    """The run directory of ``args.out`` for ``command`` (a :class:`RunDirectory` on rank 0)."""
-    _, rank = world()
-    if rank != 0:
+    """The run directory of ``args.out`` for ``command``: a :class:`RunDirectory` on rank 0, on the other ranks
+    under torchrun a stand-in without lock or manifest."""
+    if world()[1] != 0:
         check_out_dir(args.out, name="--out")
-        yield _Follower(args.out)
+        yield SimpleNamespace(path=Path(args.out), resumed=False, set_status=lambda status: None)
         return
-    cfg = {k: v for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
-    cfg.update(config or {})
+    cfg = {k: v for k, v in vars(args).items() if not callable(v)} | (config or {})
     with _run_directory(args, command, cfg, seed) as run:
         yield run
 
 
 def _run_directory(args, command: str, config: dict | None = None, seed=None) -> RunDirectory:
-    return RunDirectory(args.out, command=command, config=config, seed=seed, resume=bool(getattr(args, "resume", False)),
-                        overwrite=bool(getattr(args, "overwrite", False)), resumable=hasattr(args, "resume"))
+    return RunDirectory(args.out, command=command, config=config, seed=seed, resumable=hasattr(args, "resume"),
+                        resume=bool(getattr(args, "resume", False)), overwrite=bool(getattr(args, "overwrite", False)))
 
 
 def check_run(args, command: str) -> None:
@@ -96,13 +89,29 @@ def check_run(args, command: str) -> None:
         _run_directory(args, command).check()
 
 
+def load_label_map(path, shape, *, option: str = "--labels") -> np.ndarray:
+    """A ground-truth label map, an integer ``.npy`` array of ``shape`` (H, W) with values >= 0, as int64; a
+    one-line error naming ``option`` and the path otherwise."""
+    path = existing_file(path, option, "an .npy label map")
+    where = f"{option} file {str(path)!r}"
+    check_npy(path, where, extra_per_element=8.0, hint=f"check the {option} file")   # before np.load allocates
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserInputError(f"cannot read {where} as a .npy array: {exc}") from exc
+    if labels.shape != tuple(shape):
+        raise UserInputError(f"{option} must have the image's shape {tuple(shape)}, got shape {labels.shape} "
+                             f"in {str(path)!r}")
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+        raise UserInputError(f"{where} must hold an integer label map, got dtype {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise UserInputError(f"{where} must hold labels >= 0, got minimum {labels.min()}")
+    return labels.astype(np.int64)
+
+
 def write_labeling(out: Path, image, labels, metrics: dict) -> None:
     """The outputs of a labeling shared by ``label`` (flows and ``--model``): ``labels.npy``,
     ``labels.png``, ``overlay.png`` and ``metrics.json``."""
-    from ..data import colorize_labels
-    from ..data.images import overlay_labels
-    from ..io import save_json, save_npy, save_png
-
     save_npy(out / "labels.npy", labels)
     save_png(out / "labels.png", colorize_labels(labels))
     save_png(out / "overlay.png", overlay_labels(image, labels))
@@ -111,20 +120,11 @@ def write_labeling(out: Path, image, labels, metrics: dict) -> None:
 
 def write_probabilities(out: Path, labels, probabilities, entropy, *, title: str = "") -> list:
     """The outputs of a model's labeling beside :func:`write_labeling`'s, for one image (``labels`` ``(H, W)``,
-    ``probabilities`` ``(H, W, J)``, ``entropy`` ``(H, W)``) or a stack (a leading ``Z`` axis):
-
-    * ``probabilities.tif``: float32, one page per class ``j = 0..J-1`` (ImageJ channels): ``(J, H, W)``,
-      or ``(Z, J, H, W)`` for a stack (axes ``ZCYX``) -- every class, also when ``J = 2``;
-    * ``entropy.tif``: float32 ``(H, W)`` or ``(Z, H, W)``, the entropy of the probabilities in nats
-      (0 = certain, ``log J`` = undecided);
-    * ``labels.tif``: uint8 (``J <= 256``) or uint16 labels ``(H, W)`` or ``(Z, H, W)``;
-    * ``entropy.png``: the entropy (of the middle slice of a stack) with a title and a colour bar.
-
+    ``probabilities`` ``(H, W, J)``, ``entropy`` ``(H, W)`` in nats) or a stack (a leading ``Z`` axis):
+    ``probabilities.tif`` (float32, one page per class, axes ``CYX`` or ``ZCYX``), ``entropy.tif`` (float32),
+    ``labels.tif`` (uint8 for ``J <= 256``, else uint16) and ``entropy.png`` (of the middle slice of a stack).
     Returns the names written."""
-    import numpy as np
     from matplotlib.figure import Figure
-
-    from ..io import save_figure, save_tiff
 
     labels, probs, ent = np.asarray(labels), np.asarray(probabilities, dtype=np.float32), np.asarray(entropy)
     stack = labels.ndim == 3

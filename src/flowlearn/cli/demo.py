@@ -1,14 +1,9 @@
 """``flowlearn demo``: a two-minute tour of the three parts of flowlearn.
 
-1. Labeling: a noisy random Voronoi image (8 coloured labels, pixel-wise rounding about 50 %
-   wrong) labelled by rounding, by the full assignment flow (geometric Euler) and by the
-   linearized assignment flow (Krylov exponential integration), uniform 3x3 weights
-   (``labeling.png``).
-2. Randomized assignment flow: a short training on the 3x8 Ising model of paper 001; samples
-   and marginals next to mean field and the exact marginals (``ising_samples.png``,
-   ``ising_marginals.png``).
-3. Gradient flow encoding: a small decoder trained on scikit-learn's digits, codes found by the
-   AMD gradient flow; reconstructions of held-out digits (``digits_reconstructions.png``).
+1. Labeling a noisy Voronoi image by rounding, the full and the linearized assignment flow (``labeling.png``).
+2. A randomized assignment flow on the 3x8 Ising model of paper 001 beside mean field and the exact marginals
+   (``ising_samples.png``, ``ising_marginals.png``).
+3. Gradient flow encoding of scikit-learn's digits (``digits_reconstructions.png``).
 
 ``metrics.json`` holds the numbers of each part.
 """
@@ -17,13 +12,19 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from ..data import colorize_labels, make_voronoi, nearest_prototype_labels
 from ..data.images import to_display
+from ..encoding import TrainConfig, Trainer, load_dataset, training_subset
+from ..encoding.plots import reconstructions_for, save_reconstruction_grid
 from ..engine import RunDirectory
 from ..evaluation import label_error
+from ..experiments.table1 import IsingExperimentConfig, run_ising_experiment
 from ..io import save_json, save_npy, save_png
 from ..labeling import label
 from ..plotting import image_panel
+from ..randomized.plots import save_marginals_png, save_samples_png
 
 
 def register(subparsers) -> None:
@@ -40,9 +41,8 @@ def labeling_demo(out, size: int = 128, seed: int = 0) -> dict:
     H, W, _ = v.image.shape
     metrics = {"image": {"size": [H, W], "scenario": "colors", "noise": v.noise, "seed": seed,
                          "num_labels": int(v.prototypes.shape[0])}}
-    maps = {}
     t0 = time.perf_counter()
-    maps["rounding"] = nearest_prototype_labels(v.image, v.prototypes)
+    maps = {"rounding": nearest_prototype_labels(v.image, v.prototypes)}
     metrics["rounding"] = {"label_error_percent": label_error(maps["rounding"], v.labels),
                            "seconds": time.perf_counter() - t0}
     for name, kw in (("full_flow", dict(flow="full")), ("linearized_flow", dict(flow="linearized", T=20.0))):
@@ -66,9 +66,6 @@ def labeling_demo(out, size: int = 128, seed: int = 0) -> dict:
 
 def ising_demo(out, seed: int = 0) -> dict:
     """Short training of a randomized assignment flow on the Table 1 Ising model."""
-    from ..experiments.table1 import IsingExperimentConfig, run_ising_experiment
-    from ..randomized.plots import save_marginals_png, save_samples_png
-
     config = IsingExperimentConfig(iterations=800, eval_samples=50_000, mean_field_restarts=100,
                                    gibbs_samples=20_000, gibbs_chains=200, seed=seed)
     res = run_ising_experiment(config, show_progress=False)
@@ -84,9 +81,6 @@ def ising_demo(out, seed: int = 0) -> dict:
 def digits_demo(out, seed: int = 0, train_size: int = 500, images: int = 6000) -> dict:
     """Train a small GFE decoder on scikit-learn's digits (AMD encoding, approximate gradient)
     and save reconstructions of held-out digits; returns the validation BCE and timings."""
-    from ..encoding import TrainConfig, Trainer, load_dataset, training_subset
-    from ..encoding.plots import reconstructions_for, save_reconstruction_grid
-
     data = load_dataset("digits")
     idx = training_subset(data, train_size, seed)
     epochs = max(1, -(-images // train_size))
@@ -102,41 +96,30 @@ def digits_demo(out, seed: int = 0, train_size: int = 500, images: int = 6000) -
             "seconds": time.perf_counter() - t0}
 
 
-PARTS = ("labeling", "ising", "digits")
-
-
 def run(args) -> int:
     make_voronoi(args.size, scenario="colors", seed=args.seed)  # a bad --size/--seed fails before any output (~10 ms)
     with RunDirectory(args.out, command="demo", config={"size": args.size, "seed": args.seed},
                       seed=args.seed, overwrite=True, option="--out") as run_dir:  # a tour: always replaced
-        return _tour(args, run_dir.path)
-
-
-def _tour(args, out) -> int:
-    import torch
-
-    t0 = time.perf_counter()
-    metrics = {}
-    threads = torch.get_num_threads()
-    print("[1/3] labeling a noisy Voronoi image ...", flush=True)
-    metrics["labeling"] = labeling_demo(out, size=args.size, seed=args.seed)
-    lab = metrics["labeling"]
-    print("      label error (%): " + ", ".join(f"{k} {lab[k]['label_error_percent']:.2f}"
-                                                for k in ("rounding", "full_flow", "linearized_flow")))
-    torch.set_num_threads(1)  # the small models of parts 2 and 3 run fastest on one thread
-    try:
-        print("[2/3] randomized assignment flow on the Ising model of paper 001 ...", flush=True)
-        metrics["ising"] = ising_demo(out, seed=args.seed)
-        tab = metrics["ising"]["table"]
-        print(f"      KL to the Gibbs distribution: randomized AF {tab['randomized_af']['kl']:.3f}, "
-              f"mean field {tab['mean_field']['kl']:.3f}")
-        print("[3/3] gradient flow encoding of digits ...", flush=True)
-        metrics["digits"] = digits_demo(out, seed=args.seed)
-        print(f"      validation BCE {metrics['digits']['validation_bce']:.4f}")
-    finally:
-        torch.set_num_threads(threads)
-    metrics["seconds"] = time.perf_counter() - t0
-    save_json(out / "metrics.json", metrics)
-    print(f"wrote {out}: labeling.png, ising_samples.png, ising_marginals.png, digits_reconstructions.png, "
-          f"metrics.json ({metrics['seconds']:.0f} s)")
+        out, t0, threads = run_dir.path, time.perf_counter(), torch.get_num_threads()
+        print("[1/3] labeling a noisy Voronoi image ...", flush=True)
+        metrics = {"labeling": labeling_demo(out, size=args.size, seed=args.seed)}
+        lab = metrics["labeling"]
+        print("      label error (%): " + ", ".join(f"{k} {lab[k]['label_error_percent']:.2f}"
+                                                    for k in ("rounding", "full_flow", "linearized_flow")))
+        torch.set_num_threads(1)  # the small models of parts 2 and 3 run fastest on one thread
+        try:
+            print("[2/3] randomized assignment flow on the Ising model of paper 001 ...", flush=True)
+            metrics["ising"] = ising_demo(out, seed=args.seed)
+            tab = metrics["ising"]["table"]
+            print(f"      KL to the Gibbs distribution: randomized AF {tab['randomized_af']['kl']:.3f}, "
+                  f"mean field {tab['mean_field']['kl']:.3f}")
+            print("[3/3] gradient flow encoding of digits ...", flush=True)
+            metrics["digits"] = digits_demo(out, seed=args.seed)
+            print(f"      validation BCE {metrics['digits']['validation_bce']:.4f}")
+        finally:
+            torch.set_num_threads(threads)
+        metrics["seconds"] = time.perf_counter() - t0
+        save_json(out / "metrics.json", metrics)
+        print(f"wrote {out}: labeling.png, ising_samples.png, ising_marginals.png, digits_reconstructions.png, "
+              f"metrics.json ({metrics['seconds']:.0f} s)")
     return 0

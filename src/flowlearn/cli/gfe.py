@@ -19,21 +19,11 @@ from ..encoding import TrainConfig, Trainer, load_dataset, training_subset
 from ..encoding.adjoint import ADJOINTS
 from ..encoding.data import DATASETS
 from ..encoding.encoder import SOLVERS
-from ..encoding.plots import (
-    class_spread_sample,
-    plot_curves,
-    reconstructions_for,
-    save_reconstruction_grid,
-)
+from ..encoding.plots import class_spread_sample, plot_curves, reconstructions_for, save_reconstruction_grid
 from ..encoding.schedule import SAMPLINGS
 from ..encoding.training import MODELS, OPTIMIZERS
 from ..engine.distributed import world
-from ..experiments.gfe_data_efficiency import (
-    COMPARE_ROWS,
-    PROTOCOLS,
-    TRAINED_MODELS,
-    compare,
-)
+from ..experiments.gfe_data_efficiency import COMPARE_ROWS, PROTOCOLS, TRAINED_MODELS, compare
 from ..io import save_json, save_weights
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, resolve_device, set_threads
@@ -43,19 +33,17 @@ _CHOICES = {"model": MODELS, "solver": SOLVERS, "adjoint": ADJOINTS, "optimizer"
             "sampling": SAMPLINGS}
 
 
-def _common(p: argparse.ArgumentParser, *, resumable: bool) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits, built in)")
     p.add_argument("--data-dir", default=None, help="directory with the MNIST/FashionMNIST IDX files")
     p.add_argument("--val-size", type=int, default=None, help="use a fixed subset of this many validation images")
     p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="data and model dtype")
-    add_run_arguments(p, resumable=resumable, threads_default=1)
+    add_run_arguments(p, threads_default=1)
 
 
-#: ``gfe train``'s defaults where they differ from ``TrainConfig()`` (the paper's protocol, one pass with AMD and
-#: RMSprop, which leaves grey blobs): measured on digits (1437 training images, batch 32, 1 thread), validation BCE
-#: and wall time -- AMD/RMSprop 1 epoch 0.476 (19 s); 10 epochs 0.361 (106 s); AMD/Adam 10 epochs 0.340 (98 s);
-#: BB/RMSprop 10 epochs 0.298 (47 s), 20 epochs 0.285 (78 s); BB/Adam 10 epochs 0.289 (39 s), the default.
+#: ``gfe train``'s defaults where they differ from ``TrainConfig()`` (the paper's one AMD/RMSprop pass leaves grey
+#: blobs): on digits, validation BCE AMD/RMSprop 1 epoch 0.476 (19 s), BB/Adam 10 epochs 0.289 (39 s).
 TRAIN_DEFAULTS = {"solver": "bb", "optimizer": "adam", "epochs": 10}
 
 
@@ -64,15 +52,13 @@ def register(subparsers) -> None:
                                    description=__doc__)
     sub = parser.add_subparsers(dest="gfe_command", metavar="ACTION")
     sub.required = True
-
     train = sub.add_parser("train", help="train one GFE decoder or conventional AE")
-    _common(train, resumable=True)
+    _common(train)
     add_arguments(train, TrainConfig, choices=_CHOICES, defaults=TRAIN_DEFAULTS)
     train.add_argument("--train-size", type=int, default=None, help="fixed training subset of N images (default all)")
     train.set_defaults(func=run_train)
-
     cmp_ = sub.add_parser("compare", help="data-efficiency table: AE, GFE-amd, Mixed, refined AE, baselines")
-    _common(cmp_, resumable=True)
+    _common(cmp_)
     add_arguments(cmp_, TrainConfig, only=_SHARED, choices=_CHOICES)
     cmp_.add_argument("--train-sizes", required=True, help="comma-separated sizes, e.g. 50,200,1437")
     cmp_.add_argument("--seeds", type=int, default=3)
@@ -128,33 +114,34 @@ def estimate_bytes(args, batch_size: int) -> float:
     return (20e6 if pixels else 150e6) + 13.0 * pixels + 20 * 8.0 * dim * batch_size
 
 
-def run_train(args) -> int:
-    cfg = TrainConfig(**collect(args, TrainConfig))
+def _load(args, what: str, batch_size: int):
+    """The dataset of ``args`` after checking ``--threads``, ``--device`` and the memory the command needs."""
     set_threads(args.threads)
     device = resolve_device(args.device)
-    check_memory(f"gfe train on {args.dataset} (batch {cfg.batch_size})", estimate_bytes(args, cfg.batch_size),
+    check_memory(f"{what} on {args.dataset} (batch {batch_size})", estimate_bytes(args, batch_size),
                  hint="use a smaller --batch-size or dataset")
-    data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
+    return device, load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
+
+
+def run_train(args) -> int:
+    cfg = TrainConfig(**collect(args, TrainConfig))
+    device, data = _load(args, "gfe train", cfg.batch_size)
     idx = training_subset(data, args.train_size, args.seed)
     with open_run(args, "gfe train", asdict(cfg), seed=cfg.seed) as run_dir:
-        return _train(args, cfg, device, data, idx, run_dir)
-
-
-def _train(args, cfg, device, data, idx, run_dir) -> int:
-    out = run_dir.path
-    result = Trainer(cfg, device=device).fit(data, idx, out_dir=out, resume=run_dir.resumed)
-    if world()[1] != 0:
-        return 0
-    label = "AE" if args.model == "ae" else f"GFE-{args.solver}"
-    plot_curves(out / "curves.png", {label: result.history})
-    sample = data.val[class_spread_sample(data, 16)].to(next(result.module.parameters()).device)
-    save_reconstruction_grid(out / "reconstructions.png", reconstructions_for({label: result.module}, sample),
-                             data.image_shape, labels=["input", label], losses=True)
-    save_json(out / "history.json", result.history)
-    metrics = {"dataset": args.dataset, "config": asdict(cfg), "status": result.status.value, "val_bce": result.val_bce,
-               "mixed_val_bce": result.mixed_val_bce, "stats": result.stats}
-    save_json(out / "metrics.json", metrics)
-    save_weights(out / "model.pt", {"config": asdict(cfg), "state_dict": result.module.state_dict()})
+        out = run_dir.path
+        result = Trainer(cfg, device=device).fit(data, idx, out_dir=out, resume=run_dir.resumed)
+        if world()[1] != 0:
+            return 0
+        label = "AE" if args.model == "ae" else f"GFE-{args.solver}"
+        plot_curves(out / "curves.png", {label: result.history})
+        sample = data.val[class_spread_sample(data, 16)].to(next(result.module.parameters()).device)
+        save_reconstruction_grid(out / "reconstructions.png", reconstructions_for({label: result.module}, sample),
+                                 data.image_shape, labels=["input", label], losses=True)
+        save_json(out / "history.json", result.history)
+        save_json(out / "metrics.json", {"dataset": args.dataset, "config": asdict(cfg), "status": result.status.value,
+                                         "val_bce": result.val_bce, "mixed_val_bce": result.mixed_val_bce,
+                                         "stats": result.stats})
+        save_weights(out / "model.pt", {"config": asdict(cfg), "state_dict": result.module.state_dict()})
     line = f"{label} on {args.dataset} (N={len(idx)}): validation BCE {result.val_bce:.4f}"
     if result.mixed_val_bce is not None:
         line += f", mixed (AMD encoding) {result.mixed_val_bce:.4f}"
@@ -174,18 +161,13 @@ def run_compare(args) -> int:
     sizes = _sizes(args.train_sizes)
     models = _models(args.models)
     base = TrainConfig(**collect(args, TrainConfig, _SHARED))
-    set_threads(args.threads)
-    resolve_device(args.device)
-    check_memory(f"gfe compare on {args.dataset} (batch {base.batch_size})", estimate_bytes(args, base.batch_size),
-                 hint="use a smaller --batch-size or dataset")
-    data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, dtype=getattr(torch, args.dtype))
+    _, data = _load(args, "gfe compare", base.batch_size)
     for s in sizes:
         if s < 1 or (args.protocol == "subset" and s > len(data.train)):  # seen: any count
-            raise UserInputError(f"--train-sizes entries must lie in [1, {len(data.train)}] for {args.dataset}, got {s}")
-    check_int("--seeds", args.seeds, minimum=1)
-    check_int("--images", args.images, minimum=1)
-    check_int("--full-images", args.full_images, minimum=1)
-    check_int("--ae-factor", args.ae_factor, minimum=1)
+            raise UserInputError(f"--train-sizes entries must lie in [1, {len(data.train)}] for {args.dataset}, "
+                                 f"got {s}")
+    for name in ("seeds", "images", "full_images", "ae_factor"):
+        check_int("--" + name.replace("_", "-"), getattr(args, name), minimum=1)
     with open_run(args, "gfe compare", asdict(base)) as run_dir:
         table = compare(data, sizes, args.seeds, run_dir.path, base=base, images=args.images,
                         full_images=args.full_images, ae_factor=args.ae_factor, protocol=args.protocol,

@@ -1,12 +1,10 @@
 """``flowlearn gradcheck``: per-pixel accuracy of a gradient method against a reference (paper 000, Fig. 3).
 
-At uniform weight patches (the first training step), computes the Riemannian gradient of the loss
-with ``--method`` (default ``lowrank``, m = 10, r = 1) and with ``--reference`` (default
-``autodiff-euler`` with the very small step ``--ref-step``), and writes to ``--out``:
-``gradcheck.json`` (fraction of pixels with non-negligible gradient whose cosine is >= 0.9 and
->= 0.99, the same over all pixels, overall cosine, timings), ``gradcheck.png`` (cosine map,
-cosine histogram, gradient-norm map), ``rank_study.json/.png`` (singular values of X, Fig. 4b);
-with ``--studies`` also ``krylov_study`` and ``time_study`` (Figs. 4a, 4c; short training runs).
+At uniform weight patches, computes the Riemannian gradient of the loss with ``--method`` and with
+``--reference`` (autodiff of Euler with a very small step by default) and writes to ``--out``:
+``gradcheck.json/.png`` (fraction of active pixels whose cosine is >= 0.9 and >= 0.99, overall cosine, timings;
+cosine and gradient-norm maps), ``rank_study.json/.png`` (Fig. 4b); with ``--studies`` also ``krylov_study``
+and ``time_study`` (Figs. 4a, 4c).
 """
 
 from __future__ import annotations
@@ -14,16 +12,9 @@ from __future__ import annotations
 import argparse
 
 from .._checks import UserInputError
-from ..linearized import method_from_name
-from ..learning.diagnostics import (
-    compare_gradients,
-    integration_time_study,
-    krylov_dimension_study,
-    rank_study,
-    save_study,
-)
+from ..experiments.weight_learning import gradient_check
 from ._run import add_run_arguments, open_run, set_threads
-from .learn import METHOD_NAMES, add_problem_arguments, load_problem, lowrank_options
+from .learn import METHOD_NAMES, add_problem_arguments, load_problem, method
 
 
 def register(subparsers) -> None:
@@ -44,37 +35,21 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _options(name, m, rank, step, ref_m):
-    if name == "lowrank":
-        return lowrank_options(m, rank)
-    return {"autodiff-expint": {"m": ref_m}, "autodiff-euler": {"step_size": step}}.get(name, {})
-
-
 def run(args) -> int:
     problem, _, _, _ = load_problem(args)
-    method = method_from_name(args.method, **_options(args.method, args.m, args.rank, args.ref_step, args.m))
-    reference = method_from_name(args.reference,
-                                     **_options(args.reference, args.m, args.rank, args.ref_step, args.ref_m))
+    grad = method(args.method, args.m, args.rank, args.ref_step)
+    reference = method(args.reference, args.m, args.rank, args.ref_step, expint_m=args.ref_m)
     if not args.min_norm >= 0:
         raise UserInputError(f"--min-norm must be >= 0, got {args.min_norm}")
     if args.studies and args.study_iters < 1:
         raise UserInputError(f"--study-iters must be >= 1 with --studies, got {args.study_iters}")
     set_threads(args.threads)
     with open_run(args, "gradcheck", seed=args.seed) as run_dir:
-        return _study(args, run_dir.path, problem, method, reference)
-
-
-def _study(args, out, problem, method, reference) -> int:
-    patches = problem.weights.patches
-    report, _, ref = compare_gradients(problem, patches, method, reference, min_relative_norm=args.min_norm)
-    report["args"] = {k: v for k, v in vars(args).items() if k != "func"}
-    save_study(out, "gradcheck", report)
-    save_study(out, "rank_study", rank_study(problem, patches, ref, m=args.m))
-    if args.studies:
-        save_study(out, "krylov_study", krylov_dimension_study(problem, patches, ref, iters=args.study_iters))
-        save_study(out, "time_study", integration_time_study(problem, iters=args.study_iters))
-    print(f"gradcheck {report['method']} vs {report['reference']}: {100 * report['fraction_ge_0.9']:.2f} % of "
-          f"{report['active_pixels']} active pixels have cosine >= 0.9, {100 * report['fraction_ge_0.99']:.2f} % "
-          f">= 0.99 (overall cosine {report['overall_cosine']:.6f}; {report['seconds']:.2f} s vs "
-          f"{report['reference_seconds']:.2f} s) -> {out}")
+        out = run_dir.path
+        r = gradient_check(out, problem, grad, reference, min_norm=args.min_norm, m=args.m, studies=args.studies,
+                           study_iters=args.study_iters, args={k: v for k, v in vars(args).items() if k != "func"})
+    print(f"gradcheck {r['method']} vs {r['reference']}: {100 * r['fraction_ge_0.9']:.2f} % of "
+          f"{r['active_pixels']} active pixels have cosine >= 0.9, {100 * r['fraction_ge_0.99']:.2f} % "
+          f">= 0.99 (overall cosine {r['overall_cosine']:.6f}; {r['seconds']:.2f} s vs "
+          f"{r['reference_seconds']:.2f} s) -> {out}")
     return 0

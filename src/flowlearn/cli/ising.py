@@ -1,16 +1,12 @@
 """``flowlearn ising``: randomized assignment flow vs exact, mean field, Gibbs and loopy BP (paper 001, Table 1).
 
-Any grid and any number of labels (``--labels C``: Potts), random fields on label 0
-(``--field-noise SIGMA --seed K``).  The reference is exact (column transfer matrix, else
-enumeration) when feasible, otherwise a long Gibbs run (row ``gibbs_reference``, KL columns null,
-its error in ``details.reference``).
+Any grid and any number of labels (``--labels C``: Potts), random fields on label 0 (``--field-noise``).  The
+reference is exact when feasible, otherwise a long Gibbs run (row ``gibbs_reference``, KL columns null).
 
-Writes to ``--out``: ``table.json`` (rows exact, randomized_af (``--rounding``, default random: the
-trained finite-time mixture), randomized_af_argmax, mean_field, gibbs, loopy_bp;
-columns kl, energy, entropy, marginal_difference, seconds; the fraction of integral samples in
-``details.randomized_af``; the paper's numbers in ``paper``),
-``history.json``, ``samples.png`` (Fig. 2), ``marginals.png`` (Fig. 3), ``training_curve.png``
-and ``checkpoint.pt`` (resumable).
+Writes to ``--out``: ``table.json`` (rows exact, randomized_af (``--rounding``), randomized_af_argmax,
+mean_field, gibbs, loopy_bp; columns kl, energy, entropy, marginal_difference, seconds; details; the paper's
+numbers), ``history.json``, ``samples.png`` (Fig. 2), ``marginals.png`` (Fig. 3), ``training_curve.png`` and
+``checkpoint.pt`` (resumable).
 """
 
 from __future__ import annotations
@@ -18,9 +14,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from flowlearn._checks import check_memory
-from flowlearn.engine.distributed import world
-from flowlearn.experiments.table1 import IsingExperimentConfig, run_ising_experiment
+from .._checks import check_memory
+from ..engine.distributed import world
+from ..experiments.table1 import IsingExperimentConfig, run_ising_experiment, save_table1_figures
+from ..io import save_json
+from ..pgm import gibbs
+from ..randomized.sampling import DEFAULT_SAMPLING_MEMORY, per_sample_bytes
 
 from ._flags import add_arguments, collect
 from ._run import add_run_arguments, open_run, set_threads
@@ -43,26 +42,15 @@ def register(subparsers) -> None:
 
 def estimate_bytes(config: IsingExperimentConfig) -> float:
     """What ``flowlearn ising`` allocates above the started interpreter (measured in docs/reliability.md):
-    60 MB of libraries, then the largest of its stages, which run one after the other --
-
-    * a training step: ``batch_size`` sampled interactions with their autograd graph, 7 copies of the
-      interaction's ``P`` parameters per sample (``P = n^2`` for the node interaction);
-    * the evaluation: sampling chunks within the flow's budget of 256 MiB (``per_sample_bytes`` per sample;
-      measured: 1.5 times the budget);
-    * the reference: the transfer matrix's messages, the enumeration's configurations, or the stored samples of
-      the Gibbs reference, and those of the Gibbs baseline (int64, at most ``2**26`` labels each);
-    * mean field: ``mean_field_restarts`` factorised models of ``n x c``."""
-    from flowlearn.pgm import gibbs
-    from flowlearn.randomized.sampling import DEFAULT_SAMPLING_MEMORY, per_sample_bytes
-
+    60 MB of libraries, then the largest of its stages, which run one after the other: a training step (7 copies
+    of the interaction's ``P`` parameters per sample of the batch), the evaluation (1.5 times a sampling chunk),
+    the reference (transfer-matrix messages, enumerated configurations or kept Gibbs samples), the Gibbs baseline's
+    kept samples and mean field (``mean_field_restarts`` models of ``n x c``)."""
     kept = getattr(gibbs, "MAX_KEPT_ENTRIES", 2**62)   # the samples a Gibbs run stores (int64)
-
     n, c = config.rows * config.cols, config.labels
     itemsize = 4 if config.dtype == "float32" else 8
-    if config.resolved_interaction == "sparse":
-        P = 2 * (config.rows * (config.cols - 1) + config.cols * (config.rows - 1)) + n
-    else:
-        P = n * n
+    sparse = config.resolved_interaction == "sparse"
+    P = 2 * (config.rows * (config.cols - 1) + config.cols * (config.rows - 1)) + n if sparse else n * n
     per_sample = per_sample_bytes(P, n, c, itemsize)
     stages = [7.0 * config.batch_size * P * itemsize,
               1.5 * per_sample * min(config.eval_samples, max(1, DEFAULT_SAMPLING_MEMORY // per_sample)),
@@ -86,24 +74,17 @@ def run(args) -> int:
                  f"{config.batch_size})", estimate_bytes(config),
                  hint="use a smaller grid, --batch-size or --interaction sparse")
     with open_run(args, "ising", asdict(config), seed=config.seed) as run_dir:
-        return _run(config, run_dir, args)
-
-
-def _run(config, run_dir, args) -> int:
-    from flowlearn.experiments.table1 import save_table1_figures
-    from flowlearn.io import save_json
-
-    out = run_dir.path
-    result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=args.resume,
-                                  overwrite=args.overwrite)
-    if world()[1] != 0:
-        return 0
-    ref = result.reference_name
-    save_table1_figures(out, result, config)
-    save_json(out / "history.json", result.training.history)
-    save_json(out / "table.json", {**result.to_json(), "figures": {
-        "samples.png": "rows: mean field, randomized AF, Gibbs (Fig. 2)",
-        "marginals.png": f"P(label 0): {ref.replace('_', ' ')}, randomized AF, mean field (Fig. 3)"}})
+        out = run_dir.path
+        result = run_ising_experiment(config, checkpoint_path=out / "checkpoint.pt", resume=args.resume,
+                                      overwrite=args.overwrite)
+        if world()[1] != 0:
+            return 0
+        ref = result.reference_name
+        save_table1_figures(out, result, config)
+        save_json(out / "history.json", result.training.history)
+        save_json(out / "table.json", {**result.to_json(), "figures": {
+            "samples.png": "rows: mean field, randomized AF, Gibbs (Fig. 2)",
+            "marginals.png": f"P(label 0): {ref.replace('_', ' ')}, randomized AF, mean field (Fig. 3)"}})
     print(f"{'model':<22}{'KL':>9}{'energy':>9}{'entropy':>9}{'marg.diff':>10}{'seconds':>9}")
     for name, row in result.table.items():
         kl = f"{row['kl']:>9.4f}" if row["kl"] is not None else f"{'-':>9}"

@@ -1,16 +1,9 @@
-"""Entry point of the ``flowlearn`` command.
+"""Entry point of the ``flowlearn`` command; each subcommand's module exposes ``register(subparsers)``.
 
-Each subcommand lives in its own module under :mod:`flowlearn.cli` and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-``func(args) -> int``.  A :class:`~flowlearn._checks.UserInputError` (bad input: every check of
-the library raises one) is reported as one clear line on stderr with exit code 2 (3 for a
-:class:`~flowlearn._checks.ComputationError`: a flow that failed for the settings given), and so is an
-``OSError`` of the environment (a full disk, ``--out`` removed during the run, a name too long:
-:data:`flowlearn.io.ENVIRONMENT_ERRNOS`), naming the path; any other exception is a bug and keeps its
-traceback.  ``--debug`` shows the traceback of bad input too.
-
-Under ``torchrun`` (``torchrun --nproc_per_node 2 -m flowlearn COMMAND ...``) the process group is
-joined first; the trainers split their batches over the ranks and rank 0 writes the outputs.
+Bad input (:class:`~flowlearn._checks.UserInputError`) and an ``OSError`` of the environment
+(:data:`flowlearn.io.ENVIRONMENT_ERRNOS`) are one line on stderr with exit code 2 (3 for a
+:class:`~flowlearn._checks.ComputationError`); any other exception is a bug and keeps its traceback (``--debug``:
+always).  Under ``torchrun`` the process group is joined first and rank 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -18,29 +11,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
 
 from .. import __version__
 from .._checks import ComputationError, UserInputError
+from ..engine.distributed import cleanup as distributed_cleanup
+from ..engine.distributed import setup as distributed_setup
 from ..io import ENVIRONMENT_ERRNOS, describe_os_error
-from ._flags import plain
 
 # Subcommand modules, in the order shown by ``flowlearn --help``.
-COMMANDS = [
-    "demo",
-    "gfe",
-    "gradcheck",
-    "ising",
-    "label",
-    "learn",
-    "predict",
-    "reproduce",
-    "segment",
-    "train_labeler",
-    "voronoi",
-]
+COMMANDS = ["demo", "gfe", "gradcheck", "ising", "label", "learn", "predict", "reproduce", "segment", "train_labeler",
+            "voronoi"]
+_ROLE = re.compile(r":(?:math|class|func|meth|mod|data|attr|obj):`~?([^`]*)`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"flowlearn.cli.{name}").register(sub)
     _plain_help(parser)
     return parser
+
+
+def plain(text: str | None) -> str | None:
+    """Help text without reStructuredText markup: ``x`` -> x, :class:`~a.B` -> B, :math:`x` -> x."""
+    if not text:
+        return text
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if "." in m.group(1) and " " not in m.group(1)
+                     else m.group(1), text)
+    return text.replace("``", "")
 
 
 def _plain_help(parser) -> None:
@@ -82,9 +76,7 @@ def main(argv=None) -> int:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
         if distributed:
-            from ..engine.distributed import setup
-
-            setup()
+            distributed_setup()
         return int(args.func(args) or 0)
     except UserInputError as exc:
         if args.debug:
@@ -103,9 +95,7 @@ def main(argv=None) -> int:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
         if distributed:
-            from ..engine.distributed import cleanup
-
-            cleanup()
+            distributed_cleanup()
 
 
 if __name__ == "__main__":  # pragma: no cover

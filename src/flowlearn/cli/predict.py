@@ -1,20 +1,14 @@
 """``flowlearn predict``: train the weight-patch predictor of paper 000, Sect. 4.4, or label new images with it.
 
-Training (``--out DIR`` without ``--model``): on Voronoi images (``--scenario``, ``--size``,
-``--train-seeds``, ``--test-seeds``) or on the facades (``--facades FILE``, ``--train 0 1``, ``--test
-2``; label ids are first made consistent across the images with
-:func:`flowlearn.data.align_labels`).  ``--facade-prototypes train`` (default) labels every image with
-the class means of the training images -- a test of colour transfer as well as of the weights;
-``--facade-prototypes own`` gives every image the class means of its own ground truth, the setting of the
-papers, where the label prototypes are part of the labeling problem and only the weights are learned.
-Writes ``predictor.pt`` (model + settings + prototypes), ``history.json``, ``curves.png``,
-``results.json`` (label error % of pixel-wise rounding, uniform weights and predicted weights per
-test image), ``labeling_{uniform,predicted}_<k>.png`` and ``weights_predicted_<k>.png``.
+Training (without ``--model``): on Voronoi images or on the facades (``--facades FILE``, label ids made
+consistent across the images by :func:`flowlearn.data.align_labels`; ``--facade-prototypes own``: every image
+labelled with the class means of its own ground truth, the papers' setting).  Writes ``predictor.pt``,
+``history.json``, ``curves.png``, ``results.json`` (label error % of pixel-wise rounding, uniform and predicted
+weights per test image), ``labeling_{uniform,predicted}_<k>.png`` and ``weights_predicted_<k>.png``.
 
-Labeling (``--model DIR/predictor.pt --image FILE [--labels FILE.npy] --out DIR``): predicts the
-weight patches of an unseen image, runs the linearized flow and writes ``labeling.png``,
-``labels.npy``, ``weights.png`` and ``result.json`` (with the label error when labels are given);
-``--prototypes FILE`` replaces the prototypes stored with the model.
+Labeling (``--model DIR/predictor.pt --image FILE [--labels FILE.npy]``): predicts the weight patches of the
+image, runs the linearized flow and writes ``labeling.png``, ``labels.npy``, ``weights.png`` and
+``result.json`` (with the label error when labels are given).
 """
 
 from __future__ import annotations
@@ -25,31 +19,16 @@ import numpy as np
 import torch
 
 from .._checks import UserInputError, check_seed
-from ..data import (
-    class_mean_prototypes,
-    colorize_labels,
-    load_facades,
-    load_prototypes,
-    make_voronoi,
-    nearest_prototype_labels,
-    read_image,
-)
+from ..data import class_mean_prototypes, colorize_labels, load_facades, load_prototypes, make_voronoi, read_image
 from ..data.alignment import align_labels
 from ..engine.checkpoint import load_weights
-from ..engine.distributed import world
 from ..evaluation import label_error
-from ..io import existing_file, save_json, save_npy, save_png, save_weights
-from ..learning.plots import patch_mosaic, plot_curves
-from ..learning.predictor import (
-    PatchPredictor,
-    PredictorTrainer,
-    clean_windows,
-    make_sample,
-    predict_tangent,
-)
+from ..experiments.weight_learning import fit_predictor, predictor_setup
+from ..io import existing_file, save_json, save_npy, save_png
+from ..learning.plots import patch_mosaic
+from ..learning.predictor import PatchPredictor, PredictorTrainer, make_sample, predict_tangent
 from ._flags import add_arguments, collect
-from ._inputs import load_label_map
-from ._run import add_run_arguments, check_run, open_run, set_threads
+from ._run import add_run_arguments, check_run, load_label_map, open_run, set_threads
 
 _TRAINER = ("lr", "iters", "checkpoint_every", "checkpoint_seconds")
 
@@ -85,11 +64,11 @@ def register(subparsers) -> None:
 def _datasets(args):
     """``(train, test)`` lists of ``(image, labels, clean, prototypes)`` and the prototypes stored with the model."""
     if args.facades is None:
-        mk = lambda s: make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=s)  # noqa: E731
-        tr, te = [mk(s) for s in args.train_seeds], [mk(s) for s in args.test_seeds]
+        tr, te = ([make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=s) for s in seeds]
+                  for seeds in (args.train_seeds, args.test_seeds))
         protos = tr[0].prototypes
-        return ([(v.image, v.labels, v.clean, protos) for v in tr],
-                [(v.image, v.labels, v.clean, protos) for v in te], protos)
+        train, test = ([(v.image, v.labels, v.clean, protos) for v in vs] for vs in (tr, te))
+        return train, test, protos
     data = load_facades(args.facades)
     for i in list(args.train) + list(args.test):
         if not 0 <= i < data.num_images:
@@ -115,48 +94,18 @@ def _train(args) -> int:
     set_threads(args.threads)
     check_run(args, "predict")   # an earlier run in --out is refused before the samples are made
     trainer = PredictorTrainer(**collect(args, PredictorTrainer, _TRAINER))
-    kw = {"rho": args.rho, "T": args.T}
-    tr = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in train]
-    te = [make_sample(img, lab, pr, **kw) for img, lab, _, pr in test]
-    wins = [clean_windows(c, lab) for _, lab, c, _ in train]
-    pred = PatchPredictor(args.num_prototypes, feature_dim=tr[0].features.shape[1], sigma=args.sigma)
     check_seed("--seed", args.seed)
-    pred.initialize(torch.cat([w[0] for w in wins]), torch.cat([w[1] for w in wins]), seed=args.seed)
+    pred, tr, te = predictor_setup(train, test, num_prototypes=args.num_prototypes, sigma=args.sigma, rho=args.rho,
+                                   T=args.T, seed=args.seed)
     with open_run(args, "predict", seed=args.seed) as run_dir:
-        return _train_and_test(args, run_dir, trainer, pred, tr, te, test, protos)
-
-
-def _train_and_test(args, run_dir, trainer, pred, tr, te, test, protos) -> int:
-    out = run_dir.path
-    res = trainer.fit(pred, tr, te, checkpoint=out / "checkpoint.pt", resume=run_dir.resumed,
-                      overwrite=not run_dir.resumed)
-    if world()[1] != 0:
-        return 0
-    save_weights(out / "predictor.pt", {"state": pred.state_dict(), "num_prototypes": args.num_prototypes,
-                                        "feature_dim": tr[0].features.shape[1],
-                                        "prototypes": torch.as_tensor(np.asarray(protos)),
-                                        "rho": args.rho, "T": args.T})
-    save_json(out / "history.json", res.history)
-    hist = [dict(h, label_error=h["validation_error"]) for h in res.history if h["validation_error"] is not None]
-    plot_curves(out / "curves.png", {"train": res.history, "test": hist}, title="parameter predictor")
-    rows = []
-    for k, ((img, lab, _, pr), s) in enumerate(zip(test, te)):
-        H, W = lab.shape
-        uni = predict_tangent(s.problem, s.problem.weights.patches).argmax(-1)
-        with torch.no_grad():
-            patches = pred(s.features)
-        prd = predict_tangent(s.problem, patches).argmax(-1)
-        rows.append({"test_image": k, "rounding": label_error(nearest_prototype_labels(img, pr), lab),
-                     "uniform": label_error(uni.reshape(H, W).numpy(), lab),
-                     "predicted": label_error(prd.reshape(H, W).numpy(), lab)})
-        save_png(out / f"labeling_uniform_{k}.png", colorize_labels(uni.reshape(H, W).numpy()))
-        save_png(out / f"labeling_predicted_{k}.png", colorize_labels(prd.reshape(H, W).numpy()))
-        save_png(out / f"weights_predicted_{k}.png", patch_mosaic(patches, H, W, 3))
-        print(f"test image {k}: rounding {rows[-1]['rounding']:.2f} %, uniform {rows[-1]['uniform']:.2f} %, "
-              f"predicted {rows[-1]['predicted']:.2f} %")
-    save_json(out / "results.json", {"args": {k: v for k, v in vars(args).items() if k != "func"},
-                                     "label_aligned": args.facades is not None, "test": rows,
-                                     "train_errors": res.final["train_errors"], "seconds": res.stats["seconds"]})
+        out = run_dir.path
+        res, rows = fit_predictor(out, trainer, pred, tr, te, test, resume=run_dir.resumed, extra={
+            "prototypes": torch.as_tensor(np.asarray(protos)), "rho": args.rho, "T": args.T})
+        if rows:
+            save_json(out / "results.json", {"args": {k: v for k, v in vars(args).items() if k != "func"},
+                                             "label_aligned": args.facades is not None, "test": rows,
+                                             "train_errors": res.final["train_errors"],
+                                             "seconds": res.stats["seconds"]})
     return 0
 
 
@@ -178,23 +127,18 @@ def _label(args) -> int:
     if s.features.shape[1] != pred.feature_dim:
         raise UserInputError(f"image has {s.features.shape[1]} window features, the model expects {pred.feature_dim}")
     pred.load_state_dict(state["state"])
-    with open_run(args, "predict --model") as run_dir:
-        return _label_image(args, run_dir.path, pred, s, image, labels)
-
-
-def _label_image(args, out, pred, s, image, labels) -> int:
-    with torch.no_grad():
-        patches = pred(s.features)
-    H, W = image.shape[:2]
-    lab = predict_tangent(s.problem, patches).argmax(-1).reshape(H, W).numpy()
-    save_npy(out / "labels.npy", lab)
-    save_png(out / "labeling.png", colorize_labels(lab))
-    save_png(out / "weights.png", patch_mosaic(patches, H, W, 3))
-    result = {"model": args.model, "image": args.image}
-    if labels is not None:
-        result["label_error"] = label_error(lab, labels)
-        print(f"label error {result['label_error']:.2f} %")
-    save_json(out / "result.json", result)
+    with open_run(args, "predict --model") as run_dir, torch.no_grad():
+        out, patches = run_dir.path, pred(s.features)
+        H, W = image.shape[:2]
+        lab = predict_tangent(s.problem, patches).argmax(-1).reshape(H, W).numpy()
+        save_npy(out / "labels.npy", lab)
+        save_png(out / "labeling.png", colorize_labels(lab))
+        save_png(out / "weights.png", patch_mosaic(patches, H, W, 3))
+        result = {"model": args.model, "image": args.image}
+        if labels is not None:
+            result["label_error"] = label_error(lab, labels)
+            print(f"label error {result['label_error']:.2f} %")
+        save_json(out / "result.json", result)
     return 0
 
 

@@ -1,11 +1,8 @@
 """``flowlearn reproduce``: the three papers' experiments, our numbers beside the published ones.
 
-Runs the learning experiments of paper 000 (Figs. 2-5), the Ising Table 1 of paper 001 and the
-data-efficiency Table 1 of paper 002 on the bundled digits, and writes ``report.md`` and
-``report.html`` (tables, figures, environment, wall time of each part) into ``--out``.
-``--quick`` uses reduced sizes (minutes on 2 CPU cores); ``--full`` the published settings.
-Both resume: finished parts are reused and each training continues from its own checkpoints.
-The experiments themselves: :mod:`flowlearn.experiments.reproduce`.
+Runs paper 000's Figs. 2-5, paper 001's Ising Table 1 and paper 002's data-efficiency Table 1 (on the bundled
+digits) and writes ``report.md`` and ``report.html`` into ``--out`` (:mod:`flowlearn.experiments.reproduce`).
+``--quick``: reduced sizes (minutes on 2 CPU cores); ``--full``: the published settings.  Both resume.
 """
 
 from __future__ import annotations

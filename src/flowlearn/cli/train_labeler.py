@@ -1,13 +1,12 @@
 """``flowlearn train-labeler``: train a deep linearized assignment flow on a labelled image set.
 
 ``--data FILE.npz`` holds ``images`` ``(N, H, W[, C])`` (uint8 or float) and ``labels`` ``(N, H, W)`` (int, the
-classes 0..J-1 without gaps; a binary mask coded 0/255 is read as 0/1);
-``--train 0-15 --val 16-19`` pick the training and validation (model selection) images.  Training uses
-random crops with flips, validation the full images.  Writes to ``--out``: ``model.pt`` (weights only,
-``torch.load(weights_only=True)``), ``model.json`` (config, channels, labels, input scale, dtype and value
-range, parameters),
-``history.json``, ``curves.png``, ``checkpoint.pt`` and ``manifest.json``; ``--resume`` continues.
-Label new images with ``flowlearn label IMAGE --model DIR/model.pt``.
+classes 0..J-1 without gaps; a binary mask coded 0/255 is read as 0/1); ``--train 0-15 --val 16-19`` pick the
+training and validation (model selection) images.  Training uses random crops with flips, validation the full
+images.  Writes to ``--out``: ``model.pt`` (weights only, ``torch.load(weights_only=True)``), ``model.json``
+(config, channels, labels, input scale, dtype and value range, parameters), ``history.json``, ``curves.png``,
+``checkpoint.pt`` and ``manifest.json``; ``--resume`` continues.  Label new images with ``flowlearn label IMAGE
+--model DIR/model.pt``.
 """
 
 from __future__ import annotations
@@ -18,18 +17,12 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .._checks import UserInputError, check_int, check_memory, check_positive
+from .._checks import UserInputError, check_memory
 from ..engine.distributed import world
 from ..io import check_npz, existing_file, save_figure, save_json
-from ..learning.labeler import (
-    DATA_TERMS,
-    LabelerConfig,
-    LabelerTrainer,
-    prepare_images,
-    save_model,
-)
+from ..learning.labeler import DATA_TERMS, MODEL_BOUNDS, LabelerConfig, LabelerTrainer, prepare_images, save_model
 from ._flags import add_arguments, collect
-from ._run import add_run_arguments, check_run, open_run, set_threads, write_labeling
+from ._run import add_run_arguments, open_run, set_threads
 
 
 def register(subparsers) -> None:
@@ -80,8 +73,6 @@ def check_label_values(labels, path="--data"):
     """The labels must be the classes ``0..J-1`` (``2 <= J <= 1024``) without gaps; a binary mask coded 0/255
     is mapped to 0/1 (with a printed note).  Anything else is a one-line error, raised before a model or a
     run directory is made."""
-    from ..learning.labeler import MODEL_BOUNDS
-
     values = torch.unique(labels)
     if values.tolist() == [0, 255]:
         print(f"note: the labels of {str(path)!r} are coded 0/255 (a binary mask): read as 0/1")
@@ -131,7 +122,7 @@ def run(args) -> int:
 
 
 #: the libraries ``train-labeler`` and ``label --model`` load (matplotlib, tifffile) and the model, in bytes
-_BASE_BYTES = 110e6
+BASE_BYTES = 110e6
 
 
 def inference_bytes_per_pixel(config, channels: int, num_labels: int) -> float:
@@ -151,159 +142,22 @@ def training_bytes(config, shape, num_labels: int, used: int, validation: bool) 
     bank = C * (1 + 4 * config.scales) if config.filter_bank else C
     per_pixel = inference_bytes_per_pixel(config, C, num_labels)
     step = config.batch * config.crop**2 * per_pixel * (config.layers + 1)
-    return _BASE_BYTES + N * H * W * 21.0 * C + used * H * W * 4.0 * bank + max(
+    return BASE_BYTES + N * H * W * 21.0 * C + used * H * W * 4.0 * bank + max(
         H * W * per_pixel if validation else 0.0, step)
 
 
 def _curves(history):
     import matplotlib.pyplot as plt  # the user's backend is left as it is (headless: matplotlib picks Agg)
 
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax[0].plot([h["iteration"] for h in history], [h["loss"] for h in history], label="training loss (KL)")
-    ax[0].set_xlabel("step")
-    ax[0].set_title("training loss")
-    ax[0].legend()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     val = [h for h in history if h.get("validation_error") is not None]
-    ax[1].plot([h["iteration"] for h in val], [h["validation_error"] for h in val], "o-",
-               label="validation pixel error %")
-    ax[1].set_xlabel("step")
-    ax[1].set_title("validation (full images)")
-    ax[1].legend()
+    for ax, hist, key, style, title, label in (
+            (axes[0], history, "loss", "-", "training loss", "training loss (KL)"),
+            (axes[1], val, "validation_error", "o-", "validation (full images)", "validation pixel error %")):
+        ax.plot([h["iteration"] for h in hist], [h[key] for h in hist], style, label=label)
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.legend()
     fig.suptitle("train-labeler: deep linearized assignment flow")
     fig.tight_layout()
     return fig
-
-
-def label_with_model(args) -> int:
-    """``flowlearn label IMAGE --model DIR/model.pt``: the trained flow on the full image, or on every page of
-    a ``(Z, H, W)`` TIFF stack (or ``(Z, H, W, C)`` .npy) slice by slice.
-
-    The image is read in its own dtype (:func:`~flowlearn.data.images.read_stack`) and mapped to the scale
-    the model was trained at by the rule of :mod:`flowlearn.learning.labeler_io`: for a model trained on
-    uint8 images (scaled by 1/255), uint8 images are divided by 255, uint16 images by 65535, float images
-    (and PNG/JPEG, read as [0, 1]) are taken as already scaled (divided by 255 only when they hold 0..255
-    values); a model trained on float images takes float images as they are.  An image whose values fit no
-    mapping (outside the training range widened by a quarter of its width) is a one-line error.
-
-    Writes ``labels.npy`` (int64, ``(H, W)`` or ``(Z, H, W)``), ``labels.png``, ``overlay.png`` (the middle
-    slice of a stack), ``metrics.json``, and ``probabilities.tif``, ``entropy.tif``, ``labels.tif``,
-    ``entropy.png`` (see :func:`~flowlearn.cli._run.write_probabilities`)."""
-    import time
-
-    from ..data.images import read_stack
-    from ..evaluation import label_error
-    from ..geometry import entropy
-    from ..learning.labeler import load_model, model_path
-    from ..learning.labeler_io import label_stack, normalise_image
-    from ._inputs import load_label_map
-    from ._run import write_probabilities
-
-    model, meta = load_model(existing_file(model_path(args.model), "--model",
-                                           "a model.pt written by train-labeler or a shipped model's name"),
-                             what="--model file")
-    tile = getattr(args, "tile", 0) or 0
-    raw = read_stack(args.image)
-    Z, H, W, C = raw.shape
-    if C != model.channels:
-        raise UserInputError(f"image {str(args.image)!r} has {C} channel(s), the model was trained on {model.channels}")
-    x, how, note = normalise_image(raw, meta, name=f"image {str(args.image)!r}")
-    J = model.num_labels   # the flow on one slice at a time; every slice's outputs kept (float32 probabilities)
-    zkw = _z_flow_settings(args, (Z, H, W), J, tile)
-    truth = None
-    if args.truth is not None:
-        truth = _load_truth(args.truth, (Z, H, W)) if Z > 1 else load_label_map(args.truth, (H, W), option="--truth")
-    check_run(args, "label")
-    side = (min(H, tile + 2 * args.overlap), min(W, tile + 2 * args.overlap)) if tile else (H, W)
-    # the 3-D flow: its blocks (--z-block + 2 --z-overlap slices of a tile, ~200 + 100 J bytes per voxel) and a
-    # second probability stack
-    z_block = 0 if zkw is None else min(Z, zkw["block"] + 2 * zkw["overlap"]) * (200.0 + 100.0 * J)
-    check_memory(f"label --model of {Z} x {H}x{W} image(s) with {J} labels", _BASE_BYTES + side[0] * side[1] * (
-        inference_bytes_per_pixel(model.config, C, J) + z_block) + Z * H * W * (
-        raw.itemsize * C + 4.0 * C + (8.0 if zkw is None else 16.0) * J + 24.0),
-        hint="crop the image or pass --tile 512" + ("" if zkw is None else " or a smaller --z-block"))
-    if note:
-        print(note)
-    t0 = time.perf_counter()
-    if tile:
-        from ..learning.tiling import probabilities_tiled
-
-        probs = np.stack([probabilities_tiled(model, s, tile=tile, overlap=args.overlap) for s in x])
-        labels = probs.argmax(-1).astype(np.int64)
-    else:
-        labels, probs = label_stack(model, x)
-    z_seconds = None
-    if zkw is not None:   # the 3-D flow over the per-slice probabilities
-        from ..learning.stack_flow import stack_flow
-
-        t1 = time.perf_counter()
-        probs = stack_flow(probs, **zkw)
-        labels, z_seconds = probs.argmax(-1).astype(np.int64), time.perf_counter() - t1
-    seconds = time.perf_counter() - t0
-    ent = entropy(torch.from_numpy(probs)).clamp_min(0).numpy()   # nats, 0 log 0 = 0
-    if Z == 1:
-        labels, probs, ent = labels[0], probs[0], ent[0]
-    with open_run(args, "label") as run_dir:
-        out = run_dir.path
-        metrics = {"image": str(args.image), "model": str(args.model), "layers": model.config.layers,
-                   "num_labels": model.num_labels, "parameters": model.num_parameters(), "seconds": seconds,
-                   "shape": list(labels.shape), "input_dtype": str(raw.dtype), "input_scaling": how,
-                   "mean_entropy": float(ent.mean())}
-        if zkw is not None:
-            metrics["z_flow"] = {**zkw, "seconds": z_seconds, "neighbourhood": 6, "rho": 1.0}
-        if truth is not None:
-            metrics["pixel_error_percent"] = label_error(labels.reshape(-1, W), np.asarray(truth).reshape(-1, W))
-            metrics["label_error_percent"] = metrics["pixel_error_percent"]
-        if Z > 1:
-            metrics["png_slice"] = Z // 2
-        write_labeling(out, x[Z // 2], labels[Z // 2] if Z > 1 else labels, metrics)
-        if Z > 1:   # labels.npy holds the whole stack
-            from ..io import save_npy
-
-            save_npy(out / "labels.npy", labels)
-        names = write_probabilities(out, labels, probs, ent, title=f"{args.image}")
-        msg = f"deep linearized flow ({model.config.layers} layers): {seconds:.2f} s"
-        if Z > 1:
-            msg += f", {Z} slices" + ("" if zkw is None else f", then the 3-D flow ({z_seconds:.2f} s)")
-        if truth is not None:
-            msg += f", pixel error {metrics['pixel_error_percent']:.2f} %"
-        print(msg)
-        print(f"wrote {out}/labels.npy, labels.png, overlay.png, metrics.json, {', '.join(names)}")
-    return 0
-
-
-def _z_flow_settings(args, shape, num_labels: int, tile):
-    """The keyword arguments of :func:`~flowlearn.learning.stack_flow.stack_flow` that ``--z-flow`` and its flags
-    ask for (checked, before anything is written), or ``None`` without ``--z-flow``."""
-    if not getattr(args, "z_flow", False):
-        return None
-    from ..learning.stack_flow import stack_flow_lazy
-
-    Z, H, W = shape
-    if Z < 2:
-        raise UserInputError(f"--z-flow needs a stack of at least 2 pages (Z, H, W), got a single image "
-                             f"{str(args.image)!r} ({H}x{W})")
-    check_positive("--z-T", args.z_T)
-    check_positive("--z-weight", args.z_weight, strict=False)
-    check_int("--z-overlap", args.z_overlap, minimum=0, maximum=check_int("--z-block", args.z_block, minimum=1))
-    zkw = {"T": args.z_T, "z_weight": args.z_weight, "block": args.z_block, "overlap": args.z_overlap,
-           "tile": tile or None, "tile_overlap": args.overlap, "start": "input"}
-    from ..learning.tiling import _dask
-
-    # the library's own checks, on a lazy stand-in of the probability stack (nothing of its size allocated)
-    stack_flow_lazy(_dask().zeros((Z, H, W, num_labels), chunks=(1, H, W, num_labels), dtype=np.float32), **zkw)
-    return zkw
-
-
-def _load_truth(path, shape):
-    """A ``(Z, H, W)`` ground truth of a stack: an integer ``.npy`` array or TIFF stack, values >= 0."""
-    from ..data.images import read_stack
-
-    lab = read_stack(path) if not str(path).lower().endswith(".npy") else None
-    if lab is None:
-        from ._inputs import load_label_map
-
-        lab = load_label_map(path, shape, option="--truth")[..., None]
-    if lab.shape != (*shape, 1) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0:
-        raise UserInputError(f"--truth {str(path)!r} must be integer labels >= 0 of the stack's shape {shape}, got "
-                             f"dtype {lab.dtype} and shape {lab.shape[:3]}")
-    return lab[..., 0].astype(np.int64)

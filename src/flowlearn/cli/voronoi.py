@@ -19,28 +19,21 @@ from ..data.images import to_display
 from ..data.voronoi import SCENARIOS
 from ..evaluation import label_error
 from ..io import save_json, save_npy, save_png
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?$")
+from ._run import add_run_arguments, check_run, open_run
 
 
 def _size(text: str):
     """``"128"`` -> 128, ``"96x128"`` -> (96, 128) (height x width)."""
-    match = _SIZE_RE.match(text)
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
     if not match:
         raise argparse.ArgumentTypeError(f"expected N or HxW with positive integers, got {text!r}")
     height, width = match.groups()
     return int(height) if width is None else (int(height), int(width))
 
-from ._run import add_run_arguments, check_run, open_run
-
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "voronoi",
-        help="generate a random Voronoi labeling image with ground truth",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("voronoi", help="generate a random Voronoi labeling image with ground truth",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", choices=SCENARIOS, default="colors",
                         help="'boundary': thin black cell boundaries on white (J=2, grey); "
                              "'colors': cells coloured by 8 labels (J=8, RGB) (default: colors)")
@@ -72,37 +65,25 @@ def run(args) -> int:
     check_run(args, "voronoi")
     problem = make_voronoi(args.size, scenario=args.scenario, noise=args.noise, seed=args.seed,
                            num_cells=args.cells)
-    with open_run(args, "voronoi", seed=args.seed) as run_dir:
-        return _write(args, run_dir.path, problem)
-
-
-def _write(args, out, problem) -> int:
     rounded = nearest_prototype_labels(problem.image, problem.prototypes)
     error = label_error(rounded, problem.labels)
     residual = problem.image - problem.clean
     height, width = problem.labels.shape
-    meta = {
-        "command": "voronoi",
-        "scenario": problem.scenario,
-        "size": [height, width],
-        "noise": problem.noise,
-        "seed": problem.seed,
-        "num_cells": problem.num_cells,
-        "num_labels": problem.num_labels,
-        "channels": int(problem.image.shape[2]),
-        "rounding_label_error_percent": error,
-        "measured_noise_std": float(residual.std()) if residual.size > 1 else 0.0,
-        "stats": problem.stats,
-        "files": ["image.npy", "image.png", "clean.png", "labels.npy", "labels.png", "prototypes.npy",
-                  "meta.json"],
-    }
-    save_npy(out / "image.npy", problem.image)
-    save_png(out / "image.png", to_display(problem.image))
-    save_png(out / "clean.png", to_display(problem.clean))
-    save_npy(out / "labels.npy", problem.labels)
-    save_png(out / "labels.png", colorize_labels(problem.labels))
-    save_npy(out / "prototypes.npy", np.asarray(problem.prototypes))
-    save_json(out / "meta.json", meta)
+    files = ["image.npy", "image.png", "clean.png", "labels.npy", "labels.png", "prototypes.npy", "meta.json"]
+    meta = {"command": "voronoi", "scenario": problem.scenario, "size": [height, width], "noise": problem.noise,
+            "seed": problem.seed, "num_cells": problem.num_cells, "num_labels": problem.num_labels,
+            "channels": int(problem.image.shape[2]), "rounding_label_error_percent": error,
+            "measured_noise_std": float(residual.std()) if residual.size > 1 else 0.0, "stats": problem.stats,
+            "files": files}
+    with open_run(args, "voronoi", seed=args.seed) as run_dir:
+        out = run_dir.path
+        save_npy(out / "image.npy", problem.image)
+        save_png(out / "image.png", to_display(problem.image))
+        save_png(out / "clean.png", to_display(problem.clean))
+        save_npy(out / "labels.npy", problem.labels)
+        save_png(out / "labels.png", colorize_labels(problem.labels))
+        save_npy(out / "prototypes.npy", np.asarray(problem.prototypes))
+        save_json(out / "meta.json", meta)
     print(f"voronoi {problem.scenario} {height}x{width}, {problem.num_cells} cells, noise {problem.noise:g}, "
           f"seed {problem.seed}: pixel-wise rounding error {error:.2f} % -> {out}")
     return 0

@@ -13,31 +13,10 @@ __all__ = ["window_features"]
 def window_features(image, size: int = 3) -> torch.Tensor:
     """Stack the ``size x size`` window around every pixel into a feature vector.
 
-    With ``r = size // 2`` and replicate padding (indices clamped to the image),
-
-    ``F[i, j, ((a * size) + b) * C + c] = image[clamp(i + a - r, 0, H-1), clamp(j + b - r, 0, W-1), c]``
-
-    for ``a, b = 0..size-1``: the window is read row by row, with the ``C`` channels of each
-    window pixel contiguous, i.e. ``F[i, j]`` is the window of shape ``(size, size, C)``
-    flattened in C order.  ``size = 1`` returns the image itself.
-
-    Parameters
-    ----------
-    image : torch.Tensor or ndarray, shape (H, W, C)
-        Any dtype and device; a numpy array is converted with :func:`torch.as_tensor`.
-    size : int
-        Odd window side >= 1.
-
-    Returns
-    -------
-    torch.Tensor, shape (H, W, size * size * C)
-        Always a torch tensor (also for numpy input), with the dtype and device of the input.
-        Differentiable with respect to ``image``.
-
-    Raises
-    ------
-    ValueError
-        If ``image`` is not 3-dimensional or ``size`` is not an odd integer >= 1.
+    With ``r = size // 2`` and replicate padding (indices clamped to the image), for ``a, b = 0..size-1``,
+    ``F[i, j, ((a * size) + b) * C + c] = image[clamp(i + a - r, 0, H-1), clamp(j + b - r, 0, W-1), c]``.
+    ``image`` is a tensor or array ``(H, W, C)``, ``size`` the odd window side; the result, a tensor
+    ``(H, W, size * size * C)`` in the dtype and device of the input, is differentiable in ``image``.
     """
     size = check_int("size", size, minimum=1, odd=True)
     if isinstance(image, np.ndarray):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import UserInputError, UserTypeError, check_int, check_memory
-from ..io import check_npy, existing_file
+from ..io import _numpy, check_npy, existing_file
 
 __all__ = ["colorize_labels", "label_palette", "overlay_labels", "read_image", "read_stack", "to_display"]
 
@@ -16,21 +16,22 @@ MAX_CHANNELS = 4
 MAX_PALETTE = 1 << 16
 
 # tab20 (matplotlib): the ten strong colours first, then their light variants.
-_FIXED_PALETTE = np.array(
-    [
-        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-        [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-        [174, 199, 232], [255, 187, 120], [152, 223, 138], [255, 152, 150], [197, 176, 213],
-        [196, 156, 148], [247, 182, 210], [199, 199, 199], [219, 219, 141], [158, 218, 229],
-    ],
-    dtype=np.uint8,
-)
+_FIXED_PALETTE = np.array([
+    [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+    [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
+    [174, 199, 232], [255, 187, 120], [152, 223, 138], [255, 152, 150], [197, 176, 213],
+    [196, 156, 148], [247, 182, 210], [199, 199, 199], [219, 219, 141], [158, 218, 229]], dtype=np.uint8)
 
 
-# --------------------------------------------------------------------------- reading
-def _load_npy(path: Path) -> np.ndarray:
-    """The real-valued array of a ``.npy`` file, read without pickle (one-line errors otherwise); its header is
-    checked first (:func:`~flowlearn.io.check_npy`: declared size against the file and the memory available)."""
+def _check_real(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _npy_stack(path: Path, ndims: tuple, expected: str) -> np.ndarray:
+    """The real-valued array of a ``.npy`` file as ``(Z, H, W, C)``, read without pickle after its header is
+    checked (:func:`~flowlearn.io.check_npy`: declared size against the file and the memory available)."""
     check_npy(path, f"image {str(path)!r}", extra_per_element=9.0, hint="use a smaller image")
     try:
         arr = np.load(path, allow_pickle=False)
@@ -38,22 +39,10 @@ def _load_npy(path: Path) -> np.ndarray:
         raise UserInputError(f"cannot read {str(path)!r} as a .npy array: {exc}") from exc
     if not isinstance(arr, np.ndarray):
         raise UserInputError(f"{str(path)!r} does not hold a single .npy array")
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
-    return arr
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    arr = _load_npy(path)
-    if arr.ndim not in (2, 3):
-        raise UserInputError(f"image {str(path)!r} must be 2-dimensional (H, W) or 3-dimensional (H, W, C), "
-                         f"got shape {arr.shape}")
-    if arr.size == 0:
-        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise UserInputError(f"image {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf values")
-    return arr
+    if _check_real(arr, path).ndim not in ndims:
+        raise UserInputError(f"image {str(path)!r} must be {expected}, got shape {arr.shape}")
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return arr if arr.ndim == 4 else arr[None]
 
 
 def _open_pillow(path: Path):
@@ -87,19 +76,10 @@ def _read_pillow(path: Path) -> np.ndarray:
     try:
         with _open_pillow(path) as img:
             img.load()
-            mode = img.mode
-            if mode in ("1", "L", "LA", "La"):
+            if img.mode in ("1", "L", "LA", "La"):
                 return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
-            if mode.startswith("I;16"):
-                return np.asarray(img, dtype=np.float64) / 65535.0
-            if mode == "I":
-                arr = np.asarray(img, dtype=np.float64)
-                if arr.size and (arr.min() < 0 or arr.max() > 65535):
-                    raise UserInputError(f"image {str(path)!r} is a 32-bit integer image with values outside "
-                                     f"[0, 65535] (range [{arr.min():g}, {arr.max():g}]); cannot scale to [0, 1]")
-                return arr / 65535.0
-            if mode == "F":
-                return np.asarray(img, dtype=np.float64)
+            if img.mode.startswith("I") or img.mode == "F":    # 16/32-bit integers / 65535, floats unscaled
+                return _scale_unit(np.asarray(img), path)
             return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
     except UnidentifiedImageError as exc:
         raise UserInputError(f"{str(path)!r} is not an image file Pillow can read") from exc
@@ -123,25 +103,19 @@ def _read_tiff(path: Path) -> np.ndarray:
             if any(s.shape != series[0].shape or s.dtype != series[0].dtype for s in series[1:]):
                 raise UserInputError(f"image {str(path)!r} holds {len(series)} TIFF series of different shapes "
                                      f"({', '.join(str(s.shape) for s in series[:3])}); save one (Z, H, W) stack")
-            axes = series[0].axes
+            axes = ("Q" if len(series) > 1 else "") + series[0].axes
             count = len(series) * int(np.prod(series[0].shape, dtype=np.float64))   # float: no overflow
             check_memory(f"reading TIFF {str(path)!r} ({len(series)} x {series[0].shape} {series[0].dtype})",
                          count * (2 * series[0].dtype.itemsize + 9.0), hint="crop the stack or read fewer pages")
             arr = np.stack([s.asarray() for s in series]) if len(series) > 1 else series[0].asarray()
-            if len(series) > 1:
-                axes = "Q" + axes
     except (tifffile.TiffFileError, OSError, ValueError) as exc:
         if isinstance(exc, UserInputError):
             raise
         raise UserInputError(f"cannot read TIFF image {str(path)!r}: {exc}") from None
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
-    if "S" in axes:          # RGB(A) samples (contiguous or planar): the channel axis
-        arr = np.moveaxis(arr, axes.index("S"), -1)
-        arr = arr if arr.ndim == 4 else arr[None]
-    else:
-        arr = arr[..., None]
-        arr = arr if arr.ndim == 4 else arr[None]
+    _check_real(arr, path)
+    # RGB(A) samples (contiguous or planar) are the channel axis
+    arr = np.moveaxis(arr, axes.index("S"), -1) if "S" in axes else arr[..., None]
+    arr = arr if arr.ndim == 4 else arr[None]
     if arr.ndim != 4:
         raise UserInputError(f"image {str(path)!r} is a TIFF of shape {series[0].shape} (axes {axes}); expected "
                              f"(H, W), (H, W, C), (Z, H, W) or (Z, H, W, C)")
@@ -171,71 +145,54 @@ def _check_stack(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_stack(path) -> np.ndarray:
-    """Read an image or a stack of images into ``(Z, H, W, C)``, keeping the file's dtype where it has one.
+    """Read an image or a stack of images into ``(Z, H, W, C)``, keeping the file's dtype and values.
 
     * ``.tif`` / ``.tiff`` (tifffile): every page; ``(H, W)`` gives ``Z = 1``, ``(Z, H, W)`` a stack, RGB
       samples become channels; the dtype is the file's (uint8, uint16, float32, ...), unscaled.
     * ``.npy``: ``(H, W)`` or ``(H, W, C)`` (``Z = 1``), or ``(Z, H, W, C)``; the array's own dtype.
     * other formats (Pillow): :func:`read_image`, i.e. float64 scaled to ``[0, 1]``, ``Z = 1``.
-
-    The values are not scaled: :func:`flowlearn.learning.labeler_io.normalise_image` maps them to a
-    trained model's range.
     """
     path = existing_file(path, "image", "an image file")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         return _check_stack(_read_tiff(path), path)
     if suffix == ".npy":
-        arr = _load_npy(path)
-        if arr.ndim not in (2, 3, 4):
-            raise UserInputError(f"image {str(path)!r} must be (H, W), (H, W, C) or (Z, H, W, C), got shape "
-                                 f"{arr.shape}")
-        arr = arr[:, :, None] if arr.ndim == 2 else arr
-        return _check_stack(arr if arr.ndim == 4 else arr[None], path)
+        return _check_stack(_npy_stack(path, (2, 3, 4), "(H, W), (H, W, C) or (Z, H, W, C)"), path)
     return read_image(path)[None]
 
 
 def read_image(path) -> np.ndarray:
     """Read an image file into a float64 array of shape (H, W, C).
 
-    * PNG, JPEG and the other formats Pillow reads: scaled to ``[0, 1]``; 8-bit values are
-      divided by 255 and 16-bit (``I;16``) by 65535; RGBA/palette/CMYK become RGB (alpha
-      dropped, ``C = 3``); grey (L, LA, 1-bit) gives ``C = 1``; 32-bit float images (mode F)
-      are returned unscaled.  Multi-frame files give their first frame, except TIFF.
-    * ``.tif`` / ``.tiff`` (tifffile): a single page, scaled like Pillow's modes (uint8 / 255, other
-      integers / 65535, floats unscaled); a multi-page stack is an error (read it with
-      :func:`read_stack`; ``flowlearn label STACK.tif --model M`` labels every page).
-    * ``.npy``: a real (H, W) or (H, W, C) array with ``C <= 4``, returned as float64 with
-      its values unchanged (neither scaled nor clipped); (H, W) becomes (H, W, 1).
+    * PNG, JPEG and the other formats Pillow reads: scaled to ``[0, 1]`` (8-bit / 255, 16-bit ``I;16`` / 65535,
+      32-bit float (mode F) unscaled); RGBA/palette/CMYK become RGB (alpha dropped, ``C = 3``), grey (L, LA,
+      1-bit) ``C = 1``.  Multi-frame files give their first frame, except TIFF.
+    * ``.tif`` / ``.tiff`` (tifffile): a single page, scaled like Pillow's modes; a multi-page stack is an error
+      (read it with :func:`read_stack`).
+    * ``.npy``: a real (H, W) or (H, W, C) array with ``C <= 4``, values unchanged; (H, W) becomes (H, W, 1).
 
-    Returns an ndarray ``(H, W, C)``, float64.  Raises ``FileNotFoundError`` for a missing file and a one-line
-    ``UserInputError`` naming the path for a directory, a file that is not an image (or not a .npy array), a
-    wrong number of dimensions, an empty array, NaN/inf values, more than 4 channels, more pixels than
-    ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb) or more memory than is available.
+    Raises ``FileNotFoundError`` for a missing file and a one-line ``UserInputError`` naming the path for
+    anything else (not an image, wrong dimensions, empty, NaN/inf, more than 4 channels, a decompression bomb
+    beyond ``PIL.Image.MAX_IMAGE_PIXELS``, more memory than is available).
     """
     path = existing_file(path, "image", "an image file")
-    if path.suffix.lower() in TIFF_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
         stack = _read_tiff(path)
         if stack.shape[0] > 1:
             raise UserInputError(f"image {str(path)!r} is a stack of {stack.shape[0]} pages {stack.shape[1:3]}; "
                                  f"label stacks with 'flowlearn label STACK.tif --model MODEL.pt'")
-        arr = _scale_unit(stack[0], path)
-    else:
-        arr = _read_npy(path) if path.suffix.lower() == ".npy" else _read_pillow(path)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
-        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
-    if arr.shape[2] > MAX_CHANNELS:
-        raise UserInputError(f"image {str(path)!r} must have at most {MAX_CHANNELS} channels, got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+        return _scale_unit(_check_stack(stack, path)[0], path)
+    if suffix == ".npy":
+        stack = _npy_stack(path, (2, 3), "2-dimensional (H, W) or 3-dimensional (H, W, C)")
+        return _check_stack(stack, path)[0].astype(np.float64)
+    arr = _read_pillow(path)
+    return _check_stack((arr[:, :, None] if arr.ndim == 2 else arr)[None], path)[0]
 
 
-# --------------------------------------------------------------------------- display
 def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor on any device
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
+    """``x`` (a torch tensor on any device, or array-like) as a numpy array."""
+    return np.asarray(_numpy(x))
 
 
 def _float_rgb(image) -> np.ndarray:
@@ -246,12 +203,9 @@ def _float_rgb(image) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] == 0:
         raise UserInputError(f"image must have shape (H, W) or (H, W, C), got shape {arr.shape}")
     arr = np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    channels = arr.shape[2]
-    if channels == 3:
-        return arr
-    if channels == 4:
+    if arr.shape[2] in (3, 4):
         return arr[:, :, :3]
-    grey = arr[:, :, :1] if channels == 1 else arr.mean(axis=2, keepdims=True)
+    grey = arr[:, :, :1] if arr.shape[2] == 1 else arr.mean(axis=2, keepdims=True)
     return np.repeat(grey, 3, axis=2)
 
 
@@ -260,20 +214,9 @@ def _quantize(rgb: np.ndarray) -> np.ndarray:
 
 
 def to_display(image) -> np.ndarray:
-    """Convert a float image to displayable 8-bit RGB.
-
-    Values are clipped to ``[0, 1]`` (NaN -> 0) and mapped by ``floor(255 x + 0.5)``.
-    ``C = 1`` (or a 2-D array) is shown grey, ``C = 3`` as RGB, ``C = 4`` as RGB with the
-    alpha channel dropped, any other ``C`` as the grey level of the channel mean.
-
-    Parameters
-    ----------
-    image : array-like or torch.Tensor, shape (H, W) or (H, W, C)
-
-    Returns
-    -------
-    ndarray, shape (H, W, 3), uint8
-    """
+    """A float image ``(H, W)`` or ``(H, W, C)`` (array or tensor) as 8-bit RGB ``(H, W, 3)``: values clipped to
+    ``[0, 1]`` (NaN -> 0) and mapped by ``floor(255 x + 0.5)``; ``C = 1`` (or 2-D) grey, ``C = 3`` RGB, ``C = 4``
+    RGB without alpha, any other ``C`` the grey level of the channel mean."""
     return _quantize(_float_rgb(image))
 
 
@@ -290,21 +233,11 @@ def _halton(indices: np.ndarray, base: int) -> np.ndarray:
 
 
 def label_palette(num_labels: int) -> np.ndarray:
-    """``num_labels`` distinct RGB colours, deterministic and prefix-stable.
+    """``num_labels`` (at most 65536) distinct uint8 RGB colours ``(num_labels, 3)``, deterministic.
 
-    The first 20 are matplotlib's ``tab20`` colours (strong ones first); further colours
-    are points of the 3-D Halton sequence (bases 2, 3, 5) quantised to 8 bits, skipping
-    colours already in the palette.  ``label_palette(n)[:m] == label_palette(m)`` for
-    ``m <= n``.
-
-    Parameters
-    ----------
-    num_labels : int
-        ``1 <= num_labels <= 65536``.
-
-    Returns
-    -------
-    ndarray, shape (num_labels, 3), uint8
+    The first 20 are matplotlib's ``tab20`` colours (strong ones first); further colours are points of the 3-D
+    Halton sequence (bases 2, 3, 5) quantised to 8 bits, skipping colours already in the palette.
+    ``label_palette(n)[:m] == label_palette(m)`` for ``m <= n``.
     """
     num_labels = check_int("num_labels", num_labels, minimum=1, maximum=MAX_PALETTE)
     if num_labels <= len(_FIXED_PALETTE):
@@ -350,37 +283,22 @@ def _check_palette(palette, labels: np.ndarray) -> np.ndarray:
 
 
 def colorize_labels(labels, palette=None) -> np.ndarray:
-    """Colour a label map: ``out[i, j] = palette[labels[i, j]]``.
+    """Colour a label map: ``out[i, j] = palette[labels[i, j]]``, uint8 ``(H, W, 3)``.
 
     Parameters
     ----------
     labels : integer array, shape (H, W), values >= 0
     palette : array, shape (J, 3), values in [0, 255], optional
         Default :func:`label_palette` with ``max(labels) + 1`` colours.
-
-    Returns
-    -------
-    ndarray, shape (H, W, 3), uint8
     """
     labels = _check_labels(labels)
     return _check_palette(palette, labels)[labels]
 
 
 def overlay_labels(image, labels, alpha: float = 0.5, palette=None) -> np.ndarray:
-    """Blend label colours over an image: ``(1 - alpha) * image + alpha * palette[labels] / 255``.
-
-    Parameters
-    ----------
-    image : array, shape (H, W, C) (or (H, W)), float; clipped to [0, 1], ``C = 1`` grey
-    labels : integer array, shape (H, W)
-    alpha : float in [0, 1]
-        Opacity of the label colours.
-    palette : array, shape (J, 3), optional
-
-    Returns
-    -------
-    ndarray, shape (H, W, 3), uint8
-    """
+    """Blend label colours of opacity ``alpha`` in [0, 1] over an image: ``(1 - alpha) * image + alpha *
+    palette[labels] / 255``, uint8 RGB; ``image`` as by :func:`to_display`, ``labels``, ``palette`` as by
+    :func:`colorize_labels`."""
     try:
         alpha = float(alpha)
     except (TypeError, ValueError) as exc:

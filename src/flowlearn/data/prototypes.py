@@ -1,4 +1,5 @@
-"""Label prototypes ``l_j`` (the points the data distances ``D_ij = d(f_i, l_j)`` refer to)."""
+"""Label prototypes ``l_j`` (the points the data distances ``D_ij = d(f_i, l_j)`` refer to) and the
+pixel-wise rounding to the nearest one."""
 
 from __future__ import annotations
 
@@ -8,15 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import UserInputError, UserTypeError, check_int
-from ..io import existing_file
+from ..io import check_npy, existing_file
+from .images import _to_numpy
 
-__all__ = ["class_mean_prototypes", "kmeans_prototypes", "load_prototypes"]
-
-
-def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor on any device
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
+__all__ = ["class_mean_prototypes", "kmeans_prototypes", "load_prototypes", "nearest_prototype_labels"]
 
 
 def _parse_text(path: Path) -> np.ndarray:
@@ -31,46 +27,23 @@ def _parse_text(path: Path) -> np.ndarray:
 
 
 def load_prototypes(path, channels=None) -> np.ndarray:
-    """Read label prototypes, one row per label.
+    """Read label prototypes, float64 ``(J, C)``, one row per label, with ``C == channels`` if given.
 
-    Parameters
-    ----------
-    path : str or Path
-        ``.npy`` array of shape (J, C) or (J,) (a 1-D array means ``C = 1``), or a text file
-        with one row per label, values separated by whitespace or commas; ``#`` starts a
-        comment.
-    channels : int, optional
-        Required number of channels ``C`` (e.g. the image's).
-
-    Returns
-    -------
-    ndarray, shape (J, C), float64
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        Naming the path, if the file cannot be parsed, has the wrong number of dimensions,
-        fewer than 2 rows, NaN/inf values, or ``C != channels``.
+    ``path`` is a ``.npy`` array of shape (J, C) or (J,) (``C = 1``), or a text file with one row per
+    label, values separated by whitespace or commas; ``#`` starts a comment.
     """
     path = existing_file(path, "prototypes", "a .npy or text file")
     if channels is not None:
         channels = check_int("channels", channels, minimum=1)
     if path.suffix.lower() == ".npy":
-        with open(path, "rb") as fh:
-            if fh.read(6) != b"\x93NUMPY":
-                raise UserInputError(f"cannot parse prototypes file {str(path)!r}: not a NumPy .npy file "
-                                 "(missing the .npy header)")
+        check_npy(path, f"prototypes file {str(path)!r}")
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise UserInputError(f"cannot parse prototypes file {str(path)!r} as .npy: {exc}") from exc
         if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
             raise UserInputError(f"prototypes in {str(path)!r} must be real numbers, got dtype {arr.dtype}")
-        arr = arr.astype(np.float64)
-        if arr.ndim == 1:
-            arr = arr[:, None]
+        arr = arr.astype(np.float64).reshape(-1, 1) if arr.ndim == 1 else arr.astype(np.float64)
     else:
         arr = _parse_text(path)
     if arr.ndim != 2:
@@ -80,11 +53,11 @@ def load_prototypes(path, channels=None) -> np.ndarray:
     if arr.shape[1] < 1:
         raise UserInputError(f"prototypes in {str(path)!r} must have at least 1 column, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise UserInputError(f"prototypes in {str(path)!r} must be finite, got {int(np.sum(~np.isfinite(arr)))} "
-                         "NaN/inf values")
+        n = int(np.sum(~np.isfinite(arr)))
+        raise UserInputError(f"prototypes in {str(path)!r} must be finite, got {n} NaN/inf values")
     if channels is not None and arr.shape[1] != channels:
         raise UserInputError(f"prototypes in {str(path)!r} must have {channels} channels (columns), "
-                         f"got shape {arr.shape}")
+                             f"got shape {arr.shape}")
     return np.ascontiguousarray(arr)
 
 
@@ -107,21 +80,15 @@ def kmeans_prototypes(image, k: int, seed: int = 0, n_init: int = 4) -> np.ndarr
     """Prototypes as the k-means centres of the pixel values (Lloyd / k-means++).
 
     Minimises ``sum_i min_j ||f_i - l_j||^2`` over the centres ``l_j`` with scikit-learn's
-    :class:`~sklearn.cluster.KMeans` (k-means++ initialisation, ``n_init`` restarts, best
-    inertia kept).  The centres are returned sorted lexicographically, so the result does
-    not depend on the internal cluster numbering.
+    :class:`~sklearn.cluster.KMeans` (``n_init`` k-means++ restarts, best inertia kept); the
+    centres are sorted lexicographically, so the result does not depend on the cluster numbering.
 
     Parameters
     ----------
     image : array-like or torch.Tensor, shape (H, W, C) or (N, C)
-        Pixel values or any feature vectors (e.g. :func:`window_features` output).
-    k : int
-        Number of prototypes, ``2 <= k <= number of pixels``; the pixels must contain at
-        least ``k`` distinct values.
-    seed : int
-        Random state; the result is deterministic for a given seed.
-    n_init : int
-        Number of k-means++ restarts.
+        Pixel values or any feature vectors; they must hold at least ``k`` distinct values.
+    k, seed, n_init : int
+        Number of prototypes, random state (the result is deterministic for a given seed), restarts.
 
     Returns
     -------
@@ -145,23 +112,18 @@ def kmeans_prototypes(image, k: int, seed: int = 0, n_init: int = 4) -> np.ndarr
 
 
 def class_mean_prototypes(image, labels, num_labels=None) -> np.ndarray:
-    """Prototypes as class means: ``l_j = mean{ f_i : labels_i = j }``.
+    """Prototypes as class means: ``l_j = mean{ f_i : labels_i = j }``; every class needs a pixel.
 
     Parameters
     ----------
     image : array-like or torch.Tensor, shape (H, W, C) (or (N, C))
-    labels : integer array, shape (H, W) (or (N,)) = ``image.shape[:-1]``, values >= 0
+    labels : integer array, shape ``image.shape[:-1]``, values in ``0..J-1``
     num_labels : int, optional
-        ``J``; default ``max(labels) + 1``.  Labels must lie in ``0..J-1``.
+        ``J``; default ``max(labels) + 1``.
 
     Returns
     -------
     ndarray, shape (J, C), float64
-
-    Raises
-    ------
-    ValueError
-        For a shape mismatch, negative labels or labels >= J, or a class without pixels.
     """
     pixels = _pixels(image)
     lab = _to_numpy(labels)
@@ -188,3 +150,39 @@ def class_mean_prototypes(image, labels, num_labels=None) -> np.ndarray:
     sums = np.stack([np.bincount(lab, weights=pixels[:, c], minlength=num_labels)
                      for c in range(pixels.shape[1])], axis=1)
     return sums / counts[:, None]
+
+
+_CHUNK = 1 << 16  # pixels per block in nearest_prototype_labels (bounds memory)
+
+
+def nearest_prototype_labels(image, prototypes) -> np.ndarray:
+    """Pixel-wise rounding to the nearest prototype: ``argmin_j ||image[i] - prototypes[j]||_2``.
+
+    Ties go to the lowest label index (the "local rounding" of paper 000, Fig. 1d).
+
+    Parameters
+    ----------
+    image : array-like or torch.Tensor, shape (..., C)
+    prototypes : array-like, shape (J, C)
+
+    Returns
+    -------
+    ndarray, shape (...), int64
+    """
+    image = _to_numpy(image).astype(np.float64)
+    prototypes = _to_numpy(prototypes).astype(np.float64)
+    if prototypes.ndim != 2 or prototypes.shape[0] < 1:
+        raise UserInputError(f"prototypes must have shape (J, C) with J >= 1, got shape {prototypes.shape}")
+    if image.ndim < 1 or image.shape[-1] != prototypes.shape[1]:
+        raise UserInputError(f"image must have shape (..., C) with C = {prototypes.shape[1]} "
+                         f"(the prototypes' channels), got shape {image.shape}")
+    for name, arr in (("image", image), ("prototypes", prototypes)):
+        if not np.all(np.isfinite(arr)):
+            raise UserInputError(f"{name} must be finite, got {int(np.sum(~np.isfinite(arr)))} NaN/inf entries")
+    pixels = image.reshape(-1, image.shape[-1])
+    out = np.empty(pixels.shape[0], dtype=np.int64)
+    for start in range(0, pixels.shape[0], _CHUNK):
+        block = pixels[start:start + _CHUNK]
+        dist2 = ((block[:, None, :] - prototypes[None, :, :]) ** 2).sum(-1)
+        out[start:start + _CHUNK] = dist2.argmin(axis=1)
+    return out.reshape(image.shape[:-1])

@@ -1,40 +1,20 @@
-"""Random Voronoi test images for image labeling (paper 000, Sect. 4.1).
-
-Two scenarios mimic the paper's Fig. 1a/b:
+"""Random Voronoi test images for image labeling (paper 000, Sect. 4.1, Fig. 1a/b).
 
 ``"boundary"`` (scenario 1)
-    Random Voronoi cells; the cell boundaries are thin (one pixel wide) black lines
-    (label 0, value 0) and the cell interiors are white (label 1, value 1).  ``C = 1``,
-    ``J = 2``.  The difficulty is to keep the thin lines under noise.
+    Thin (one pixel wide) black cell boundaries (label 0, value 0) on white cell interiors
+    (label 1, value 1); ``C = 1``, ``J = 2``.
 ``"colors"`` (scenario 2)
-    Each cell is filled with one of 8 labels whose prototypes are the 8 corners of the RGB
-    cube; neighbouring cells get different labels whenever the greedy colouring can manage
-    it.  ``C = 3``, ``J = 8``.
+    Each cell gets one of 8 labels, the corners of the RGB cube, different from its neighbours'
+    whenever a greedy colouring manages it; ``C = 3``, ``J = 8``.
 
-Gaussian noise ``N(0, noise^2)`` is added independently to every pixel and channel and is
-*not* clipped, so ``image - clean`` is exactly the noise.
+Gaussian noise ``N(0, noise^2)`` is added to every pixel and channel, not clipped.  As the
+prototypes are corners of the unit cube, nearest-prototype rounding is wrong with probability
+``P_err = 1 - Phi(0.5 / noise)`` (boundary) or ``1 - Phi(0.5 / noise)^3`` (colors), ``Phi`` the
+standard normal CDF; the defaults give 15.87 % (boundary, ``noise = 0.5``) and 49.24 % (colors,
+``noise = 0.6``: "about 50 % wrongly labeled pixels", paper 000, Sect. 4.1).
 
-Pixel-wise nearest-prototype rounding error (closed form)
---------------------------------------------------------
-In both scenarios the prototypes sit on the corners of the unit cube, so nearest-prototype
-rounding decides each channel independently by the threshold 0.5 and a pixel is wrong with
-probability
-
-* ``boundary``: ``P_err = 1 - Phi(0.5 / noise)``       (one channel),
-* ``colors``:   ``P_err = 1 - Phi(0.5 / noise)^3``     (three channels),
-
-``Phi`` the standard normal CDF.  The defaults are chosen from these formulas:
-``noise = 0.5`` for ``boundary`` gives ``P_err = 1 - Phi(1) = 15.87 %`` (clearly imperfect,
-the thin lines are badly broken) and ``noise = 0.6`` for ``colors`` gives
-``P_err = 1 - Phi(0.8333)^3 = 49.24 %`` ("about 50 % wrongly labeled pixels", paper 000,
-Sect. 4.1).  Measured on 128x128, seed 0: see :data:`DEFAULT_NOISE` and the tests.
-
-Reproducibility
----------------
-Everything derives from ``seed`` through :class:`numpy.random.SeedSequence`, which is split
-into independent streams for the cell sites, the cell colouring and the noise.  Hence the
-clean image and the labels do not depend on ``noise``, and ``image - clean`` equals
-``noise * Z`` for one fixed standard normal field ``Z`` per ``(seed, size, scenario)``.
+Independent streams of ``seed`` (:class:`numpy.random.SeedSequence`) draw the sites, the colouring and
+the noise: the labels do not depend on ``noise``, and ``image - clean = noise * Z`` for one fixed ``Z``.
 """
 
 from __future__ import annotations
@@ -44,24 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    check_choice,
-    check_int,
-    check_memory,
-    check_positive,
-    check_seed,
-)
+from .._checks import UserInputError, UserTypeError, check_choice, check_int, check_memory, check_positive, check_seed
 
-__all__ = [
-    "DEFAULT_NOISE",
-    "SCENARIOS",
-    "VoronoiImage",
-    "default_num_cells",
-    "make_voronoi",
-    "voronoi_cells",
-]
+__all__ = ["DEFAULT_NOISE", "SCENARIOS", "VoronoiImage", "default_num_cells", "make_voronoi", "voronoi_cells"]
 
 SCENARIOS = ("boundary", "colors")
 
@@ -72,18 +37,8 @@ DEFAULT_NOISE = {"boundary": 0.5, "colors": 0.6}
 PIXELS_PER_CELL = 512
 
 # The 8 corners of the RGB cube: black, red, green, blue, yellow, magenta, cyan, white.
-_COLOR_PROTOTYPES = np.array(
-    [
-        [0.0, 0.0, 0.0],
-        [1.0, 0.0, 0.0],
-        [0.0, 1.0, 0.0],
-        [0.0, 0.0, 1.0],
-        [1.0, 1.0, 0.0],
-        [1.0, 0.0, 1.0],
-        [0.0, 1.0, 1.0],
-        [1.0, 1.0, 1.0],
-    ]
-)
+_COLOR_PROTOTYPES = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]],
+                             dtype=np.float64)
 _BOUNDARY_PROTOTYPES = np.array([[0.0], [1.0]])
 
 
@@ -96,25 +51,20 @@ class VoronoiImage:
     image : ndarray, shape (H, W, C), float64
         Noisy image ``clean + noise * Z`` (not clipped).
     clean : ndarray, shape (H, W, C), float64
-        Noise-free image; exactly ``prototypes[labels]``.
+        Noise-free image ``prototypes[labels]``.
     labels : ndarray, shape (H, W), int64
-        Ground-truth labels in ``0..J-1``.
     prototypes : ndarray, shape (J, C), float64
-        The label values (grey levels or RGB colours).
     scenario : str
-        ``"boundary"`` or ``"colors"``.
     noise : float
-        Standard deviation of the additive Gaussian noise actually used.
+        Standard deviation of the noise actually used.
     seed : int
-        Seed everything was generated from.
     cells : ndarray, shape (H, W), int64
-        Index of the Voronoi cell (nearest site) of every pixel.
+        Voronoi cell (nearest site) of every pixel.
     sites : ndarray, shape (num_cells, 2), float64
-        Cell sites as (row, column) coordinates; pixel ``(r, c)`` sits at ``(r, c)``.
+        Cell sites as (row, column) coordinates of the pixel grid.
     stats : dict
-        ``num_cells``, ``num_adjacent_pairs`` (cell pairs sharing a 4-neighbour edge),
-        ``num_label_conflicts`` (adjacent cells with the same label; always 0 for
-        ``"boundary"``), ``label_counts`` (pixels per label).
+        ``num_cells``, ``num_adjacent_pairs`` (cells sharing a 4-neighbour edge),
+        ``num_label_conflicts`` (adjacent cells with the same label), ``label_counts``.
     """
 
     image: np.ndarray
@@ -148,9 +98,7 @@ def _parse_size(size) -> tuple[int, int]:
     if isinstance(size, (tuple, list)):
         if len(size) != 2:
             raise UserInputError(f"size must be an int or a pair (H, W), got {size!r}")
-        h = check_int("size[0] (height)", size[0], minimum=8)
-        w = check_int("size[1] (width)", size[1], minimum=8)
-        return h, w
+        return check_int("size[0] (height)", size[0], minimum=8), check_int("size[1] (width)", size[1], minimum=8)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
         raise UserTypeError(f"size must be an int or a pair (H, W) of ints, got {size!r}")
     s = check_int("size", size, minimum=8)
@@ -158,34 +106,14 @@ def _parse_size(size) -> tuple[int, int]:
 
 
 def voronoi_cells(sites: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Index of the nearest site of every pixel (Euclidean distance, ties to the lower index).
-
-    Parameters
-    ----------
-    sites : ndarray, shape (K, 2)
-        Site coordinates (row, column).
-    height, width : int
-        Image size; pixel ``(r, c)`` has coordinates ``(r, c)``.
-
-    Returns
-    -------
-    ndarray, shape (H, W), int64
-    """
-    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
-                             indexing="ij")
-    points = np.stack([rows.ravel(), cols.ravel()], axis=1)
+    """Index ``(H, W)`` of the nearest site (``(K, 2)``, row and column) of every pixel ``(r, c)``."""
+    points = np.indices((height, width), dtype=np.float64).reshape(2, -1).T
     _, idx = cKDTree(sites).query(points, k=1)
     return idx.reshape(height, width).astype(np.int64)
 
 
 def _boundary_mask(cells: np.ndarray) -> np.ndarray:
-    """One-pixel-thin cell boundaries.
-
-    A pixel is a boundary pixel iff its right or its lower 4-neighbour lies in another cell.
-    Thus of every 4-adjacent pair of pixels in different cells, the left/upper one is marked,
-    so no two 4-adjacent interior pixels belong to different cells, while straight and
-    diagonal boundaries stay one pixel wide.
-    """
+    """One-pixel-thin cell boundaries: the pixels whose right or lower 4-neighbour lies in another cell."""
     mask = np.zeros(cells.shape, dtype=bool)
     mask[:, :-1] |= cells[:, :-1] != cells[:, 1:]
     mask[:-1, :] |= cells[:-1, :] != cells[1:, :]
@@ -194,23 +122,15 @@ def _boundary_mask(cells: np.ndarray) -> np.ndarray:
 
 def _adjacent_pairs(cells: np.ndarray) -> np.ndarray:
     """Unique unordered pairs ``(a, b)``, ``a < b``, of cells sharing a 4-neighbour edge."""
-    pairs = [
-        np.stack([cells[:, :-1].ravel(), cells[:, 1:].ravel()], axis=1),
-        np.stack([cells[:-1, :].ravel(), cells[1:, :].ravel()], axis=1),
-    ]
-    pairs = np.concatenate(pairs)
+    pairs = np.concatenate([np.stack([cells[:, :-1].ravel(), cells[:, 1:].ravel()], axis=1),
+                            np.stack([cells[:-1, :].ravel(), cells[1:, :].ravel()], axis=1)])
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     pairs = np.sort(pairs, axis=1)
     return np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)
 
 
 def _color_cells(num_cells: int, pairs: np.ndarray, num_labels: int, rng: np.random.Generator) -> np.ndarray:
-    """Random greedy colouring of the cell adjacency graph.
-
-    Cells are visited by decreasing degree (random order among equal degrees); each gets a
-    label drawn uniformly from those not used by already coloured neighbours, or, if all are
-    used, from those used least often among them.
-    """
+    """Random greedy colouring by decreasing degree: a label least used by the coloured neighbours."""
     neighbours = [[] for _ in range(num_cells)]
     for a, b in pairs:
         neighbours[a].append(b)
@@ -234,36 +154,24 @@ def make_voronoi(size, scenario: str = "colors", noise=None, seed: int = 0, num_
     """Generate a random Voronoi labeling image with ground truth (paper 000, Sect. 4.1).
 
     Cell sites are drawn uniformly in ``[0, H) x [0, W)``; every pixel belongs to the cell of
-    its nearest site.  See the module docstring for the two scenarios, the prototypes and the
-    closed-form rounding error that fixes the default noise.
+    its nearest site.  The module docstring describes the scenarios and the default noise.
 
     Parameters
     ----------
     size : int or (int, int)
-        Image size ``H = W = size`` or ``(H, W)``; each side >= 8.
+        ``H = W = size`` or ``(H, W)``; each side >= 8.
     scenario : {"colors", "boundary"}
-        Scenario 2 (8 coloured labels) or scenario 1 (thin black boundaries on white).
     noise : float or None
-        Standard deviation of the additive Gaussian noise, finite and >= 0; ``None`` takes
-        :data:`DEFAULT_NOISE` (0.5 for ``"boundary"``, 0.6 for ``"colors"``).
+        Standard deviation of the Gaussian noise, finite and >= 0; ``None`` takes :data:`DEFAULT_NOISE`.
     seed : int
-        Seed of a :class:`numpy.random.Generator`; the result is a pure function of the
-        arguments.
+        The result is a pure function of the arguments.
     num_cells : int or None
-        Number of Voronoi sites, ``2 <= num_cells <= H*W``; default :func:`default_num_cells`
-        (``H*W/512``, at least 4).
+        Number of Voronoi sites in ``[2, H*W]``; default :func:`default_num_cells` (``H*W/512``, at least 4).
 
     Returns
     -------
     VoronoiImage
-        ``image`` (H, W, C) noisy, ``clean`` = ``prototypes[labels]``, ``labels`` (H, W)
-        int64, ``prototypes`` (J, C); ``C, J = 1, 2`` (boundary) or ``3, 8`` (colors).
-
-    Raises
-    ------
-    ValueError
-        For a side < 8, an unknown scenario, a negative or non-finite noise, a negative
-        seed, or ``num_cells`` outside ``[2, H*W]``.
+        ``C, J = 1, 2`` (boundary) or ``3, 8`` (colors).
     """
     height, width = _parse_size(size)
     check_choice("scenario", scenario, SCENARIOS)
@@ -297,11 +205,7 @@ def make_voronoi(size, scenario: str = "colors", noise=None, seed: int = 0, num_
     clean = prototypes[labels]
     standard_normal = np.random.default_rng(noise_seq).standard_normal(clean.shape)
     image = clean + noise * standard_normal
-    stats = {
-        "num_cells": num_cells,
-        "num_adjacent_pairs": int(pairs.shape[0]),
-        "num_label_conflicts": conflicts,
-        "label_counts": np.bincount(labels.ravel(), minlength=len(prototypes)).tolist(),
-    }
+    stats = {"num_cells": num_cells, "num_adjacent_pairs": int(pairs.shape[0]), "num_label_conflicts": conflicts,
+             "label_counts": np.bincount(labels.ravel(), minlength=len(prototypes)).tolist()}
     return VoronoiImage(image=image, clean=clean, labels=labels, prototypes=prototypes, scenario=scenario,
                         noise=float(noise), seed=seed, cells=cells, sites=sites, stats=stats)

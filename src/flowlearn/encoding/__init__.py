@@ -1,17 +1,5 @@
-"""Gradient flow encoding (paper 002): decoder-only autoencoders.
-
-Public API::
-
-    from flowlearn.encoding import GradientFlowEncoder, EncodeResult, TrainingLoss
-    from flowlearn.encoding import make_decoder, make_encoder, Autoencoder, decoder_widths, ConvDecoder
-    from flowlearn.encoding import BCE, MSE, GaussianNLL, Masked, ReconstructionLoss, resolve_loss
-    from flowlearn.encoding import load_dataset, training_subset, ImageData, read_idx, mnist5k_path
-    from flowlearn.encoding import TrainConfig, Trainer, TrainResult, evaluate
-    from flowlearn.solvers.amd import AMD, AMDResult, AMDStatus
-    from flowlearn.solvers.bb import BB, BBResult
-
-The data-efficiency table of paper 002 is :mod:`flowlearn.experiments.gfe_data_efficiency`.
-"""
+"""Gradient flow encoding (paper 002): decoder-only autoencoders; more losses in :mod:`.losses`, models in
+:mod:`.models`, data in :mod:`.data`, the solvers ``AMD``, ``BB`` in :mod:`flowlearn.solvers`."""
 
 from .data import load_dataset, training_subset
 from .encoder import EncodeResult, GradientFlowEncoder
@@ -19,17 +7,5 @@ from .losses import BCE, MSE
 from .models import Autoencoder, make_decoder
 from .training import TrainConfig, Trainer, TrainResult, evaluate
 
-__all__ = [
-    "Autoencoder",
-    "BCE",
-    "EncodeResult",
-    "GradientFlowEncoder",
-    "MSE",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "evaluate",
-    "load_dataset",
-    "make_decoder",
-    "training_subset",
-]
+__all__ = ["Autoencoder", "BCE", "EncodeResult", "GradientFlowEncoder", "MSE", "TrainConfig", "TrainResult",
+           "Trainer", "evaluate", "load_dataset", "make_decoder", "training_subset"]

@@ -40,8 +40,7 @@ class FixedGridReplay:
     """Step ``n`` of a fixed-grid solver over ``ts`` with a graph-building vector field."""
 
     def __init__(self, field, solver, ts: torch.Tensor):
-        self.field = field
-        self.solver = solver
+        self.field, self.solver = field, solver
         self.times = torch.as_tensor(ts, dtype=torch.float64).tolist()
 
     @property
@@ -49,20 +48,8 @@ class FixedGridReplay:
         return len(self.times) - 1
 
     def step(self, n: int, state: torch.Tensor) -> torch.Tensor:
-        """Recompute solver step ``n``: one ``solver.step`` from ``times[n]`` with ``h = times[n+1] - times[n]``.
-
-        Parameters
-        ----------
-        n : int
-            Step index, ``0 <= n < n_steps``.
-        state : tensor
-            The state before step ``n``.
-
-        Returns
-        -------
-        tensor
-            The state after step ``n`` (with a graph to ``state`` and the field's parameters).
-        """
+        """The state after solver step ``n`` from ``state`` (one ``solver.step`` from ``times[n]`` to
+        ``times[n+1]``), with a graph to ``state`` and the field's parameters."""
         t, h = self.times[n], self.times[n + 1] - self.times[n]
         return self.solver.step(self.field, t, state, h)
 
@@ -72,28 +59,14 @@ class AMDReplay:
     samples that moved (``step_sizes[n, b] > 0``)."""
 
     def __init__(self, gradient, step_sizes: torch.Tensor):
-        self.gradient = gradient
-        self.step_sizes = step_sizes
+        self.gradient, self.step_sizes = gradient, step_sizes
 
     @property
     def n_steps(self) -> int:
         return self.step_sizes.shape[0]
 
     def step(self, n: int, z: torch.Tensor) -> torch.Tensor:
-        r"""Recompute step ``n``: :math:`z_b \leftarrow z_b - \delta t_{n,b}\,\nabla_{z_b} l_b` where it is positive.
-
-        Parameters
-        ----------
-        n : int
-            Step index, ``0 <= n < n_steps``.
-        z : tensor, shape (B, ...)
-            The codes before step ``n``.
-
-        Returns
-        -------
-        tensor, shape (B, ...)
-            The codes after step ``n``; ``z`` itself (the same object) when no sample moved.
-        """
+        """The codes (B, ...) after step ``n`` from ``z``; ``z`` itself (the same object) when no sample moved."""
         delta = self.step_sizes[n].to(z.dtype)
         rows = (delta > 0).nonzero().flatten()
         if rows.numel() == 0:
@@ -142,15 +115,8 @@ class _DiscreteAdjoint(torch.autograd.Function):
 
 
 def adjoint_final_state(replay, states: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Final state ``states[-1]`` whose backward pass runs the discrete adjoint over ``replay``.
-
-    Parameters
-    ----------
-    replay : FixedGridReplay or AMDReplay
-    states : tensor (N + 1, B, ...)
-        The forward trajectory (detached), ``states[n]`` before step ``n``.
-    params : tensors
-        The decoder's parameters; those requiring grad receive :math:`d_\theta z^*`-terms.
-    """
+    r"""Final state ``states[-1]`` whose backward pass runs the discrete adjoint over ``replay`` (a
+    :class:`FixedGridReplay` or :class:`AMDReplay`); ``states`` (N + 1, B, ...) is the forward trajectory,
+    ``states[n]`` before step ``n``; the ``params`` that require grad receive :math:`d_\theta z^*`-terms."""
     params = [p for p in params if p.requires_grad]
     return _DiscreteAdjoint.apply(replay, states.detach(), *params)

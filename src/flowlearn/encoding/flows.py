@@ -1,16 +1,7 @@
-r"""Reconstruction losses, time schedules and the vector fields of gradient flow encoding.
+"""Reconstruction losses, time schedules and the vector fields of gradient flow encoding (paper 002).
 
-Paper 002 (Flouris et al.):
-
-* gradient flow (1): :math:`\dot z = -\alpha(t)\,\nabla_z l(y, D(z))`, :math:`z(0) = 0`, with
-  :math:`\alpha(t) = 1` or :math:`\alpha(t) = e^{-2t/\tau}` (App. A.2);
-* Nesterov flow (5) (Su, Boyd & Candès 2016), split into first order:
-  :math:`\dot z = v`, :math:`\dot v = -\tfrac{3}{t+\epsilon} v - \nabla_z l`, :math:`z(0) = v(0) = 0`
-  (the sign of the gradient term is that of descent; the paper's text drops the minus).
-
-The per-sample loss :math:`l` is the mean over pixels of binary cross-entropy or squared error.
-Gradients are taken of :math:`\sum_b l_b`, so row ``b`` of the gradient is :math:`\nabla_{z_b} l_b`
-as long as the decoder treats rows independently (no batch normalisation).
+Gradients are taken of :math:`\\sum_b l_b`, so row ``b`` of the gradient is :math:`\\nabla_{z_b} l_b` as long as
+the decoder treats rows independently (no batch normalisation).
 """
 
 from __future__ import annotations
@@ -27,21 +18,8 @@ __all__ = ["GradientFlowField", "NesterovField", "alpha_schedule", "reconstructi
 
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind="bce") -> torch.Tensor:
-    r"""Per-sample reconstruction loss, mean over pixels.
-
-    ``bce``: :math:`l = -\frac1P\sum_p y_p\log x_p + (1-y_p)\log(1-x_p)` (``recon`` are
-    probabilities, e.g. a sigmoid output; logs are clamped at -100 as in torch);
-    ``mse``: :math:`l = \frac1P\sum_p (x_p - y_p)^2`; ``gaussian``: fixed-sigma Gaussian NLL;
-    or any callable ``loss(recon, target) -> (B,)`` (see :mod:`flowlearn.encoding.losses`).
-
-    Parameters
-    ----------
-    recon, target : tensors (B, ...) with the same number of entries per sample
-
-    Returns
-    -------
-    tensor (B,)
-    """
+    """Per-sample loss (B,), mean over pixels, of ``recon`` against ``target`` (B, ...): ``kind`` is ``"bce"``,
+    ``"mse"``, ``"gaussian"`` or any callable ``loss(recon, target) -> (B,)`` (see :mod:`flowlearn.encoding.losses`)."""
     return resolve_loss(kind)(recon, target)
 
 
@@ -78,10 +56,8 @@ class _LossGradient:
 
 
 class GradientFlowField:
-    r"""Vector field of (1): ``f(t, z) = -alpha(t) * grad_z l(y, D(z))``, state ``z`` of shape (B, d).
-
-    ``create_graph=True`` keeps the graph (for unrolled backprop and adjoint replays).
-    """
+    r"""Vector field of (1): :math:`\dot z = -\alpha(t)\,\nabla_z l(y, D(z))`, :math:`z(0) = 0`, state ``z`` of
+    shape (B, d); ``create_graph=True`` keeps the graph (for unrolled backprop and adjoint replays)."""
 
     def __init__(self, decoder, target, loss="bce", alpha_tau: float | None = None,
                  *, create_graph: bool = False):
@@ -90,19 +66,18 @@ class GradientFlowField:
         self.create_graph = create_graph
 
     def latent(self, state: torch.Tensor) -> torch.Tensor:
-        """The code ``z`` held by the state (the state itself)."""
+        """The code ``z`` held by the state: the state itself (so is :meth:`initial_state` of a code)."""
         return state
 
-    def initial_state(self, z0: torch.Tensor) -> torch.Tensor:
-        """The state for the initial code ``z0`` of shape (B, d) (``z0`` itself)."""
-        return z0
+    initial_state = latent
 
     def __call__(self, t: float, z: torch.Tensor) -> torch.Tensor:
         return -self.alpha(t) * self.gradient(z, create_graph=self.create_graph)
 
 
 class NesterovField:
-    r"""Vector field of the Nesterov flow (5) on the stacked state ``(B, 2, d)`` = ``(z, v)``:
+    r"""Vector field of the Nesterov flow (5) (Su, Boyd & Candès 2016) split into first order on the stacked
+    state ``(B, 2, d)`` = ``(z, v)``, :math:`z(0) = v(0) = 0` (with the sign of descent; the paper drops the minus):
 
     .. math:: \dot z = v,\qquad \dot v = -\frac{3}{t+\epsilon}\, v - \nabla_z l(y, D(z)).
     """
@@ -113,11 +88,11 @@ class NesterovField:
         self.create_graph = create_graph
 
     def latent(self, state: torch.Tensor) -> torch.Tensor:
-        """The code ``z = state[:, 0]``, shape (B, d), of a stacked state (B, 2, d)."""
+        """The code ``z = state[:, 0]`` (B, d)."""
         return state[:, 0]
 
     def initial_state(self, z0: torch.Tensor) -> torch.Tensor:
-        """The stacked state ``(z0, 0)`` of shape (B, 2, d): initial code ``z0`` (B, d), zero velocity."""
+        """The stacked state ``(z0, 0)`` (B, 2, d): initial code, zero velocity."""
         return torch.stack([z0, torch.zeros_like(z0)], dim=1)
 
     def __call__(self, t: float, state: torch.Tensor) -> torch.Tensor:

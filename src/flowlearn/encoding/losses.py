@@ -1,16 +1,7 @@
-r"""Per-sample reconstruction losses with one signature: ``loss(recon, target) -> (B,)``.
+r"""Per-sample reconstruction losses ``loss(recon, target) -> (B,)``, each a mean over the entries of a sample.
 
-Every loss is a mean over the entries of a sample, so its scale does not depend on the image size.
-A user loss is any callable with the same signature that returns one finite value per row and
-treats rows independently (row ``b`` of :math:`\nabla_z \sum_b l_b` must be :math:`\nabla_{z_b} l_b`).
-
-* :class:`BCE` -- binary cross-entropy, ``recon`` are probabilities (logs clamped at -100 as in torch);
-* :class:`MSE` -- squared error;
-* :class:`GaussianNLL` -- :math:`\frac12 (x - y)^2/\sigma^2 + \log\sigma` (constant dropped), fixed ``sigma``;
-* :class:`Masked` -- any of these restricted to the entries where a mask is one (inpainting,
-  missing pixels): the mean over the observed entries of each sample.
-
-Strings ``"bce"``, ``"mse"``, ``"gaussian"`` name the first three (:func:`resolve_loss`).
+A user loss is any callable with the same signature that returns one finite value per row and treats rows
+independently (row ``b`` of :math:`\nabla_z \sum_b l_b` must be :math:`\nabla_{z_b} l_b`).
 """
 
 from __future__ import annotations
@@ -38,10 +29,8 @@ def _flat(recon: torch.Tensor, target: torch.Tensor):
 
 
 class ReconstructionLoss(abc.ABC):
-    """Base class: ``__call__(recon, target) -> (B,)`` is the mean of :meth:`per_entry` over each row.
-
-    ``needs_unit_interval``: the targets must lie in [0, 1] (checked by the encoder and the trainer).
-    """
+    """Base class: ``__call__(recon, target) -> (B,)`` is the mean of :meth:`per_entry` over each row;
+    ``needs_unit_interval``: the targets must lie in [0, 1] (checked by the encoder and the trainer)."""
 
     name = "custom"
     needs_unit_interval = False
@@ -65,7 +54,8 @@ class ReconstructionLoss(abc.ABC):
 
 
 class BCE(ReconstructionLoss):
-    r""":math:`l = -\frac1P\sum_p y_p\log x_p + (1-y_p)\log(1-x_p)`; ``recon`` in (0, 1), ``target`` in [0, 1]."""
+    r""":math:`l = -\frac1P\sum_p y_p\log x_p + (1-y_p)\log(1-x_p)`; ``recon`` in (0, 1), ``target`` in [0, 1]
+    (logs clamped at -100 as in torch)."""
 
     name = "bce"
     needs_unit_interval = True
@@ -101,16 +91,9 @@ class GaussianNLL(ReconstructionLoss):
 
 
 class Masked(ReconstructionLoss):
-    """``base`` restricted to the entries where ``mask`` is nonzero; mean over the observed entries.
-
-    Parameters
-    ----------
-    base : ReconstructionLoss or str
-        Element-wise loss (a :class:`ReconstructionLoss` subclass instance or its name).
-    mask : tensor
-        Either one mask for all samples (shape of one sample, or flattened ``(P,)``) or one per
-        sample ``(B, P)``; every row must observe at least one entry.
-    """
+    """``base`` (a :class:`ReconstructionLoss` or its name) averaged over the entries where ``mask`` is nonzero;
+    ``mask`` is one for all samples (shape of one sample, or ``(P,)``) or one per sample ``(B, P)``, and every
+    row must observe at least one entry."""
 
     def __init__(self, base, mask: torch.Tensor):
         base = resolve_loss(base)

@@ -1,11 +1,9 @@
 """Decoder of the authors' code scaled to the data size, and the conventional autoencoder.
 
-Released code (paper 002, App. B): latent dimension 20, decoder ``20 -> 150 -> 300 -> 600 -> 784``
-linear layers with ELU in between and a sigmoid output; the AE's encoder is the exact reverse.
-:func:`decoder_widths` keeps the hidden widths' proportions to the data size
-(150/784, 300/784, 600/784) and scales the latent dimension by the square root of the size
-ratio (**choice**: 784 pixels -> 20, the 64 pixels of scikit-learn's digits -> 6), so that the
-paper's architecture is reproduced exactly on 28x28 images.
+Released code (paper 002, App. B): decoder ``20 -> 150 -> 300 -> 600 -> 784`` linear layers with ELU in
+between and a sigmoid output; the AE's encoder is the exact reverse.  :func:`decoder_widths` keeps the
+hidden widths' proportions to the data size and scales the latent dimension by the square root of the size
+ratio (**choice**: 784 pixels -> 20 as in the paper, the 64 pixels of scikit-learn's digits -> 6).
 """
 
 from __future__ import annotations
@@ -36,41 +34,33 @@ def decoder_widths(data_dim: int, latent_dim: int | None = None) -> list[int]:
     return [latent_dim, *hidden, data_dim]
 
 
+def _with_elu(layers: list, sigmoid_output: bool) -> list:
+    """``layers`` with ELU in between, and a sigmoid at the end if asked."""
+    out = [m for layer in layers for m in (layer, nn.ELU())][:-1]
+    return out + [nn.Sigmoid()] if sigmoid_output else out
+
+
 def _mlp(widths: Sequence[int], sigmoid_output: bool, dtype) -> nn.Sequential:
-    """Linear layers created directly in ``dtype`` (so a seed gives the same weights whatever the
-    process-wide default dtype is)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(a, b, dtype=dtype or torch.get_default_dtype()))
-        if i < len(widths) - 2:
-            layers.append(nn.ELU())
-    if sigmoid_output:
-        layers.append(nn.Sigmoid())
-    return nn.Sequential(*layers)
+    """Linear layers created directly in ``dtype`` (a seed gives the same weights whatever the default dtype)."""
+    dtype = dtype or torch.get_default_dtype()
+    return nn.Sequential(*_with_elu([nn.Linear(a, b, dtype=dtype) for a, b in zip(widths[:-1], widths[1:])],
+                                    sigmoid_output))
 
 
 def make_decoder(data_dim: int, latent_dim: int | None = None, *, dtype=None) -> nn.Sequential:
-    """The authors' decoder: linear layers of :func:`decoder_widths` with ELU and a sigmoid output.
-
-    Output shape (B, data_dim), entries in (0, 1) (pixel probabilities for the BCE loss).
-    """
+    """The authors' decoder: linear layers of :func:`decoder_widths` with ELU and a sigmoid output, so that the
+    output (B, data_dim) holds pixel probabilities for the BCE loss."""
     return _mlp(decoder_widths(data_dim, latent_dim), sigmoid_output=True, dtype=dtype)
 
 
 def make_encoder(data_dim: int, latent_dim: int | None = None, *, dtype=None) -> nn.Sequential:
     """The AE's encoder: the decoder's layers in reverse (``data_dim -> ... -> latent``), linear output."""
-    widths = decoder_widths(data_dim, latent_dim)[::-1]
-    return _mlp(widths, sigmoid_output=False, dtype=dtype)
+    return _mlp(decoder_widths(data_dim, latent_dim)[::-1], sigmoid_output=False, dtype=dtype)
 
 
 class Autoencoder(nn.Module):
-    """Conventional autoencoder ``D(E(y))`` whose encoder mirrors the decoder.
-
-    Parameters
-    ----------
-    encoder, decoder : nn.Module
-        ``encoder`` maps flattened images (B, P) to codes (B, d); ``decoder`` maps back.
-    """
+    """Conventional autoencoder ``D(E(y))``: ``encoder`` maps flattened images (B, P) to codes (B, d),
+    ``decoder`` maps back (:meth:`for_data`: the mirrored MLPs of :func:`make_encoder` / :func:`make_decoder`)."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
@@ -91,25 +81,12 @@ class Autoencoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Convolutional decoder for square images: a linear layer to a ``(2w, s, s)`` feature map
-    (``s`` in 4..8), then ``k`` transposed convolutions (kernel 4, stride 2) that double the size
-    each, ELU in between, sigmoid (or linear) output.  28x28: ``s = 7``, ``k = 2``; 64x64: ``s = 8``,
-    ``k = 3``.  No normalisation layers, so rows never interact (as the gradient flow requires).
-
-    Parameters
-    ----------
-    latent_dim : int
-    image_size : int
-        Side of the square output; ``image_size / 2**k`` must be an integer in 4..8 for some ``k >= 1``.
-    channels : int
-        Image channels.
-    width : int
-        Channels of the last hidden feature map (the first has ``2 * width``).
-    output : {"sigmoid", "linear"}
-        Sigmoid for the BCE loss (pixel probabilities), linear for MSE / Gaussian losses.
-    flatten : bool
-        Return ``(B, channels * image_size**2)`` (the layout of :class:`~flowlearn.encoding.data.ImageData`)
-        instead of ``(B, channels, image_size, image_size)``.
+    """Convolutional decoder for square images of side ``image_size = s * 2**k`` (``s`` in 4..8, ``k >= 1``):
+    a linear layer to a ``(2 * width, s, s)`` feature map, then ``k`` transposed convolutions (kernel 4,
+    stride 2) to ``width`` and finally ``channels`` channels, ELU in between, ``output`` sigmoid (for the BCE
+    loss) or linear.  No normalisation layers, so rows never interact (as the gradient flow requires).
+    ``flatten``: return ``(B, channels * image_size**2)`` (the layout of
+    :class:`~flowlearn.encoding.data.ImageData`) instead of ``(B, channels, image_size, image_size)``.
     """
 
     def __init__(self, latent_dim: int, image_size: int = 28, *, channels: int = 1, width: int = 32,
@@ -130,14 +107,8 @@ class ConvDecoder(nn.Module):
         dtype = dtype or torch.get_default_dtype()
         chans = [2 * width] + [width] * (k - 1) + [channels]
         self.project = nn.Linear(latent_dim, chans[0] * self.base ** 2, dtype=dtype)
-        layers: list[nn.Module] = [nn.ELU()]
-        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])):
-            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1, dtype=dtype))
-            if i < k - 1:
-                layers.append(nn.ELU())
-        if output == "sigmoid":
-            layers.append(nn.Sigmoid())
-        self.body = nn.Sequential(*layers)
+        convs = [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1, dtype=dtype) for a, b in zip(chans[:-1], chans[1:])]
+        self.body = nn.Sequential(nn.ELU(), *_with_elu(convs, output == "sigmoid"))
         self.first_channels = chans[0]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

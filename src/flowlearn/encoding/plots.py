@@ -24,14 +24,12 @@ def _figure(nrows: int, ncols: int, figsize):
 def plot_curves(path, histories: dict) -> None:
     """Validation BCE against images seen (left) and wall time (right) for ``{label: history}``."""
     fig, axes = _figure(1, 2, (10.0, 3.6))
-    for label, hist in histories.items():
-        if not hist:
-            continue
-        axes[0, 0].plot([h["images_seen"] for h in hist], [h["val_bce"] for h in hist], marker=".", label=label)
-        axes[0, 1].plot([h["wall_time"] for h in hist], [h["val_bce"] for h in hist], marker=".", label=label)
-    axes[0, 0].set_xlabel("training images seen")
-    axes[0, 1].set_xlabel("training time (s, evaluation excluded)")
-    for ax in axes[0]:
+    for ax, key, xlabel in zip(axes[0], ("images_seen", "wall_time"),
+                               ("training images seen", "training time (s, evaluation excluded)")):
+        for label, hist in histories.items():
+            if hist:
+                ax.plot([h[key] for h in hist], [h["val_bce"] for h in hist], marker=".", label=label)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("validation mean BCE")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -52,9 +50,8 @@ def reconstruction_grid(rows: list, image_shape, *, pad: int = 1) -> np.ndarray:
 
 
 def class_spread_sample(data, n: int = 12) -> torch.Tensor:
-    """Indices of ``n`` fixed validation images spread over the classes: class 0, 1, ..., C-1, 0, ...
-    (the k-th round takes each class's k-th validation image), so a class-sorted set still shows
-    every class."""
+    """Indices of ``n`` fixed validation images spread over the classes (round ``k`` takes each class's
+    ``k``-th validation image), so a class-sorted set still shows every class."""
     labels = data.val_labels.cpu()
     classes = sorted(set(labels.tolist()))
     per_class = {c: (labels == c).nonzero().flatten().tolist() for c in classes}
@@ -92,12 +89,8 @@ def _labelled_grid(path, rows, image_shape, labels, losses: bool) -> None:
 
 def save_reconstruction_grid(path, rows: list, image_shape, *, scale: int | None = None, labels=None,
                              losses: bool = False) -> None:
-    """Write :func:`reconstruction_grid` as a PNG, upscaled so small images stay visible.
-
-    ``labels`` (one per row, e.g. ``["input", "AE", "GFE-amd", "auto-decoder"]``): draw a labelled
-    figure instead, with the per-image BCE against the first row above every reconstruction when
-    ``losses``.
-    """
+    """Write :func:`reconstruction_grid` as a PNG, upscaled so small images stay visible; with ``labels`` (one
+    per row), a labelled figure instead, with the per-image BCE against the first row when ``losses``."""
     if labels is not None:
         _labelled_grid(path, rows, image_shape, list(labels), losses)
         return
@@ -128,11 +121,6 @@ def reconstructions_for(models: dict, images: torch.Tensor) -> list:
     """``[images, recon_model_1, ...]`` for the grid; each model is a GFE or an AE."""
     from .encoder import GradientFlowEncoder
 
-    rows = [images]
-    for model in models.values():
-        if isinstance(model, GradientFlowEncoder):
-            rows.append(model.reconstruct(images))
-        else:
-            with torch.no_grad():
-                rows.append(model(images))
-    return rows
+    with torch.no_grad():
+        return [images] + [m.reconstruct(images) if isinstance(m, GradientFlowEncoder) else m(images)
+                           for m in models.values()]

@@ -1,16 +1,4 @@
-"""Which training images each optimizer step sees: seeded, replayable, exact image counts.
-
-Two sampling rules over a pool of ``n`` images (a fixed training subset):
-
-* ``"epochs"``: passes over the pool, each a permutation seeded by ``(seed, epoch)``, split into
-  batches (the last batch of a pass may be short);
-* ``"replacement"``: every batch drawn uniformly *with replacement* from the pool, seeded by
-  ``(seed, step)`` -- the "N images seen in total" protocol, where fewer than one pass is allowed.
-
-The run ends after ``epochs`` passes (``images = epochs * n``) or, when ``images`` is given, after
-exactly ``images`` images: the last batch is cut, nothing is rounded up to whole epochs.  Batch
-``k`` depends only on ``(seed, k)``, so a resumed run replays the batches of an uninterrupted one.
-"""
+"""Which training images each optimizer step sees: seeded, replayable, exact image counts."""
 
 from __future__ import annotations
 
@@ -27,14 +15,14 @@ SAMPLINGS = ("epochs", "replacement")
 
 
 class BatchSchedule:
-    """Batches of pool indices for ``n`` images (see module docstring).
+    """Batches of pool indices for ``n`` images; ``total_steps`` and ``total_images`` are the optimizer steps
+    and the images of the whole run.
 
-    Attributes
-    ----------
-    total_steps : int
-        Optimizer steps of the whole run.
-    total_images : int
-        Images seen by the whole run.
+    Two sampling rules: ``"epochs"`` (passes over the pool, each a permutation seeded by ``(seed, epoch)``,
+    split into batches, the last of a pass may be short) and ``"replacement"`` (every batch drawn uniformly
+    with replacement, seeded by ``(seed, step)``).  The run ends after ``epochs`` passes or after exactly
+    ``images`` images (the last batch is cut).  Batch ``k`` depends only on ``(seed, k)``, so a resumed run
+    replays the batches of an uninterrupted one.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, *, epochs: int = 1, images: Optional[int] = None,
@@ -52,10 +40,6 @@ class BatchSchedule:
             full, rest = divmod(self.total_images, self.n)
             self.total_steps = full * self.per_epoch + math.ceil(rest / self.batch_size)
 
-    def _epoch_batches(self, epoch: int) -> list:
-        g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
-        return list(torch.randperm(self.n, generator=g).split(self.batch_size))
-
     def batch(self, step: int) -> torch.Tensor:
         """Pool indices of optimizer step ``step`` (0-based), cut so the run's image count is exact."""
         if self.sampling == "replacement":
@@ -63,9 +47,8 @@ class BatchSchedule:
             size = min(self.batch_size, self.total_images - step * self.batch_size)
             return torch.randint(self.n, (size,), generator=g)
         epoch, k = divmod(step, self.per_epoch)
-        idx = self._epoch_batches(epoch)[k]
-        left = self.total_images - self.images_after(step)
-        return idx[:left]
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+        return perm.split(self.batch_size)[k][:self.total_images - self.images_after(step)]
 
     def images_after(self, steps: int) -> int:
         """Images seen after ``steps`` optimizer steps."""

@@ -1,65 +1,125 @@
-"""Training loops for gradient flow encoders and conventional autoencoders.
-
-One :class:`Trainer` trains either model on a training subset with RMSprop (paper settings: lr 5e-4,
-eps 1e-6, alpha 0.9) or Adam, evaluates the mean per-pixel BCE on the held-out validation set along
-the way (against images seen and wall time, paper Fig. 1), checkpoints atomically and resumes.
-Batches of epoch ``e`` come from a permutation seeded by ``(seed, e)``, so a resumed run replays
-exactly the batches of an uninterrupted one and ends with the same parameters.
-
-Under ``torchrun`` (see :mod:`flowlearn.engine.distributed`) every global batch is split
-in equal parts over the ranks, the module is wrapped in ``DistributedDataParallel`` and each rank's
-loss is scaled so that the all-reduced gradient equals the one-process gradient of the global batch.
-"""
+"""Training loops for gradient flow encoders and conventional autoencoders (:class:`Trainer`), and their
+:class:`TrainConfig`."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    check_unit_interval,
-)
-from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
+from .._checks import (UserInputError, UserTypeError, check_choice, check_int, check_positive, check_seed,
+                       check_unit_interval)
+from ..engine import BOOKKEEPING, CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
 from ..engine.distributed import world
 from ..io import ensure_out_dir
 from ..solvers.amd import AMD
 from ..solvers.bb import BB
-from .config import MODELS, OPTIMIZERS, TrainConfig
+from .adjoint import ADJOINTS
 from .data import ImageData
-from .encoder import GradientFlowEncoder, check_minimizers
+from .encoder import SOLVERS, GradientFlowEncoder, check_minimizers, solver_from_name
 from .losses import loss_name, resolve_loss
 from .models import Autoencoder, decoder_widths, make_decoder, make_encoder
-from .schedule import BatchSchedule
+from .schedule import SAMPLINGS, BatchSchedule
 
 __all__ = ["MODELS", "OPTIMIZERS", "TrainConfig", "TrainResult", "Trainer", "evaluate"]
 
+MODELS = ("gfe", "ae")
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (validated on construction).
+
+    Attributes
+    ----------
+    model : {"gfe", "ae"}
+    solver, adjoint : encoding solver and training gradient of the GFE (ignored for the AE)
+    optimizer : {"rmsprop", "adam"}
+    lr : float or None
+        Default 5e-4 (RMSprop, paper) or 1e-3 (Adam).
+    epochs : int
+        Passes over the training subset (ignored when ``images`` is given).
+    images : int or None
+        Images seen in total, taken literally (the last batch is cut; fewer than one pass allowed).
+    sampling : {"epochs", "replacement"}
+        Reshuffled passes over the subset, or every batch drawn with replacement from it.
+    batch_size : int
+    latent_dim : int or None
+        Default from :func:`~flowlearn.encoding.models.decoder_widths`.
+    eval_every : int
+        Evaluate the validation BCE every this many optimizer steps (and at the end).
+    checkpoint_every : int
+        Optimizer steps between checkpoints.
+    checkpoint_seconds : float
+        Also checkpoint when this many seconds have passed since the last one (0: never by time).
+    seed : int
+        Seeds the initialisation and the batch order.
+    t1, steps, grid : fixed-grid solver settings of the GFE.
+    """
+
+    model: str = "gfe"
+    solver: str = "amd"
+    adjoint: str = "approx"
+    optimizer: str = "rmsprop"
+    lr: Optional[float] = None
+    epochs: int = 1
+    images: Optional[int] = None
+    sampling: str = "epochs"
+    batch_size: int = 32
+    latent_dim: Optional[int] = None
+    eval_every: int = field(default=50, metadata=BOOKKEEPING)
+    checkpoint_every: int = field(default=200, metadata=BOOKKEEPING)
+    checkpoint_seconds: float = field(default=30.0, metadata=BOOKKEEPING)
+    seed: int = 0
+    t1: Optional[float] = None
+    steps: int = 60
+    grid: str = "log"
+
+    def __post_init__(self):
+        check_choice("model", self.model, MODELS)
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("adjoint", self.adjoint, ADJOINTS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name in ("epochs", "batch_size", "eval_every", "checkpoint_every", "steps", "images", "latent_dim"):
+            if getattr(self, name) is not None or name not in ("images", "latent_dim"):   # the last two optional
+                check_int(name, getattr(self, name), minimum=1)
+        for name in ("lr", "t1"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
+        check_seed("seed", self.seed)
+        check_choice("grid", self.grid, ("log", "linear"))
+
+    def solver_object(self, amd=None, bb=None):
+        """The solver object this config stands for (:func:`~flowlearn.encoding.encoder.solver_from_name`): ``amd``,
+        ``bb`` (default ``AMD()``, ``BB()``) or a ``FixedGrid``/``Nesterov`` built from ``t1``, ``steps``, ``grid``."""
+        if self.solver in ("amd", "bb"):
+            return solver_from_name(self.solver, amd=amd, bb=bb)
+        return solver_from_name(self.solver, t1=self.t1, steps=self.steps, grid=self.grid)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (5e-4 if self.optimizer == "rmsprop" else 1e-3)
 
 
 @dataclass(kw_only=True)
 class TrainResult(RunResult):
-    """Outcome of :meth:`Trainer.fit`.
-
-    ``status`` and ``stats`` are the engine's (:class:`~flowlearn.engine.RunResult`); ``stats`` adds
-    ``steps``, ``images_seen``, ``wall_time``, ``train_size``.
+    """Outcome of :meth:`Trainer.fit`; ``status`` and ``stats`` are the engine's (:class:`~flowlearn.engine.RunResult`),
+    ``stats`` adds ``steps``, ``images_seen``, ``wall_time``, ``train_size``.
 
     Attributes
     ----------
     module : GradientFlowEncoder or Autoencoder (trained)
-    history : list of dict
-        ``step``, ``images_seen``, ``wall_time`` (training seconds), ``train_loss`` and ``val_bce`` per
-        evaluation.
-    val_bce : float
-        Final mean per-pixel validation BCE (GFE: AMD encoding; AE: its encoder); NaN when the
-        trainer's loss is not BCE.
+    history : list of dict, one per evaluation
+        ``step``, ``images_seen``, ``wall_time`` (training seconds), ``train_loss`` and ``val_bce``.
+    val_bce, val_loss : float
+        Final mean per-pixel validation BCE (NaN when the trainer's loss is not BCE) and trainer's loss.
     mixed_val_bce : float or None
         AE only: its decoder evaluated with AMD (GFE) encoding ("Mixed", paper Table 1).
-    val_loss : float or None
-        Final validation value of the trainer's loss (equal to ``val_bce`` for BCE).
     """
 
     module: torch.nn.Module
@@ -69,25 +129,24 @@ class TrainResult(RunResult):
 
 
 class Trainer:
-    """Train a GFE decoder or a conventional AE (see module docstring).
+    """Train a GFE decoder or a conventional AE on a training subset with RMSprop (paper settings: lr 5e-4,
+    eps 1e-6, alpha 0.9) or Adam, evaluating the mean per-pixel BCE on the validation set along the way
+    (against images seen and wall time, paper Fig. 1); checkpoints atomically and resumes exactly (batches
+    depend only on the seed and the step).  Under ``torchrun`` every global batch is split over the ranks
+    and each rank's loss scaled so that the all-reduced gradient is the one-process gradient.
 
     Parameters
     ----------
     config : TrainConfig
-    amd : AMD or None
-        Solver for GFE encodings and for "Mixed" evaluation (default paper settings).
-    bb : BB or None
-        Solver of ``config.solver="bb"`` (default ``BB()``).
+    amd, bb : AMD or BB, optional
+        Solvers of ``config.solver="amd"`` (also for "Mixed" evaluation) and ``"bb"``.
     device : str or torch.device, optional
         Where to train (default: the data's device); outputs and the model stay there.
     decoder_factory : callable, optional
-        ``decoder_factory(data_dim, latent_dim, dtype) -> nn.Module``: the decoder to train (GFE) or
-        the AE's decoder (its encoder stays the mirrored MLP); called under the config's seed.
-        Default: :func:`~flowlearn.encoding.models.make_decoder`.  E.g.
-        ``lambda P, d, dtype: ConvDecoder(d, 28, dtype=dtype)``.
+        ``(data_dim, latent_dim, dtype) -> nn.Module``, e.g. ``lambda P, d, dtype: ConvDecoder(d, 28, dtype=dtype)``:
+        the decoder to train (the AE's encoder stays the mirrored MLP), called under the config's seed.
     loss : str or callable
-        Training loss ``loss(recon, target) -> (B,)`` of both models and of the GFE's encoding
-        (see :mod:`flowlearn.encoding.losses`); default BCE.
+        Training loss ``loss(recon, target) -> (B,)`` of both models and of the GFE's encoding.
     """
 
     def __init__(self, config: TrainConfig, amd: Optional[AMD] = None, device=None, *,
@@ -97,12 +156,10 @@ class Trainer:
         if decoder_factory is not None and not callable(decoder_factory):
             raise UserTypeError("decoder_factory must be a callable (data_dim, latent_dim, dtype) -> nn.Module, "
                                 f"got {type(decoder_factory).__name__}")
-        self.config = config
         check_minimizers(amd, bb)
-        self.amd = amd if amd is not None else AMD()
-        self.bb = bb if bb is not None else BB()
+        self.config, self.decoder_factory = config, decoder_factory
+        self.amd, self.bb = amd if amd is not None else AMD(), bb if bb is not None else BB()
         self.device = torch.device(device) if device is not None else None
-        self.decoder_factory = decoder_factory
         self.loss = resolve_loss(loss)
         self.metric = "val_bce" if loss_name(self.loss) == "bce" else "val_loss"
 
@@ -119,30 +176,21 @@ class Trainer:
         return dec.to(dtype)
 
     def build(self, data_dim: int, dtype=torch.float32):
-        """A freshly initialised model (seeded by ``config.seed``) for ``data_dim`` pixels.
-
-        The initialisation draws from torch's generator seeded with ``config.seed`` inside
-        ``torch.random.fork_rng``, so the caller's global random state is left untouched.
-        """
+        """A freshly initialised model for ``data_dim`` pixels, seeded by ``config.seed`` inside
+        ``torch.random.fork_rng`` (the caller's global random state is left untouched)."""
         cfg = self.config
         latent = self.latent_dim(data_dim)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            if cfg.model == "ae":
+            if cfg.model == "ae":    # the encoder first: the order of the random draws
                 return Autoencoder(make_encoder(data_dim, latent, dtype=dtype), self._decoder(data_dim, latent, dtype))
-            return GradientFlowEncoder(self._decoder(data_dim, latent, dtype), latent, solver=cfg.solver_object(self.amd, self.bb),
-                                       adjoint=cfg.adjoint, loss=self.loss)
+            return GradientFlowEncoder(self._decoder(data_dim, latent, dtype), latent,
+                                       solver=cfg.solver_object(self.amd, self.bb), adjoint=cfg.adjoint, loss=self.loss)
 
     def _optimizer(self, params):
-        cfg = self.config
-        if cfg.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=cfg.learning_rate, eps=1e-6, alpha=0.9)
-        return torch.optim.Adam(params, lr=cfg.learning_rate)
-
-    def schedule(self, n: int) -> BatchSchedule:
-        """The batches of a run on ``n`` training images."""
-        cfg = self.config
-        return BatchSchedule(n, cfg.batch_size, cfg.seed, epochs=cfg.epochs, images=cfg.images, sampling=cfg.sampling)
+        if self.config.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=self.config.learning_rate, eps=1e-6, alpha=0.9)
+        return torch.optim.Adam(params, lr=self.config.learning_rate)
 
     def identity(self, train: torch.Tensor, val: torch.Tensor, model=None) -> dict:
         """Config, solver objects, loss, decoder and data that a resumed checkpoint must match."""
@@ -155,15 +203,10 @@ class Trainer:
     def fit(self, data: ImageData, train_idx: Optional[torch.Tensor] = None, *, out_dir=None,
             desc: str = "train", resume: bool = False, overwrite: bool = False,
             stop_after: Optional[int] = None) -> TrainResult:
-        """Train on ``data.train[train_idx]``; checkpoint to ``out_dir/checkpoint.pt``.
-
-        An existing checkpoint there is refused unless ``resume=True`` (continue it; it must belong to
-        this config and data) or ``overwrite=True`` (start afresh).
-
-        The loop is :func:`flowlearn.engine.run_steps`; ``history`` holds one record per evaluation
-        (every ``eval_every`` steps and at the end) with ``wall_time``: training seconds, evaluation
-        time excluded.
-        """
+        """Train on ``data.train[train_idx]`` with :func:`flowlearn.engine.run_steps`, checkpointing to
+        ``out_dir/checkpoint.pt``: an existing checkpoint is refused unless ``resume=True`` (it must belong to
+        this config and data) or ``overwrite=True``.  ``history`` holds one record per evaluation (every
+        ``eval_every`` steps and at the end); ``wall_time`` excludes evaluation time."""
         cfg = self.config
         train = data.train if train_idx is None else data.train[train_idx]
         val = data.val
@@ -181,11 +224,10 @@ class Trainer:
         ckpt_path = ensure_out_dir(out_dir, name="out_dir") / "checkpoint.pt" if out_dir is not None else None
         wrapped = trained
         if world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            device_ids = [train.device] if train.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(trained, device_ids=device_ids)
-        sched = self.schedule(len(train))
+            wrapped = torch.nn.parallel.DistributedDataParallel(
+                trained, device_ids=[train.device] if train.device.type == "cuda" else None)
+        sched = BatchSchedule(len(train), cfg.batch_size, cfg.seed, epochs=cfg.epochs, images=cfg.images,
+                              sampling=cfg.sampling)
         total = sched.total_steps
         metric, loss_fn = self.metric, self.loss
         counters = {"train_seconds": 0.0}          # saved with the checkpoint
@@ -238,24 +280,18 @@ class Trainer:
 
 
 def evaluate(model, images: torch.Tensor, *, batch_size: int = 512, loss="bce") -> float:
-    """Mean per-sample ``loss`` (default BCE) of ``model``'s reconstructions of ``images`` (N, ...).
-
-    ``model`` is a :class:`GradientFlowEncoder` (codes by its own solver and loss, z(0) = 0) or an
-    :class:`Autoencoder` (codes by its encoder).
-    """
+    """Mean per-sample ``loss`` of ``model``'s reconstructions of ``images`` (N, ...): a
+    :class:`GradientFlowEncoder` (codes by its own solver and loss, z(0) = 0) or an :class:`Autoencoder`."""
     fn = resolve_loss(loss)
     total, n = 0.0, 0
     for chunk in images.split(batch_size):
-        if isinstance(model, GradientFlowEncoder):
-            enc = model.encode(chunk)
-            if fn is model.loss_fn or fn == model.loss_fn:   # the encoder's own loss: reuse its values
-                per = enc.loss
-            else:
-                with torch.no_grad():
-                    per = fn(model.decoder(enc.z), chunk)
+        gfe = isinstance(model, GradientFlowEncoder)
+        enc = model.encode(chunk) if gfe else None
+        if gfe and (fn is model.loss_fn or fn == model.loss_fn):   # the encoder's own loss: reuse its values
+            per = enc.loss
         else:
             with torch.no_grad():
-                per = fn(model(chunk), chunk)
+                per = fn(model.decoder(enc.z) if gfe else model(chunk), chunk)
         total += float(per.sum())
         n += chunk.shape[0]
     return total / n

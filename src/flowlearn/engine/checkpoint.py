@@ -1,15 +1,11 @@
-"""Checkpoints that know which run they belong to.
-
-A checkpoint stores, beside the training state, an *identity*: the full configuration of the run
-and a fingerprint of its inputs (image, labels, model, data).  :func:`load_checkpoint` restores a
-state only when the identity matches and otherwise raises a one-line :class:`UserInputError` that
-names the fields that differ.  Files are written atomically and read with
-``torch.load(weights_only=True)``: only tensors, numbers, strings and containers of them, so a
-checkpoint from an untrusted source cannot execute code.
+"""Checkpoints that know which run they belong to (beside the state: the run's configuration and a fingerprint
+of its inputs), and :class:`TrainState`, the state they hold.  Files are written atomically and read with
+``torch.load(weights_only=True)``, so a checkpoint from an untrusted source cannot execute code.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 from pathlib import Path
@@ -21,18 +17,16 @@ import torch
 from .._checks import UserInputError
 from ..io import atomic_write
 
-__all__ = ["describe_differences", "fingerprint", "load_checkpoint", "load_module_state", "load_weights",
-           "save_checkpoint"]
+__all__ = ["TrainState", "describe_differences", "fingerprint", "load_checkpoint", "load_module_state",
+           "load_weights", "save_checkpoint"]
 
 #: what a resumed command has to say to start afresh
 OVERWRITE_HINT = "start afresh with --overwrite (CLI) or another checkpoint path"
 
 
 def fingerprint(*objects) -> str:
-    """A short SHA-256 digest of tensors, arrays, numbers, strings and nested containers of them.
-
-    Equal inputs (same values, shapes and dtypes) give equal digests on every device.
-    """
+    """A short SHA-256 digest of tensors, arrays, numbers, strings and nested containers of them;
+    equal inputs (same values, shapes and dtypes) give equal digests on every device."""
     h = hashlib.sha256()
 
     def feed(obj):
@@ -64,21 +58,17 @@ def fingerprint(*objects) -> str:
 
 
 def _flatten(d: Any, prefix: str = "") -> dict:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
+    if not isinstance(d, dict):
+        return {prefix: d}
+    return {key: leaf for k, v in d.items() for key, leaf in _flatten(v, f"{prefix}.{k}" if prefix else str(k)).items()}
 
 
 def describe_differences(stored: dict, current: dict, *, limit: int = 6) -> list[str]:
     """``["config.lr: 0.05 in the checkpoint, 0.1 now", ...]`` for every leaf that differs."""
     a, b = _flatten(stored), _flatten(current)
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        if a.get(key, "<absent>") != b.get(key, "<absent>"):
-            diffs.append(f"{key}: {a.get(key, '<absent>')!r} in the checkpoint, {b.get(key, '<absent>')!r} now")
+    absent = "<absent>"
+    diffs = [f"{key}: {a.get(key, absent)!r} in the checkpoint, {b.get(key, absent)!r} now"
+             for key in sorted(set(a) | set(b)) if a.get(key, absent) != b.get(key, absent)]
     if len(diffs) > limit:
         diffs = diffs[:limit] + [f"... and {len(diffs) - limit} more"]
     return diffs
@@ -103,14 +93,9 @@ def _read(path: Path, what: str):
 
 
 def load_checkpoint(path, identity: dict | None = None) -> dict | None:
-    """The state saved at ``path`` by :func:`save_checkpoint`, or ``None`` when there is none.
-
-    Raises
-    ------
-    UserInputError
-        When the file is truncated or corrupt, or was written by a run with another identity
-        (the message names the fields that differ).
-    """
+    """The state saved at ``path`` by :func:`save_checkpoint`, or ``None`` when there is none; a
+    :class:`UserInputError` when the file is truncated or corrupt, or was written by a run with another
+    ``identity`` (the message names the fields that differ)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -126,13 +111,8 @@ def load_checkpoint(path, identity: dict | None = None) -> dict | None:
 
 
 def load_weights(path, *, keys=(), what: str = "model file") -> dict:
-    """A dictionary of tensors and plain values saved with ``torch.save``, read with ``weights_only=True``.
-
-    Raises
-    ------
-    UserInputError
-        When the file cannot be read safely, is not a dictionary or lacks one of ``keys``.
-    """
+    """A dictionary of tensors and plain values saved with ``torch.save``, read with ``weights_only=True``; a
+    :class:`UserInputError` when the file cannot be read safely, is not a dictionary or lacks one of ``keys``."""
     path = Path(path)
     state = _read(path, what)
     if isinstance(state, dict) and state.get("flowlearn_checkpoint") == 1:
@@ -156,3 +136,63 @@ def load_module_state(module: torch.nn.Module, state: dict, *, what: str = "mode
                                  f"{tuple(mine[k].shape)}")
     device = next(iter(mine.values())).device if mine else torch.device("cpu")
     module.load_state_dict({k: v.to(device) for k, v in state.items()})
+
+
+class TrainState:
+    """All mutable training state of a run, by name, saved and restored as one dictionary; each item is
+
+    * a tensor (a parameter being optimised): saved as a copy, restored in place after a shape check;
+    * a ``torch.nn.Module``: its ``state_dict``, restored with a shape check per parameter;
+    * a ``torch.Generator`` or a list of them: their RNG states;
+    * a ``dict`` of plain values (counters, the best score so far): a deep copy, restored in place;
+    * any other object with ``state_dict`` / ``load_state_dict`` (optimizers, schedulers).
+
+    A run resumed from ``state_dict()`` therefore continues bit for bit where it stopped.
+    """
+
+    def __init__(self, **items):
+        self.items = items
+
+    def state_dict(self) -> dict:
+        out = {}
+        for name, item in self.items.items():
+            if isinstance(item, torch.Tensor):
+                out[name] = item.detach().clone()
+            elif isinstance(item, torch.Generator):
+                out[name] = item.get_state()
+            elif _generators(item):
+                out[name] = [g.get_state() for g in item]
+            elif isinstance(item, dict):
+                out[name] = copy.deepcopy(item)
+            else:
+                out[name] = item.state_dict()
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = sorted(set(self.items) - set(state))
+        if missing:
+            raise UserInputError(f"checkpoint state lacks the entries {missing}; was it written by another trainer?")
+        for name, item in self.items.items():
+            saved = state[name]
+            if isinstance(item, torch.Tensor):
+                if tuple(saved.shape) != tuple(item.shape):
+                    raise UserInputError(f"checkpoint {name} has shape {tuple(saved.shape)}, the run needs "
+                                         f"{tuple(item.shape)}")
+                with torch.no_grad():
+                    item.copy_(saved.to(item))
+            elif isinstance(item, torch.Generator):
+                item.set_state(saved)
+            elif _generators(item):
+                for g, st in zip(item, saved):
+                    g.set_state(st)
+            elif isinstance(item, dict):
+                item.clear()
+                item.update(copy.deepcopy(saved))
+            elif isinstance(item, torch.nn.Module):
+                load_module_state(item, saved, what=name)
+            else:
+                item.load_state_dict(saved)
+
+
+def _generators(item) -> bool:
+    return isinstance(item, (list, tuple)) and all(isinstance(g, torch.Generator) for g in item)

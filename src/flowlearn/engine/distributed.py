@@ -1,11 +1,6 @@
-"""Data-parallel training under ``torchrun``, shared by every trainer.
-
-Each trainer splits its global batch (images, samples, training images) into equal parts over
-the ranks and sums or averages the gradients with :func:`all_reduce_gradients` (or wraps its
-module in ``DistributedDataParallel``), so that ``n`` processes compute the one-process gradient
-of the same global batch.  Rank 0 writes checkpoints and outputs.  Backends: gloo on the CPU,
-NCCL on CUDA.
-"""
+"""Data-parallel training under ``torchrun`` (gloo on the CPU, NCCL on CUDA): each trainer splits its global
+batch over the ranks and sums the gradients (:func:`all_reduce_gradients` or ``DistributedDataParallel``), so
+that ``n`` processes compute the one-process gradient; rank 0 writes checkpoints and outputs."""
 
 from __future__ import annotations
 
@@ -27,18 +22,8 @@ def world() -> tuple[int, int]:
 
 
 def setup(backend: str = "auto") -> tuple[int, int, torch.device]:
-    """Join the process group described by torchrun's environment (``RANK``, ``WORLD_SIZE``,
-    ``MASTER_ADDR``, ``MASTER_PORT``, ``LOCAL_RANK``).
-
-    Parameters
-    ----------
-    backend : {"auto", "gloo", "nccl"}
-        ``auto``: NCCL when CUDA is available, gloo otherwise.
-
-    Returns
-    -------
-    (world_size, rank, device) -- the device is ``cuda:LOCAL_RANK`` under NCCL, else CPU.
-    """
+    """Join the process group of torchrun's environment; ``backend="auto"`` is NCCL when CUDA is available, gloo
+    otherwise.  Returns ``(world_size, rank, device)``, the device ``cuda:LOCAL_RANK`` under NCCL, else CPU."""
     check_choice("backend", backend, ("auto", "gloo", "nccl"))
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
@@ -79,12 +64,9 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 
 
 def all_gather_cat(local: torch.Tensor) -> torch.Tensor:
-    """Concatenate equal-shaped ``local`` tensors of all ranks along dim 0, in rank order.
-
-    The result is detached except for this rank's own block, which keeps its autograd graph:
-    a loss of the whole batch computed identically on every rank then back-propagates into
-    each rank's own samples only, and :func:`all_reduce_gradients` sums the parts.
-    """
+    """Concatenate equal-shaped ``local`` tensors of all ranks along dim 0, in rank order, detached except for
+    this rank's own block: a loss of the whole batch computed on every rank back-propagates into each rank's
+    own samples, and :func:`all_reduce_gradients` sums the parts."""
     size, rank = world()
     if size == 1:
         return local

@@ -1,16 +1,5 @@
-"""Run identities built from the fields of configs and strategy objects, never from ``repr``.
-
-A checkpoint is resumed only by the run it belongs to.  What "the same run" means is decided here,
-once for every trainer: :func:`spec` turns a config or strategy object into plain data from its
-declared fields (``dataclasses.fields``, or the ``hparams`` mapping of a module that records its
-constructor arguments), recursively; :func:`run_identity` joins the trainer's name, the specs of its
-config and strategies and a fingerprint of its inputs.
-
-A dataclass field that does not change the optimisation (how often to checkpoint, whether to show
-progress) is declared with ``metadata=BOOKKEEPING`` and left out; every other field is in.  An object
-that is neither a dataclass nor carries ``hparams`` cannot be part of an identity: :func:`spec` raises
-``TypeError`` instead of guessing from a hand-written ``repr``.
-"""
+"""Run identities built from the declared fields of configs and strategy objects (:func:`spec`), never from
+``repr``: a checkpoint is resumed only by the run it belongs to (:func:`run_identity`)."""
 
 from __future__ import annotations
 
@@ -28,7 +17,8 @@ from .checkpoint import fingerprint
 
 __all__ = ["BOOKKEEPING", "EXTENDABLE", "record_hparams", "run_identity", "spec"]
 
-#: ``dataclasses.field(metadata=BOOKKEEPING)``: the field is left out of run identities.
+#: ``dataclasses.field(metadata=BOOKKEEPING)``: the field does not change the optimisation (checkpoint
+#: frequency, progress display) and is left out of run identities.
 BOOKKEEPING = {"identity": False}
 #: ``dataclasses.field(metadata=EXTENDABLE)``: a run length that a resumed run may change (continue a run
 #: for more iterations); left out of run identities like :data:`BOOKKEEPING`.
@@ -45,16 +35,11 @@ def spec(obj: Any) -> Any:
 
     * dataclass instances: ``{"type": qualified name, field: spec(value), ...}`` for every field not
       marked :data:`BOOKKEEPING`;
-    * objects with an ``hparams`` mapping (modules that record their constructor arguments with
-      :func:`record_hparams`): ``{"type": ..., **spec(hparams)}``;
-    * stateless objects (no instance attributes): ``{"type": ...}``;
-    * tensors and arrays: their fingerprint; numbers, strings, ``None``, enums, paths, dtypes,
-      devices, classes, containers of these: as themselves (or their string).
+    * objects with an ``hparams`` mapping (see :func:`record_hparams`): ``{"type": ..., **spec(hparams)}``;
+    * stateless objects: ``{"type": ...}``; functions: their qualified name; tensors, arrays: their fingerprint;
+      numbers, strings, ``None``, enums, paths, dtypes, devices, classes, containers: themselves (or their str).
 
-    Raises
-    ------
-    TypeError
-        For any other object (give it fields: make it a frozen dataclass).
+    Any other object raises ``TypeError`` (give it fields: make it a frozen dataclass).
     """
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
@@ -75,15 +60,12 @@ def spec(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [spec(v) for v in obj]
     if dataclasses.is_dataclass(obj):
-        out = {"type": _name(obj)}
-        for f in dataclasses.fields(obj):
-            if f.metadata.get("identity", True):
-                out[f.name] = spec(getattr(obj, f.name))
-        return out
+        fields = [f.name for f in dataclasses.fields(obj) if f.metadata.get("identity", True)]
+        return {"type": _name(obj), **{name: spec(getattr(obj, name)) for name in fields}}
     hparams = getattr(obj, "hparams", None)
     if isinstance(hparams, dict):
         return {"type": _name(obj), **spec(hparams)}
-    if inspect.isfunction(obj):    # a plain function (e.g. a user's loss) is identified by where it is defined
+    if inspect.isfunction(obj):
         return f"{obj.__module__}.{obj.__qualname__}"
     if not getattr(obj, "__dict__", None) and not isinstance(obj, torch.nn.Module):
         return {"type": _name(obj)}
@@ -91,14 +73,11 @@ def spec(obj: Any) -> Any:
                     f"make it a dataclass or give it an 'hparams' dict")
 
 
-def record_hparams(obj, arguments: dict, *, skip: tuple = ("self", "__class__")) -> dict:
-    """Store the constructor ``arguments`` (``locals()`` at the top of ``__init__``) as ``obj.hparams``.
-
-    Tensors among them are kept by fingerprint, so the identity of a module covers every argument it
-    was built with, present and future, without a hand-written list.
-    """
-    hp = {k: v for k, v in arguments.items() if k not in skip and not k.startswith("_")}
-    obj.hparams = {k: (fingerprint(v) if isinstance(v, torch.Tensor) else v) for k, v in hp.items()}
+def record_hparams(obj, arguments: dict) -> dict:
+    """Store the constructor ``arguments`` (``locals()`` at the top of ``__init__``) as ``obj.hparams``,
+    tensors by fingerprint, so that a module's identity covers every argument it was built with."""
+    obj.hparams = {k: (fingerprint(v) if isinstance(v, torch.Tensor) else v) for k, v in arguments.items()
+                   if k not in ("self", "__class__") and not k.startswith("_")}
     return obj.hparams
 
 
@@ -106,9 +85,7 @@ def run_identity(trainer: str, *, inputs: Any = None, **parts) -> dict:
     """``{"trainer": trainer, part: spec(obj), ..., "data": fingerprint(inputs)}``: what a checkpoint
     stores and what a resumed run must match (:func:`~flowlearn.engine.load_checkpoint` names the fields
     that differ)."""
-    ident = {"trainer": str(trainer)}
-    for k, v in parts.items():
-        ident[k] = spec(v)
+    ident = {"trainer": str(trainer), **{k: spec(v) for k, v in parts.items()}}
     if inputs is not None:
         ident["data"] = fingerprint(inputs)
     return ident

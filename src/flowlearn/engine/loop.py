@@ -1,19 +1,4 @@
-"""The one training loop of flowlearn: resume -> progress -> step -> record -> checkpoint.
-
-Every trainer (weight learning, the patch predictor, randomized flows, gradient flow encoders)
-parameterises :func:`run_steps` with
-
-* ``step(iteration) -> dict``: one optimisation step; returns the record of that iteration;
-* ``state``: an object with ``state_dict()`` / ``load_state_dict(state)`` holding *all* mutable
-  training state (parameters, optimizer, scheduler, ``torch.Generator`` states), so that a run
-  resumed from a checkpoint ends bit for bit where an uninterrupted one does;
-* ``identity``: the full configuration plus a fingerprint of the inputs
-  (:func:`~flowlearn.engine.fingerprint`); a checkpoint of another run is refused by name.
-
-Checkpoints are written every ``every_steps`` iterations, every ``every_seconds`` seconds and at
-the end, by rank 0 only under ``torchrun``.  An interrupted run (Ctrl-C) raises
-:class:`RunInterrupted`, whose message says which iteration the checkpoint holds and how to resume.
-"""
+"""The one training loop of every trainer of flowlearn: resume -> progress -> step -> record -> checkpoint."""
 
 from __future__ import annotations
 
@@ -23,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 
 from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..progress import progress
@@ -31,13 +16,7 @@ from ..status import Status
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import world
 
-__all__ = ["CheckpointPolicy", "RunInterrupted", "RunResult", "Stateful", "run_steps"]
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
+__all__ = ["CheckpointPolicy", "RunInterrupted", "RunResult", "run_steps"]
 
 
 @dataclass(frozen=True)
@@ -48,15 +27,12 @@ class CheckpointPolicy:
     ----------
     path : path or None
         Checkpoint file (``None``: no checkpoints, no resume).
-    every_steps : int
-        Write after every this many iterations.
-    every_seconds : float
-        Also write when this many seconds have passed since the last write (0: never by time).
-    resume : bool
-        Continue from ``path`` when it exists (its identity must match).
-    overwrite : bool
-        Start afresh when ``path`` exists, replacing it.  With neither ``resume`` nor ``overwrite`` an
-        existing checkpoint is refused (the rule of the command line's ``--resume`` / ``--overwrite``).
+    every_steps, every_seconds : int, float
+        Write after every this many iterations, and when this many seconds have passed since the last
+        write (0: never by time).
+    resume, overwrite : bool
+        Continue from ``path`` when it exists (its identity must match), or start afresh replacing it; with
+        neither, an existing checkpoint is refused (the rule of the command line's ``--resume`` / ``--overwrite``).
     """
 
     path: Optional[Path] = None
@@ -94,14 +70,14 @@ class RunInterrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _sigterm_flag():
-    """While active, SIGTERM (schedulers, ``timeout``, ``kill``) sets ``flag["signal"]`` instead of killing the
-    process, so that the loop can checkpoint at the end of the current step (main thread only)."""
+    """While active, SIGTERM sets ``flag["signal"]`` instead of killing the process, so that the loop can
+    checkpoint at the end of the current step (main thread only)."""
     flag: dict = {"signal": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
-    def on_term(signum, frame):
+    def on_term(signum, _frame):
         flag["signal"] = signum
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -111,31 +87,29 @@ def _sigterm_flag():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_steps(step: Callable[[int], dict], *, iterations: int, state: Stateful, identity: dict,
+def run_steps(step: Callable[[int], dict], *, iterations: int, state, identity: dict,
               checkpoint: CheckpointPolicy | None = None, desc: str = "train", show_progress: bool | None = None,
               postfix: tuple = ("loss",), stop_after: int | None = None,
               callback: Callable[[int, dict], None] | None = None) -> RunResult:
     """Run ``step(i)`` for ``i`` in ``[start, iterations)`` with resume, progress and checkpoints.
+
+    ``state`` holds *all* mutable training state, so that a resumed run ends bit for bit where an
+    uninterrupted one does; a checkpoint of another ``identity`` is refused by field name.  Checkpoints
+    are written by rank 0 only.  Ctrl-C or SIGTERM raises :class:`RunInterrupted`, whose message says which
+    iteration the checkpoint holds and how to resume.
 
     Parameters
     ----------
     step : callable
         ``step(iteration) -> record`` (a dict of numbers, or ``None`` for nothing to record);
         ``iteration`` and cumulative ``seconds`` (step time only) are added to the record.
-    iterations : int
-        Total iterations of the run.
-    state : object with ``state_dict`` / ``load_state_dict``
-    identity : dict
-        Config and input fingerprint stored with the checkpoint and checked on resume.
-    checkpoint : CheckpointPolicy, optional
+    state, identity
+        An object with ``state_dict`` / ``load_state_dict`` (e.g. a :class:`TrainState`); the config and input
+        fingerprint stored with the checkpoint and checked on resume.
     stop_after : int, optional
         Stop after this many total iterations (status ``INTERRUPTED``), e.g. a time-sliced job.
     callback : callable, optional
         ``callback(iteration, record)`` after every recorded step (and its checkpoint, if one was due).
-
-    Returns
-    -------
-    RunResult
     """
     iterations = check_int("iterations", iterations, minimum=0)
     policy = checkpoint or CheckpointPolicy()
@@ -163,7 +137,13 @@ def run_steps(step: Callable[[int], dict], *, iterations: int, state: Stateful, 
     bar = progress(range(start, end), total=iterations, initial=start, desc=desc,
                    enabled=False if rank != 0 else show_progress)
     it = start
-    resume_hint = "run the same command with --resume (resume=True in Python) to continue"
+
+    def where(done: int) -> str:
+        if policy.path is None:
+            return "no checkpoint was written (no checkpoint path)"
+        return (f"the checkpoint {str(policy.path)!r} holds iteration {done} of {iterations}; run the same "
+                "command with --resume (resume=True in Python) to continue")
+
     try:
         with _sigterm_flag() as term:
             for it in bar:
@@ -183,16 +163,12 @@ def run_steps(step: Callable[[int], dict], *, iterations: int, state: Stateful, 
                 if callback is not None and record is not None:
                     callback(it, record)
                 if term["signal"] is not None:   # SIGTERM: like Ctrl-C, but at the end of a step, checkpointed
-                    where = (f"the checkpoint {str(policy.path)!r} holds iteration {done} of {iterations}; "
-                             f"{resume_hint}" if policy.path is not None
-                             else "no checkpoint was written (no checkpoint path)")
-                    raise RunInterrupted(f"terminated by SIGTERM after iteration {done} of {iterations}: {where}")
+                    raise RunInterrupted(f"terminated by SIGTERM after iteration {done} of {iterations}: "
+                                         f"{where(done)}")
     except RunInterrupted:
         raise
     except KeyboardInterrupt as exc:
-        where = (f"the checkpoint {str(policy.path)!r} holds iteration {saved_at['iteration']} of {iterations}; "
-                 f"{resume_hint}" if policy.path is not None else "no checkpoint was written (no checkpoint path)")
-        raise RunInterrupted(f"interrupted at iteration {it} of {iterations}: {where}") from exc
+        raise RunInterrupted(f"interrupted at iteration {it} of {iterations}: {where(saved_at['iteration'])}") from exc
     finally:
         bar.close()
     if saved_at["iteration"] != end or policy.path is not None and not policy.path.exists():

@@ -1,23 +1,4 @@
-"""Run directories: one run's outputs, a manifest, a lock, and no mixing with other runs.
-
-``RunDirectory(out, command=..., config=...)`` used as a context manager
-
-* takes an exclusive lock (``.flowlearn.lock``): a second concurrent writer fails at once with a
-  clear message naming the holder's pid;
-* refuses a directory that holds an earlier run's outputs, unless ``resume=True`` (same command:
-  its checkpoint is then checked by identity) or ``overwrite=True`` (the earlier run's files, as
-  listed in its manifest, are removed first); a directory with files flowlearn did not write is
-  refused in any case;
-* writes ``manifest.json`` (command, argv, config, versions, seed, start, end, status, outputs)
-  at the start (status ``running``) and at the end, where every file in the directory is listed as
-  an output of the run.
-
-Nothing outside the directory is ever written or removed: the outputs listed in a manifest must be
-plain names inside it (no ``..``, no absolute paths, no separators), checked before anything is
-deleted; deletion never follows a link (a link is removed, not its target); the lock file is opened
-without following links; ``--overwrite`` checks everything first, removes the outputs and leaves the
-manifest to be replaced last; stale temporary files of flowlearn's own atomic writes are removed.
-"""
+"""Run directories: one run's outputs, a manifest, a lock, and no mixing with other runs (:class:`RunDirectory`)."""
 
 from __future__ import annotations
 
@@ -40,6 +21,10 @@ try:                                    # Windows: msvcrt's byte-range lock
 except ImportError:
     msvcrt = None
 
+import numpy
+import torch
+
+from .. import __version__
 from .._checks import UserInputError
 from ..io import ensure_out_dir, save_json
 
@@ -53,34 +38,31 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _versions() -> dict:
-    import numpy
-    import torch
-
-    from .. import __version__
-
-    return {"flowlearn": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
-
-
 class RunDirectory:
-    """The output directory of one run (see module docstring).
+    """The output directory of one run; used as a context manager, it
+
+    * takes an exclusive lock (``.flowlearn.lock``): a second concurrent writer fails at once, naming the
+      holder's pid;
+    * refuses a directory that holds an earlier run's outputs, unless ``resume=True`` (same command: its
+      checkpoint is then checked by identity) or ``overwrite=True`` (the earlier run's files, as listed in
+      its manifest, are removed first); a directory with files flowlearn did not write is always refused;
+    * writes ``manifest.json`` (command, argv, config, versions, seed, start, end, status, outputs) at the
+      start (status ``running``) and at the end, listing every file in the directory as an output.
+
+    Nothing outside the directory is ever written or removed: manifest outputs must be plain names inside it,
+    checked before anything is deleted; deletion and the lock file never follow a link; ``overwrite`` checks
+    everything first and replaces the manifest last; stale temporaries of flowlearn's atomic writes go.
 
     Parameters
     ----------
-    path : path
-        The directory (created if needed).
-    command : str
-        E.g. ``"learn"``; an earlier run of another command is never resumed.
-    config : dict
-        Recorded in the manifest.
-    seed : int, optional
+    path, command, config, seed
+        The directory (created if needed), the command (e.g. ``"learn"``; an earlier run of another command
+        is never resumed), and what the manifest records.
     resume, overwrite : bool
         What to do with an earlier run's outputs (at most one may be true).
-    option : str
-        How the directory is named to the user in messages (``"--out"``).
-    resumable : bool
-        Whether the command has ``--resume``; a command without it is never told to pass it.
+    option, resumable : str, bool
+        How the directory is named in messages; whether the command has ``--resume`` (else it is never
+        told to pass it).
     """
 
     def __init__(self, path, *, command: str, config: dict | None = None, seed: int | None = None,
@@ -88,23 +70,21 @@ class RunDirectory:
         if resume and overwrite:
             raise UserInputError("--resume and --overwrite exclude each other: continue the earlier run or "
                                  "replace it, not both")
-        self.path = Path(path)
+        self.path, self.option = Path(path), option
         self.command, self.config, self.seed = command, dict(config or {}), seed
-        self.resume, self.overwrite, self.option = bool(resume), bool(overwrite), option
-        self.resumable = bool(resumable)
+        self.resume, self.overwrite, self.resumable = bool(resume), bool(overwrite), bool(resumable)
         self.outputs: list[str] = []
-        self.resumed = False
-        self._lock_fh = None
-        self._manifest: dict = {}
+        self.resumed, self._lock_fh, self._manifest = False, None, {}
 
-    # --- lifecycle
     def __enter__(self) -> RunDirectory:  # noqa: PYI034 -- typing.Self needs Python 3.11
         ensure_out_dir(self.path, name=self.option)
         self._lock()
         try:
             self._check_earlier()
+            versions = {"flowlearn": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+                        "python": platform.python_version()}
             self._manifest = {"command": self.command, "argv": sys.argv[1:], "config": self.config,
-                              "seed": self.seed, "versions": _versions(), "pid": os.getpid(), "start": _now(),
+                              "seed": self.seed, "versions": versions, "pid": os.getpid(), "start": _now(),
                               "end": None, "status": "running", "resumed": self.resumed, "outputs": self.outputs}
             save_json(self.path / MANIFEST, self._manifest)
         except BaseException:
@@ -115,10 +95,8 @@ class RunDirectory:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             status = self._manifest.get("final_status", "completed")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = "interrupted"
         else:
-            status = "failed"
+            status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
         try:
             present = self._present()
         except OSError:          # the directory was removed during the run
@@ -129,9 +107,8 @@ class RunDirectory:
         try:
             save_json(self.path / MANIFEST, self._manifest)
         except OSError:
-            if exc is None:      # the run's own last write failed: that is the error to report
+            if exc is None:      # the run's own last write failed: report it; else report the run's error
                 raise
-            # the run failed already (e.g. the disk is full): report its error, not the manifest's
         finally:
             self._unlock()
 
@@ -165,29 +142,26 @@ class RunDirectory:
         return UserInputError(f"{self.option} directory {str(self.path)!r} is in use by {holder}; wait for it to "
                               f"finish or choose another {self.option}")
 
-    # --- use
     def set_status(self, status) -> None:
         """The status the manifest gets when the run ends without an exception."""
         self._manifest["final_status"] = str(status)
 
-    # --- internals
     def _lock(self) -> None:
-        path = self.path / LOCK
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        path, fd, why = self.path / LOCK, None, ""
         try:
             if path.is_symlink():     # O_NOFOLLOW covers POSIX; this covers the rest
                 raise OSError(errno.ELOOP, "is a symbolic link")
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
+            why = f" ({exc.strerror})"
+        if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+            if fd is not None:
+                os.close(fd)
             raise UserInputError(f"{self.option} directory {str(self.path)!r} has a lock file {LOCK} that is not a "
-                                 f"regular file ({exc.strerror}); remove it or choose another {self.option}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise UserInputError(f"{self.option} directory {str(self.path)!r} has a lock file {LOCK} that is not a "
-                                 f"regular file; remove it or choose another {self.option}")
+                                 f"regular file{why}; remove it or choose another {self.option}")
         fh = os.fdopen(fd, "r+")
         try:
-            _lock_file(fh)
+            _flock(fh, lock=True)
         except OSError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
@@ -201,7 +175,7 @@ class RunDirectory:
 
     def _unlock(self) -> None:
         if self._lock_fh is not None:
-            _unlock_file(self._lock_fh)
+            _flock(self._lock_fh, lock=False)
             self._lock_fh.close()
             self._lock_fh = None
 
@@ -264,22 +238,13 @@ class RunDirectory:
         _remove_stale_temporaries(self.path)
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-def _lock_file(fh) -> None:
-    """An exclusive, non-blocking lock on ``fh`` (``OSError`` when another process holds it)."""
+def _flock(fh, *, lock: bool) -> None:
+    """Take an exclusive, non-blocking lock on ``fh`` (``OSError`` when another process holds it), or release it."""
     if fcntl is not None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fh.fileno(), (fcntl.LOCK_EX | fcntl.LOCK_NB) if lock else fcntl.LOCK_UN)
     elif msvcrt is not None:  # pragma: no cover -- Windows
         fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-
-
-def _unlock_file(fh) -> None:
-    if fcntl is not None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    elif msvcrt is not None:  # pragma: no cover -- Windows
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK if lock else msvcrt.LK_UNLCK, 1)
 
 
 def _valid_output(name) -> bool:

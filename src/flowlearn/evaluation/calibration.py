@@ -7,8 +7,7 @@ and ``freq_b`` the fraction of them whose truth is 1:
     ``ECE = sum_b (n_b / n) |freq_b - conf_b|``
 
 (Naeini, Cooper & Hauskrecht, "Obtaining well calibrated probabilities using Bayesian binning", AAAI 2015;
-Guo et al., "On calibration of modern neural networks", ICML 2017).  A perfectly calibrated map has
-ECE = 0; a map that always says 0.9 on a truth with 50 % positives has ECE = 0.4.
+Guo et al., "On calibration of modern neural networks", ICML 2017).
 """
 
 from __future__ import annotations
@@ -25,11 +24,9 @@ __all__ = ["ReliabilityBins", "expected_calibration_error", "reliability_diagram
 
 @dataclass(frozen=True)
 class ReliabilityBins:
-    """The bins of :func:`reliability_diagram`.
-
-    ``edges``: shape ``(B + 1,)``; ``counts``: ``(B,)`` pixels per bin; ``confidence``/``frequency``:
-    ``(B,)`` mean predicted probability / observed fraction of positives per bin (NaN for an empty bin);
-    ``ece``: the expected calibration error."""
+    """The bins of :func:`reliability_diagram`: ``edges`` ``(B + 1,)``, ``counts`` ``(B,)`` pixels per bin,
+    ``confidence``/``frequency`` ``(B,)`` mean predicted probability / observed fraction of positives per bin
+    (NaN for an empty bin), ``ece`` the expected calibration error."""
 
     edges: np.ndarray
     counts: np.ndarray
@@ -56,36 +53,16 @@ def _bins(prob, truth, bins) -> ReliabilityBins:
 
 
 def expected_calibration_error(prob, truth, bins: int = 10) -> float:
-    """Expected calibration error of ``prob`` (probability of class 1) against ``truth`` (0/1).
-
-    Parameters
-    ----------
-    prob : array of any shape, values in [0, 1]
-    truth : binary array of the same shape
-    bins : int >= 1, the number of equal-width bins of [0, 1]
-
-    Returns
-    -------
-    float in [0, 1]: ``sum_b (n_b / n) |freq_b - conf_b|`` (module docstring)
-    """
+    """Expected calibration error ``sum_b (n_b / n) |freq_b - conf_b|`` of ``prob`` (probability of class 1,
+    any shape) against the binary ``truth`` of the same shape, with ``bins`` equal-width bins of [0, 1]."""
     return _bins(prob, truth, bins).ece
 
 
 def reliability_diagram(prob, truth, bins: int = 10, *, path=None,
                         title: str = "Reliability diagram") -> ReliabilityBins:
-    """The bins of a reliability diagram, and the diagram as a PNG at ``path`` if one is given.
-
-    Parameters
-    ----------
-    prob, truth, bins : as :func:`expected_calibration_error`
-    path : str or Path, optional; the PNG shows the observed frequency per bin (bars), the mean
-        confidence against it, and the diagonal of perfect calibration; the matplotlib backend is left as it is
-    title : str, the figure's title (the ECE is appended)
-
-    Returns
-    -------
-    ReliabilityBins
-    """
+    """The bins of a reliability diagram (``prob``, ``truth``, ``bins`` as :func:`expected_calibration_error`),
+    and the diagram as a PNG at ``path`` if one is given: observed frequency per bin (bars), mean confidence
+    against it and the diagonal of perfect calibration, titled ``title`` and the ECE."""
     out = _bins(prob, truth, bins)
     if path is not None:
         import matplotlib.pyplot as plt

@@ -1,32 +1,28 @@
 """The official scores of the ISBI 2012 EM segmentation challenge (and the SNEMI3D adapted Rand error).
 
 Segments.  A membrane-probability map ``prob`` (1 = membrane) is cut at a threshold ``t``: membrane
-where ``prob >= t``.  The cells are the 4-connected components of the non-membrane pixels.  *Border
-thinning* (:func:`segments_from_probability` with ``thin=True``) floods the membrane pixels from the cells
-with the classic watershed of Vincent & Soille [3] on the binary image (4-connectivity, pixels scanned
-column by column, neighbours in the order left, up, right, down), exactly as the challenge's Fiji code
-(``WatershedTransform2D`` in Trainable_Segmentation [2]): a membrane pixel takes the label of the basin
-that reaches it first, and the pixels where two basins meet stay boundary -- the dams, 1 pixel wide (a
-3-pixel-wide border becomes its middle line).  A map without cells (all membrane) or without membrane
-is one flat basin: one segment.  The truth's cells are the 4-connected components of its non-membrane
-pixels, never thinned.
+where ``prob >= t``; the cells are the 4-connected components of the non-membrane pixels.  *Border
+thinning* floods the membrane pixels from the cells with the watershed of Vincent & Soille [3] on the
+binary image (4-connectivity, pixels scanned column by column, neighbours left, up, right, down), as the
+challenge's Fiji code (``WatershedTransform2D`` [2]): the pixels where two basins meet stay boundary --
+dams 1 pixel wide.  A map without cells or without membrane is one segment.  The truth's cells are never
+thinned.
 
-Scores (Arganda-Carreras et al. [1], eqs. 3 and 6; the Fiji code [2]).  Only the pixels of the true cells
-count (*foreground restriction*); each predicted boundary pixel left on them counts as a segment of its
-own.  With ``p_ij`` the fraction of those ``n`` pixels in predicted segment ``i`` and true cell ``j``,
-``s_i = sum_j p_ij`` and ``t_j = sum_i p_ij``:
+Scores ([1], eqs. 3 and 6; [2]).  Only the pixels of the true cells count (*foreground restriction*);
+each predicted boundary pixel on them is a segment of its own.  With ``p_ij`` the fraction of those
+pixels in predicted segment ``i`` and true cell ``j``, ``s_i = sum_j p_ij`` and ``t_j = sum_i p_ij``:
 
 * ``V_rand = sum p_ij^2 / (a sum s_i^2 + (1-a) sum t_j^2)`` with ``a = 1/2``, the harmonic mean of
-  ``V_rand_split = sum p_ij^2 / sum t_j^2`` (falls when true cells are split) and
-  ``V_rand_merge = sum p_ij^2 / sum s_i^2`` (falls when true cells are merged);
+  ``V_rand_split = sum p_ij^2 / sum t_j^2`` and ``V_rand_merge = sum p_ij^2 / sum s_i^2``;
 * ``V_info``, the harmonic mean of ``V_info_split = I(S;T) / H(S)`` and ``V_info_merge = I(S;T) / H(T)``
-  (``S`` predicted, ``T`` true; ``a = 0`` and ``a = 1`` in eq. 6 of [1]; natural logarithms).
+  (``S`` predicted, ``T`` true; natural logarithms).
 
-Stacks ``(N, H, W)`` are scored slice by slice; per threshold ``V_rand`` and ``V_info`` are the means over
-the slices (the official script's macro average), and :func:`isbi_scores` reports their maxima over the
-thresholds.  The 2012 scores it also reports: *Rand error* = 1 - the maximal foreground-restricted Rand
-F-score *without* thinning, and *pixel error* = 1 - the maximal F-score of the pixels (both micro-averaged
-over the slices, as in [2]; the Fiji code counts the cell pixels as the positives, ``pixel_positive``).
+Stacks ``(N, H, W)`` are scored slice by slice and ``V_rand``, ``V_info`` averaged over the slices (the
+official macro average).  *Rand error* = 1 - the maximal Rand F-score *without* thinning and *pixel error*
+= 1 - the maximal pixel F-score are micro-averaged over the slices, as in [2].
+
+:func:`tune_threshold` picks a method's threshold on validation images as the one of largest ``V_rand``
+(the same rule for every method); held-out test images are then scored at it.
 
 References
 ----------
@@ -50,7 +46,7 @@ from scipy import ndimage
 from .._checks import UserInputError, check_choice
 
 __all__ = ["ISBI_THRESHOLDS", "ISBIScores", "SegmentationScores", "info_scores", "isbi_scores", "pixel_fscore",
-           "rand_scores", "segments_from_probability", "snemi3d_adapted_rand_error"]
+           "rand_scores", "segments_from_probability", "snemi3d_adapted_rand_error", "tune_threshold"]
 
 #: the thresholds of the official script, 0.0, 0.1, ..., 1.0 (its ``th`` on cell probabilities is ``1 - t``)
 ISBI_THRESHOLDS = tuple(k / 10 for k in range(11))
@@ -90,31 +86,19 @@ class ISBIScores:
     pixel_f_curve: np.ndarray
 
 
-# ---------------------------------------------------------------------------------------------- checks
 def _numeric(name, x) -> np.ndarray:
     a = np.asarray(x)
-    if a.dtype == bool:
-        return a
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+    if a.dtype != bool and not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise UserInputError(f"{name} must be a real array, got dtype {a.dtype}")
     return a
 
 
-def _check_image(name, a, ndims=(2, 3)) -> None:
-    """Refuse an empty ``a`` or one whose dimension is not in ``ndims`` (``None``: any)."""
+def _probability(name, x, ndims=(2, 3)) -> np.ndarray:
+    """``x`` as float64 probabilities, non-empty, of a dimension in ``ndims`` (``None``: any)."""
+    a = _numeric(name, x).astype(np.float64)
     if (ndims is not None and a.ndim not in ndims) or a.size == 0:
         what = " or ".join(f"{d}-D" for d in ndims) + " " if ndims else ""
         raise UserInputError(f"{name} must be a non-empty {what}array, got shape {a.shape}")
-
-
-def _check_same_shape(name, a, other_name, other) -> None:
-    if a.shape != other.shape:
-        raise UserInputError(f"{name} must have the shape of {other_name} {other.shape}, got {a.shape}")
-
-
-def _probability(name, x, ndims=(2, 3)) -> np.ndarray:
-    a = _numeric(name, x).astype(np.float64)
-    _check_image(name, a, ndims)
     if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
         raise UserInputError(f"{name} must hold probabilities in [0, 1], got values in [{np.nanmin(a):.4g}, "
                              f"{np.nanmax(a):.4g}]" + (" and NaN/inf" if not np.isfinite(a).all() else ""))
@@ -123,7 +107,8 @@ def _probability(name, x, ndims=(2, 3)) -> np.ndarray:
 
 def _binary(name, x, like_name, like) -> np.ndarray:
     a = _numeric(name, x)
-    _check_same_shape(name, a, like_name, like)
+    if a.shape != like.shape:
+        raise UserInputError(f"{name} must have the shape of {like_name} {like.shape}, got {a.shape}")
     if a.dtype != bool and not np.isin(a, (0, 1)).all():
         bad = np.unique(a[~np.isin(a, (0, 1))])[:3].tolist()
         raise UserInputError(f"{name} must be binary (0 or 1), got values such as {bad}")
@@ -151,7 +136,6 @@ def _thresholds(thresholds) -> np.ndarray:
     return t
 
 
-# -------------------------------------------------------------------------------------------- segments
 def _components(cells: np.ndarray) -> np.ndarray:
     """4-connected components of a 2-D boolean image (labels 1..k, 0 elsewhere)."""
     return ndimage.label(cells, structure=_FOUR)[0].astype(np.int64)
@@ -165,9 +149,8 @@ def _watershed_thin(membrane: np.ndarray) -> np.ndarray:
     h, w = membrane.shape
     # Fiji scans x (column) outer, y (row) inner: work on the transpose, flat index x * h + y
     lab = basins.T.ravel().tolist()
-    memb_t = membrane.T
     near = ndimage.binary_dilation(~membrane, structure=_FOUR) & membrane
-    for i in np.flatnonzero(memb_t).tolist():
+    for i in np.flatnonzero(membrane.T).tolist():
         lab[i] = _MASK
     seeds = np.flatnonzero(near.T).tolist()
     for i in seeds:
@@ -206,8 +189,7 @@ def segments_from_probability(prob, threshold: float, *, thin: bool = True) -> n
     prob : array ``(H, W)`` or ``(N, H, W)``, values in [0, 1] (1 = membrane)
     threshold : float in [0, 1]; a pixel is membrane where ``prob >= threshold``
     thin : bool
-        ``True``: the challenge's border thinning (watershed flooding of the membrane, see the module
-        docstring); ``False``: the 4-connected components of the non-membrane pixels.
+        The challenge's border thinning (module docstring), else the components of the non-membrane pixels.
 
     Returns
     -------
@@ -231,7 +213,6 @@ def segments_from_probability(prob, threshold: float, *, thin: bool = True) -> n
     return out if prob.ndim == 3 else out[0]
 
 
-# -------------------------------------------------------------------------------------- label scores
 def _contingency(pred: np.ndarray, true: np.ndarray, *, singletons: bool = True):
     """Counts ``n_ij`` (non-zero entries), predicted sizes and true sizes over the pixels with ``true > 0``;
     predicted label 0 there becomes one segment per pixel when ``singletons``."""
@@ -262,17 +243,17 @@ def _fiji_f(tp: float, fp: float, fn: float) -> float:
 
 def _pair(name_pred, pred_labels, name_true, true_labels):
     pred, true = _labels(name_pred, pred_labels), _labels(name_true, true_labels)
-    _check_same_shape(name_pred, pred, name_true, true)
+    if pred.shape != true.shape:
+        raise UserInputError(f"{name_pred} must have the shape of {name_true} {true.shape}, got {pred.shape}")
     return pred, true
 
 
 def rand_scores(pred_labels, true_labels) -> SegmentationScores:
     """Foreground-restricted Rand F-score ``V_rand`` of [1] (eq. 3, ``a = 1/2``) of two label images.
 
-    ``V_rand = 2 sum n_ij^2 / (sum s_i^2 + sum t_j^2)``, ``split = sum n_ij^2 / sum t_j^2``,
-    ``merge = sum n_ij^2 / sum s_i^2`` with the counts ``n_ij`` of pixels in predicted segment ``i`` and
-    true segment ``j``, over the pixels with ``true_labels > 0`` only; a pixel with ``pred_labels == 0``
-    there is a segment of its own (a boundary pixel left by the prediction, as in [2]).
+    ``V_rand = 2 sum n_ij^2 / (sum s_i^2 + sum t_j^2)`` with the counts ``n_ij`` of pixels in predicted
+    segment ``i`` and true segment ``j``, over the pixels with ``true_labels > 0``; a pixel with
+    ``pred_labels == 0`` there is a segment of its own (as in [2]).
 
     Parameters
     ----------
@@ -291,10 +272,8 @@ def _entropy(counts: np.ndarray, n: int) -> float:
 def info_scores(pred_labels, true_labels) -> SegmentationScores:
     """Foreground-restricted information-theoretic score ``V_info`` of [1] (eq. 6) of two label images.
 
-    With the same pixels and singletons as :func:`rand_scores`, ``S`` the predicted and ``T`` the true
-    segment of a random such pixel: ``split = I(S;T) / H(S)``, ``merge = I(S;T) / H(T)``,
-    ``V_info = 2 split merge / (split + merge)``; ``I(S;T) = H(S) + H(T) - H(S,T)``.  A zero entropy makes
-    its ratio 1 (nothing to split, or nothing to merge); Fiji returns 0 instead when ``H(S) = H(T) = 0``.
+    With the pixels and singletons of :func:`rand_scores`: ``split = I(S;T) / H(S)``, ``merge = I(S;T) / H(T)``,
+    ``I(S;T) = H(S) + H(T) - H(S,T)``.  A zero entropy makes its ratio 1; Fiji returns 0 when both are zero.
     """
     pred, true = _pair("pred_labels", pred_labels, "true_labels", true_labels)
     nij, s, t = _contingency(pred, true)
@@ -313,12 +292,7 @@ def snemi3d_adapted_rand_error(pred_labels, true_labels) -> tuple[float, float, 
     Over the pixels with ``true_labels > 0`` (predicted label 0 is an ordinary segment here), with pairs of
     distinct pixels: ``precision = (sum n_ij^2 - n) / (sum s_i^2 - n)`` (pairs joined by the prediction that
     the truth joins), ``recall = (sum n_ij^2 - n) / (sum t_j^2 - n)``, ``error = 1 - 2 P R / (P + R)``.
-    A ratio without pairs in its denominator is 1.  (scikit-image's code swaps the two names; the error is
-    the same.)
-
-    Returns
-    -------
-    (error, precision, recall) : floats
+    A ratio without pairs in its denominator is 1.  Returns ``(error, precision, recall)``.
     """
     pred, true = _pair("pred_labels", pred_labels, "true_labels", true_labels)
     nij, s, t = _contingency(pred, true, singletons=False)
@@ -326,8 +300,7 @@ def snemi3d_adapted_rand_error(pred_labels, true_labels) -> tuple[float, float, 
     sp, ss, st = int(nij @ nij) - n, int(s @ s) - n, int(t @ t) - n
     prec = sp / ss if ss > 0 else 1.0
     rec = sp / st if st > 0 else 1.0
-    f = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
-    return 1.0 - f, prec, rec
+    return 1.0 - _fiji_f(sp, ss - sp, st - sp), prec, rec
 
 
 def pixel_fscore(pred_membrane, truth_membrane, *, positive: str = "cell") -> float:
@@ -346,7 +319,6 @@ def _pixel_counts(pred: np.ndarray, truth: np.ndarray, positive: str) -> tuple[i
     return int(np.sum(pred & truth)), int(np.sum(pred & ~truth)), int(np.sum(~pred & truth))
 
 
-# ----------------------------------------------------------------------------------------- ISBI 2012
 def isbi_scores(prob, truth_membrane, thresholds=ISBI_THRESHOLDS, *, pixel_positive: str = "cell") -> ISBIScores:
     """The official ISBI 2012 scores of a membrane-probability map, maximised over thresholds.
 
@@ -362,10 +334,7 @@ def isbi_scores(prob, truth_membrane, thresholds=ISBI_THRESHOLDS, *, pixel_posit
     Returns
     -------
     ISBIScores
-        Per threshold and slice: ``V_rand`` (:func:`rand_scores`) and ``V_info`` (:func:`info_scores`) of the
-        thinned segments (:func:`segments_from_probability`) against the truth's cells, averaged over the
-        slices; the Rand F-score of the unthinned segments and the pixel F-score, from counts summed over
-        the slices.  The maxima are reported (the first threshold that reaches them).
+        The curves over ``thresholds`` (module docstring) and their maxima, at the first threshold reaching them.
     """
     p = _probability("prob", prob)
     truth = _binary("truth_membrane", truth_membrane, "prob", p)
@@ -394,3 +363,10 @@ def isbi_scores(prob, truth_membrane, thresholds=ISBI_THRESHOLDS, *, pixel_posit
     i, j = int(np.argmax(vr)), int(np.argmax(vi))
     return ISBIScores(ts, float(vr[i]), float(ts[i]), float(vi[j]), float(ts[j]), 1.0 - float(rf.max()),
                       1.0 - float(pf.max()), vr, vi, rf, pf)
+
+
+def tune_threshold(prob, truth_membrane, thresholds=ISBI_THRESHOLDS) -> tuple[float, ISBIScores]:
+    """The threshold with the largest mean ``V_rand`` over validation images (the first of ties), and the
+    validation :class:`ISBIScores` (arguments as :func:`isbi_scores`)."""
+    scores = isbi_scores(prob, truth_membrane, thresholds)
+    return scores.v_rand_threshold, scores

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_positive
+from ..io import ensure_out_dir, save_png
 from ..pgm.models import PairwiseModel, potts_grid
 from ..randomized.interactions import ConvInteraction
 from ..randomized.plots import labels_to_rgb, tile_images
@@ -28,17 +29,11 @@ __all__ = ["SegmentationDemoResult", "ambiguous_image_model", "run_segmentation_
 
 
 def ambiguous_image_model(rows: int = 12, cols: int = 16, *, data_weight: float = 2.0, coupling: float = 1.0,
-                          noise: float = 0.3, seed: int = 0,
-                          dtype=None) -> tuple[np.ndarray, np.ndarray, PairwiseModel]:
-    r"""Image, subject mask and 3-label Potts model of an ambiguous subject.
-
-    Unary energies: background pixels :math:`(0, w, w)`, subject pixels :math:`(w, 0, 0)` with
-    :math:`w` = ``data_weight``, plus Gaussian noise of std ``noise`` (seeded; equal on labels 1
-    and 2, so that relabelling 1 <-> 2 is an exact symmetry); Potts ``coupling``.
-
-    Returns
-    -------
-    image : array (rows, cols) in [0, 1]; mask : bool array (rows, cols); model : PairwiseModel
+                          noise: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray, PairwiseModel]:
+    r"""``(image, mask, model)``: an image in [0, 1] and a subject mask, both ``(rows, cols)``, and the 3-label
+    Potts model with unary energies :math:`(0, w, w)` on the background and :math:`(w, 0, 0)` on the subject (:math:`w`
+    = ``data_weight``) plus seeded Gaussian noise of std ``noise``, equal on labels 1 and 2 (so that relabelling
+    1 <-> 2 is an exact symmetry), and Potts ``coupling``.
     """
     rows = check_int("rows", rows, minimum=4)
     cols = check_int("cols", cols, minimum=4)
@@ -52,7 +47,7 @@ def ambiguous_image_model(rows: int = 12, cols: int = 16, *, data_weight: float 
                                                       (np.abs(xx - cols * 0.62) < cols * 0.05))
     mask = body | head | ears
     gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    dtype = dtype or torch.get_default_dtype()
+    dtype = torch.get_default_dtype()
     unary = torch.zeros(rows, cols, 3, dtype=dtype)
     m = torch.from_numpy(mask)
     unary[..., 0] = torch.where(m, data_weight, 0.0)
@@ -65,11 +60,8 @@ def ambiguous_image_model(rows: int = 12, cols: int = 16, *, data_weight: float 
 
 @dataclass
 class SegmentationDemoResult:
-    """Outcome of :func:`run_segmentation_demo`.
-
-    ``coherent_joint`` / ``coherent_marginal``: fraction of samples whose subject pixels that are
-    not labelled 0 all carry the same label, for joint flow samples and for pixel-wise samples
-    from the flow's marginals.
+    """Outcome of :func:`run_segmentation_demo`; ``coherent_joint`` / ``coherent_marginal``: fraction of joint flow
+    samples / of pixel-wise samples from the flow's marginals whose subject pixels not labelled 0 share one label.
     """
 
     model: PairwiseModel
@@ -86,19 +78,14 @@ class SegmentationDemoResult:
 
 def _coherent(samples: torch.Tensor, mask: np.ndarray) -> float:
     sub = samples[:, torch.from_numpy(mask.reshape(-1))]
-    ones = (sub == 1).sum(1)
-    twos = (sub == 2).sum(1)
-    return float(((ones == 0) | (twos == 0)).double().mean())
+    return float((((sub == 1).sum(1) == 0) | ((sub == 2).sum(1) == 0)).double().mean())
 
 
 def run_segmentation_demo(out_dir=None, *, rows: int = 12, cols: int = 16, iterations: int = 300,
                           batch_size: int = 64, lr: float = 2e-2, seed: int = 0, num_samples: int = 8,
                           show_progress: bool | None = None) -> SegmentationDemoResult:
-    """Train a convolutional randomized flow on :func:`ambiguous_image_model` and draw Fig. 1.
-
-    Writes ``segmentation.png`` to ``out_dir`` (if given): the image, then a row of joint samples,
-    then a row of pixel-wise samples from the marginals.
-    """
+    """Train a convolutional randomized flow on :func:`ambiguous_image_model`; with ``out_dir`` draw Fig. 1 to
+    ``segmentation.png``: the image, a row of joint samples, a row of pixel-wise samples from the marginals."""
     t0 = time.perf_counter()
     num_samples = check_int("num_samples", num_samples, minimum=1)
     image, mask, model = ambiguous_image_model(rows, cols, seed=seed)
@@ -121,15 +108,12 @@ def run_segmentation_demo(out_dir=None, *, rows: int = 12, cols: int = 16, itera
                               generator=gen).reshape(-1, model.num_nodes)
     png = None
     if out_dir is not None:
-        from ..io import ensure_out_dir, save_png
-
-        out = ensure_out_dir(out_dir)
         grey = np.repeat(np.kron(image, np.ones((8, 8)))[..., None], 3, axis=2)
         blank = np.ones_like(grey)
         rows_img = [[grey] + [blank] * (num_samples - 1),
                     [labels_to_rgb(s, (rows, cols), 8) for s in joint[:num_samples]],
                     [labels_to_rgb(s, (rows, cols), 8) for s in indep[:num_samples]]]
-        png = save_png(Path(out) / "segmentation.png", tile_images(rows_img))
+        png = save_png(ensure_out_dir(out_dir) / "segmentation.png", tile_images(rows_img))
     return SegmentationDemoResult(model=model, flow=flow, training=training, joint_samples=joint[:num_samples],
                                   marginal_samples=indep[:num_samples], marginals=marg,
                                   coherent_joint=_coherent(joint, mask), coherent_marginal=_coherent(indep, mask),

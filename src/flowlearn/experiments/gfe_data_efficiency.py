@@ -29,17 +29,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from .._checks import UserInputError, check_choice, check_int
 from ..encoding.data import ImageData, training_subset
 from ..encoding.encoder import GradientFlowEncoder
-from ..encoding.plots import (
-    class_spread_sample,
-    plot_curves,
-    plot_data_efficiency,
-    reconstructions_for,
-    save_reconstruction_grid,
-)
+from ..encoding.plots import (class_spread_sample, plot_curves, plot_data_efficiency, reconstructions_for,
+                              save_reconstruction_grid)
 from ..encoding.training import TrainConfig, Trainer
 from ..io import ensure_out_dir, save_json
 
@@ -75,8 +71,6 @@ PAPER_TABLE1 = {
 
 def _refined(ae, val, amd, batch_size=512) -> float:
     """Mean BCE of the AE's decoder with AMD codes started at its encoder's code (test-time refinement)."""
-    import torch
-
     gfe = GradientFlowEncoder(ae.decoder, int(ae.encode(val[:1]).shape[1]), amd=amd)
     total = 0.0
     for chunk in val.split(batch_size):
@@ -87,13 +81,10 @@ def _refined(ae, val, amd, batch_size=512) -> float:
 
 
 def _run_cell(data, size, seed, model, base: TrainConfig, images: int, protocol: str, cell_dir: Path, log):
-    overrides = TRAINED_MODELS[model][1]
-    if protocol == "seen":
-        cfg = replace(base, adjoint="approx", seed=seed, images=size, sampling="replacement", **overrides)
-        idx = None
-    else:
-        cfg = replace(base, adjoint="approx", seed=seed, images=images, sampling="epochs", **overrides)
-        idx = training_subset(data, size, seed)
+    seen = protocol == "seen"
+    cfg = replace(base, adjoint="approx", seed=seed, images=size if seen else images,
+                  sampling="replacement" if seen else "epochs", **TRAINED_MODELS[model][1])
+    idx = None if seen else training_subset(data, size, seed)
     trainer = Trainer(cfg)
     result = trainer.fit(data, idx, out_dir=cell_dir, desc=f"{protocol} N={size} seed={seed} {model}")
     refined = _refined(result.module, data.val, trainer.amd) if model == "ae" else None
@@ -139,30 +130,26 @@ def summarise(records: list, dataset: str) -> dict:
 def compare(data: ImageData, train_sizes: Sequence[int], seeds: int, out_dir, *, base: TrainConfig | None = None,
             images: int = 10000, full_images: int = 30000, ae_factor: int = 1, protocol: str = "subset",
             models: Sequence[str] = DEFAULT_MODELS, log=print) -> dict:
-    """Run (or resume) the comparison and write ``table.json``, ``data_efficiency.png``,
-    ``curves_N{size}.png`` and ``reconstructions_N{size}.png`` to ``out_dir``.
+    """Run (or resume) the comparison (module docstring) and write ``table.json``, ``data_efficiency.png``,
+    ``curves_N{size}.png`` and ``reconstructions_N{size}.png`` to ``out_dir``; returns the table.
 
     Parameters
     ----------
     data : ImageData
         Training pool and validation images.
     train_sizes : sequence of int
-        Sizes of the training subsets (``"subset"``, each at most the pool size) or images seen in
-        total (``"seen"``).
+        Training-subset sizes (``"subset"``: each at most the pool) or images seen in total (``"seen"``).
     seeds : int
         Number of seeds (0 .. seeds-1); the seed fixes subset, initialisation and batch order.
-    out_dir : path
-        Where the cells, ``table.json`` and the figures go.
     base : TrainConfig
         Optimizer, batch size, evaluation cadence; model/solver/seed/epochs are set per cell.
     images, full_images : int
-        Images seen per run (``full_images`` when the size is the whole pool), protocol ``"subset"``
-        only.
-    protocol : {"subset", "seen"}
-    models : sequence of str
-        Names of :data:`TRAINED_MODELS` (default AE and GFE-amd; the AE gives Mixed and Refined-AE).
+        Images seen per run (``full_images`` when the size is the whole pool), protocol ``"subset"`` only.
     ae_factor : int
         The AE sees ``ae_factor`` times more images than the GFE.
+    protocol : {"subset", "seen"}
+    models : sequence of str
+        Names of :data:`TRAINED_MODELS`.
     """
     base = base or TrainConfig()
     seeds = check_int("seeds", seeds, minimum=1)

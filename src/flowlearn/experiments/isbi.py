@@ -13,14 +13,12 @@ kept parameters.  The same from the shell::
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
-from ..learning.labeler import LabelerConfig, LabelerTrainer
+from ..learning.labeler import LabelerConfig
 
-__all__ = ["TEST", "TRAIN", "VALIDATION", "deep_flow_score", "labeler_config", "train_deep_flow"]
+__all__ = ["TEST", "TRAIN", "VALIDATION", "deep_flow_score", "labeler_config"]
 
 #: Image indices of the splits of ``isbi2012_membranes.npz``: training 0-15, validation 16-19, test 20-23.
 TRAIN, VALIDATION, TEST = list(range(16)), list(range(16, 20)), list(range(20, 24))
@@ -30,30 +28,11 @@ def labeler_config(*, crop: int = 128, layers: int = 3, rho: float = 1.0, pretra
                    steps: int = 2000, class_balance: float = 0.5) -> LabelerConfig:
     """The recipe: ``pretrain_steps`` data-term warm-up steps, then ``steps`` flow steps (evaluated on the
     validation images every ``steps // 10``), 2 crops per step, Adam at 0.01 with a cosine decay to 0.001,
-    no checkpoints.  Defaults: the documented run (1000 + 2000 steps, ``class_balance=0.5``)."""
+    no checkpoints."""
     return LabelerConfig(crop=crop, batch=2, layers=layers, features=8, hidden=16, lr=0.01, rho=rho, T=1.0,
                          iterations=pretrain_steps + steps, eval_every=max(1, steps // 10),
                          checkpoint_every=10**9, checkpoint_seconds=0, filter_bank=True, data_term="classifier",
                          pretrain_steps=pretrain_steps, final_lr_fraction=0.1, class_balance=class_balance)
-
-
-def train_deep_flow(images, labels, config: LabelerConfig, train=TRAIN, *, load=None, show_progress: bool = True):
-    """Train the deep flow on ``images`` ``(N, H, W)`` / ``labels`` ``(N, H, W)`` (torch), selecting on the
-    top-left 256x256 of the validation images; ``(model, seconds, iterations, result)``.
-
-    With ``load`` (a directory holding ``deep_flow.pt``) the trained parameters are read instead:
-    ``(model, nan, 0, None)``.
-    """
-    xs, ys = images[..., None], labels
-    trainer = LabelerTrainer(config, show_progress=show_progress)
-    if load is not None and (load / "deep_flow.pt").exists():
-        model = trainer.build(xs, ys, train)
-        model.load_state_dict(torch.load(load / "deep_flow.pt", weights_only=True))
-        return model, float("nan"), 0, None
-    val = (xs[VALIDATION, :256, :256].contiguous(), ys[VALIDATION, :256, :256].contiguous())
-    t0 = time.perf_counter()
-    model, res = trainer.fit(xs, ys, train, val)
-    return model, time.perf_counter() - t0, config.iterations, res
 
 
 def deep_flow_score(model, img) -> np.ndarray:

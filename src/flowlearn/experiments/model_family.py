@@ -7,37 +7,29 @@ Potts coupling ``w`` (pairwise energy ``w`` when neighbouring labels differ, :fu
 drawn below, near or above the critical coupling.  Rules are chosen on :data:`DEVELOPMENT_SEEDS` only;
 reported figures come from :data:`REPORT_SEEDS`.
 
-Critical coupling (energy convention)
--------------------------------------
+Critical coupling
+-----------------
 :func:`~flowlearn.pgm.potts_grid` has :math:`P^*(x) \propto \exp(-\sum_i \theta^i[x_i] - w \sum_{i\sim j}
-[x_i \ne x_j])`.  Since :math:`w [x_i \ne x_j] = w - w\,\delta(x_i, x_j)`, this is the ferromagnetic
-``q``-state Potts model :math:`-\beta H = K \sum_{i\sim j}\delta(x_i, x_j)` with :math:`K = w` (up to a
-constant), whose square-lattice critical point (zero field) is
+[x_i \ne x_j])`, the ferromagnetic ``q``-state Potts model :math:`-\beta H = K \sum_{i\sim j}\delta(x_i, x_j)`
+with :math:`K = w` up to a constant, whose square-lattice critical point (zero field) is
 
 .. math::
     K_c = \log(1 + \sqrt{q})
 
-(Potts 1952; Baxter 1973; Wu, Rev. Mod. Phys. 54, 235 (1982), eq. (2.8)).  For ``q = 2`` the Ising
-form :math:`-\beta H = \beta J \sum s_i s_j` with :math:`s = \pm 1` has :math:`\beta J s_i s_j = 2\beta J\,
-\delta(x_i, x_j) - \beta J`, so :math:`K = 2 \beta J` and :math:`K_c = 2 \beta_c J = \log(1 + \sqrt 2)
-\approx 0.8814` (Onsager 1944: :math:`\beta_c J = \tfrac12 \log(1+\sqrt 2) \approx 0.4407`);
-for ``q = 3``, :math:`K_c = \log(1 + \sqrt 3) \approx 1.0051`.  Hence :func:`critical_coupling` ``(c)`` is
-the ``w`` of the critical point, and a member's coupling is ``ratio * critical_coupling(c)`` with ``ratio``
-drawn from :data:`REGIMES` (random fields and finite size shift the true transition; the regime names
-the zero-field infinite-lattice side).
+(Potts 1952; Baxter 1973; Wu, Rev. Mod. Phys. 54, 235 (1982), eq. (2.8)): for ``q = 2``, :math:`K_c = 2
+\beta_c J = \log(1 + \sqrt 2) \approx 0.8814` (Onsager 1944), for ``q = 3``, :math:`K_c \approx 1.0051`.  A
+member's coupling is ``ratio * critical_coupling(c)`` with ``ratio`` drawn from :data:`REGIMES` (random fields
+and finite size shift the true transition; the regime names the zero-field infinite-lattice side).
 
 Exactness
 ---------
-Every member has :math:`c^{\text{rows}} \le 2^{16}` (``rows <= 16`` for ``c = 2``, ``<= 10`` for ``c = 3``) and
-``rows <= cols``, so the column transfer matrix (:func:`~flowlearn.pgm.transfer_matrix_inference`,
-slices of width ``rows``) is feasible.  :func:`exact_statistics` adds the pairwise marginals: with the
-differentiable transfer-matrix :math:`\log Z^*(\theta)` in float64,
+Every member has :math:`c^{\text{rows}} \le 2^{16}` and ``rows <= cols``, so the column transfer matrix
+(:func:`~flowlearn.pgm.transfer_matrix_inference`) is feasible.  :func:`exact_statistics` adds the pairwise
+marginals by reverse-mode differentiation of the float64 transfer-matrix :math:`\log Z^*(\theta)`:
 
 .. math::
     P^*(x_i = a) = -\frac{\partial \log Z^*}{\partial \theta^i[a]}, \qquad
-    P^*(x_i = a, x_j = b) = -\frac{\partial \log Z^*}{\partial \theta^{ij}[a, b]},
-
-computed by reverse-mode differentiation of the same log-sum-exp recursion (exact up to rounding).
+    P^*(x_i = a, x_j = b) = -\frac{\partial \log Z^*}{\partial \theta^{ij}[a, b]}.
 """
 
 from __future__ import annotations
@@ -67,30 +59,16 @@ MIN_SHORT, MIN_LONG, MAX_SIDE = 4, 6, 16
 
 
 def critical_coupling(labels: int) -> float:
-    r"""Critical Potts coupling :math:`w_c = \log(1 + \sqrt{c})` in the convention of :func:`~flowlearn.pgm.potts_grid`."""
+    r"""Critical Potts coupling :math:`w_c = \log(1 + \sqrt{c})` in the convention of
+    :func:`~flowlearn.pgm.potts_grid`."""
     return math.log1p(math.sqrt(check_int("labels", labels, minimum=2)))
 
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """One member of the family.
-
-    Attributes
-    ----------
-    seed : int
-        Seeds everything below and the unary energies.
-    rows, cols : int
-        Grid size, ``rows <= cols`` (``rows`` is the transfer-matrix slice width).
-    labels : int
-        c, 2 or 3.
-    regime : str
-        "below", "near" or "above" the critical coupling.
-    coupling_ratio : float
-        ``coupling / critical_coupling(labels)``.
-    coupling : float
-        Potts ``w`` (energy when neighbouring labels differ).
-    field_scale : float
-        Std ``h`` of the Gaussian unary energies.
+    """One member of the family: grid ``rows x cols`` (``rows <= cols``, the transfer-matrix slice width),
+    ``labels`` c, ``regime`` ("below", "near" or "above" the critical coupling), ``coupling_ratio`` =
+    ``coupling / critical_coupling(labels)``, Potts ``coupling`` w and ``field_scale`` h, all drawn from ``seed``.
     """
 
     seed: int
@@ -125,7 +103,7 @@ def family_spec(seed: int) -> FamilySpec:
 
 
 def build_model(spec: FamilySpec) -> PairwiseModel:
-    """The float64 Potts grid of ``spec``; unaries ``field_scale * N(0, 1)`` from ``torch.Generator`` seeded by ``spec.seed``."""
+    """The float64 Potts grid of ``spec``; unaries ``field_scale * N(0, 1)`` seeded by ``spec.seed``."""
     gen = torch.Generator().manual_seed(spec.seed)
     unary = spec.field_scale * torch.randn(spec.rows, spec.cols, spec.labels, generator=gen, dtype=torch.float64)
     return potts_grid(unary, spec.coupling)

@@ -7,16 +7,11 @@ Gaussian negative log-likelihood :math:`\theta^i_k = w\,\|f_i - l_k\|^2 / (2\hat
 :math:`\hat\sigma^2` the mean squared distance of a pixel to its nearest prototype per channel
 and ``w = data_weight``; neighbouring pixels with different labels pay ``coupling`` (Potts).
 
-The flow (``interaction="conv"``: a :class:`~flowlearn.randomized.ConvInteraction`, or ``"sparse"``: a
-degree-scaled :class:`~flowlearn.randomized.SparseInteraction` on the pixel grid) is trained to the Gibbs
-distribution by :func:`~flowlearn.randomized.train_randomized_flow` (resumable).  Scored against a long
-Gibbs run: the number of distinct segmentations and the mean pairwise Hamming distance
-(fraction of pixels) among ``num_samples`` flow samples and among the final states of as many
-independent Gibbs chains, and the marginal error ``mean_i ½‖q_i − p_i‖₁`` and
-``mean_{i,k} |q_ik − p_ik|`` of the flow's marginals against the Gibbs marginals.  The Gibbs run streams
-its statistics (:class:`~flowlearn.pgm.gibbs.GibbsResult`: marginals, mean energy, between-chain standard
-errors, ``expected_hamming`` of two independent samples), so its memory does not grow with ``gibbs_samples``;
-:func:`segment_memory` estimates the whole command's memory for ``flowlearn segment``'s guard.
+The flow (:func:`build_flow`) is trained to the Gibbs distribution by
+:func:`~flowlearn.randomized.train_randomized_flow` (resumable) and scored against a long, streamed Gibbs run:
+the number of distinct segmentations and the mean pairwise Hamming distance (fraction of pixels) among
+``num_samples`` flow samples and among the final states of as many independent Gibbs chains, and the marginal
+error ``mean_i ½‖q_i − p_i‖₁`` and ``mean_{i,k} |q_ik − p_ik|`` of the flow's marginals against Gibbs'.
 """
 
 from __future__ import annotations
@@ -27,16 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._checks import UserInputError, check_choice, check_int, check_positive
-from ..pgm.gibbs import GibbsSampler, gibbs_bytes, grid_potts_gibbs, potts_coupling
+from .._checks import UserInputError, check_choice, check_int, check_positive, check_seed
+from ..geometry import entropy
+from ..pgm.gibbs import gibbs_bytes, grid_potts_gibbs
 from ..pgm.models import PairwiseModel, potts_grid
 from ..randomized.inference import marginal_difference
 from ..randomized.interactions import ConvInteraction, SparseInteraction
-from ..randomized.sampling import (
-    DEFAULT_SAMPLING_MEMORY,
-    per_sample_bytes,
-    sampling_chunk_size,
-)
+from ..randomized.sampling import DEFAULT_SAMPLING_MEMORY, per_sample_bytes, sampling_chunk_size
 from ..randomized.sflow import RandomizedAssignmentFlow
 from ..randomized.training import TrainingConfig, TrainingResult, train_randomized_flow
 
@@ -117,12 +109,10 @@ class PhotoSegmentationConfig:
         check_positive("data_weight", self.data_weight)
         check_positive("coupling", self.coupling, strict=False)
         check_choice("interaction", self.interaction, ("conv", "sparse"))
-        check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)
-        check_int("num_samples", self.num_samples, minimum=2)
-        check_int("gibbs_chains", self.gibbs_chains, minimum=2)
-        for name in ("marginal_samples", "gibbs_samples"):
-            check_int(name, getattr(self, name), minimum=1)
-        check_int("gibbs_burn_in", self.gibbs_burn_in, minimum=0)
+        check_seed("seed", self.seed)
+        for name, low in (("num_samples", 2), ("gibbs_chains", 2), ("marginal_samples", 1), ("gibbs_samples", 1),
+                          ("gibbs_burn_in", 0)):
+            check_int(name, getattr(self, name), minimum=low)
         check_positive("init_scale", self.init_scale, strict=False)
         self.training_config()
         RandomizedAssignmentFlow(1, 2, init_rank=self.init_rank, init_noise=self.init_noise)
@@ -164,18 +154,10 @@ def photo_potts_model(image: np.ndarray, prototypes: np.ndarray, *, data_weight:
 
 def sample_diversity(samples: torch.Tensor) -> dict:
     """``distinct`` configurations and ``mean_hamming`` (mean fraction of differing pixels over all pairs)."""
-    s = samples.long()
-    m = s.shape[0]
-    distinct = int(torch.unique(s, dim=0).shape[0])
-    total = 0.0
-    for i in range(m - 1):
-        total += float((s[i + 1:] != s[i]).double().mean(1).sum())
-    return {"num_samples": m, "distinct": distinct, "mean_hamming": total / (m * (m - 1) / 2)}
-
-
-def _node_entropy(q: torch.Tensor) -> torch.Tensor:
-    q = q.double().clamp_min(1e-300)
-    return -(q * q.log()).sum(-1)
+    s, m = samples.long(), samples.shape[0]
+    total = sum(float((s[i + 1:] != s[i]).double().mean(1).sum()) for i in range(m - 1))
+    return {"num_samples": m, "distinct": int(torch.unique(s, dim=0).shape[0]),
+            "mean_hamming": total / (m * (m - 1) / 2)}
 
 
 @dataclass
@@ -195,11 +177,11 @@ class PhotoSegmentationResult:
 
 
 def build_flow(model: PairwiseModel, config: PhotoSegmentationConfig) -> RandomizedAssignmentFlow:
-    """The untrained flow of ``config`` for ``model`` (float32)."""
-    if config.interaction == "sparse":
-        interaction = SparseInteraction(model.edges, drive_scale="degree")
-    else:
-        interaction = ConvInteraction(model.grid_shape)
+    """The untrained float32 flow of ``config`` for ``model``: ``interaction="conv"`` a
+    :class:`~flowlearn.randomized.ConvInteraction`, ``"sparse"`` a degree-scaled
+    :class:`~flowlearn.randomized.SparseInteraction` on the pixel grid."""
+    interaction = (SparseInteraction(model.edges, drive_scale="degree") if config.interaction == "sparse"
+                   else ConvInteraction(model.grid_shape))
     return RandomizedAssignmentFlow(
         model.num_nodes, model.num_labels, interaction=interaction, init_rank=config.init_rank,
         init_noise=config.init_noise, initial_logits=-config.init_scale * model.unary, dtype=torch.float32)
@@ -208,20 +190,13 @@ def build_flow(model: PairwiseModel, config: PhotoSegmentationConfig) -> Randomi
 def segment_memory(grid_shape: tuple, num_labels: int, config: PhotoSegmentationConfig) -> dict:
     r"""Estimated memory in bytes of :func:`run_photo_segmentation` plus ``flowlearn segment``'s outputs, by phase.
 
-    For ``n = rows * cols`` pixels, ``c`` labels, ``E`` grid edges, batch ``B``, ``T`` Euler steps and ``C``
-    Gibbs chains (float32 flow, 4 bytes), calibrated against the peak RSS of each phase alone:
-
-    * ``training`` -- :math:`4 B T (7 n c + 6 E c)` for sparse Omega, :math:`4 B T \cdot 7 n c` for conv
-      (the (B, n, c) and (B, E, c) tensors autograd keeps per Euler step), + 96 MB (Adam, checkpoint, threads);
-    * ``flow_sampling`` -- 1.4 x one sampling chunk (``per_sample_bytes`` x ``sampling_chunk_size``, at most
-      ``marginal_samples``);
-    * ``gibbs`` -- :func:`~flowlearn.pgm.gibbs.gibbs_bytes` (states, sweep temporaries, streamed counts);
-      independent of ``gibbs_samples``;
-    * ``outputs`` -- flow and Gibbs samples :math:`2 \cdot 8 \cdot` ``num_samples`` :math:`n`, marginals and
-      entropies :math:`\approx 16 \cdot 8 n c`, figures 32 MB.
-
-    The phases run one after another, but the allocator keeps part of what one freed, so
-    ``total = largest phase + 1/2 next largest + outputs``.
+    For ``n`` pixels, ``c`` labels, ``E`` grid edges, batch ``B`` and ``T`` Euler steps (float32 flow), calibrated
+    against the peak RSS of each phase alone: ``training`` :math:`4 B T (7 n c + 6 E c)` for sparse Omega,
+    :math:`4 B T \cdot 7 n c` for conv, + 96 MB; ``flow_sampling`` 1.4 sampling chunks (at most
+    ``marginal_samples``); ``gibbs`` :func:`~flowlearn.pgm.gibbs.gibbs_bytes` (streamed: independent of
+    ``gibbs_samples``); ``outputs`` :math:`16` ``num_samples`` :math:`n + 128 n c` + 32 MB.  The phases run one
+    after another, but the allocator keeps part of what one freed: ``total = largest + 1/2 next largest +
+    outputs``.
     """
     rows, cols = (int(v) for v in grid_shape)
     n, c = rows * cols, int(num_labels)
@@ -242,10 +217,8 @@ def segment_memory(grid_shape: tuple, num_labels: int, config: PhotoSegmentation
 def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig, *, checkpoint_path=None,
                            resume: bool = False, overwrite: bool = False,
                            show_progress: bool | None = None) -> PhotoSegmentationResult:
-    """Train the flow on ``model`` (a grid Potts model), run the Gibbs reference and score (module docstring).
-
-    ``checkpoint_path``, ``resume`` and ``overwrite`` go to :func:`~flowlearn.randomized.train_randomized_flow`.
-    """
+    """Train the flow on ``model`` (a grid Potts model), run the Gibbs reference and score (module docstring);
+    ``checkpoint_path``, ``resume`` and ``overwrite`` go to :func:`~flowlearn.randomized.train_randomized_flow`."""
     if model.grid_shape is None:
         raise UserInputError("run_photo_segmentation needs a grid model (grid_shape set)")
     flow = build_flow(model, config)
@@ -259,16 +232,10 @@ def run_photo_segmentation(model: PairwiseModel, config: PhotoSegmentationConfig
     sample_seconds = time.perf_counter() - t0
     q_flow = flow.marginals(config.marginal_samples, gen).double()
     want = max(config.gibbs_samples, config.gibbs_chains)
-    if potts_coupling(model) is not None:
-        g = grid_potts_gibbs(model, want, num_chains=config.gibbs_chains, burn_in=config.gibbs_burn_in,
-                             seed=config.seed + 3, keep_samples=False)
-    else:
-        g = GibbsSampler(config.gibbs_chains, burn_in=config.gibbs_burn_in, seed=config.seed + 3).sample(
-            model, want, keep_samples=False)
-    q_ref = g.marginals
-    se = g.marginal_standard_error
-    gibbs_final = g.final[:config.num_samples]
-    h_flow, h_gibbs = _node_entropy(q_flow), _node_entropy(q_ref)
+    g = grid_potts_gibbs(model, want, num_chains=config.gibbs_chains, burn_in=config.gibbs_burn_in,
+                         seed=config.seed + 3, keep_samples=False)
+    q_ref, se, gibbs_final = g.marginals, g.marginal_standard_error, g.final[:config.num_samples]
+    h_flow, h_gibbs = entropy(q_flow), entropy(q_ref.double())
     metrics = {
         "image_shape": list(model.grid_shape), "num_nodes": model.num_nodes, "labels": model.num_labels,
         "flow": {**sample_diversity(samples), "train_seconds": train_seconds,

@@ -17,41 +17,107 @@ from their checkpoints, so an interrupted :data:`FULL` run continues where it st
 from __future__ import annotations
 
 import contextlib
+import functools
+import html
 import json
 import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy
 import scipy
 import torch
 
 from .. import __version__
-from ..data import colorize_labels, make_voronoi, nearest_prototype_labels
+from ..data import make_voronoi
 from ..encoding import TrainConfig, load_dataset
 from ..encoding.flows import reconstruction_loss
-from ..evaluation import label_error
-from ..io import check_out_dir, ensure_out_dir, save_json, save_png
+from ..io import atomic_write, check_out_dir, ensure_out_dir, save_json
 from ..learning import LearningProblem, WeightLearner
-from ..learning.diagnostics import (
-    compare_gradients,
-    integration_time_study,
-    krylov_dimension_study,
-    rank_study,
-    save_study,
-)
-from ..learning.plots import patch_mosaic, plot_curves
-from ..learning.predictor import PatchPredictor, PredictorTrainer, clean_windows, make_sample, predict_tangent
-from ..linearized import method_from_name
-from ..reporting import Report, Table
+from ..learning.predictor import PredictorTrainer
+from ..linearized.methods import method_from_name
 from .gfe_data_efficiency import PAPER_TABLE1 as GFE_PAPER
 from .gfe_data_efficiency import compare
 from .table1 import PAPER_TABLE1 as ISING_PAPER
 from .table1 import IsingExperimentConfig, run_ising_experiment, save_table1_figures
+from .weight_learning import fit_predictor, gradient_check, learn_weights, predictor_setup
 
-__all__ = ["FULL", "PARTS", "QUICK", "PartResult", "ReproduceConfig", "environment", "run_reproduce"]
+__all__ = ["FULL", "PARTS", "QUICK", "PartResult", "ReproduceConfig", "Table", "environment", "run_reproduce",
+           "write_report"]
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        if x != x:
+            return "–"
+        if x == 0 or 1e-3 <= abs(x) < 1e5:
+            return f"{x:.4g}" if abs(x) < 100 else f"{x:.1f}"
+        return f"{x:.2e}"
+    return "–" if x is None else str(x)
+
+
+@dataclass
+class Table:
+    """A table of the report with a caption; cells are formatted with 4 significant digits."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence]
+    caption: str = ""
+
+    def markdown(self) -> str:
+        """The table as Markdown (caption in italics above it)."""
+        out = [f"*{self.caption}*", ""] if self.caption else []
+        out.append("| " + " | ".join(self.headers) + " |")
+        out.append("|" + "---|" * len(self.headers))
+        out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in self.rows]
+        return "\n".join(out) + "\n"
+
+    def html(self) -> str:
+        """The table as an HTML ``<table>`` element with escaped cells."""
+        cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
+                       for row in self.rows)
+        return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
+
+
+_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;"
+          "text-align:right}th{background:#eee}caption{font-style:italic;text-align:left}"
+          "img{max-width:100%}figure{margin:1em 0}pre{background:#f6f6f6;padding:.5em}")
+
+
+def write_report(out_dir, title: str, blocks) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` atomically into the existing ``out_dir`` from
+    ``blocks``, pairs ``("heading", text)``, ``("text", paragraph)``, ``("table", Table)`` or ``("figure", (path,
+    caption))`` (the image linked relative to ``out_dir``); returns their paths."""
+    out_dir, t = Path(out_dir), html.escape(title)
+    md = [f"# {title}\n"]
+    hl = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{t}</title>", f"<style>{_STYLE}</style>",
+          f"</head><body><h1>{t}</h1>"]
+    for kind, value in blocks:
+        if kind == "heading":
+            md.append(f"## {value}\n")
+            hl.append(f"<h2>{html.escape(value)}</h2>")
+        elif kind == "text":
+            md.append(value + "\n")
+            hl.append("<p>" + html.escape(value).replace("\n", "<br>") + "</p>")
+        elif kind == "table":
+            md.append(value.markdown())
+            hl.append(value.html())
+        else:
+            rel, caption = os.path.relpath(value[0], out_dir), value[1]
+            md.append(f"![{caption}]({rel})\n\n*{caption}*\n")
+            hl.append(f"<figure><img src='{html.escape(rel)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    hl.append("</body></html>")
+    paths = out_dir / "report.md", out_dir / "report.html"
+    for path, lines in zip(paths, (md, hl)):
+        with atomic_write(path, "w") as fh:
+            fh.write("\n".join(lines))
+    return paths
 
 
 @dataclass(frozen=True)
@@ -95,14 +161,9 @@ class PartResult:
     notes: list = field(default_factory=list)
     seconds: float = 0.0
 
-    def to_json(self) -> dict:
-        """A JSON-serialisable dict of the fields (tables as dicts), read back by :meth:`from_json`."""
-        d = asdict(self)
-        d["tables"] = [asdict(t) for t in self.tables]
-        return d
-
     @classmethod
     def from_json(cls, d: dict) -> "PartResult":
+        """The inverse of :func:`dataclasses.asdict` (tables back as :class:`Table`, figures as tuples)."""
         d = dict(d)
         d["tables"] = [Table(**t) for t in d["tables"]]
         d["figures"] = [tuple(f) for f in d["figures"]]
@@ -120,55 +181,33 @@ def _threads(n: int):
         torch.set_num_threads(before)
 
 
-def _resume(path: Path) -> dict:
-    """Continue from the checkpoint at ``path`` when an earlier, interrupted run left one."""
-    return {"checkpoint": path, "resume": path.exists()}
-
-
-# ----------------------------------------------------------------------------- paper 000
-def _voronoi_problem(scenario: str, size: int):
+def _voronoi(scenario: str, size: int):
     v = make_voronoi(size, scenario=scenario, seed=0)
-    return LearningProblem.from_image(v.image, v.labels, v.prototypes, rho=0.1, T=5.0, tau=0.0,
-                                      dtype=torch.float64), v
+    return v, LearningProblem.from_image(v.image, v.labels, v.prototypes, rho=0.1, T=5.0, tau=0.0,
+                                         dtype=torch.float64)
 
 
 def _fig2(out: Path, size: int, iters: int) -> Table:
     """Training curves from uniform patches with three gradient methods (Adam, step 0.05)."""
-    problem, v = _voronoi_problem("colors", size)
-    methods = {"lowrank": method_from_name("lowrank", m=10, rank=1, recompute_forward=False),
-               "autodiff-euler": method_from_name("autodiff-euler", step_size=0.1),
-               "autodiff-expint": method_from_name("autodiff-expint", m=10)}
-    learners = {name: WeightLearner(m, optimizer="adam", lr=0.05, iters=iters) for name, m in methods.items()}
-    uniform = learners["lowrank"].evaluate(problem, problem.weights.patches)
-    rounding = label_error(nearest_prototype_labels(v.image, v.prototypes), v.labels)
-    out = ensure_out_dir(out)
-    histories, rows = {}, []
-    for name, learner in learners.items():
-        res = learner.fit(problem, **_resume(out / f"checkpoint_{name}.pt"))
-        histories[name] = res.history
-        rows.append([name, uniform["label_error"], res.final["label_error"], res.final["loss"], res.stats["seconds"]])
-        if name == "lowrank":
-            save_png(out / "weights_lowrank.png", patch_mosaic(res.patches, size, size, problem.weights.size))
-    plot_curves(out / "curves.png", histories, title=f"{size}x{size}, J={problem.num_labels}")
+    v, problem = _voronoi("colors", size)
+    methods = {"lowrank": dict(m=10, rank=1, recompute_forward=False), "autodiff-euler": dict(step_size=0.1),
+               "autodiff-expint": dict(m=10)}
+    learners = {name: WeightLearner(method_from_name(name, **kw), optimizer="adam", lr=0.05, iters=iters)
+                for name, kw in methods.items()}
+    s = learn_weights(ensure_out_dir(out), problem, v.image, v.labels, v.prototypes, learners, log=lambda _: None)
+    rows = [[name, s["uniform"]["label_error"], r["final"]["label_error"], r["final"]["loss"], r["seconds"]]
+            for name, r in s["learned"].items()]
     return Table(["method", "label error uniform %", "label error learned %", "final loss", "seconds"], rows,
                  caption=f"Fig. 2: {iters} iterations from uniform patches, Voronoi colors {size}x{size} "
-                         f"(pixel-wise rounding {rounding:.1f} % wrong). Paper: the three curves are nearly "
-                         "identical.")
+                         f"(pixel-wise rounding {s['rounding_label_error']:.1f} % wrong). Paper: the three curves "
+                         "are nearly identical.")
 
 
 def _fig3(out: Path, size: int, studies: bool) -> Table:
     """Per-pixel cosine of lowrank (m = 10, r = 1) against autodiff of Euler with step 0.005."""
-    problem, _ = _voronoi_problem("boundary", size)
-    patches = problem.weights.patches
-    method = method_from_name("lowrank", m=10, rank=1, recompute_forward=False)
-    reference = method_from_name("autodiff-euler", step_size=0.005)
-    g, _, ref = compare_gradients(problem, patches, method, reference, min_relative_norm=1e-3)
-    out = ensure_out_dir(out)
-    save_study(out, "gradcheck", g)
-    save_study(out, "rank_study", rank_study(problem, patches, ref, m=10))
-    if studies:
-        save_study(out, "krylov_study", krylov_dimension_study(problem, patches, ref, iters=10))
-        save_study(out, "time_study", integration_time_study(problem, iters=10))
+    _, problem = _voronoi("boundary", size)
+    g = gradient_check(ensure_out_dir(out), problem, method_from_name("lowrank", m=10, rank=1),
+                       method_from_name("autodiff-euler", step_size=0.005), studies=studies)
     return Table(["quantity", "ours", "paper"],
                  [["pixels with cosine >= 0.9 (%)", 100 * g["fraction_ge_0.9"], "> 99"],
                   ["pixels with cosine >= 0.99 (%)", 100 * g["fraction_ge_0.99"], "–"],
@@ -182,29 +221,14 @@ def _fig3(out: Path, size: int, studies: bool) -> Table:
 
 def _fig5(out: Path, size: int, iters: int) -> Table:
     """The Sect. 4.4 predictor trained on Voronoi boundary seeds 0, 1 and applied to seed 100."""
-    train = [make_voronoi(size, scenario="boundary", seed=s) for s in (0, 1)]
-    test = [make_voronoi(size, scenario="boundary", seed=100)]
-    protos = train[0].prototypes
-    tr = [make_sample(v.image, v.labels, protos, rho=0.1, T=5.0) for v in train]
-    te = [make_sample(v.image, v.labels, protos, rho=0.1, T=5.0) for v in test]
-    wins = [clean_windows(v.clean, v.labels) for v in train]
-    pred = PatchPredictor(50, feature_dim=tr[0].features.shape[1], sigma=1.0)
-    pred.initialize(torch.cat([w[0] for w in wins]), torch.cat([w[1] for w in wins]), seed=0)
-    out = ensure_out_dir(out)
-    res = PredictorTrainer(iters=iters).fit(pred, tr, te, **_resume(out / "checkpoint.pt"))
-    hist = [dict(h, label_error=h["validation_error"]) for h in res.history if h["validation_error"] is not None]
-    plot_curves(out / "curves.png", {"train": res.history, "test": hist}, title="parameter predictor")
-    rows = []
-    for k, (v, s) in enumerate(zip(test, te)):
-        H, W = v.labels.shape
-        uni = predict_tangent(s.problem, s.problem.weights.patches).argmax(-1).reshape(H, W).numpy()
-        with torch.no_grad():
-            prd = predict_tangent(s.problem, pred(s.features)).argmax(-1).reshape(H, W).numpy()
-        rows.append([k, label_error(nearest_prototype_labels(v.image, protos), v.labels),
-                     label_error(uni, v.labels), label_error(prd, v.labels)])
-        save_png(out / f"labeling_uniform_{k}.png", colorize_labels(uni))
-        save_png(out / f"labeling_predicted_{k}.png", colorize_labels(prd))
-    return Table(["test image", "pixel-wise rounding %", "uniform weights %", "predicted weights %"], rows,
+    vs = {s: make_voronoi(size, scenario="boundary", seed=s) for s in (0, 1, 100)}
+    train, test = ([(vs[s].image, vs[s].labels, vs[s].clean, vs[0].prototypes) for s in seeds]
+                   for seeds in ((0, 1), (100,)))
+    pred, tr, te = predictor_setup(train, test)
+    _, rows = fit_predictor(ensure_out_dir(out), PredictorTrainer(iters=iters), pred, tr, te, test,
+                            log=lambda _: None)
+    return Table(["test image", "pixel-wise rounding %", "uniform weights %", "predicted weights %"],
+                 [list(r.values()) for r in rows],
                  caption=f"Sect. 4.4 / Fig. 5: predictor trained {iters} iterations on noisy Voronoi boundary "
                          f"images {size}x{size}, applied to unseen images. Paper: predicted weights keep the "
                          "thin lines that uniform weights average out (Fig. 1c vs 5f).")
@@ -231,7 +255,6 @@ def learning_part(out: Path, config: ReproduceConfig) -> PartResult:
                       figures=[(f, c) for f, c in figures if (out / f).exists()], notes=[note])
 
 
-# ----------------------------------------------------------------------------- paper 001
 ISING_ROWS = ("exact", "randomized_af", "mean_field", "gibbs", "loopy_bp")
 ISING_COLS = ("kl", "energy", "entropy", "marginal_difference", "seconds")
 
@@ -245,7 +268,7 @@ def ising_part(out: Path, config: ReproduceConfig) -> PartResult:
     save_json(out / "table.json", result.to_json())
     paper = ISING_PAPER
     rows = [[name] + [result.table[name][c] for c in ISING_COLS]
-            + [paper.get(name, {}).get(c, float("nan")) if isinstance(paper.get(name), dict) else float("nan")
+            + [paper[name].get(c, float("nan")) if isinstance(paper.get(name), dict) else float("nan")
                for c in ISING_COLS[:4]] for name in ISING_ROWS]
     table = Table(["model"] + list(ISING_COLS) + [f"paper {c}" for c in ISING_COLS[:4]], rows,
                   caption=f"Table 1: Ising {cfg.rows}x{cfg.cols}, field {cfg.field}, coupling "
@@ -259,7 +282,6 @@ def ising_part(out: Path, config: ReproduceConfig) -> PartResult:
                              "loopy_bp: the kl column is the Bethe free energy + log Z* (not a KL divergence)."])
 
 
-# ----------------------------------------------------------------------------- paper 002
 def _constant_image_bce() -> float:
     data = load_dataset("digits", dtype=torch.float64)
     mean = data.train.mean(dim=0, keepdim=True).clamp(1e-6, 1 - 1e-6).expand_as(data.val)
@@ -273,11 +295,9 @@ def encoding_part(out: Path, config: ReproduceConfig) -> PartResult:
         t = compare(data, sizes, seeds, out, base=TrainConfig(optimizer="rmsprop", lr=2e-3), images=images,
                     full_images=3 * images)
         constant_bce = _constant_image_bce()
-    rows = []
-    for size, r in t["rows"].items():
-        rel = r.get("gfe_vs_ae_relative")
-        rows.append([int(size), r["AE"]["mean"], r["AE"]["std"], r["GFE-amd"]["mean"], r["GFE-amd"]["std"],
-                     r["Mixed"]["mean"], r["Mixed"]["std"], 100 * rel if rel is not None else None])
+    rows = [[int(size)] + [r[m][k] for m in ("AE", "GFE-amd", "Mixed") for k in ("mean", "std")]
+            + [None if r.get("gfe_vs_ae_relative") is None else 100 * r["gfe_vs_ae_relative"]]
+            for size, r in t["rows"].items()]
     proto = t.get("protocol", {})
     table = Table(["train size", "AE BCE", "AE std", "GFE-amd BCE", "GFE-amd std", "Mixed BCE", "Mixed std",
                    "GFE vs AE (%)"], rows,
@@ -303,10 +323,8 @@ def encoding_part(out: Path, config: ReproduceConfig) -> PartResult:
 PARTS = {"learning": learning_part, "randomized": ising_part, "encoding": encoding_part}
 
 
-# ----------------------------------------------------------------------------- the report
 def environment() -> dict:
     """Versions, platform, CPU and device of this process (the report's last table)."""
-
     return {"flowlearn": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "scipy": scipy.__version__, "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
@@ -314,12 +332,8 @@ def environment() -> dict:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
 
-def _print(message: str) -> None:
-    print(message, flush=True)
-
-
 def run_reproduce(out, config: ReproduceConfig = QUICK, *, parts=tuple(PARTS), restart: bool = False,
-                  log=_print) -> dict:
+                  log=functools.partial(print, flush=True)) -> dict:
     """Run (or reuse) ``parts`` into ``out`` and write ``report.md``, ``report.html`` and ``reproduce.json``;
     returns the content of ``reproduce.json``.  ``restart`` reruns parts finished earlier."""
     out = ensure_out_dir(check_out_dir(out))
@@ -340,29 +354,22 @@ def run_reproduce(out, config: ReproduceConfig = QUICK, *, parts=tuple(PARTS), r
         t0 = time.perf_counter()
         res = PARTS[name](part_dir, config)
         res.seconds = time.perf_counter() - t0
-        save_json(done, {"settings": settings, "result": res.to_json()})
+        save_json(done, {"settings": settings, "result": asdict(res)})
         results[name] = res
         log(f"[{name}] done in {res.seconds:.0f} s")
 
-    report = Report(f"flowlearn reproduction report ({config.name})")
-    report.text("Each part below runs flowlearn's experiments; the papers' published numbers stand beside ours. "
-                "Every figure and JSON file lies in the part's folder next to this report.")
-    report.table(Table(["part", "wall time (s)"], [[r.title, r.seconds] for r in results.values()],
-                       caption="Wall time of each part"))
+    blocks = [("text", "Each part below runs flowlearn's experiments; the papers' published numbers stand beside "
+                       "ours. Every figure and JSON file lies in the part's folder next to this report."),
+              ("table", Table(["part", "wall time (s)"], [[r.title, r.seconds] for r in results.values()],
+                              caption="Wall time of each part"))]
     for name, res in results.items():
-        report.heading(res.title)
-        for t in res.tables:
-            report.table(t)
-        for note in res.notes:
-            if note:
-                report.text(note)
-        for path, caption in res.figures:
-            report.figure(out / name / path, caption)
-    report.heading("Environment")
-    report.table(Table(["key", "value"], [[k, v] for k, v in env.items()]))
-    md, html = report.write(out)
-    summary = {"config": config.name, "environment": env, "parts": {k: v.to_json() for k, v in results.items()},
+        blocks += [("heading", res.title)] + [("table", t) for t in res.tables]
+        blocks += [("text", note) for note in res.notes if note]
+        blocks += [("figure", (out / name / path, caption)) for path, caption in res.figures]
+    blocks += [("heading", "Environment"), ("table", Table(["key", "value"], [[k, v] for k, v in env.items()]))]
+    md, page = write_report(out, f"flowlearn reproduction report ({config.name})", blocks)
+    summary = {"config": config.name, "environment": env, "parts": {k: asdict(v) for k, v in results.items()},
                "seconds": time.perf_counter() - total0}
     save_json(out / "reproduce.json", summary)
-    log(f"wrote {md} and {html}")
+    log(f"wrote {md} and {page}")
     return summary

@@ -24,47 +24,35 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
 from ..pgm.bp import LoopyBP
 from ..pgm.enumeration import ExactResult
-from ..pgm.gibbs import GibbsSampler, grid_potts_gibbs, potts_coupling
+from ..pgm.gibbs import GibbsSampler, grid_potts_gibbs
 from ..pgm.mean_field import MeanField
 from ..pgm.models import PairwiseModel
 from ..pgm.transfer import exact_inference_auto
-from ..randomized.inference import (
-    Evaluation,
-    SampleAccumulator,
-    evaluate_factorized,
-    evaluate_flow_roundings,
-    evaluate_samples,
-    marginal_difference,
-)
+from ..randomized.inference import (Evaluation, SampleAccumulator, evaluate_factorized, evaluate_flow_roundings,
+                                   evaluate_samples, marginal_difference)
+from ..randomized.plots import save_marginals_png, save_samples_png, save_training_curve
 from ..randomized.sflow import RandomizedAssignmentFlow
 from ..randomized.training import TrainingResult, train_randomized_flow
 from .table1_config import PAPER_TABLE1, IsingExperimentConfig
 
-__all__ = [
-    "PAPER_TABLE1",
-    "IsingExperimentConfig",
-    "IsingExperimentResult",
-    "gibbs_reference",
-    "run_ising_experiment",
-    "save_table1_figures",
-]
+__all__ = ["PAPER_TABLE1", "IsingExperimentConfig", "IsingExperimentResult", "gibbs_reference",
+           "run_ising_experiment", "save_table1_figures"]
+#: integer samples of the flow, mean field and Gibbs kept for the pictures
+_PICTURES = 16
 
 
 @dataclass
 class IsingExperimentResult:
-    """Everything :func:`run_ising_experiment` computed.
-
-    ``table`` maps row names (``exact`` or ``gibbs_reference``, ``randomized_af``,
-    ``randomized_af_argmax`` / ``randomized_af_random``, ``mean_field``, ``gibbs``, ``loopy_bp``)
-    to the columns ``kl, energy, entropy, marginal_difference, seconds``.  ``marginals`` maps the
-    same names to (n, c) tensors; ``samples`` maps ``randomized_af``, ``mean_field`` and ``gibbs``
-    to a few integer samples for pictures.  ``reference_name`` is ``"exact"`` or ``"gibbs_reference"``.
-    """
+    """Everything :func:`run_ising_experiment` computed: ``table`` maps the row names (``reference_name``, that is
+    ``exact`` or ``gibbs_reference``, ``randomized_af``, ``randomized_af_argmax`` / ``_random``, ``mean_field``,
+    ``gibbs``, ``loopy_bp``) to the columns, ``marginals`` to (n, c) tensors; ``samples`` holds a few integer
+    samples of ``randomized_af``, ``mean_field`` and ``gibbs`` for pictures."""
 
     config: IsingExperimentConfig
     model: PairwiseModel
@@ -86,24 +74,17 @@ def _finite(x):
     return None if x is None or not math.isfinite(x) else x
 
 
-def _row(ev: Evaluation, seconds: float, exact_reference: bool) -> dict:
-    row = {**ev.row(), "seconds": seconds}
-    if not exact_reference:
-        row["kl"] = None
-        row["free_energy"] = ev.energy - ev.entropy
-    return row
+def _row(values: dict, exact_reference: bool, free_energy: float) -> dict:
+    """A table row; without an exact reference ``kl`` is None and ``free_energy`` is given instead."""
+    return values if exact_reference else {**values, "kl": None, "free_energy": free_energy}
 
 
 def gibbs_reference(model: PairwiseModel, config: IsingExperimentConfig) -> tuple[ExactResult, dict]:
     """A long Gibbs run as reference: ``ExactResult`` with ``log_z = nan``, the streamed marginals and mean energy
     of all retained samples, and their between-chain standard errors.  The plug-in entropy (and the support) is
     computed only when the samples fit the keep bound of :mod:`flowlearn.pgm.gibbs`; otherwise it is NaN."""
-    if potts_coupling(model) is not None:  # the same chain, vectorised on the pixel grid
-        run = grid_potts_gibbs(model, config.reference_samples, num_chains=config.reference_chains,
-                               burn_in=config.reference_burn_in, seed=config.seed + 3)
-    else:
-        run = GibbsSampler(config.reference_chains, burn_in=config.reference_burn_in, seed=config.seed + 3).sample(
-            model, config.reference_samples)
+    run = grid_potts_gibbs(model, config.reference_samples, num_chains=config.reference_chains,
+                           burn_in=config.reference_burn_in, seed=config.seed + 3)
     details = {"method": "gibbs", "samples": run.num_samples, "chains": run.num_chains, "sweeps": run.sweeps,
                "burn_in": config.reference_burn_in, "seconds": run.seconds}
     entropy, seconds = float("nan"), run.seconds
@@ -114,7 +95,8 @@ def gibbs_reference(model: PairwiseModel, config: IsingExperimentConfig) -> tupl
         details["support"] = ev.support
     if run.num_chains >= 2:
         se = run.marginal_standard_error
-        details.update({"marginal_standard_error_mean": float(se.mean()), "marginal_standard_error_max": float(se.max()),
+        details.update({"marginal_standard_error_mean": float(se.mean()),
+                        "marginal_standard_error_max": float(se.max()),
                         "energy_standard_error": run.energy_standard_error})
     details["note"] = ("no exact reference feasible: kl columns are null, marginal_difference is measured "
                        "against this Gibbs run (its own error above), entropy is the plug-in estimate (biased low "
@@ -125,14 +107,12 @@ def gibbs_reference(model: PairwiseModel, config: IsingExperimentConfig) -> tupl
 
 
 def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpoint_path=None,
-                         resume: bool = False, overwrite: bool = False, show_progress: bool | None = None,
-                         device=None, num_picture_samples: int = 16) -> IsingExperimentResult:
+                         resume: bool = False, overwrite: bool = False,
+                         show_progress: bool | None = None) -> IsingExperimentResult:
     """Run the Table 1 comparison (see module docstring); returns the table and the trained flow.
-
-    ``checkpoint_path``, ``resume`` and ``overwrite`` go to :func:`~flowlearn.randomized.train_randomized_flow`.
-    """
+    ``checkpoint_path``, ``resume`` and ``overwrite`` go to :func:`~flowlearn.randomized.train_randomized_flow`."""
     config = config or IsingExperimentConfig()
-    model = config.build_model(device)
+    model = config.build_model()
     table, marginals, samples, extra = {}, {}, {}, {}
 
     method = config.exact_method()
@@ -142,10 +122,13 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
     else:
         (exact, extra["reference"]), ref_name, log_z = gibbs_reference(model, config), "gibbs_reference", None
     is_exact = log_z is not None
-    table[ref_name] = {"kl": 0.0 if is_exact else None, "energy": exact.expected_energy, "entropy": exact.entropy,
-                       "marginal_difference": 0.0, "seconds": exact.seconds}
-    if not is_exact:
-        table[ref_name]["free_energy"] = exact.expected_energy - exact.entropy
+
+    def row(ev: Evaluation, seconds: float) -> dict:
+        return _row({**ev.row(), "seconds": seconds}, is_exact, ev.energy - ev.entropy)
+
+    table[ref_name] = _row({"kl": 0.0, "energy": exact.expected_energy, "entropy": exact.entropy,
+                            "marginal_difference": 0.0, "seconds": exact.seconds}, is_exact,
+                           exact.expected_energy - exact.entropy)
     marginals[ref_name] = exact.marginals
     extra["log_z"] = log_z
 
@@ -161,15 +144,15 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
                                          num_samples=config.eval_samples, generator=gen,
                                          integral_tolerance=config.integral_tolerance)
     for name, r in (("randomized_af", config.rounding), (f"randomized_af_{other}", other)):
-        table[name] = _row(evs[r], train_seconds + evs[r].seconds, is_exact)
+        table[name] = row(evs[r], train_seconds + evs[r].seconds)
         marginals[name] = evs[r].marginals
-    samples["randomized_af"] = flow.sample(num_picture_samples, gen, rounding=config.rounding)
+    samples["randomized_af"] = flow.sample(_PICTURES, gen, rounding=config.rounding)
     extra["randomized_af"] = {"train_seconds": train_seconds, "eval_seconds": evs[config.rounding].seconds,
                               "support": evs[config.rounding].support, f"support_{other}": evs[other].support,
                               "num_samples": evs[config.rounding].num_samples, "rounding": config.rounding,
                               "entropy_saturated": evs[config.rounding].entropy_saturated,
-                              **stats, "interaction": config.resolved_interaction, "lr": config.resolved_lr, "drive_scale": config.drive_scale,
-                              "iterations": training.stats["iterations"],
+                              **stats, "interaction": config.resolved_interaction, "lr": config.resolved_lr,
+                              "drive_scale": config.drive_scale, "iterations": training.stats["iterations"],
                               "resumed_from": training.stats["resumed_from"],
                               "iterations_per_second": training.iterations_per_second,
                               "final_objective": training.history[-1]["objective"] if training.history else None}
@@ -179,11 +162,11 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
                                                    ("coordinate", config.mean_field_sweeps))]
     mf = min(fits, key=lambda r: r.free_energy)  # best of all restarts of both methods
     ev = evaluate_factorized(model, mf.marginals, exact)
-    table["mean_field"] = _row(ev, sum(f.seconds for f in fits), is_exact)
+    table["mean_field"] = row(ev, sum(f.seconds for f in fits))
     marginals["mean_field"] = mf.marginals
     g = torch.Generator(device=model.device).manual_seed(config.seed + 2)
-    probs = mf.marginals.expand(num_picture_samples, -1, -1).reshape(-1, model.num_labels)
-    samples["mean_field"] = torch.multinomial(probs, 1, generator=g).reshape(num_picture_samples, model.num_nodes)
+    probs = mf.marginals.expand(_PICTURES, -1, -1).reshape(-1, model.num_labels)
+    samples["mean_field"] = torch.multinomial(probs, 1, generator=g).reshape(_PICTURES, model.num_nodes)
     extra["mean_field"] = {"restarts_per_method": config.mean_field_restarts, "best_method": mf.method,
                            "best_restart": mf.best_restart,
                            "kl_by_method": {f.method: _finite(f.kl) if is_exact else None for f in fits},
@@ -193,18 +176,16 @@ def run_ising_experiment(config: IsingExperimentConfig | None = None, *, checkpo
     gibbs = GibbsSampler(config.gibbs_chains, burn_in=config.gibbs_burn_in, seed=config.seed).sample(
         model, config.gibbs_samples, keep_samples=False, on_sample=acc.add)
     ev = acc.evaluate(exact)
-    table["gibbs"] = _row(ev, gibbs.seconds, is_exact)
+    table["gibbs"] = row(ev, gibbs.seconds)
     marginals["gibbs"] = ev.marginals
-    samples["gibbs"] = gibbs.final[:: max(1, gibbs.final.shape[0] // num_picture_samples)][:num_picture_samples]
+    samples["gibbs"] = gibbs.final[:: max(1, gibbs.final.shape[0] // _PICTURES)][:_PICTURES]
     extra["gibbs"] = {"support": ev.support, "num_samples": ev.num_samples, "chains": gibbs.num_chains,
                       "sweeps": gibbs.sweeps, "entropy_saturated": ev.entropy_saturated}
 
     bp = LoopyBP(damping=config.bp_damping).fit(model)
-    table["loopy_bp"] = {"kl": bp.bethe_free_energy + log_z if is_exact else None, "energy": bp.energy,
-                         "entropy": bp.entropy, "marginal_difference": marginal_difference(bp.marginals, exact.marginals),
-                         "seconds": bp.seconds}
-    if not is_exact:
-        table["loopy_bp"]["free_energy"] = bp.bethe_free_energy
+    table["loopy_bp"] = _row({"kl": bp.bethe_free_energy + (log_z or 0.0), "energy": bp.energy, "entropy": bp.entropy,
+                              "marginal_difference": marginal_difference(bp.marginals, exact.marginals),
+                              "seconds": bp.seconds}, is_exact, bp.bethe_free_energy)
     marginals["loopy_bp"] = bp.marginals
     extra["loopy_bp"] = {"converged": bp.converged, "iterations": bp.iterations,
                          "note": "kl column = Bethe free energy + log Z* (not a KL divergence)"}
@@ -216,14 +197,6 @@ def save_table1_figures(out, result: IsingExperimentResult, config: IsingExperim
     """The pictures of a Table 1 run in ``out``: ``samples.png`` (mean field, randomized AF, Gibbs; Fig. 2),
     ``marginals.png`` (reference, randomized AF, mean field; Fig. 3) and ``training_curve.png`` (with mean
     field's value and, for the paper's model, the paper's AF result as reference lines)."""
-    from pathlib import Path
-
-    from ..randomized.plots import (
-        save_marginals_png,
-        save_samples_png,
-        save_training_curve,
-    )
-
     out = Path(out)
     grid, ref = result.model.grid_shape, result.reference_name
     save_samples_png(out / "samples.png", {k: result.samples[k] for k in ("mean_field", "randomized_af", "gibbs")},

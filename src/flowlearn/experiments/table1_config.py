@@ -34,13 +34,8 @@ PAPER_TABLE1 = {
 
 @dataclass(frozen=True)
 class IsingExperimentConfig:
-    """Settings of :func:`run_ising_experiment` (defaults: the Table 1 model, full quality).
-
-    Flow settings (``end_time``, ``step_size``, ``init_rank``, ``init_noise``, ``init_scale``,
-    ``interaction``, ``drive_scale``) are passed to :class:`RandomizedAssignmentFlow`
-    (``initial_logits = -init_scale * unary``; ``interaction`` names a
-    :class:`~flowlearn.randomized.NodeInteraction` or a :class:`~flowlearn.randomized.SparseInteraction`
-    on the model's edges); training settings to :class:`TrainingConfig`.
+    """Settings of :func:`run_ising_experiment` (defaults: the Table 1 model, full quality); the flow's go to
+    :meth:`build_flow`, the training's to :meth:`training_config`.
 
     Attributes
     ----------
@@ -157,8 +152,8 @@ class IsingExperimentConfig:
         for name in ("eval_samples", "mean_field_restarts", "mean_field_iterations", "mean_field_sweeps",
                      "gibbs_samples", "gibbs_chains", "reference_samples", "reference_chains"):
             check_int(name, getattr(self, name), minimum=1)
-        check_int("gibbs_burn_in", self.gibbs_burn_in, minimum=0)
-        check_int("reference_burn_in", self.reference_burn_in, minimum=0)
+        for name in ("gibbs_burn_in", "reference_burn_in"):
+            check_int(name, getattr(self, name), minimum=0)
         check_positive("init_scale", self.init_scale, strict=False)
         check_choice("rounding", self.rounding, ROUNDINGS)
         check_choice("interaction", self.interaction, ("auto", "node", "sparse"))
@@ -173,32 +168,28 @@ class IsingExperimentConfig:
                                  f"{self.labels} labels: c**min(rows, cols) must be <= {MAX_COLUMN_STATES} "
                                  f"(transfer matrix) or c**n <= {MAX_CONFIGURATIONS} (enumeration); "
                                  f"use reference 'auto' or 'gibbs'")
-        # validate the nested settings now, before any work is done
-        self.training_config()
+        self.training_config()   # the nested settings, checked before any work is done
         RandomizedAssignmentFlow(1, 2, end_time=self.end_time, step_size=self.step_size, init_rank=self.init_rank,
                                  init_noise=self.init_noise, interaction=NodeInteraction(self.drive_scale))
         LoopyBP(damping=self.bp_damping)
 
     @property
     def resolved_interaction(self) -> str:
-        """The interaction used: ``interaction``, or for "auto" the rule "node" (dense) up to
-        :data:`DENSE_MAX_NODES` nodes and "sparse" beyond (docs/randomized.md, "Defaults by rule")."""
+        """``interaction``, or for "auto" "node" (dense) up to :data:`DENSE_MAX_NODES` nodes and "sparse" beyond."""
         if self.interaction != "auto":
             return self.interaction
         return "node" if self.rows * self.cols <= DENSE_MAX_NODES else "sparse"
 
     @property
     def resolved_lr(self) -> float:
-        """The Adam step used: ``lr``, or by rule 0.01 for the dense node interaction, 0.02 for the sparse one."""
+        """``lr``, or by rule 0.01 for the dense node interaction, 0.02 for the sparse one."""
         if self.lr is not None:
             return float(self.lr)
         return 0.01 if self.resolved_interaction == "node" else 0.02
 
     def exact_method(self) -> str | None:
-        """The exact method used for the reference ("transfer" / "enumeration"), None for a Gibbs reference."""
-        if self.reference == "gibbs":
-            return None
-        return exact_method(self.rows, self.cols, self.labels)
+        """The exact method of the reference ("transfer" / "enumeration"), None for a Gibbs reference."""
+        return None if self.reference == "gibbs" else exact_method(self.rows, self.cols, self.labels)
 
     def training_config(self) -> TrainingConfig:
         """The :class:`TrainingConfig` of these settings (``num_roundings`` becomes ``random_roundings``)."""
@@ -208,10 +199,8 @@ class IsingExperimentConfig:
                               data_shards=self.data_shards, energy_warmup=self.energy_warmup)
 
     def build_model(self, device=None) -> PairwiseModel:
-        """The float64 Potts grid: boundary field on label 0, plus N(0, field_noise) on label 0 (seeded by ``seed``).
-
-        With ``labels=2, field_noise=0`` this is :func:`~flowlearn.pgm.ising_grid`.
-        """
+        """The float64 Potts grid: boundary field on label 0, plus N(0, field_noise) on label 0 (seeded by ``seed``);
+        :func:`~flowlearn.pgm.ising_grid` for ``labels=2, field_noise=0``."""
         unary = torch.zeros(self.rows, self.cols, self.labels, dtype=torch.float64)
         unary[:, 0, 0] = -float(self.field)
         unary[:, -1, 0] = float(self.field)
@@ -221,15 +210,15 @@ class IsingExperimentConfig:
             unary[..., 0] += float(self.field_noise) * noise
         return potts_grid(unary.to(device), float(self.coupling))
 
-    def build_interaction(self, model: PairwiseModel):
-        """The interaction object that ``interaction`` and ``drive_scale`` name, for ``model``."""
-        if self.resolved_interaction == "sparse":
-            return SparseInteraction(model.edges, drive_scale=self.drive_scale)
-        return NodeInteraction(drive_scale=self.drive_scale)
-
     def build_flow(self, model: PairwiseModel) -> RandomizedAssignmentFlow:
-        """An untrained :class:`RandomizedAssignmentFlow` for ``model``, in ``dtype``, on the model's device."""
+        """An untrained flow for ``model``, in ``dtype``, on the model's device: initial logits ``-init_scale *
+        unary``, a :class:`~flowlearn.randomized.NodeInteraction` or a
+        :class:`~flowlearn.randomized.SparseInteraction` on the model's edges (:attr:`resolved_interaction`)."""
+        if self.resolved_interaction == "sparse":
+            interaction = SparseInteraction(model.edges, drive_scale=self.drive_scale)
+        else:
+            interaction = NodeInteraction(drive_scale=self.drive_scale)
         return RandomizedAssignmentFlow(
             model.num_nodes, model.num_labels, end_time=self.end_time, step_size=self.step_size,
             init_rank=self.init_rank, init_noise=self.init_noise, initial_logits=-self.init_scale * model.unary,
-            interaction=self.build_interaction(model), dtype=getattr(torch, self.dtype), device=model.device)
+            interaction=interaction, dtype=getattr(torch, self.dtype), device=model.device)

@@ -1,26 +1,21 @@
 r"""Geometry of the relative interior of the probability simplex.
 
-All functions act on the **last axis** and broadcast over leading axes, so an
-assignment matrix :math:`W \in \mathbb{R}^{I\times J}` (one point of
-:math:`\mathcal{S}=\mathrm{rel\,int}\,\Delta_J` per row, the *assignment manifold*
-:math:`\mathcal{W}`) is handled row-wise, and so is any batch of them.
-
-Notation (Åström et al. 2017; Zeilmann et al. 2020):
+All functions act on the **last axis** and broadcast over leading axes, so an assignment matrix
+:math:`W \in \mathbb{R}^{I\times J}` (a point of the *assignment manifold* :math:`\mathcal{W}`, one point of
+:math:`\mathcal{S}=\mathrm{rel\,int}\,\Delta_J` per row) is handled row-wise.  Notation (Åström et al. 2017;
+Zeilmann et al. 2020):
 
 * tangent space :math:`T_0 = \{v : \langle \mathbb{1}, v\rangle = 0\}`, projection
   :math:`\Pi_0 = I - \tfrac1J \mathbb{1}\mathbb{1}^\top`;
 * replicator :math:`R_p = \mathrm{Diag}(p) - pp^\top`, :math:`R_p v = p\odot(v-\langle p,v\rangle\mathbb{1})`;
 * lifting map :math:`\exp_p(v) = \frac{p\odot e^{v}}{\langle p, e^{v}\rangle} = \mathrm{softmax}(v+\log p)`,
-  inverse on :math:`T_0`: :math:`\exp_p^{-1}(q) = \Pi_0 \log(q/p)`,
-  differential :math:`d\exp_p(v)[u] = R_{\exp_p(v)}u`;
-* e-exponential :math:`\mathrm{Exp}_p(v) = \exp_p(v/p)`, inverse
-  :math:`\mathrm{Exp}_p^{-1}(q) = R_p \log(q/p)`;
+  inverse on :math:`T_0`: :math:`\exp_p^{-1}(q) = \Pi_0 \log(q/p)`, differential :math:`R_{\exp_p(v)}`;
+* e-exponential :math:`\mathrm{Exp}_p(v) = \exp_p(v/p)`, inverse :math:`\mathrm{Exp}_p^{-1}(q) = R_p \log(q/p)`;
 * Fisher--Rao metric :math:`\langle u,v\rangle_p = \langle u/p, v\rangle`, Riemannian gradient
   :math:`\mathrm{grad} f(p) = R_p \partial f(p)`.
 
-Everything is computed in the log domain (``log_softmax``/``logsumexp``), so that
-distances up to 1e4 and probabilities down to 1e-300 (float64) give no NaN/inf.
-Results keep the input's device and dtype.
+Everything is computed in the log domain, so distances up to 1e4 and probabilities down to 1e-300 (float64)
+give no NaN/inf.  Results keep the input's device and dtype.
 """
 
 from __future__ import annotations
@@ -29,22 +24,8 @@ import torch
 
 from .._checks import UserInputError
 
-__all__ = [
-    "Simplex",
-    "barycenter",
-    "egrad2rgrad",
-    "entropy",
-    "expmap",
-    "inner",
-    "lift",
-    "lift_inverse",
-    "log_lift",
-    "logmap",
-    "proj_tangent",
-    "replicator",
-    "replicator_",
-    "replicator_matrix",
-]
+__all__ = ["Simplex", "barycenter", "egrad2rgrad", "entropy", "expmap", "inner", "lift", "lift_inverse", "log_lift",
+           "logmap", "proj_tangent", "replicator", "replicator_", "replicator_matrix"]
 
 
 def barycenter(*shape: int, dtype=None, device=None) -> torch.Tensor:
@@ -60,18 +41,12 @@ def proj_tangent(v: torch.Tensor) -> torch.Tensor:
 
 
 def replicator(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""Replicator map :math:`R_p v = p\odot(v - \langle p, v\rangle \mathbb{1})`.
-
-    ``R_p`` is symmetric, maps into :math:`T_0` and annihilates :math:`\mathbb{1}`.
-    """
+    r"""Replicator map :math:`R_p v = p\odot(v - \langle p, v\rangle \mathbb{1})` (symmetric, into :math:`T_0`)."""
     return p * (v - (p * v).sum(-1, keepdim=True))
 
 
 def replicator_(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""In place: :math:`v \leftarrow R_p v`; returns ``v`` (one temporary of ``v``'s size instead of two).
-
-    For large work vectors that are not needed afterwards and do not require grad.
-    """
+    r"""In place :math:`v \leftarrow R_p v` (for work vectors that do not require grad); returns ``v``."""
     return v.sub_((p * v).sum(-1, keepdim=True)).mul_(p)
 
 
@@ -81,28 +56,13 @@ def replicator_matrix(p: torch.Tensor) -> torch.Tensor:
 
 
 def log_lift(log_p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""Logarithm of the lifting map from log-probabilities.
-
-    :math:`\log\exp_p(v) = \mathrm{log\_softmax}(v + \log p)`, computed without leaving the log domain.
-    """
+    r"""Log of the lifting map from log-probabilities: :math:`\log\exp_p(v) = \mathrm{log\_softmax}(v + \log p)`."""
     return torch.log_softmax(v + log_p, dim=-1)
 
 
 def lift(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""Lifting map :math:`\exp_p(v) = \mathrm{softmax}(v + \log p)`.
-
-    Parameters
-    ----------
-    p : tensor, shape (..., J)
-        Points of the open simplex (rows summing to one).
-    v : tensor, shape (..., J)
-        Any vectors; only :math:`\Pi_0 v` matters.
-
-    Returns
-    -------
-    tensor, shape (..., J)
-        Points of the simplex.
-    """
+    r"""Lifting map :math:`\exp_p(v) = \mathrm{softmax}(v + \log p)` for points ``p`` ``(..., J)`` of the open
+    simplex and any ``v`` ``(..., J)`` (only :math:`\Pi_0 v` matters)."""
     return torch.softmax(v + torch.log(p), dim=-1)
 
 
@@ -112,10 +72,8 @@ def lift_inverse(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def expmap(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""e-exponential map :math:`\mathrm{Exp}_p(v) = \exp_p(v/p)` for :math:`v \in T_0`.
-
-    At the barycenter, :math:`\mathrm{Exp}_{\mathbb{1}_\mathcal{S}}(v) = \mathrm{softmax}(Jv)`.
-    """
+    r"""e-exponential map :math:`\mathrm{Exp}_p(v) = \exp_p(v/p)` for :math:`v \in T_0` (``softmax(J v)`` at the
+    barycenter)."""
     return lift(p, v / p)
 
 
@@ -140,9 +98,7 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 class Simplex:
-    """The open probability simplex with the Fisher--Rao metric, in geoopt's verbs.
-
-    Acts on the last axis; a matrix of rows is a point of the product manifold.
+    """The open probability simplex with the Fisher--Rao metric, in geoopt's verbs (on the last axis).
 
     Examples
     --------
@@ -162,35 +118,18 @@ class Simplex:
         """Projection onto the tangent space :math:`T_0` (independent of ``p``)."""
         return proj_tangent(u)
 
-    def egrad2rgrad(self, p, egrad):
-        r"""Riemannian gradient :math:`R_p\,\partial f`; see :func:`egrad2rgrad`."""
-        return egrad2rgrad(p, egrad)
-
     def inner(self, p, u, v=None, keepdim: bool = False):
         r"""Fisher--Rao inner product :math:`\langle u, v\rangle_p` (``v = u`` if omitted); see :func:`inner`."""
         return inner(p, u, u if v is None else v, keepdim=keepdim)
 
-    def expmap(self, p, v):
-        r"""e-exponential map :math:`\mathrm{Exp}_p(v)`; see :func:`expmap`."""
-        return expmap(p, v)
-
-    def logmap(self, p, q):
-        r"""Inverse e-exponential map :math:`\mathrm{Exp}_p^{-1}(q)`; see :func:`logmap`."""
-        return logmap(p, q)
-
-    def retr(self, p, v):
-        """Retraction = the e-exponential map (it is cheap and exact here)."""
-        return expmap(p, v)
-
-    def lift(self, p, v):
-        r"""Lifting map :math:`\exp_p(v)`; see :func:`lift`."""
-        return lift(p, v)
+    # the verbs that are the module's functions (the retraction is the e-exponential map, cheap and exact here)
+    egrad2rgrad = staticmethod(egrad2rgrad)
+    expmap = retr = staticmethod(expmap)
+    logmap = staticmethod(logmap)
+    lift = staticmethod(lift)
+    barycenter = staticmethod(barycenter)
 
     def random(self, *shape: int, dtype=None, device=None, generator=None) -> torch.Tensor:
         """Random points: ``softmax`` of standard normal logits."""
         z = torch.randn(*shape, dtype=dtype, device=device, generator=generator)
         return torch.softmax(z, dim=-1)
-
-    def barycenter(self, *shape: int, dtype=None, device=None):
-        r"""The barycenter :math:`\mathbb{1}/J` of the given shape; see :func:`barycenter`."""
-        return barycenter(*shape, dtype=dtype, device=device)

@@ -1,17 +1,9 @@
 r"""A batch of weight operators on one neighbourhood structure: :math:`\Omega_b X_b` for every sample at once.
 
-Sample :math:`b` of a batch has its own weight patches :math:`p_b` ``(I, N)`` on the neighbourhoods of one
-:class:`~flowlearn.graphs.WeightOperator` (the *structure*: an image grid, a voxel grid, a graph).  The
-batch acts as one block-diagonal operator :math:`\mathrm{Diag}(\Omega_1, \dots, \Omega_B)` on tensors
-``(B, I, ...)``:
-
-* without gradients with respect to the weights, :math:`\Omega` and :math:`\Omega^\top` are one
-  block-diagonal CSR matrix each (``(B I, B I)``, the structure's pattern repeated with offsets), so a
-  product over the whole batch is a single sparse kernel;
-* when the weights require grad under grad mode (the autodiff baselines), products gather the neighbours
-  (:math:`\sum_n \omega_{bin}X_{b,k(i,n)}`) and scatter-add for the transpose, which autograd differentiates.
-
-Effective weights, masks and the chain rule to the patches follow
+The batch acts as the block-diagonal :math:`\mathrm{Diag}(\Omega_1, \dots, \Omega_B)` on tensors ``(B, I, ...)``:
+without gradients w.r.t. the weights as one block-diagonal CSR matrix (one sparse kernel for the batch); when
+the weights require grad under grad mode by gathering the neighbours and scatter-adding for the transpose,
+which autograd differentiates.  Effective weights and the chain rule to the patches follow
 :class:`~flowlearn.graphs.WeightOperator` row by row.
 """
 
@@ -20,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import UserInputError
-from .sparse import SparseOmega
-from .weights import WeightOperator, effective_weights, patch_gradient
+from .weights import SparseOmega, WeightOperator, effective_weights, patch_gradient
 
 __all__ = ["BatchWeights"]
 
@@ -29,20 +20,7 @@ __all__ = ["BatchWeights"]
 class BatchWeights:
     r"""Weight patches ``(B, I, N)`` on the neighbourhoods of ``structure`` (whose own patches are ignored).
 
-    Parameters
-    ----------
-    structure : WeightOperator
-        Neighbourhood structure (``num_nodes`` ``I``, ``patch_size`` ``N``, ``mask``, ``neighbour_index``).
-    patches : tensor ``(B, I, N)``
-        Non-negative rows summing to one; renormalised over the valid slots of each node.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from flowlearn.graphs import GridWeights
-    >>> om = BatchWeights(GridWeights(3, 4, 3), torch.full((2, 12, 9), 1 / 9))
-    >>> om.apply(torch.ones(2, 12, 5)).allclose(torch.ones(2, 12, 5))   # rows sum to one
-    True
+    ``patches`` ``(B, I, N)``: non-negative rows summing to one, renormalised over the valid slots of each node.
     """
 
     def __init__(self, structure: WeightOperator, patches: torch.Tensor):
@@ -83,14 +61,10 @@ class BatchWeights:
             cache[key] = self.structure.neighbour_index().to(self.device)
         return cache[key]
 
-    # ------------------------------------------------------------------ products
     def _check_x(self, name: str, x: torch.Tensor) -> None:
         if x.ndim < 2 or tuple(x.shape[:2]) != (self.batch_size, self.num_nodes):
             raise UserInputError(f"{name} must have shape ({self.batch_size}, {self.num_nodes}, ...), "
                                  f"got {tuple(x.shape)}")
-
-    def _needs_weight_grad(self) -> bool:
-        return torch.is_grad_enabled() and self.patches.requires_grad
 
     def sparse_operator(self) -> SparseOmega:
         r"""Block-diagonal :math:`\Omega` and :math:`\Omega^\top` as ``(B I, B I)`` CSR matrices (no grad)."""
@@ -101,33 +75,31 @@ class BatchWeights:
             cache[key] = single if self.batch_size == 1 else single.tile(self.batch_size)
         return cache[key].matrices(self.weights.reshape(self.batch_size * self.num_nodes, -1))
 
-    def _sparse(self, transpose: bool, x: torch.Tensor) -> torch.Tensor:
-        key = (id(self.patches), self.patches._version)
-        cached = self.__dict__.get("_csr")
-        if cached is None or cached[0] != key:
-            cached = self._csr = (key, self.sparse_operator())
-        matrix = cached[1].omega_t if transpose else cached[1].omega
-        xf = x.reshape(self.batch_size * self.num_nodes, -1)
-        return (matrix @ xf.to(matrix.dtype)).reshape(x.shape)
-
     def _gather(self, x: torch.Tensor, slot: int) -> torch.Tensor:
         """``X_{b, k(i, n)}`` for one slot ``n``: shape ``(B, I, ...)``."""
         return x.index_select(1, self.neighbour_index()[:, slot])
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\Omega_b X_b` for ``x`` ``(B, I, ...)``; differentiable in ``x`` (and in the patches)."""
-        self._check_x("x", x)
-        if not self._needs_weight_grad():
-            return self._sparse(False, x)
-        w = self.weights.reshape(self.weights.shape + (1,) * (x.ndim - 2))
-        return sum(w[:, :, n] * self._gather(x, n) for n in range(self.patch_size))
+        return self._product(x, transpose=False)
 
     def apply_transpose(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\Omega_b^\top X_b` for ``x`` ``(B, I, ...)``."""
+        return self._product(x, transpose=True)
+
+    def _product(self, x: torch.Tensor, transpose: bool) -> torch.Tensor:
         self._check_x("x", x)
-        if not self._needs_weight_grad():
-            return self._sparse(True, x)
+        if not (torch.is_grad_enabled() and self.patches.requires_grad):
+            key = (id(self.patches), self.patches._version)
+            cached = self.__dict__.get("_csr")
+            if cached is None or cached[0] != key:
+                cached = self._csr = (key, self.sparse_operator())
+            matrix = cached[1].omega_t if transpose else cached[1].omega
+            xf = x.reshape(self.batch_size * self.num_nodes, -1)
+            return (matrix @ xf.to(matrix.dtype)).reshape(x.shape)
         w = self.weights.reshape(self.weights.shape + (1,) * (x.ndim - 2))
+        if not transpose:
+            return sum(w[:, :, n] * self._gather(x, n) for n in range(self.patch_size))
         index = self.neighbour_index()
         out = torch.zeros_like(x, dtype=torch.result_type(x, w))
         for n in range(self.patch_size):

@@ -1,9 +1,7 @@
 r"""Weight operators on arbitrary undirected graphs (edge list or SciPy adjacency).
 
-The neighbourhood of node :math:`i` is :math:`\mathcal{N}_i = \{i\}\cup\{k: ik\in E\}`
-(slot 0 is the node itself, then its neighbours in increasing order); nodes of
-lower degree have masked padding slots. Products gather/scatter along the
-``(I, N)`` neighbour index: :math:`O(|E|)` per column, never dense.
+The neighbourhood of node :math:`i` is :math:`\mathcal{N}_i = \{i\}\cup\{k: ik\in E\}` (slot 0 is the node
+itself, then its neighbours in increasing order); nodes of lower degree have masked padding slots.
 """
 
 from __future__ import annotations
@@ -23,12 +21,10 @@ class GraphWeights(WeightOperator):
     Parameters
     ----------
     edges : array ``(E, 2)`` of int
-        Undirected edges; duplicates, both orientations and self-loops are allowed
-        and merged.
+        Undirected edges; duplicates, both orientations and self-loops are allowed and merged.
     num_nodes : int
     patches : array ``(I, N)``, optional
-        Weight patches over the slots of each neighbourhood, ``N = 1 + max degree``.
-        Default: uniform over each neighbourhood.
+        Weight patches over the slots of each neighbourhood, ``N = 1 + max degree``.  Default: uniform.
     """
 
     def __init__(self, edges, num_nodes: int, patches=None, *, dtype=None, device=None):
@@ -43,9 +39,8 @@ class GraphWeights(WeightOperator):
                 raise UserInputError("edges must hold integer node indices")
             e = e.astype(np.int64)
         if e.size and (e.min() < 0 or e.max() >= self.num_nodes):
-            raise UserInputError(
-                f"edges must index nodes 0..{self.num_nodes - 1}, got indices in [{e.min()}, {e.max()}]"
-            )
+            raise UserInputError(f"edges must index nodes 0..{self.num_nodes - 1}, got indices in "
+                                 f"[{e.min()}, {e.max()}]")
         nbrs = [set() for _ in range(self.num_nodes)]
         for a, b in e.tolist():
             if a != b:
@@ -77,11 +72,6 @@ class GraphWeights(WeightOperator):
             raise UserInputError(f"adjacency must be a square matrix, got shape {a.shape}")
         edges = np.stack([a.row, a.col], 1)[a.data != 0]
         return cls(edges, a.shape[0], patches, dtype=dtype, device=device)
-
-    def _copy_structure(self) -> GraphWeights:
-        new = object.__new__(GraphWeights)
-        new.num_nodes, new.patch_size, new._index = self.num_nodes, self.patch_size, self._index
-        return new
 
     def __repr__(self) -> str:
         return f"GraphWeights(num_nodes={self.num_nodes}, patch_size={self.patch_size})"

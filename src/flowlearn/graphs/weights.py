@@ -1,42 +1,31 @@
 r"""Weight operators :math:`\Omega` on neighbourhood graphs.
 
-A weight operator holds one *weight patch* per node :math:`i`: a probability vector
-over the :math:`N` slots of its neighbourhood :math:`\mathcal{N}_i`
-(``patches``, shape ``(I, N)``). Slots that fall outside the graph (beyond an
-image border, or padding of low-degree graph nodes) are masked; the effective
-weights are the patch renormalised over the valid slots,
+A weight operator holds one *weight patch* per node :math:`i`, a probability vector over the :math:`N` slots of its
+neighbourhood :math:`\mathcal{N}_i` (``patches``, ``(I, N)``).  Slots outside the graph (beyond an image border,
+padding of low-degree nodes) are masked; the effective weights are the patch renormalised over the valid slots,
+:math:`\omega_{in} = m_{in}p_{in}/\sum_{n'} m_{in'}p_{in'}`, so every row of :math:`\Omega` sums to one.
 
-.. math:: \omega_{in} = \frac{m_{in}\,p_{in}}{\sum_{n'} m_{in'}p_{in'}},
-
-so every row of :math:`\Omega` is positive on :math:`\mathcal{N}_i` and sums to one.
-Inside an image the effective weights equal the patch.
-
-Operators act on matrices :math:`X\in\mathbb{R}^{I\times\cdots}` (any trailing
-shape) without ever forming the dense :math:`I\times I` matrix:
-
-* :meth:`WeightOperator.apply`: :math:`\Omega X`, row :math:`i` is :math:`\sum_n \omega_{in}X_{k(i,n)}`;
-* :meth:`WeightOperator.apply_transpose`: :math:`\Omega^\top X`;
-* :meth:`WeightOperator.patch_products`: :math:`G_{in} = \langle U_i, X_{k(i,n)}\rangle`, the
-  Euclidean gradient of :math:`\langle U, \Omega X\rangle` with respect to the effective weights;
-* :meth:`WeightOperator.grad_to_patches`: chain rule from effective weights to patches;
-* :meth:`WeightOperator.sparse_operator`: :math:`\Omega` and :math:`\Omega^\top` as sparse CSR matrices
-  (see :mod:`flowlearn.graphs.sparse`).
-
-``apply`` and ``apply_transpose`` multiply with the CSR matrices (one sparse kernel, the pattern cached per
-neighbourhood structure) unless the weights require grad under grad mode, where the subclass's own
-products (shifted slices / gather--scatter), which autograd differentiates cheaply, are used.
+Operators never form the dense :math:`I\times I` matrix: ``apply`` (row :math:`i` of :math:`\Omega X` is
+:math:`\sum_n \omega_{in}X_{k(i,n)}`), ``apply_transpose``, ``patch_products`` (:math:`G_{in} = \langle U_i,
+X_{k(i,n)}\rangle`, the gradient of :math:`\langle U, \Omega X\rangle` w.r.t. the effective weights) and
+``grad_to_patches``.  ``apply`` and ``apply_transpose`` use the CSR matrices of :meth:`sparse_operator` (the
+pattern, :class:`SparsePattern`, is built once per structure; the values are a gather of the effective weights)
+unless the weights require grad under grad mode: the backward of ``csr @ dense`` with respect to the CSR values
+forms a dense :math:`I\times I` gradient, so the subclass's own stencil products are used then and
+:meth:`SparsePattern.matrices` refuses such weights.
 """
 
 from __future__ import annotations
 
 import abc
+import warnings
+from typing import NamedTuple
 
 import torch
 
 from .._checks import UserInputError, as_tensor, check_finite, check_shape
-from .sparse import SparseOmega, SparsePattern
 
-__all__ = ["WeightOperator"]
+__all__ = ["SparseOmega", "SparsePattern", "WeightOperator"]
 
 
 def effective_weights(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -54,24 +43,92 @@ def patch_gradient(patches: torch.Tensor, mask: torch.Tensor, grad_weights: torc
     return m / mass * (grad_weights - (grad_weights * effective_weights(patches, mask)).sum(-1, keepdim=True))
 
 
+class SparseOmega(NamedTuple):
+    """:math:`\\Omega` and :math:`\\Omega^\\top` as ``(I, I)`` sparse CSR tensors."""
+
+    omega: torch.Tensor
+    omega_t: torch.Tensor
+
+
+class SparsePattern:
+    r"""The CSR index structure of :math:`\Omega` and :math:`\Omega^\top` for a neighbourhood structure.
+
+    ``index`` ``(I, N)``: neighbour index :math:`k(i, n)`; ``mask`` ``(I, N)``: valid slots (masked slots get
+    no entry); attribute ``nnz``: the number of stored entries.
+    """
+
+    def __init__(self, index: torch.Tensor, mask: torch.Tensor):
+        I, N = index.shape
+        self.size, self.width = I, N
+        slot = mask.reshape(-1).nonzero().squeeze(1)                  # flat slot i*N + n of each entry
+        self.nnz = int(slot.numel())
+        itype = torch.int32 if max(self.nnz, I * N) < 2**31 - 1 else torch.int64
+        slot = slot.to(itype)
+        rows, cols = slot // N, index.reshape(-1)[slot].to(itype)
+        # rows ascend with the slot; grids (offsets in lexicographic order) have ascending columns in every row
+        # too, so Omega's CSR order is the slot order and needs no sort
+        if self.nnz > 1 and not bool(((cols[1:] > cols[:-1]) | (rows[1:] != rows[:-1])).all()):
+            by_row = torch.argsort(rows.long() * I + cols)
+            slot, rows, cols = slot[by_row], rows[by_row], cols[by_row]
+        self._slots, self._col = slot, cols
+        by_col = torch.sort(cols, stable=True).indices                 # (col, row) order: Omega^T's CSR order
+        self._slots_t, self._col_t = slot[by_col], rows[by_col]
+        del by_col
+        zero = torch.zeros(1, dtype=itype, device=index.device)
+        self._crow = torch.cat([zero, torch.cumsum(torch.bincount(rows, minlength=I), 0).to(itype)])
+        self._crow_t = torch.cat([zero, torch.cumsum(torch.bincount(cols, minlength=I), 0).to(itype)])
+
+    def tile(self, copies: int) -> "SparsePattern":
+        r"""The pattern of the block-diagonal :math:`\mathrm{Diag}(\Omega, \dots, \Omega)` (``copies`` blocks),
+        for weights ``(copies * I, N)``; built by offsetting this pattern, without sorting."""
+        new = object.__new__(SparsePattern)
+        I, N, nnz = self.size, self.width, self.nnz
+        new.size, new.width, new.nnz = copies * I, N, copies * nnz
+        itype = torch.int32 if max(new.nnz, new.size * N) < 2**31 - 1 else torch.int64
+        b = torch.arange(copies, dtype=itype, device=self._col.device).unsqueeze(1)
+        tiled = lambda x, step: (x.to(itype).unsqueeze(0) + b * step).reshape(-1)
+        new._slots, new._slots_t = tiled(self._slots, I * N), tiled(self._slots_t, I * N)
+        new._col, new._col_t = tiled(self._col, I), tiled(self._col_t, I)
+        end = torch.tensor([new.nnz], dtype=itype, device=self._col.device)
+        new._crow = torch.cat([tiled(self._crow[:-1], nnz), end])
+        new._crow_t = torch.cat([tiled(self._crow_t[:-1], nnz), end])
+        return new
+
+    def matrices(self, weights: torch.Tensor) -> SparseOmega:
+        """``(Omega, Omega^T)`` with the effective weights ``weights`` ``(I, N)`` as values; a ``UserInputError``
+        if they require grad under grad mode (see the module docstring)."""
+        if weights.requires_grad and torch.is_grad_enabled():
+            raise UserInputError("sparse CSR products are not differentiable with respect to the weights in "
+                             "practice (the backward forms a dense I x I matrix); got weights that require "
+                             "grad -- use WeightOperator.apply / apply_transpose")
+        if weights.shape[0] != self.size:
+            raise UserInputError(f"weights must have {self.size} rows, got shape {tuple(weights.shape)}")
+        vals = weights.reshape(-1)
+        shape = (self.size, self.size)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the kernels used here are stable
+            warnings.simplefilter("ignore", UserWarning)
+            omega = torch.sparse_csr_tensor(self._crow, self._col, vals.index_select(0, self._slots),
+                                            size=shape, check_invariants=False)
+            omega_t = torch.sparse_csr_tensor(self._crow_t, self._col_t, vals.index_select(0, self._slots_t),
+                                              size=shape, check_invariants=False)
+        return SparseOmega(omega, omega_t)
+
+
 class WeightOperator(abc.ABC):
     """Base class: a row-stochastic, neighbourhood-sparse :math:`\\Omega`.
 
-    Subclasses provide the neighbourhood structure (``num_nodes``, ``patch_size``,
-    ``mask``) and the three products ``_apply``, ``_apply_transpose``,
-    ``_patch_products`` on effective weights.
+    Subclasses provide the structure (``num_nodes``, ``patch_size``, ``mask``, ``neighbour_index``) and the
+    products ``_apply``, ``_apply_transpose``, ``_patch_products`` on effective weights.
     """
 
     num_nodes: int
     patch_size: int
     mask: torch.Tensor  # (I, N) bool, True where slot n of node i is a real neighbour
 
-    # ------------------------------------------------------------------ weights
     def _init_patches(self, patches, dtype, device) -> None:
         I, N = self.num_nodes, self.patch_size
         if patches is None:
-            dtype = dtype or torch.get_default_dtype()
-            p = torch.full((I, N), 1.0 / N, dtype=dtype, device=device)
+            p = torch.full((I, N), 1.0 / N, dtype=dtype or torch.get_default_dtype(), device=device)
         else:
             p = as_tensor("patches", patches, dtype=dtype, device=device)
             if p.ndim == 1:  # one patch shared by every node
@@ -86,10 +143,8 @@ class WeightOperator(abc.ABC):
             tol = 1e-4 if p.dtype == torch.float32 else 1e-8
             if bool(((sums - 1).abs() > tol).any()):
                 k = int((sums - 1).abs().argmax())
-                raise UserInputError(
-                    "patches must be normalised (each row sums to 1), "
-                    f"got a row summing to {sums[k].item():.6g} (node {k})"
-                )
+                raise UserInputError("patches must be normalised (each row sums to 1), "
+                                     f"got a row summing to {sums[k].item():.6g} (node {k})")
         self.mask = self.mask.to(p.device)
         eff_mass = (p * self.mask).sum(-1)
         if bool((eff_mass <= 0).any()):
@@ -112,14 +167,15 @@ class WeightOperator(abc.ABC):
 
     def with_patches(self, patches) -> WeightOperator:
         """A copy of this operator with other patches (same neighbourhoods). Differentiable."""
-        new = self._copy_structure()
+        new = object.__new__(type(self))
+        skip = ("patches", "mask", "_structure_cache", "_csr_values")
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in skip})
         new.mask = self.mask
         new._structure_cache = self._shared_structure_cache()  # same neighbourhoods: same CSR pattern
-        p = patches
-        if not isinstance(p, torch.Tensor):
-            p = as_tensor("patches", p, dtype=self.dtype, device=self.device)
-        check_shape("patches", p, (self.num_nodes, self.patch_size))
-        new.patches = p
+        if not isinstance(patches, torch.Tensor):
+            patches = as_tensor("patches", patches, dtype=self.dtype, device=self.device)
+        check_shape("patches", patches, (self.num_nodes, self.patch_size))
+        new.patches = patches
         return new
 
     def to(self, device=None, dtype=None) -> WeightOperator:
@@ -128,41 +184,31 @@ class WeightOperator(abc.ABC):
         new.mask = self.mask.to(device=device)
         return new
 
-    @abc.abstractmethod
-    def _copy_structure(self) -> WeightOperator:
-        """A new operator sharing the structure but not the patches."""
-
-    # --------------------------------------------------------------- products
     def _check_x(self, name: str, x: torch.Tensor) -> None:
         if x.ndim < 1 or x.shape[0] != self.num_nodes:
-            raise UserInputError(
-                f"{name} must have {self.num_nodes} rows (one per node), got shape {tuple(x.shape)}"
-            )
+            raise UserInputError(f"{name} must have {self.num_nodes} rows (one per node), got shape {tuple(x.shape)}")
 
     def apply(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        r""":math:`\Omega X`. ``x``: shape ``(I, ...)``; returns the same shape.
-
-        ``weights`` (effective, ``(I, N)``) override the operator's own, e.g. to
-        differentiate with respect to them.  Differentiable in ``x`` and in the weights.
-        """
-        self._check_x("x", x)
-        if self._needs_weight_grad(weights) or x.numel() == 0:
-            return self._apply(self.weights if weights is None else weights, x)
-        return self._sparse_product(self.sparse_operator(weights).omega, x)
+        r""":math:`\Omega X` for ``x`` ``(I, ...)``, differentiable in ``x`` and the weights; ``weights``
+        (effective, ``(I, N)``) override the operator's own."""
+        return self._product(x, weights, transpose=False)
 
     def apply_transpose(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        r""":math:`\Omega^\top X`. ``x``: shape ``(I, ...)``; returns the same shape."""
+        r""":math:`\Omega^\top X` for ``x`` ``(I, ...)``."""
+        return self._product(x, weights, transpose=True)
+
+    def _product(self, x: torch.Tensor, weights: torch.Tensor | None, transpose: bool) -> torch.Tensor:
         self._check_x("x", x)
         if self._needs_weight_grad(weights) or x.numel() == 0:
-            return self._apply_transpose(self.weights if weights is None else weights, x)
-        return self._sparse_product(self.sparse_operator(weights).omega_t, x)
+            w = self.weights if weights is None else weights
+            return self._apply_transpose(w, x) if transpose else self._apply(w, x)
+        csr = self.sparse_operator(weights)
+        matrix = csr.omega_t if transpose else csr.omega
+        dtype = torch.result_type(x, matrix.values())
+        return (matrix.to(dtype) @ x.reshape(self.num_nodes, -1).to(dtype)).reshape(x.shape)
 
-    # ------------------------------------------------------------ sparse CSR
     def _shared_structure_cache(self) -> dict:
-        cache = self.__dict__.get("_structure_cache")
-        if cache is None:
-            cache = self._structure_cache = {}
-        return cache
+        return self.__dict__.setdefault("_structure_cache", {})
 
     def sparse_pattern(self) -> SparsePattern:
         """The CSR pattern of :math:`\\Omega`, :math:`\\Omega^\\top`; built once per structure and device and
@@ -174,21 +220,14 @@ class WeightOperator(abc.ABC):
         return cache[key]
 
     def sparse_operator(self, weights: torch.Tensor | None = None) -> SparseOmega:
-        r"""``(omega, omega_t)``: :math:`\Omega` and :math:`\Omega^\top` as ``(I, I)`` sparse CSR tensors.
-
-        ``weights`` (effective, ``(I, N)``) default to the operator's own; the matrices for those are
-        cached until the patches change.  Products with them are differentiable in the dense factor only.
-
-        Raises
-        ------
-        ValueError
-            If the weights require grad under grad mode (CSR backward w.r.t. values is dense, ``I x I``).
-        """
+        r""":math:`\Omega` and :math:`\Omega^\top` as ``(I, I)`` sparse CSR tensors, for ``weights`` (effective,
+        ``(I, N)``) or the operator's own (cached until the patches change); refused for weights that require
+        grad under grad mode (see the module docstring)."""
         if weights is not None:
             check_shape("weights", weights, (self.num_nodes, self.patch_size))
             return self.sparse_pattern().matrices(weights)
         if self._needs_weight_grad(None):
-            return self.sparse_pattern().matrices(self.weights)  # raises the ValueError above
+            return self.sparse_pattern().matrices(self.weights)  # raises
         key = (id(self.patches), self.patches._version)
         cached = self.__dict__.get("_csr_values")
         if cached is None or cached[0] != key or cached[1] is not self.patches:
@@ -199,17 +238,9 @@ class WeightOperator(abc.ABC):
         w = self.patches if weights is None else weights
         return torch.is_grad_enabled() and w.requires_grad
 
-    def _sparse_product(self, matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        dtype = torch.result_type(x, matrix.values())
-        xf = x.reshape(self.num_nodes, -1).to(dtype)
-        return (matrix.to(dtype) @ xf).reshape(x.shape)
-
     def patch_products(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        r"""Neighbour inner products :math:`G_{in} = \langle U_i, X_{k(i,n)}\rangle`, shape ``(I, N)``.
-
-        :math:`G = \partial_\omega \langle U, \Omega X\rangle` (zero on invalid slots).
-        ``u`` and ``x`` have shape ``(I, ...)`` (same shape).
-        """
+        r""":math:`G_{in} = \langle U_i, X_{k(i,n)}\rangle = \partial_{\omega_{in}}\langle U, \Omega X\rangle`
+        ``(I, N)`` (zero on invalid slots) for ``u`` and ``x`` of one shape ``(I, ...)``."""
         self._check_x("u", u)
         self._check_x("x", x)
         if u.shape != x.shape:
@@ -234,7 +265,6 @@ class WeightOperator(abc.ABC):
     def neighbour_index(self) -> torch.Tensor:
         """``(I, N)`` long tensor of neighbour node indices (arbitrary valid index on masked slots)."""
 
-    # ------------------------------------------------------------- reference
     def to_dense(self) -> torch.Tensor:
         """The dense ``(I, I)`` matrix :math:`\\Omega` -- for tests and small problems only."""
         if self.num_nodes > 20000:

@@ -1,17 +1,8 @@
 """Image and graph labeling with (linearized) assignment flows."""
 
-from .api import FlowKind, label
+from .api import label
 from .data_term import distance_matrix
-from .flow import AssignmentFlow
-from .linearized import LinearizedAssignmentFlow, LinearizedFlowSequence
-from .result import LabelingResult
+from .flow import AssignmentFlow, LabelingResult, LinearizedAssignmentFlow, LinearizedFlowSequence
 
-__all__ = [
-    "AssignmentFlow",
-    "FlowKind",
-    "LabelingResult",
-    "LinearizedAssignmentFlow",
-    "LinearizedFlowSequence",
-    "distance_matrix",
-    "label",
-]
+__all__ = ["AssignmentFlow", "LabelingResult", "LinearizedAssignmentFlow", "LinearizedFlowSequence",
+           "distance_matrix", "label"]

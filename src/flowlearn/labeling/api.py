@@ -6,20 +6,11 @@ import enum
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    as_tensor,
-    check_finite,
-    check_int,
-    check_ndim,
-    check_positive,
-)
+from .._checks import UserInputError, as_tensor, check_choice, check_finite, check_int, check_ndim, check_positive
 from ..graphs import GridWeights
 from ..solvers import ExponentialIntegrator
 from .data_term import distance_matrix
-from .flow import AssignmentFlow
-from .linearized import LinearizedAssignmentFlow
-from .result import LabelingResult
+from .flow import AssignmentFlow, LabelingResult, LinearizedAssignmentFlow
 
 __all__ = ["FlowKind", "check_value_ranges", "label"]
 
@@ -32,10 +23,8 @@ class FlowKind(str, enum.Enum):
 
     @classmethod
     def parse(cls, value) -> "FlowKind":
-        try:
-            return cls(value)
-        except ValueError:
-            raise UserInputError(f"flow must be one of {[k.value for k in cls]}, got {value!r}") from None
+        check_choice("flow", value, [k.value for k in cls])
+        return cls(value)
 
 
 def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho: float = 1.0,
@@ -47,7 +36,7 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
     ----------
     image : array ``(H, W)`` or ``(H, W, C)``
         Pixel features; squared Euclidean distances to the prototypes form the data term.
-    prototypes : array ``(J, C)``
+    prototypes : array ``(J, C)``, in the image's value range (:func:`check_value_ranges`)
     flow : {"full", "linearized"}
         Full flow (geometric Euler, entropy termination) or the linearized flow
         :math:`V(T) = T\varphi(TA)B` by Krylov exponential integration.
@@ -60,34 +49,20 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
     patches : array ``(H*W, neighbourhood**2)``, optional
         Weight patches (e.g. learned); default uniform.
     throw : bool
-        Raise :class:`~flowlearn._checks.ComputationError` when the flow fails (``status.ok`` is
-        false: not converged, non-finite, undecided) instead of returning the failed result.
+        Raise :class:`~flowlearn._checks.ComputationError` when ``status.ok`` is false (not converged,
+        non-finite, undecided) instead of returning the failed result.
 
     Returns
     -------
     LabelingResult
         ``labels`` has shape ``(H*W,)``; use ``result.label_image(H, W)``.
-
-    Raises
-    ------
-    UserInputError
-        For bad arguments, among them prototypes outside the image's value range (a uint8 image
-        with prototypes in [0, 1]) and values whose squared distances overflow.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.zeros((8, 8, 1)); img[:, 4:] = 1
-    >>> res = label(img, [[0.0], [1.0]])
-    >>> int(res.label_image(8, 8)[0, 7])
-    1
     """
     kind = FlowKind.parse(flow)
     x = as_tensor("image", image)
     check_ndim("image", x, (2, 3))
     if x.ndim == 2:
         x = x.unsqueeze(-1)
-    if x.shape[0] < 1 or x.shape[1] < 1 or x.shape[2] < 1:
+    if x.numel() == 0:
         raise UserInputError(f"image must be non-empty, got shape {tuple(x.shape)}")
     check_finite("image", x)
     neighbourhood = check_int("neighbourhood", neighbourhood, minimum=1, odd=True)
@@ -100,35 +75,24 @@ def label(image, prototypes, *, flow: str = "full", neighbourhood: int = 3, rho:
                              f"up to {float(x.abs().max()):.3g}); rescale the image and the prototypes")
     weights = GridWeights(H, W, neighbourhood, patches=patches, dtype=x.dtype, device=x.device)
     if kind is FlowKind.FULL:
-        runner = AssignmentFlow(weights, rho=rho, step_size=step_size, entropy_tol=entropy_tol,
-                                max_steps=max_steps)
+        runner = AssignmentFlow(weights, rho=rho, step_size=step_size, entropy_tol=entropy_tol, max_steps=max_steps)
     else:
         m = check_int("krylov_dim", krylov_dim, minimum=1)
         runner = LinearizedAssignmentFlow(weights, rho=rho, T=T, integrator=ExponentialIntegrator(m=m))
     result = runner.run(D)
     if throw:
-        options = "--T, --rho" if kind is FlowKind.LINEARIZED else "--rho, --step-size"
-        result.raise_for_status(options=options)
+        result.raise_for_status(options="--T, --rho" if kind is FlowKind.LINEARIZED else "--rho, --step-size")
     return result
 
 
 def check_value_ranges(image: torch.Tensor, prototypes) -> None:
-    """Raise :class:`UserInputError` when the prototypes do not lie in the image's value range.
-
-    The data term compares pixel values with prototype values, so both must be on one scale;
-    a uint8 image (0..255) with prototypes in [0, 1] would give every pixel the same label.
-    Refused when the two value intervals overlap on less than 5 % of the image's range.
-    """
+    """Raise :class:`UserInputError` when the value intervals of image and prototypes overlap on less than
+    5 % of the image's range (a uint8 image with prototypes in [0, 1] would give every pixel one label)."""
     p = as_tensor("prototypes", prototypes, dtype=image.dtype, device=image.device)
     check_finite("prototypes", p)
     lo, hi = float(image.min()), float(image.max())
     plo, phi = float(p.min()), float(p.max())
     span = hi - lo
-    if span <= 0 or not (abs(hi) < float("inf") and abs(lo) < float("inf")):
-        return
-    overlap = min(hi, phi) - max(lo, plo)
-    if overlap < 0.05 * span:
+    if 0 < span < float("inf") and min(hi, phi) - max(lo, plo) < 0.05 * span:
         raise UserInputError(f"prototypes lie in [{plo:.4g}, {phi:.4g}] but the image in [{lo:.4g}, {hi:.4g}]: "
                              f"give prototypes in the image's value range (e.g. scale a 0..255 image to [0, 1])")
-
-

@@ -11,14 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    as_tensor,
-    check_choice,
-    check_finite,
-    check_ndim,
-)
+from .._checks import UserInputError, UserTypeError, as_tensor, check_choice, check_finite, check_ndim
 from ..graphs import WeightOperator
 
 __all__ = ["DISTANCES", "check_distances", "check_weight_operator", "distance_matrix", "flow_inputs",
@@ -28,18 +21,13 @@ DISTANCES = ("sqeuclidean", "euclidean", "l1")
 
 
 def distance_matrix(features, prototypes, metric: str = "sqeuclidean") -> torch.Tensor:
-    r"""Distance matrix :math:`D_{ij} = d(f_i, l_j)`.
+    r"""Distance matrix :math:`D_{ij} = d(f_i, l_j)`, a tensor ``(I, J)`` in the features' dtype and device.
 
     Parameters
     ----------
-    features : array ``(I, C)`` or ``(H, W, C)``
-        Data at the nodes (an image is flattened row-major).
+    features : array ``(I, C)`` or ``(H, W, C)`` (an image is flattened row-major)
     prototypes : array ``(J, C)``
     metric : {"sqeuclidean", "euclidean", "l1"}
-
-    Returns
-    -------
-    tensor ``(I, J)`` in the features' dtype and device.
     """
     f = as_tensor("features", features)
     check_ndim("features", f, (2, 3))
@@ -50,9 +38,7 @@ def distance_matrix(features, prototypes, metric: str = "sqeuclidean") -> torch.
         p = p.unsqueeze(1)
     check_ndim("prototypes", p, (2,))
     if p.shape[1] != f.shape[1]:
-        raise UserInputError(
-            f"prototypes must have the features' dimension C={f.shape[1]}, got shape {tuple(p.shape)}"
-        )
+        raise UserInputError(f"prototypes must have the features' dimension C={f.shape[1]}, got shape {tuple(p.shape)}")
     if p.shape[0] < 2:
         raise UserInputError(f"prototypes must hold at least 2 labels, got {p.shape[0]}")
     check_finite("features", f)
@@ -88,15 +74,13 @@ def check_weight_operator(weights) -> WeightOperator:
 
 
 def weights_like(weights, distances: torch.Tensor):
-    """``weights`` cast to the dtype and device of ``distances`` (itself when they already match),
-    so that a flow's result keeps the data's dtype and device."""
+    """``weights`` cast to the dtype and device of ``distances`` (itself when they already match)."""
     if weights.dtype == distances.dtype and weights.device == distances.device:
         return weights
     return weights.to(device=distances.device, dtype=distances.dtype)
 
 
 def flow_inputs(weights, distances, rho: float) -> tuple:
-    """``(weights, D/rho)`` of a flow: the distances checked against ``weights`` (:func:`check_distances`),
-    the weights in their dtype and device (:func:`weights_like`)."""
+    """``(weights, D/rho)`` of a flow: the distances checked against ``weights``, the weights in their dtype."""
     D = check_distances(distances, weights.num_nodes)
     return weights_like(weights, D), D / rho

@@ -1,28 +1,16 @@
 r"""Deep linearized assignment flows: K re-linearized layers (paper 000, eq. (1.6)) trained end to end.
 
-Layer :math:`k = 0..K-1` takes the assignment :math:`W^k` (:math:`W^0 = \mathbb 1_{\mathcal W}`, the
-barycenter) and its own weight patches :math:`\Omega^k = \mathrm{predictor}_k(\text{features})`, and
-computes with :class:`~flowlearn.linearized.LinearizedAssignmentLayer` (channels-first batches, 2-D or 3-D)
+Layer :math:`k` takes the assignment :math:`W^k` (:math:`W^0` the barycenter) and its weight patches
+:math:`\Omega^k = \mathrm{predictor}_k(\text{features})` and computes with
+:class:`~flowlearn.linearized.LinearizedAssignmentLayer`
 
 .. math:: S^k = \mathrm{softmax}\big(\Omega^k(\log W^k - D/\rho)\big),\quad
-          \dot U = R_{S^k}(\Omega^kU) + \tfrac1J\Pi_0S^k,\ U(0) = 0,\quad V^k = U(T_k),
+          \dot U = R_{S^k}(\Omega^kU) + \tfrac1J\Pi_0S^k,\ U(0) = 0,\quad V^k = U(T_k),\quad
+          W^{k+1} = \mathrm{softmax}(\log W^k + JV^k),
 
-.. math:: W^{k+1} = \exp_{W^k}(JV^k) = \mathrm{softmax}(\log W^k + JV^k)
-
-(the lifting map; with the barycentric parametrisation :math:`W = \mathrm{softmax}(JV)` this is
-:math:`V \leftarrow V + V^k`, exactly :class:`~flowlearn.labeling.LinearizedFlowSequence` when all
-:math:`\Omega^k` are equal).  This is the sequential coupling of linearized flows of Sect. 5.2: the
-solution of one flow moves the linearization point, hence the data term :math:`B` and the operator
-:math:`A`, of the next.  The gradient reaches every :math:`\Omega^k`, the distances :math:`D` and (through
-:math:`\log W^k`) the earlier layers by the closed-form backward of each layer; the cheap maps between
-layers (softmax, predictors) are plain autograd.
-
-``feed_assignment=True`` gives each predictor :math:`W^k` as extra input channels, so later layers can
-adapt their weights to the current labeling.  The output is the final assignment; the usual loss is
-the KL (3.4) :math:`-\frac1I\sum_i\log W^K_{i,j^*(i)}` (:func:`assignment_nll`).
-
-Shapes: features ``(N, C, *spatial)``, distances and assignments ``(N, J, *spatial)``, patches
-``(N, K, *spatial)`` with ``spatial`` ``(H, W)`` or ``(D, H, W)``.
+the sequential coupling of Sect. 5.2.  The gradient reaches every :math:`\Omega^k`, :math:`D` and the earlier
+layers by the closed-form backward of each layer.  Shapes: features ``(N, C, *spatial)``, distances and
+assignments ``(N, J, *spatial)``, patches ``(N, K, *spatial)``, ``spatial`` ``(H, W)`` or ``(D, H, W)``.
 """
 
 from __future__ import annotations
@@ -34,9 +22,9 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from .._checks import UserInputError, UserTypeError, check_int, check_positive
+from .._checks import UserInputError, UserTypeError, check_choice, check_int, check_positive
 from ..linearized import LinearizedAssignmentLayer, LowRank
-from ..linearized.methods import METHODS
+from ..linearized.methods import check_method
 
 __all__ = ["AssignmentFlowHead", "ClassifierDistances", "ConvPatchPredictor", "DeepFlowOutput", "DeepLinearizedFlow",
            "FreePatches", "PrototypeDistances", "assignment_nll"]
@@ -50,31 +38,33 @@ def _channels_first(name: str, x, channels: int | None = None) -> torch.Tensor:
     return x
 
 
+def _check_features(features, spatial_dims: int) -> None:
+    if not isinstance(features, torch.Tensor) or features.ndim != spatial_dims + 2:
+        raise UserInputError(f"features must be a tensor (N, C, *spatial) with {spatial_dims} spatial "
+                             f"axes, got {tuple(getattr(features, 'shape', ()))}")
+
+
 def _pixelwise(module, x: torch.Tensor) -> torch.Tensor:
     """Apply a map on the channel axis of ``(N, C, *spatial)`` (channels moved last and back)."""
     return module(x.movedim(1, -1)).movedim(-1, 1)
 
 
 class ConvPatchPredictor(nn.Module):
-    r"""Small conv net: features ``(N, C, *spatial)`` :math:`\to` weight patches ``(N, K, *spatial)``, rows on the
-    simplex along ``K``.
+    r"""Small conv net: features ``(N, C, *spatial)`` :math:`\to` weight patches ``(N, K, *spatial)`` on the simplex.
 
-    ``depth`` convolutions of size ``kernel_size`` with ``hidden`` channels and ``tanh``, then a 1x1
-    convolution to ``K = patch_size`` logits and a softmax over the slots.  ``spatial_dims`` 2 or 3 (``Conv2d``
-    or ``Conv3d``).  The last convolution starts at ``init_scale`` times its default initialisation (0: uniform
-    patches, the flow starts as the uniform linearized flow).  Parameters: about
-    :math:`k^dC h + (d-1)k^dh^2 + hK`.
+    ``depth`` convolutions (``kernel_size``, ``hidden`` channels, ``tanh``; ``Conv2d`` or ``Conv3d`` by
+    ``spatial_dims``), then a 1x1 convolution to ``K = patch_size`` logits and a softmax over the slots.  The last
+    convolution starts at ``init_scale`` times its default initialisation (0: uniform patches).
     """
 
     def __init__(self, in_channels: int, patch_size: int = 9, *, hidden: int = 16, kernel_size: int = 3,
                  depth: int = 2, init_scale: float = 0.0, spatial_dims: int = 2):
         super().__init__()
-        in_channels, self.patch_size = check_int("in_channels", in_channels, minimum=1), check_int(
-            "patch_size", patch_size, minimum=1)
+        in_channels = check_int("in_channels", in_channels, minimum=1)
+        self.patch_size = check_int("patch_size", patch_size, minimum=1)
         hidden, depth = check_int("hidden", hidden, minimum=1), check_int("depth", depth, minimum=1)
         kernel_size = check_int("kernel_size", kernel_size, minimum=1, odd=True)
-        if spatial_dims not in (2, 3):
-            raise UserInputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        check_choice("spatial_dims", spatial_dims, (2, 3))
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         mods: list[nn.Module] = []
         for d in range(depth):
@@ -88,15 +78,13 @@ class ConvPatchPredictor(nn.Module):
         self.spatial_dims = spatial_dims
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not isinstance(features, torch.Tensor) or features.ndim != self.spatial_dims + 2:
-            raise UserInputError(f"features must be a tensor (N, C, *spatial) with {self.spatial_dims} spatial "
-                                 f"axes, got {tuple(getattr(features, 'shape', ()))}")
+        _check_features(features, self.spatial_dims)
         return torch.softmax(self.net(features), dim=1)
 
 
 class FreePatches(nn.Module):
-    r"""Patches as free parameters of one grid: ``softmax(logits)`` ``(1, K, *spatial)`` (logits 0: uniform),
-    ignoring the features -- learning :math:`\Omega^k` of one image directly, as in paper 000."""
+    r"""Patches as free parameters of one grid, ``softmax(logits)`` ``(1, K, *spatial)`` (initially uniform),
+    ignoring the features: learning :math:`\Omega^k` of one image directly, as in paper 000."""
 
     def __init__(self, spatial: tuple, patch_size: int = 9, dtype=None):
         super().__init__()
@@ -119,8 +107,7 @@ class PrototypeDistances(nn.Module):
         if p.ndim != 2 or p.shape[0] < 2 or not p.is_floating_point():
             raise UserInputError(f"prototypes must be a float tensor (J >= 2, C), got {tuple(p.shape)}")
         self.prototypes = nn.Parameter(p.clone(), requires_grad=learn_prototypes)
-        C = p.shape[1]
-        self.feature_map = nn.Parameter(torch.eye(C, dtype=p.dtype)) if feature_map else None
+        self.feature_map = nn.Parameter(torch.eye(p.shape[1], dtype=p.dtype)) if feature_map else None
 
     def _last(self, f: torch.Tensor) -> torch.Tensor:
         if self.feature_map is not None:
@@ -136,12 +123,8 @@ class PrototypeDistances(nn.Module):
 class ClassifierDistances(nn.Module):
     r"""Learnable data term from a pixel classifier: :math:`D_{ij} = -\log\mathrm{softmax}(g(f_i))_j`, with
     :math:`g` a small MLP (``hidden`` tanh units) on the features ``(N, C, *spatial)``; returns
-    ``(N, J, *spatial)``.
-
-    Pixel-wise rounding of :math:`D` is the classifier's decision; with :math:`\rho = 1` the flow's
-    :math:`S^0 = \mathrm{softmax}(-\Omega D)` is the weighted geometric mean of the neighbours' class
-    probabilities, so the flow layers only have to learn the spatial part.
-    """
+    ``(N, J, *spatial)``.  With :math:`\rho = 1`, :math:`S^0` is the weighted geometric mean of the neighbours'
+    class probabilities, so the flow layers only have to learn the spatial part."""
 
     def __init__(self, in_channels: int, num_labels: int, *, hidden: int = 16):
         super().__init__()
@@ -157,8 +140,7 @@ class ClassifierDistances(nn.Module):
 
 @dataclass
 class DeepFlowOutput:
-    """``assignment`` :math:`W^K` and ``log_assignment`` ``(N, J, *spatial)``; per layer ``tangents``
-    :math:`V^k` and ``patches`` :math:`\\Omega^k` ``(N, K, *spatial)``; ``distances`` used."""
+    """``assignment`` :math:`W^K`, ``log_assignment``, per layer ``tangents`` and ``patches``; ``distances``."""
 
     assignment: torch.Tensor
     log_assignment: torch.Tensor
@@ -170,11 +152,9 @@ class DeepFlowOutput:
 def assignment_nll(output: DeepFlowOutput | torch.Tensor, labels: torch.Tensor,
                    weight: torch.Tensor | None = None, reduction: str = "mean",
                    ignore_index: int = -100) -> torch.Tensor:
-    r"""KL (3.4) to one-hot ground truth: :math:`-\frac1I\sum_i\log W_{i,j^*(i)}` for log-assignments
-    ``(N, J, *spatial)`` and labels ``(N, *spatial)``.
-
-    With class weights ``weight`` ``(J,)``: :math:`-\sum_i w_{j^*(i)}\log W_{i,j^*(i)} / \sum_i w_{j^*(i)}`;
-    ``reduction="sum"`` drops the denominator.  Pixels labelled ``ignore_index`` do not count."""
+    r"""KL (3.4) to one-hot ground truth, :math:`-\sum_i w_{j^*(i)}\log W_{i,j^*(i)} / \sum_i w_{j^*(i)}` for
+    log-assignments ``(N, J, *spatial)``, labels ``(N, *spatial)`` and class weights ``weight`` ``(J,)`` (default
+    1); ``reduction="sum"`` drops the denominator; pixels labelled ``ignore_index`` do not count."""
     logw = output.log_assignment if isinstance(output, DeepFlowOutput) else output
     if weight is not None:
         weight = weight.to(device=logw.device, dtype=logw.dtype)
@@ -183,8 +163,7 @@ def assignment_nll(output: DeepFlowOutput | torch.Tensor, labels: torch.Tensor,
 
 
 class DeepLinearizedFlow(nn.Module):
-    r"""K layers of (1.6), each with its own predicted weights, trained through the closed-form backward, on
-    channels-first batches of any spatial size (2-D or 3-D).
+    r"""K layers of (1.6), each with its own predicted weights, on channels-first batches (2-D or 3-D).
 
     Parameters
     ----------
@@ -195,8 +174,9 @@ class DeepLinearizedFlow(nn.Module):
     T : float > 0 or sequence of K floats
         Integration time :math:`T_k` (the interval :math:`h_k` of (1.6)) per layer.
     method : one of :data:`flowlearn.linearized.METHODS`
-        Backward strategy of every layer (default ``LowRank(m=10, rank=1)``).
+        Backward strategy of every layer (default ``LowRank()``).
     feed_assignment : bool
+        Give each predictor :math:`W^k` as extra input channels.
     distances : module, optional
         ``distances(features) -> (N, J, *spatial)`` (e.g. :class:`PrototypeDistances`), used when ``forward``
         gets no distances.
@@ -204,8 +184,8 @@ class DeepLinearizedFlow(nn.Module):
         Stencils of 2-D (``size x size``) and 3-D (6 or 26 neighbours) inputs, as
         :class:`~flowlearn.linearized.LinearizedAssignmentLayer`.
     checkpoint : bool
-        Activation checkpointing of the predictors (``torch.utils.checkpoint``): their hidden activations are
-        recomputed in the backward instead of kept, for large 3-D inputs (gradients unchanged).
+        Recompute the predictors' activations in the backward instead of keeping them
+        (``torch.utils.checkpoint``; large 3-D inputs).
     """
 
     def __init__(self, predictors: Sequence[nn.Module], *, rho: float = 1.0, T: float | Sequence[float] = 1.0,
@@ -219,9 +199,7 @@ class DeepLinearizedFlow(nn.Module):
         times = [T] * K if isinstance(T, (int, float)) else list(T)
         if len(times) != K:
             raise UserInputError(f"T must be a number or {K} numbers (one per layer), got {len(times)}")
-        method = LowRank() if method is None else method
-        if not isinstance(method, METHODS):
-            raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
+        method = check_method(LowRank() if method is None else method)
         if distances is not None and not isinstance(distances, nn.Module):
             raise UserTypeError(f"distances must be a torch module or None, got {type(distances).__name__}")
         self.feed_assignment, self.checkpoint = bool(feed_assignment), bool(checkpoint)
@@ -230,10 +208,6 @@ class DeepLinearizedFlow(nn.Module):
             LinearizedAssignmentLayer(rho=rho, T=check_positive(f"T[{k}]", t), method=method, size=size,
                                       neighbourhood=neighbourhood) for k, t in enumerate(times))
         self.distance_model = distances
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.layers)
 
     def forward(self, features: torch.Tensor, distances: torch.Tensor | None = None) -> DeepFlowOutput:
         """Run the K layers on ``features`` ``(N, C, *spatial)``; ``distances`` ``(N, J, *spatial)`` default to
@@ -250,10 +224,9 @@ class DeepLinearizedFlow(nn.Module):
             x = torch.cat([features, logw.exp()], dim=1) if self.feed_assignment else features
             p = (torch.utils.checkpoint.checkpoint(predictor, x, use_reentrant=False)
                  if self.checkpoint and torch.is_grad_enabled() else predictor(x))
-            V = layer.tangent(p, distances, logw)
-            logw = torch.log_softmax(logw + J * V, dim=1)
-            tangents.append(V)
+            tangents.append(layer.tangent(p, distances, logw))
             patches.append(p)
+            logw = torch.log_softmax(logw + J * tangents[-1], dim=1)
         return DeepFlowOutput(assignment=logw.exp(), log_assignment=logw, tangents=tangents, patches=patches,
                               distances=distances)
 
@@ -267,31 +240,9 @@ class AssignmentFlowHead(nn.Module):
     weight patches; ``layers`` re-linearized flows (1.6) follow (:class:`DeepLinearizedFlow`).  The patch
     predictors start uniform (``init_scale = 0``), so an untrained head smooths the backbone's logits.
 
-    Parameters
-    ----------
-    in_channels, num_labels : int
-    layers : int
-        Number of flow layers ``K``.
-    spatial_dims : {2, 3}
-    T : float > 0
-        Integration time per layer.
-    hidden : int
-        Width of the patch predictors.
-    method : LowRank or Exact
-        Closed-form backward (default ``LowRank()``).
-    size, neighbourhood : int
-        2-D stencil side and 3-D neighbourhood (6 or 26).
-    checkpoint : bool
-        Recompute the predictors' activations in the backward (less memory on large 3-D stacks, about a
-        third more time; see :class:`DeepLinearizedFlow`).  For the least memory, also pass
-        ``method=LowRank(recompute_forward=True)``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> head = AssignmentFlowHead(8, 3, layers=2)
-    >>> head(torch.randn(2, 8, 16, 20)).shape
-    torch.Size([2, 3, 16, 20])
+    ``layers`` flow layers, each with integration time ``T``; ``hidden``: the width of the patch predictors;
+    ``method``, ``size``, ``neighbourhood`` and ``checkpoint`` as :class:`DeepLinearizedFlow` (for the least
+    memory also pass ``method=LowRank(recompute_forward=True)``).
     """
 
     def __init__(self, in_channels: int, num_labels: int, layers: int = 3, *, spatial_dims: int = 2,
@@ -301,8 +252,7 @@ class AssignmentFlowHead(nn.Module):
         C = check_int("in_channels", in_channels, minimum=1)
         J = check_int("num_labels", num_labels, minimum=2)
         layers = check_int("layers", layers, minimum=1)
-        if spatial_dims not in (2, 3):
-            raise UserInputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        check_choice("spatial_dims", spatial_dims, (2, 3))
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.spatial_dims = spatial_dims
         self.logits = conv(C, J, 1)
@@ -312,7 +262,5 @@ class AssignmentFlowHead(nn.Module):
                                        neighbourhood=neighbourhood, checkpoint=checkpoint)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if not isinstance(features, torch.Tensor) or features.ndim != self.spatial_dims + 2:
-            raise UserInputError(f"features must be a tensor (N, C, *spatial) with {self.spatial_dims} spatial "
-                                 f"axes, got {tuple(getattr(features, 'shape', ()))}")
+        _check_features(features, self.spatial_dims)
         return self.flow(features, -self.logits(features)).log_assignment

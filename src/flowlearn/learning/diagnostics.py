@@ -1,14 +1,6 @@
-r"""Diagnostics of the gradient approximation (paper 000, Figs. 3 and 4), each as a JSON-able dict.
-
-* :func:`compare_gradients` -- per-pixel cosine similarity between the Riemannian gradients
-  :math:`R_{p_i}\partial_{p_i}\mathcal L` of two methods, the gradient-norm map, and the fraction of
-  pixels with non-negligible gradient whose cosine is at least 0.9 / 0.99 (Fig. 3);
-* :func:`rank_study` -- singular values of the small matrix :math:`X` and the cosine to a reference
-  per truncation rank (Fig. 4b);
-* :func:`krylov_dimension_study` and :func:`integration_time_study` -- gradient accuracy and short
-  training runs per Krylov dimension ``m`` and per integration time ``T`` (Figs. 4a, 4c).
-
-:func:`save_study` writes a study as ``<name>.json`` plus ``<name>.png``.
+r"""Diagnostics of the gradient approximation (paper 000, Figs. 3 and 4), each as a JSON-able dict:
+:func:`compare_gradients` (Fig. 3), :func:`rank_study` (Fig. 4b), :func:`krylov_dimension_study` and
+:func:`integration_time_study` (Figs. 4a, 4c); :func:`save_study` writes ``<name>.json`` plus ``<name>.png``.
 """
 
 from __future__ import annotations
@@ -32,19 +24,14 @@ __all__ = ["compare_gradients", "cosine_report", "integration_time_study", "kryl
 
 def cosine_report(patches: torch.Tensor, grad_a: torch.Tensor, grad_b: torch.Tensor, shape,
                   *, min_relative_norm: float = 1e-3) -> dict:
-    """Per-pixel cosine of the Riemannian gradients ``a`` and ``b`` and summary fractions.
-
-    Pixels count as having a non-negligible gradient when the norm of ``b`` (the reference) is at
-    least ``min_relative_norm`` times its largest per-pixel norm.  Returns a dict with
-    ``cosine_map`` and ``norm_map`` (numpy ``shape``), ``fraction_ge_0.9`` / ``fraction_ge_0.99``
-    (among those pixels), the same over all pixels, ``overall_cosine`` and ``relative_error``.
-    """
+    """Per-pixel cosine of the Riemannian gradients ``a`` and ``b`` (``cosine_map``, ``norm_map`` of ``b``, numpy
+    ``shape``), the fractions of pixels at 0.9 / 0.99 among those whose norm of ``b`` (the reference) is at least
+    ``min_relative_norm`` times the largest and over all, ``overall_cosine`` and ``relative_error``."""
     ra, rb = egrad2rgrad(patches, grad_a), egrad2rgrad(patches, grad_b)
     na, nb = torch.linalg.vector_norm(ra, dim=1), torch.linalg.vector_norm(rb, dim=1)
     cos = (ra * rb).sum(1) / (na * nb).clamp_min(torch.finfo(ra.dtype).tiny)
     active = nb >= min_relative_norm * nb.max()
     flat = lambda x: float(x.double().mean()) if x.numel() else float("nan")  # noqa: E731
-    overall = float((ra * rb).sum() / (torch.linalg.vector_norm(ra) * torch.linalg.vector_norm(rb)))
     return {
         "cosine_map": cos.reshape(shape).cpu().numpy(),
         "norm_map": nb.reshape(shape).cpu().numpy(),
@@ -55,7 +42,7 @@ def cosine_report(patches: torch.Tensor, grad_a: torch.Tensor, grad_b: torch.Ten
         "fraction_ge_0.99": flat(cos[active] >= 0.99),
         "fraction_ge_0.9_all_pixels": flat(cos >= 0.9),
         "fraction_ge_0.99_all_pixels": flat(cos >= 0.99),
-        "overall_cosine": overall,
+        "overall_cosine": _overall_cosine(ra, rb),
         "relative_error": float(torch.linalg.vector_norm(ra - rb) / torch.linalg.vector_norm(rb)),
     }
 
@@ -66,16 +53,12 @@ def compare_gradients(problem: LearningProblem, patches, method, reference, *, m
     ``(cosine_report, evaluation, reference_evaluation)``."""
     p = problem.check_patches(patches)
     a, b = problem.evaluate(p, method), problem.evaluate(p, reference)
-    shape = _grid_shape(problem)
+    w = problem.weights
+    shape = (w.height, w.width) if hasattr(w, "height") else (w.num_nodes,)
     rep = cosine_report(p, a.grad, b.grad, shape, min_relative_norm=min_relative_norm)
     rep.update(method=a.method.name, reference=b.method.name, seconds=a.stats["seconds"],
                reference_seconds=b.stats["seconds"], loss=a.loss, reference_loss=b.loss)
     return rep, a, b
-
-
-def _grid_shape(problem: LearningProblem):
-    w = problem.weights
-    return (w.height, w.width) if hasattr(w, "height") else (w.num_nodes,)
 
 
 def _overall_cosine(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,16 +1,11 @@
-r"""Fixed multi-scale filter features for pixel labeling: Gaussian smoothing, gradient magnitude and
-Hessian eigenvalues at several scales (the recipe of ilastik and of
-``skimage.feature.multiscale_basic_features``), computed with separable Gaussian-derivative kernels in
-torch, so they run on any device and dtype and sit in front of learned layers.
-
-For an image channel :math:`I` and scale :math:`\sigma`, with :math:`G_\sigma` the Gaussian and
-:math:`L = G_\sigma * I`, the channels are (scale-normalised derivatives, Lindeberg 1998)
+r"""Fixed multi-scale filter features for pixel labeling (the recipe of ilastik and of
+``skimage.feature.multiscale_basic_features``), separable Gaussian-derivative kernels in torch, so they run on any
+device and dtype in front of learned layers.  For an image channel :math:`I`, scale :math:`\sigma` and
+:math:`L = G_\sigma * I` the channels are (scale-normalised derivatives, Lindeberg 1998; borders reflected; the
+raw channels first)
 
 .. math:: L,\qquad \sigma\|\nabla L\|,\qquad \sigma^2\lambda_{1,2}(\nabla^2 L),\quad
-          \lambda_{1,2} = \tfrac{L_{xx}+L_{yy}}{2} \pm \sqrt{\big(\tfrac{L_{xx}-L_{yy}}{2}\big)^2 + L_{xy}^2}
-
-(:math:`\lambda_1 \ge \lambda_2`; thin dark ridges such as membranes give a large :math:`\lambda_1`).
-Borders are reflected.  The raw channels come first.
+          \lambda_{1,2} = \tfrac{L_{xx}+L_{yy}}{2} \pm \sqrt{\big(\tfrac{L_{xx}-L_{yy}}{2}\big)^2 + L_{xy}^2}.
 """
 
 from __future__ import annotations
@@ -38,13 +33,8 @@ def _kernels(sigma: float, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 class GaussianFeatureBank(nn.Module):
-    """Fixed multi-scale features ``(H, W, C) -> (H, W, C * (1 + 4 * len(sigmas)))`` (no parameters).
-
-    Parameters
-    ----------
-    sigmas : sequence of float > 0
-        Scales in pixels (default 1, 2, 4, 8, 16, as the random-forest baseline).
-    """
+    """Fixed multi-scale features ``(H, W, C) -> (H, W, C * (1 + 4 * len(sigmas)))`` at the scales ``sigmas``
+    (pixels; the default is the random-forest baseline's)."""
 
     def __init__(self, sigmas: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0)):
         super().__init__()

@@ -1,20 +1,11 @@
-r"""A deep linearized assignment flow for labelled image sets, trained on the engine.
+r"""A deep linearized assignment flow for labelled image sets (:class:`LabelerModel`), trained on the engine.
 
-:class:`LabelerModel` (hyperparameters in :class:`~flowlearn.learning.labeler_config.LabelerConfig`): fixed
-multi-scale filter features (:class:`~flowlearn.learning.features.GaussianFeatureBank`, standardised on the
-training images) or two small learned convolutions on the image; a learnable data term (a pixel classifier,
-:class:`~flowlearn.learning.deep.ClassifierDistances`, or prototypes,
-:class:`~flowlearn.learning.deep.PrototypeDistances`); and ``layers`` re-linearized flows
-(:class:`~flowlearn.learning.deep.DeepLinearizedFlow`), each with its own
-:class:`~flowlearn.learning.deep.ConvPatchPredictor` that sees the features and the current assignment.
-The stencil (3x3) follows the image size, so a model trained on random crops labels full images.
-
-:class:`LabelerTrainer` runs :func:`flowlearn.engine.run_steps`: the first ``pretrain_steps`` train the data
-term alone on random pixels; every later step draws ``batch`` random crops with random flips from the
-training images with an explicit ``torch.Generator`` (saved in the checkpoint), minimises the (optionally
-class-weighted) KL (3.4) of the final assignment with Adam on a cosine step size, and every ``eval_every``
-steps labels the full validation images; the parameters with the lowest validation pixel error are kept
-(model selection).  The checkpoint identity is the config plus a fingerprint of the data and the split.
+:class:`LabelerTrainer` runs :func:`flowlearn.engine.run_steps`: the first ``pretrain_steps`` train the data term
+alone; every later step draws ``batch`` random crops with random flips (an explicit ``torch.Generator``, saved in
+the checkpoint) and minimises the (optionally class-weighted) KL (3.4) of the final assignment with Adam on a
+cosine step size; every ``eval_every`` steps the full validation images are labelled and the parameters with the
+lowest validation pixel error are kept.  The stencil follows the image size, so a model trained on crops labels
+full images.  The checkpoint identity is the config plus a fingerprint of the data and the split.
 """
 
 from __future__ import annotations
@@ -31,10 +22,7 @@ from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_
 from ..engine.checkpoint import load_module_state
 from ..engine.distributed import all_reduce_gradients, all_reduce_sum, world
 from ..engine.schedule import cosine_factor
-from .deep import (
-    PrototypeDistances,
-    assignment_nll,
-)
+from .deep import PrototypeDistances, assignment_nll
 from .labeler_config import DATA_TERMS, LabelerConfig
 from .labeler_model import LabelerModel
 
@@ -43,7 +31,7 @@ __all__ = ["DATA_TERMS", "LabelerConfig", "LabelerResult", "LabelerTrainer", "pr
 
 def prepare_images(images, labels=None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
     """``(images (N, H, W, C) float32, labels (N, H, W) int64, scale)``: uint8 images are divided by 255
-    (``scale = 255``), float images are kept (``scale = 1``); one-line errors for bad arrays."""
+    (``scale = 255``), float images are kept (``scale = 1``)."""
     a = np.asarray(images)
     if a.ndim not in (3, 4) or a.size == 0 or not (a.dtype == np.uint8 or np.issubdtype(a.dtype, np.floating)):
         raise UserInputError(f"images must be a non-empty uint8 or float array (N, H, W[, C]), got dtype {a.dtype} "
@@ -83,9 +71,7 @@ UNLABELLED = -100
 
 
 def _unlabelled_to_internal(labels: torch.Tensor, ignore_label: int | None) -> torch.Tensor:
-    if ignore_label is None:
-        return labels
-    return torch.where(labels == ignore_label, torch.full_like(labels, UNLABELLED), labels)
+    return labels if ignore_label is None else labels.masked_fill(labels == ignore_label, UNLABELLED)
 
 
 class LabelerTrainer:
@@ -97,8 +83,7 @@ class LabelerTrainer:
         self.config, self.show_progress = config, bool(show_progress)
 
     def identity(self, images, labels, train, validation, extra=()) -> dict:
-        """What a checkpoint of this trainer must match: every non-bookkeeping field of the config and the
-        data with its split."""
+        """What a checkpoint must match: the config's non-bookkeeping fields and the data with its split."""
         return run_identity("LabelerTrainer", config=self.config,
                             inputs=(images, labels, list(train), list(validation), *extra))
 
@@ -136,16 +121,8 @@ class LabelerTrainer:
         w = freq ** (-self.config.class_balance)
         return (w / w.min()).to(torch.float32)
 
-    @staticmethod
-    def _labelled(labels, train) -> torch.Tensor | None:
-        """Flat indices (image-major over ``train``) of the labelled training pixels, or None when all are
-        labelled; computed once per fit, outside the step loop."""
-        y = labels[list(train)].reshape(-1)
-        return (y != UNLABELLED).nonzero().squeeze(1) if bool((y == UNLABELLED).any()) else None
-
     def _pixels(self, inputs, labels, train, gen, labelled=None, count: int = 8192):
-        """``count`` random labelled pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``;
-        ``labelled`` from :meth:`_labelled` (sparse labels: uniform over the labelled pixels of all images)."""
+        """``count`` random labelled pixels ``(count, 1, C)`` of the training inputs and their labels ``(count,)``."""
         H, W = labels.shape[1:3]
         if labelled is not None:
             pick = labelled[torch.randint(len(labelled), (count,), generator=gen)]
@@ -158,21 +135,20 @@ class LabelerTrainer:
         return u.unsqueeze(1), v
 
     def _crop(self, inputs, labels, train, gen):
-        """A random crop with random flips of ``inputs[i]`` (``(H, W, C)`` per training image ``i``) and its labels."""
+        """A random crop with random flips of a training image's inputs ``(H, W, C)`` and its labels."""
         c = self.config.crop
         i = train[int(torch.randint(len(train), (1,), generator=gen))]
         H, W = labels.shape[1:3]
         y0 = int(torch.randint(H - c + 1, (1,), generator=gen))
         x0 = int(torch.randint(W - c + 1, (1,), generator=gen))
         x, y = inputs[i][y0:y0 + c, x0:x0 + c], labels[i, y0:y0 + c, x0:x0 + c]
-        flips = torch.randint(2, (2,), generator=gen)
-        for axis, f in enumerate(flips):
+        for axis, f in enumerate(torch.randint(2, (2,), generator=gen)):
             if int(f):
                 x, y = x.flip(axis), y.flip(axis)
         return x.contiguous(), y.contiguous()
 
-    def fit(self, images: torch.Tensor, labels: torch.Tensor, train, validation=(), *, model=None,
-            checkpoint=None, resume: bool = False, overwrite: bool = False, stop_after=None,
+    def fit(self, images: torch.Tensor, labels: torch.Tensor, train, validation=(), *, checkpoint=None,
+            resume: bool = False, overwrite: bool = False, stop_after=None,
             callback=None) -> tuple[LabelerModel, LabelerResult]:
         """Train on ``images[train]`` (``(N, H, W, C)`` float, labels ``(N, H, W)``), select on ``validation``;
         returns the model holding the selected parameters and the result.  ``validation`` may also be a pair
@@ -194,7 +170,7 @@ class LabelerTrainer:
                                  f"{cfg.ignore_label})")
         if cfg.crop > min(images.shape[1:3]):
             raise UserInputError(f"crop must be at most the image size {tuple(images.shape[1:3])}, got {cfg.crop}")
-        model = self.build(images, labels, train) if model is None else model
+        model = self.build(images, labels, train)
         # the fixed inputs (filter bank) of the full images, once: crops of them match what a full image sees
         with torch.no_grad():
             train_inputs = {i: model.inputs(images[i]) for i in train}
@@ -203,8 +179,8 @@ class LabelerTrainer:
         gen = torch.Generator().manual_seed(cfg.seed)
         best: dict = {"iteration": -1, "validation_error": float("inf"), "state": None}
         weight = self.class_weights(labels, train, model.num_labels)
-        labelled = self._labelled(labels, train)
-
+        flat = labels[train].reshape(-1)   # flat indices of the labelled training pixels (None: all are labelled)
+        labelled = (flat != UNLABELLED).nonzero().squeeze(1) if bool((flat == UNLABELLED).any()) else None
         world_size, rank = world()
 
         def step(it: int) -> dict:
@@ -213,26 +189,24 @@ class LabelerTrainer:
             warmup = it < cfg.pretrain_steps
             opt.zero_grad()
             total = torch.zeros(1, dtype=torch.float64)
+            loss = None
             if warmup and model.bank is not None:   # per-pixel data term: random pixels of all training images
                 u, v = self._pixels(train_inputs, labels, train, gen, labelled)   # the same pixels on every rank
                 norm = len(v) if weight is None else float(weight[v].sum())  # summed over ranks: the (weighted) mean
                 u, v = u[rank::world_size], v[rank::world_size]
                 loss = assignment_nll(-model.data_term(u.unsqueeze(1)), v.view(-1, 1, 1), weight,
                                       reduction="sum") / norm
-                loss.backward()
-                total += float(loss.detach())
-                all_reduce_gradients(model.parameters())
-                opt.step()
-                return {"loss": float(all_reduce_sum(total)), "validation_error": None}
-            crops = [self._crop(train_inputs, labels, train, gen) for _ in range(cfg.batch)]  # every rank draws all
-            mine = crops[rank::world_size]   # under torchrun rank r trains crops r::world, as one batch
-            if mine:
-                x, y = torch.stack([c[0] for c in mine]), torch.stack([c[1] for c in mine])
-                every = torch.stack([c[1] for c in crops])     # the (weighted) mean over all ranks' crops
-                every = every[every != UNLABELLED]
-                norm = max(every.numel() if weight is None else float(weight[every].sum()), 1.0)
-                out = -model.data_term(x) if warmup else model.forward_inputs(x)
-                loss = assignment_nll(out, y, weight, reduction="sum", ignore_index=UNLABELLED) / norm
+            else:
+                crops = [self._crop(train_inputs, labels, train, gen) for _ in range(cfg.batch)]  # every rank draws all
+                mine = crops[rank::world_size]   # under torchrun rank r trains crops r::world, as one batch
+                if mine:
+                    x, y = torch.stack([c[0] for c in mine]), torch.stack([c[1] for c in mine])
+                    every = torch.stack([c[1] for c in crops])     # the (weighted) mean over all ranks' crops
+                    every = every[every != UNLABELLED]
+                    norm = max(every.numel() if weight is None else float(weight[every].sum()), 1.0)
+                    out = -model.data_term(x) if warmup else model.forward_inputs(x)
+                    loss = assignment_nll(out, y, weight, reduction="sum", ignore_index=UNLABELLED) / norm
+            if loss is not None:
                 loss.backward()
                 total += float(loss.detach())
             all_reduce_gradients(model.parameters())
@@ -246,7 +220,8 @@ class LabelerTrainer:
                                 state={k: v.clone() for k, v in model.state_dict().items()})
             return record
 
-        run = run_steps(step, iterations=cfg.iterations, state=TrainState(model=model, optimizer=opt, generator=gen, best=best),
+        state = TrainState(model=model, optimizer=opt, generator=gen, best=best)
+        run = run_steps(step, iterations=cfg.iterations, state=state,
                         identity=self.identity(images, raw_labels, train, validation, (val_images, raw_val)),
                         checkpoint=CheckpointPolicy(checkpoint, cfg.checkpoint_every, cfg.checkpoint_seconds, resume,
                                                     overwrite),
@@ -301,14 +276,12 @@ def model_path(name_or_path) -> Path:
 
 
 def load_model(path, *, what: str = "model file") -> tuple[LabelerModel, dict]:
-    """A :class:`LabelerModel` and its metadata from a ``model.pt`` written by :func:`save_model`
-    (``flowlearn train-labeler``), or from a shipped model's name (:data:`SHIPPED_MODELS`, e.g.
-    ``"isbi-membranes"``); the file's numbers are checked against :data:`MODEL_BOUNDS` before
-    anything is built, and a file with missing or extra parameters is a one-line error."""
+    """A :class:`LabelerModel` and its metadata from a ``model.pt`` written by :func:`save_model` or a shipped
+    model's name (:data:`SHIPPED_MODELS`); the numbers are checked against :data:`MODEL_BOUNDS` before anything
+    is built, and missing or extra parameters are a one-line error."""
     from ..engine.checkpoint import load_weights
 
     path = model_path(path)
-
     state = load_weights(path, keys=("state", "config", "channels", "num_labels", "input_scale", "value_range"),
                          what=what)
     if not isinstance(state["config"], dict) or not isinstance(state["state"], dict):

@@ -96,14 +96,13 @@ class LabelerConfig:
 
     def __post_init__(self):
         for name in ("crop", "batch", "layers", "features", "hidden", "iterations", "m", "rank", "eval_every",
-                     "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=0 if name == "iterations" else 2 if name == "crop" else 1)
+                     "checkpoint_every", "scales", "pretrain_steps"):
+            minimum = 0 if name in ("iterations", "pretrain_steps") else 2 if name == "crop" else 1
+            check_int(name, getattr(self, name), minimum=minimum)
         for name in ("lr", "rho", "T"):
             check_positive(name, getattr(self, name))
         check_positive("checkpoint_seconds", self.checkpoint_seconds, strict=False)
         check_seed("seed", self.seed)
-        check_int("scales", self.scales, minimum=1)
-        check_int("pretrain_steps", self.pretrain_steps, minimum=0)
         check_positive("final_lr_fraction", self.final_lr_fraction)
         check_positive("class_balance", self.class_balance, strict=False)
         if self.ignore_label is not None:

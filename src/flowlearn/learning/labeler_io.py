@@ -1,22 +1,17 @@
 r"""Inference helpers of :class:`~flowlearn.learning.labeler.LabelerModel`: mapping a new image to the value
-scale the model was trained at (:func:`normalise_image`), labelling a stack slice by slice
-(:func:`label_stack`).
+scale the model was trained at (:func:`normalise_image`, applied by ``flowlearn label IMAGE --model M``),
+labelling a stack slice by slice (:func:`label_stack`).  The normalisation rule:
 
-The normalisation rule (``flowlearn label IMAGE --model M`` applies it; :func:`normalise_image`):
-
-* The model's *scale* comes from its metadata.  A model trained on uint8 images (``input_dtype`` "uint8", or,
-  in files written before ``input_dtype`` existed, ``input_scale`` 255) saw them divided by 255: its scale is
-  the *unit* scale ``[0, 1]``.  A model trained on float images saw them unchanged: unit scale when its
-  training ``value_range`` lies within ``[-0.5, 1.5]``, otherwise the *raw* scale (its own values).
-* Unit scale: an integer image is divided by the maximum of its kind: uint8 (and other integer arrays with
-  values in ``[0, 255]``) by 255, uint16 (and other integers with values in ``[0, 65535]``) by 65535; a float
-  image is used as it is (it is taken as already scaled; PNG/JPEG files are read as floats in ``[0, 1]``),
-  and only if that does not fit the training range (below) but its values divided by 255 do, it is divided
-  by 255 (a float array holding 8-bit values).
+* A model trained on uint8 images (``input_dtype`` "uint8", or in older files ``input_scale`` 255) saw them
+  divided by 255: its scale is *unit* ``[0, 1]``.  A model trained on float images saw them unchanged: unit
+  scale when its training ``value_range`` lies within ``[-0.5, 1.5]``, otherwise *raw* (its own values).
+* Unit scale: uint8 (and other integers in ``[0, 255]``) are divided by 255, uint16 (and other integers in
+  ``[0, 65535]``) by 65535; a float image is used as it is (PNG/JPEG are read as floats in ``[0, 1]``), and only
+  if that does not fit the training range but its values divided by 255 do, it is divided by 255.
 * Raw scale: the image's values are used as they are.
 * The mapped values must lie within the training ``value_range`` widened by a quarter of its width on each
-  side; otherwise the image cannot be mapped and labelling stops with a one-line error.  A mapped image
-  spanning less than a tenth of the training range is labelled with a printed note.
+  side, else labelling stops with a one-line error; an image spanning less than a tenth of the training
+  range is labelled with a printed note.
 """
 
 from __future__ import annotations
@@ -45,10 +40,9 @@ def model_scale(meta: dict) -> str:
 
 
 def normalise_image(image, meta: dict, *, name: str = "image") -> tuple[np.ndarray, str, str | None]:
-    """``(x float32, how, note)``: ``image`` (any shape, its own dtype) mapped to the scale of a model with
-    metadata ``meta`` (``input_scale``, ``value_range``, ``input_dtype``) by the rule of the module
-    docstring; ``how`` says what was done, ``note`` is a warning or None.  A one-line
-    :class:`UserInputError` when no mapping fits the training range."""
+    """``(x float32, how, note)``: ``image`` (any shape and dtype) mapped to the scale of a model with metadata
+    ``meta`` (``input_scale``, ``value_range``, ``input_dtype``) by the rule of the module docstring; ``how`` says
+    what was done, ``note`` is a warning or None."""
     a = np.asarray(image)
     if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or not a.size:
         raise UserInputError(f"{name} must be a non-empty array of real numbers, got dtype {a.dtype}")

@@ -10,12 +10,7 @@ from torch import nn
 
 from .._checks import UserInputError, check_int
 from ..linearized import LowRank
-from .deep import (
-    ClassifierDistances,
-    ConvPatchPredictor,
-    DeepLinearizedFlow,
-    PrototypeDistances,
-)
+from .deep import ClassifierDistances, ConvPatchPredictor, DeepLinearizedFlow, PrototypeDistances
 from .features import GaussianFeatureBank
 from .labeler_config import LabelerConfig
 
@@ -115,18 +110,14 @@ class LabelerModel(nn.Module):
         with torch.no_grad():
             return self(image).log_assignment[0].exp().movedim(0, -1).to(torch.float32)
 
-    def probabilities_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """:meth:`probabilities` from precomputed :meth:`inputs` ``(H, W, C_in)``."""
-        with torch.no_grad():
-            return self.forward_inputs(inputs).log_assignment[0].exp().movedim(0, -1).to(torch.float32)
-
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """Labels ``(H, W)`` of a full image: the argmax of :meth:`probabilities`."""
         return self.probabilities(image).argmax(-1)
 
     def predict_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Labels ``(H, W)`` from precomputed :meth:`inputs` (argmax of :meth:`probabilities_inputs`)."""
-        return self.probabilities_inputs(inputs).argmax(-1)
+        """Labels ``(H, W)`` from precomputed :meth:`inputs` ``(H, W, C_in)``."""
+        with torch.no_grad():
+            return self.forward_inputs(inputs).log_assignment[0].exp().to(torch.float32).argmax(0)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

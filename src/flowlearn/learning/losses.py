@@ -1,17 +1,13 @@
 r"""Loss (3.4), regularizer (3.5) and the learning problem of paper 000, Sect. 3.
 
-For ground-truth labels :math:`j^*(i)` (one-hot :math:`W^*`) and the tangent vector
-:math:`V_T(\Omega)` of the linearized assignment flow,
+For ground truth :math:`j^*(i)` (one-hot :math:`W^*`) and the tangent vector :math:`V_T(\Omega)`,
 
 .. math:: f_L(V_T) = \mathrm{KL}\big(W^*, \mathrm{Exp}_{W_0}(V_T)\big)
           = -\frac1I\sum_i \log\mathrm{softmax}(JV_T)_{i,j^*(i)},
-          \qquad \partial_V f_L = \frac JI\big(\mathrm{softmax}(JV_T) - W^*\big).
-
-The regularizer measures the departure of every weight patch from the uniform patch through
-the inverse lifting map (Lemma 3.7),
+          \qquad \partial_V f_L = \frac JI\big(\mathrm{softmax}(JV_T) - W^*\big),
 
 .. math:: \mathcal R(\Omega) = \frac\tau2\sum_i\|\Pi_0\log\Omega_i|_{\mathcal N}\|^2,
-          \qquad \partial_{\Omega_i}\mathcal R = \tau\,\frac{\Pi_0\log\Omega_i}{\Omega_i},
+          \qquad \partial_{\Omega_i}\mathcal R = \tau\,\frac{\Pi_0\log\Omega_i}{\Omega_i}\quad\text{(Lemma 3.7)},
 
 and :math:`\mathcal L(\Omega) = f_L(V_T(\Omega)) + \mathcal R(\Omega)`.
 """
@@ -23,16 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    as_tensor,
-    check_finite,
-    check_positive,
-)
+from .._checks import UserInputError, UserTypeError, as_tensor, check_finite, check_positive
 from ..geometry import proj_tangent
 from ..graphs import GridWeights, WeightOperator
-from ..graphs.sparse import SparsePattern
+from ..graphs.weights import SparsePattern
 from ..labeling import distance_matrix
 from ..labeling.data_term import check_distances
 from ..linearized import LinearizedSystem, LowRank, linearized_flow
@@ -41,24 +31,9 @@ __all__ = ["LearningProblem", "LossEvaluation", "assignment_kl", "assignment_kl_
            "patch_regularizer_grad"]
 
 
-def _labels_onehot(labels: torch.Tensor, J: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.one_hot(labels, J).to(dtype=like.dtype, device=like.device)
-
-
 def assignment_kl(V: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    r"""Loss (3.4): :math:`-\frac1I\sum_i\log\mathrm{softmax}(JV)_{i,j^*(i)}`.
-
-    Parameters
-    ----------
-    V : tensor ``(I, J)``
-        Tangent vector :math:`V_T`.
-    labels : long tensor ``(I,)``
-        Ground truth :math:`j^*(i)` in ``0..J-1``.
-
-    Returns
-    -------
-    scalar tensor (differentiable in ``V``).
-    """
+    r"""Loss (3.4) :math:`-\frac1I\sum_i\log\mathrm{softmax}(JV)_{i,j^*(i)}` of the tangent vector ``V`` ``(I, J)``
+    and the ground truth ``labels`` ``(I,)``, differentiable in ``V``."""
     J = V.shape[1]
     logp = torch.log_softmax(J * V, dim=-1)
     return -logp.gather(1, labels.view(-1, 1)).mean()
@@ -67,7 +42,8 @@ def assignment_kl(V: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def assignment_kl_grad(V: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     r""":math:`\partial_V f_L = \frac JI(\mathrm{softmax}(JV) - W^*)`, shape ``(I, J)``."""
     I, J = V.shape
-    return (J / I) * (torch.softmax(J * V, dim=-1) - _labels_onehot(labels, J, V))
+    onehot = torch.nn.functional.one_hot(labels, J).to(dtype=V.dtype, device=V.device)
+    return (J / I) * (torch.softmax(J * V, dim=-1) - onehot)
 
 
 def patch_regularizer(patches: torch.Tensor, tau: float) -> torch.Tensor:
@@ -82,22 +58,9 @@ def patch_regularizer_grad(patches: torch.Tensor, tau: float) -> torch.Tensor:
 
 @dataclass
 class LossEvaluation:
-    r"""Loss and Euclidean gradient :math:`\partial_p\mathcal L` at one set of weight patches.
-
-    Attributes
-    ----------
-    loss, data_loss, regularization : float
-        :math:`\mathcal L = f_L + \mathcal R` and its two parts.
-    grad : tensor ``(I, N)``
-        Euclidean gradient with respect to the patches (the Riemannian one is
-        ``flowlearn.geometry.egrad2rgrad(patches, grad)``).
-    tangent : tensor ``(I, J)``
-        :math:`V_T` as computed by the method.
-    method : object
-        The method (e.g. :class:`~flowlearn.linearized.LowRank`).
-    stats : dict
-        ``seconds`` and the method's counters (Krylov dimensions, singular values of :math:`X`, steps).
-    """
+    r"""Loss :math:`\mathcal L = f_L + \mathcal R` (``loss``, ``data_loss``, ``regularization``) and the
+    Euclidean gradient ``grad`` :math:`\partial_p\mathcal L` ``(I, N)`` at one set of weight patches, with the
+    ``tangent`` :math:`V_T` ``(I, J)``, the ``method`` and its ``stats`` (``seconds``, Krylov dimensions, ...)."""
 
     loss: float
     data_loss: float
@@ -112,18 +75,9 @@ class LossEvaluation:
 class LearningProblem:
     r"""One image to learn weight patches on: :math:`\mathcal L(\Omega) = f_L(V_T(\Omega)) + \mathcal R(\Omega)`.
 
-    Attributes
-    ----------
-    weights : WeightOperator
-        Neighbourhood structure (its own patches are the usual starting point).
-    scaled_distances : tensor ``(I, J)``
-        :math:`D/\rho`.
-    labels : long tensor ``(I,)``
-        Ground truth.
-    T : float
-        Integration time of the linearized flow.
-    tau : float
-        Regularization strength :math:`\tau \ge 0`.
+    ``weights``: the neighbourhood structure (its own patches are the usual starting point);
+    ``scaled_distances`` :math:`D/\rho` ``(I, J)``; ``labels`` ``(I,)``; ``T``: the integration time; ``tau``:
+    the regularization strength :math:`\tau \ge 0`.
     """
 
     weights: WeightOperator
@@ -140,14 +94,7 @@ class LearningProblem:
     @classmethod
     def build(cls, weights: WeightOperator, distances, labels, *, rho: float = 1.0, T: float = 5.0,
               tau: float = 0.0) -> "LearningProblem":
-        """Validate the inputs and scale the distances by ``rho``.
-
-        Raises
-        ------
-        ValueError
-            For a distance matrix that does not match ``weights``, labels of the wrong shape or
-            outside ``0..J-1``, or non-positive ``rho``/``T`` or negative ``tau``.
-        """
+        """Validate the inputs (one-line errors) and scale the distances by ``rho``."""
         if not isinstance(weights, WeightOperator):
             raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
         D = check_distances(distances, weights.num_nodes).to(dtype=weights.dtype, device=weights.device)
@@ -161,18 +108,15 @@ class LearningProblem:
         J = D.shape[1]
         if bool((lab < 0).any()) or bool((lab >= J).any()):
             raise UserInputError(f"labels must lie in 0..{J - 1} (J = {J} labels), got range "
-                             f"{int(lab.min())}..{int(lab.max())}")
+                                 f"{int(lab.min())}..{int(lab.max())}")
         return cls(weights=weights, scaled_distances=D / rho, labels=lab, T=check_positive("T", T),
                    tau=check_positive("tau", tau, strict=False))
 
     @classmethod
     def from_image(cls, image, labels, prototypes, *, patch_size: int = 3, rho: float = 1.0, T: float = 5.0,
                    tau: float = 0.0, patches=None, dtype=None, device=None) -> "LearningProblem":
-        """Problem for an image ``(H, W, C)`` with ground truth ``(H, W)`` and prototypes ``(J, C)``.
-
-        Distances are squared Euclidean between pixel values and prototypes; the weights are
-        :class:`~flowlearn.graphs.GridWeights` of ``patch_size`` (uniform unless ``patches`` is given).
-        """
+        """Problem for an image ``(H, W, C)`` with ground truth ``(H, W)`` and prototypes ``(J, C)``: squared
+        Euclidean distances, :class:`~flowlearn.graphs.GridWeights` of ``patch_size``."""
         img = as_tensor("image", image, dtype=dtype, device=device)
         if img.ndim != 3:
             raise UserInputError(f"image must have shape (H, W, C), got {tuple(img.shape)}")
@@ -216,12 +160,8 @@ class LearningProblem:
         return patch_regularizer(patches, self.tau)
 
     def evaluate(self, patches, method=LowRank()) -> LossEvaluation:
-        r""":math:`\mathcal L` and :math:`\partial_p\mathcal L` at ``patches`` ``(I, N)``.
-
-        :math:`V_T` and its gradient come from :func:`~flowlearn.linearized.linearized_flow` with ``method``
-        (closed form for :class:`~flowlearn.linearized.LowRank` / :class:`~flowlearn.linearized.Exact`,
-        autograd for the baselines); the regularizer's gradient is added by autograd.
-        """
+        r""":math:`\mathcal L` and :math:`\partial_p\mathcal L` at ``patches`` ``(I, N)``, :math:`V_T` and its gradient
+        from :func:`~flowlearn.linearized.linearized_flow` with ``method``."""
         p = self.check_patches(patches).detach().clone().requires_grad_(True)
         stats: dict = {}
         start = time.perf_counter()

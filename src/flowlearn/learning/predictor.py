@@ -1,17 +1,12 @@
 r"""Parameter predictor of paper 000, Sect. 4.4: weight patches from local features of unseen images.
 
-With features :math:`f_i` (raw window around pixel :math:`i`), :math:`N` prototype patches
-:math:`p_j`, tangent vectors :math:`\nu_j\in T_0` and a scale :math:`\sigma`,
+With features :math:`f_i` (raw window around pixel :math:`i`), :math:`N` prototype patches :math:`p_j`, tangent
+vectors :math:`\nu_j\in T_0` and a scale :math:`\sigma`,
 
 .. math:: s_{ij} = e^{-\sigma\|f_i - p_j\|}\quad(4.3),\qquad
           \widehat\Omega_i = \exp_{\mathbb 1}\Big(\sum_j \frac{s_{ij}}{\sum_k s_{ik}}\,\nu_j\Big)\quad(4.4).
 
-Initialisation: :math:`p_j` are k-means centres of noise-free training windows, :math:`\sigma = 1`, and
-:math:`\nu_j = \kappa\,\Pi_0[\ell_n = \ell_\text{centre}]_n` points towards the neighbours that carry the
-label of the window centre (labels of the prototype window by nearest label prototype).  Training
-(:class:`PredictorTrainer`) backpropagates the loss through
-:class:`~flowlearn.linearized.LinearizedAssignmentLayer` (closed-form backward; ``lowrank`` by default,
-``exact``; the autodiff baselines hand over their patch gradient) into (4.4), and updates
+:class:`PredictorTrainer` backpropagates the loss through the linearized flow into (4.4) and updates
 :math:`(\nu, p, \sigma)` with Adam.
 """
 
@@ -24,14 +19,13 @@ import torch
 
 from .._checks import UserInputError, check_int, check_positive
 from ..data.features import window_features
-from .._checks import UserTypeError
 from ..engine import CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
 from ..engine.checkpoint import fingerprint
 from ..engine.distributed import all_reduce_gradients, all_reduce_sum, world
 from ..engine.identity import record_hparams
 from ..geometry import proj_tangent
 from ..linearized import LowRank, linearized_flow
-from ..linearized.methods import METHODS
+from ..linearized.methods import check_method
 from .losses import LearningProblem
 from .training import label_error_percent, problem_fingerprint
 
@@ -79,13 +73,13 @@ class PatchPredictor(torch.nn.Module):
     Parameters
     ----------
     num_prototypes : int
-        :math:`N` (50 in the paper).
+        Number of prototype patches :math:`N` (50 in the paper).
     feature_dim : int
         Dimension of the features (``9 C`` for a raw 3x3 window of a ``C``-channel image).
     patch_size : int
         Number of weights per patch (9 for 3x3).
     sigma : float
-        Initial scale.
+        Initial scale sigma of the similarities (4.3).
     """
 
     def __init__(self, num_prototypes: int = 50, feature_dim: int = 9, patch_size: int = 9, sigma: float = 1.0,
@@ -102,12 +96,9 @@ class PatchPredictor(torch.nn.Module):
 
     def initialize(self, clean_features: torch.Tensor, window_labels: torch.Tensor, *, kappa: float = 1.0,
                    seed: int = 0, max_samples: int = 20000) -> PatchPredictor:
-        r"""k-means prototypes of noise-free windows and :math:`\nu_j` towards the centre label.
-
-        ``clean_features`` ``(M, F)``: noise-free windows; ``window_labels`` ``(M, patch_size)``: the label
-        of every pixel of each window.  Each :math:`p_j` is a k-means centre; its label structure is the
-        majority label per window position among the windows of its cluster.
-        """
+        r"""Initialise: :math:`p_j` the k-means centres of noise-free windows ``clean_features`` ``(M, F)``,
+        :math:`\nu_j = \kappa\,\Pi_0[\ell_n = \ell_\text{centre}]_n` from ``window_labels`` ``(M, patch_size)`` (the
+        majority label per window position in the cluster)."""
         from sklearn.cluster import KMeans
 
         X = clean_features.detach().cpu().double().numpy()
@@ -155,27 +146,25 @@ class PredictorResult(RunResult):
 class PredictorTrainer:
     """End-to-end training of a :class:`PatchPredictor` through the closed-form gradient (Sect. 4.4).
 
-    Under ``torchrun`` the training images are split over the ranks (rank ``r`` takes images
-    ``r, r + world, ...``) and the gradients are summed, so ``n`` processes take the steps of one.
+    Under ``torchrun`` rank ``r`` takes the training images ``r, r + world, ...`` and the gradients are summed.
 
     Parameters
     ----------
     method : LowRank, Exact, DenseAutograd, AutodiffEuler or AutodiffExpint
-        How :math:`V_T` and the gradient with respect to the predicted patches are computed (default
-        ``LowRank()``, the closed form).
+        How :math:`V_T` and its gradient with respect to the predicted patches are computed.
     lr : float
         Adam step size.
     iters : int
-    checkpoint_every : int
-    checkpoint_seconds : float
+        Training iterations.
+    checkpoint_every, checkpoint_seconds : int, float
+        Checkpoint after this many iterations or seconds, whichever comes first.
     show_progress : bool
+        Show a progress bar.
     """
 
     def __init__(self, method=LowRank(), lr: float = 0.05, iters: int = 50, checkpoint_every: int = 10,
                  checkpoint_seconds: float = 30.0, show_progress: bool = True):
-        if not isinstance(method, METHODS):
-            raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
-        self.method = method
+        self.method = check_method(method)
         self.lr = check_positive("lr", lr)
         self.iters = check_int("iters", iters, minimum=0)
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
@@ -207,7 +196,8 @@ class PredictorTrainer:
                             inputs=(inputs, len(train), predictor.state_dict()))
 
     def fit(self, predictor: PatchPredictor, train: list, validation: list = (), *, checkpoint=None,
-            resume: bool = False, overwrite: bool = False, stop_after: int | None = None, callback=None) -> PredictorResult:
+            resume: bool = False, overwrite: bool = False, stop_after: int | None = None,
+            callback=None) -> PredictorResult:
         """Train on the samples ``train``; record validation errors on ``validation`` every iteration."""
         if not train:
             raise UserInputError("train must hold at least one PredictionSample")

@@ -1,37 +1,21 @@
-r"""A 3-D linearized assignment flow over a stack of per-slice probabilities (e.g. an EM stack labelled slice by
-slice by a 2-D :class:`~flowlearn.learning.labeler.LabelerModel`), blockwise along z with ``dask.array``.
+r"""A 3-D linearized assignment flow over a stack of per-slice probabilities ``(Z, H, W, J)`` (e.g. an EM stack
+labelled slice by slice by a 2-D :class:`~flowlearn.learning.labeler.LabelerModel`), blockwise with ``dask.array``:
+blocks of ``block`` slices (and, with ``tile``, ``tile x tile`` pixels) run the flow with ``overlap`` slices
+(``tile_overlap`` pixels) of their neighbours as context, which is cut off again, so memory stays at a few blocks.
 
-The stack ``(Z, H, W, J)`` (channels last, the layout of :func:`~flowlearn.learning.labeler_io.label_stack`) is
-cut into blocks of ``block`` slices (and, with ``tile``, ``tile x tile`` pixels); each block runs the flow with
-``overlap`` slices (``tile_overlap`` pixels) of its neighbours as context, and the context is cut off
-(``map_overlap`` with ``boundary="none"``: the stack's own borders stay borders).  Memory stays at a few blocks
-whatever the stack size, so a stack larger than memory streams through (:func:`stack_flow` with ``out=`` a
-memory map, or ``dask.array.store`` of :func:`stack_flow_lazy`).
-
-Reach.  The forward Krylov solve of dimension ``m`` (:class:`~flowlearn.linearized.LowRank`) is a polynomial of
-degree ``m - 1`` in the operator, whose similarities already average one neighbourhood: a voxel's result depends
-on voxels at most ``m`` steps away.  With ``overlap >= m`` (and ``tile_overlap >= m``) a block sees everything
-the whole-stack run sees; the two then differ only by how far either Krylov solve is from convergence (its
-coefficients are fitted on the block or on the whole stack).  A small ``z_weight`` makes the z reach shorter in
-effect: the weight of a voxel ``k`` slices away falls like ``(T z_weight)^k / k!``.
-
+Reach: the forward Krylov solve of dimension ``m`` is a polynomial of degree ``m - 1`` in the operator, so a
+voxel's result depends on voxels at most ``m`` steps away; with ``overlap >= m`` (and ``tile_overlap >= m``) a
+block sees everything the whole-stack run sees, up to the convergence of either Krylov solve.  A small
+``z_weight`` shortens the z reach in effect: a voxel ``k`` slices away weighs like ``(T z_weight)^k / k!``.
 Requires the optional ``dask`` package (``pip install "dask[array]"``).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    check_choice,
-    check_int,
-    check_positive,
-)
+from .._checks import UserInputError, UserTypeError, check_choice, check_int, check_positive
 from ..graphs.grid3d import _check_neighbourhood, stencil_offsets
 from ..linearized import LinearizedAssignmentLayer, LowRank
 from .tiling import _dask, compute_or_store, map_with_context
@@ -48,44 +32,29 @@ def z_weight_from_spacing(z_spacing: float, xy_spacing: float) -> float:
     return (check_positive("xy_spacing", xy_spacing) / check_positive("z_spacing", z_spacing)) ** 2
 
 
-def _check_z_weight(z_weight) -> float:
-    try:
-        w = float(z_weight)
-    except (TypeError, ValueError):
-        raise UserTypeError(f"z_weight must be a number, got {z_weight!r}") from None
-    if not (math.isfinite(w) and w >= 0):
-        raise UserInputError(f"z_weight must be finite and >= 0, got {z_weight!r}")
-    return w
-
-
 def stack_patch(z_weight: float, neighbourhood: int = 6) -> torch.Tensor:
-    r"""The shared weight patch ``(K,)`` float64 of :class:`~flowlearn.graphs.GridWeights3D`'s slots: weight 1 for
-    the centre and every in-plane slot (:math:`d_z = 0`), ``z_weight`` for every slot with :math:`d_z \neq 0`,
-    normalised to sum 1 (6-neighbourhood: :math:`(w, 1, 1, 1, 1, 1, w)/(5 + 2w)`)."""
-    w = _check_z_weight(z_weight)
+    r"""The shared weight patch ``(K,)`` float64 of :class:`~flowlearn.graphs.GridWeights3D`'s slots: 1 for every
+    in-plane slot (:math:`d_z = 0`), ``z_weight`` for the others, normalised (:math:`(w, 1, 1, 1, 1, 1, w)/(5 + 2w)`
+    for 6 neighbours)."""
+    w = check_positive("z_weight", z_weight, strict=False)
     raw = torch.tensor([w if dz else 1.0 for dz, _, _ in stencil_offsets(_check_neighbourhood(neighbourhood))],
                        dtype=torch.float64)
     return raw / raw.sum()
 
 
-def _check_block_values(p: torch.Tensor) -> None:
-    if p.numel() and not bool(torch.isfinite(p).all()):
-        raise UserInputError("prob must be finite, got NaN/inf entries")
-    if p.numel() and (float(p.min()) < 0 or float(p.max()) > 1):
-        raise UserInputError(f"prob must lie in [0, 1], got values in [{float(p.min()):.4g}, {float(p.max()):.4g}]")
-
-
 def flow_block(prob, *, T: float = 0.5, rho: float = 1.0, z_weight: float = 0.0064, eps: float = 1e-6, m: int = 10,
                neighbourhood: int = 6, start: str = "input") -> np.ndarray:
     r"""The flow's assignment :math:`W_T` ``(Z, H, W, J)`` of one block ``prob`` ``(Z, H, W, J)`` held in memory
-    (no blocking; :func:`stack_flow` calls it per block).  Computed in ``prob``'s dtype (float32 or float64)
-    under ``torch.no_grad()``; returned as a NumPy array of that dtype."""
+    (:func:`stack_flow` calls it per block), as a NumPy array of ``prob``'s dtype."""
     p = torch.as_tensor(np.asarray(prob))
     if p.dtype not in (torch.float32, torch.float64):
         raise UserTypeError(f"prob must be float32 or float64, got {p.dtype}")
     if p.ndim != 4 or p.shape[-1] < 2:
         raise UserInputError(f"prob must have shape (Z, H, W, J) with J >= 2, got {tuple(p.shape)}")
-    _check_block_values(p)
+    if p.numel() and not bool(torch.isfinite(p).all()):
+        raise UserInputError("prob must be finite, got NaN/inf entries")
+    if p.numel() and (float(p.min()) < 0 or float(p.max()) > 1):
+        raise UserInputError(f"prob must lie in [0, 1], got values in [{float(p.min()):.4g}, {float(p.max()):.4g}]")
     check_choice("start", start, _STARTS)
     if 0 in p.shape:
         return p.numpy().copy()
@@ -108,7 +77,7 @@ def stack_flow_lazy(prob, *, T: float = 0.5, rho: float = 1.0, z_weight: float =
     block when computed or stored."""
     da = _dask()
     T, rho = check_positive("T", T), check_positive("rho", rho)
-    z_weight = _check_z_weight(z_weight)
+    z_weight = check_positive("z_weight", z_weight, strict=False)
     block = check_int("block", block, minimum=1)
     overlap = check_int("overlap", overlap, minimum=0)
     tile = None if tile in (None, 0) else check_int("tile", tile, minimum=8)
@@ -150,10 +119,8 @@ def stack_flow(prob, *, T: float = 0.5, rho: float = 1.0, z_weight: float = 0.00
     Parameters
     ----------
     prob : array-like or dask array ``(Z, H, W, J)``, float32 or float64, values in [0, 1]
-        Probabilities per voxel (channels last), e.g. of a 2-D model run slice by slice; a NumPy array, memory
-        map or zarr array is read lazily, block by block.
+        Probabilities per voxel (channels last); a NumPy array, memory map or zarr array is read block by block.
     T, rho : float > 0
-        Integration time and data-term scale.
     z_weight : float >= 0
         Weight of a z-neighbour slot relative to an in-plane one (:func:`stack_patch`); 0 decouples the slices
         (the 2-D flow with the 4-neighbourhood on each slice), :func:`z_weight_from_spacing` gives the
@@ -164,35 +131,29 @@ def stack_flow(prob, *, T: float = 0.5, rho: float = 1.0, z_weight: float = 0.00
         Also tile in xy: ``tile x tile`` pixels with ``tile_overlap`` pixels of context (default: whole slices).
     eps : float in (0, 0.5)
         Clamp of the probabilities before the logarithm.
-    m : int
-        Krylov dimension of the forward solve (:class:`~flowlearn.linearized.LowRank`).
-    neighbourhood : {6, 26}
-        3-D stencil of :class:`~flowlearn.graphs.GridWeights3D`.
+    m, neighbourhood : int
+        Krylov dimension of the forward solve; 3-D stencil (6 or 26) of :class:`~flowlearn.graphs.GridWeights3D`.
     start : {"input", "barycenter"}
-        The flow's starting point :math:`W_0`: the input (renormalised), as a further re-linearized layer of
-        :class:`~flowlearn.learning.deep.DeepLinearizedFlow` would (default), or the barycenter :math:`1/J`.
-    out : array ``(Z, H, W, J)``, optional
-        Stored into block by block (e.g. ``numpy.lib.format.open_memmap``) and returned.
-    scheduler : str or None
-        dask scheduler (default one block at a time; ``None``: the active one).
+        The starting point :math:`W_0`: the input (renormalised), as a further layer of
+        :class:`~flowlearn.learning.deep.DeepLinearizedFlow` would, or the barycenter :math:`1/J`.
+    out, scheduler
+        An array ``(Z, H, W, J)`` stored into block by block (e.g. ``numpy.lib.format.open_memmap``) and
+        returned; the dask scheduler (default one block at a time; ``None``: the active one).
 
     Returns
     -------
-    numpy.ndarray ``(Z, H, W, J)`` of ``prob``'s dtype: the assignment :math:`W_T`, rows on the simplex.
+    numpy.ndarray ``(Z, H, W, J)`` of ``prob``'s dtype: the assignment :math:`W_T`.
 
     Notes
     -----
     With :math:`D_{ij} = -\log\max(p_{ij}, \varepsilon)` and the patch :math:`\omega` of :func:`stack_patch`
-    (renormalised over the slots inside the volume at its borders), the linearized flow (paper 000, (2.22)--(2.24))
+    (renormalised at the volume's borders), the linearized flow (paper 000, (2.22)--(2.24))
 
     .. math:: S = \mathrm{softmax}(\Omega(\log W_0 - D/\rho)),\quad B = \tfrac1J\Pi_0 S,\quad
               AU = R_S(\Omega U),\quad V_T = T\varphi(TA)B,\quad W_T = \mathrm{softmax}(\log W_0 + J\,V_T),
 
-    with :math:`(\Omega U)_i = \sum_n \omega_n U_{i + d_n}` over the stencil offsets :math:`d_n = (d_z, d_y, d_x)`
-    and :math:`\log W_0 = -\log J` (``start="barycenter"``) or :math:`\log\mathrm{softmax}(-D)`
-    (``start="input"``, the clamped input renormalised).  Every block is one call of
-    :class:`~flowlearn.linearized.LinearizedAssignmentLayer` under ``torch.no_grad()`` (forward only), in the
-    input's dtype.
+    :math:`\log W_0 = -\log J` (``start="barycenter"``) or :math:`\log\mathrm{softmax}(-D)` (``start="input"``),
+    one forward call of :class:`~flowlearn.linearized.LinearizedAssignmentLayer` per block, in the input's dtype.
     """
     y = stack_flow_lazy(prob, T=T, rho=rho, z_weight=z_weight, block=block, overlap=overlap, tile=tile,
                         tile_overlap=tile_overlap, eps=eps, m=m, neighbourhood=neighbourhood, start=start)

@@ -1,14 +1,11 @@
-r"""Tiled inference of a :class:`~flowlearn.learning.labeler.LabelerModel` for images of any size, with
-``dask.array`` (``map_overlap``): each tile is labelled with a margin of ``overlap`` pixels of its neighbours
-and the margins are cut off, so the seams see the context a whole-image run sees up to the model's reach.
+r"""Tiled inference of a :class:`~flowlearn.learning.labeler.LabelerModel` for images of any size with
+``dask.array`` (``map_overlap``): each tile is labelled with a margin of ``overlap`` pixels of its neighbours, which
+is cut off again, so the seams see the context a whole-image run sees up to the model's reach.
 
-The input may be anything ``dask.array.from_array`` reads lazily (a NumPy array, a memory-mapped ``.npy``, a
-``tifffile`` zarr store, a zarr array) or a dask array; the output is a dask array of probabilities
-``(H, W, J)`` float32, computed tile by tile, so memory stays at a few tiles whatever the image size
-(:func:`probabilities_tiled` computes it, or ``dask.array.store`` streams it into a memory map or zarr store),
-and a dask cluster (``distributed.Client``) spreads the tiles over its workers.
-
-Requires the optional ``dask`` package (``pip install "dask[array]"``; a cluster needs ``distributed``).
+The input may be anything ``dask.array.from_array`` reads lazily (NumPy array, memory-mapped ``.npy``, zarr or
+``tifffile`` zarr store) or a dask array; the probabilities ``(H, W, J)`` float32 are computed tile by tile, so
+memory stays at a few tiles (:func:`probabilities_tiled`, or ``dask.array.store`` of :func:`tiled_probabilities`),
+and a ``distributed.Client`` spreads the tiles over its workers.  Requires ``pip install "dask[array]"``.
 """
 
 from __future__ import annotations
@@ -31,18 +28,8 @@ def _dask():
 
 def tiled_probabilities(model, image, *, tile: int = 512, overlap: int = 48):
     r"""The lazy dask array of class probabilities ``(H, W, J)`` float32 of ``image`` ``(H, W, C)`` (scaled like
-    the model's training images), labelled by tiles of ``tile x tile`` pixels with ``overlap`` pixels of
-    context on each side (``boundary="none"``: the image borders are the model's own borders).
-
-    Parameters
-    ----------
-    model : LabelerModel
-    image : array-like or dask array ``(H, W, C)``
-    tile : int
-        Tile side (chunk size of the dask array).
-    overlap : int
-        Context margin, at most ``tile``; the model's reach (filter-bank scales and flow layers) should fit in it.
-    """
+    the model's training images, array-like or dask), labelled by tiles of ``tile x tile`` pixels with
+    ``overlap <= tile`` pixels of context on each side, which the model's reach should fit in."""
     da = _dask()
     tile = check_int("tile", tile, minimum=8)
     overlap = check_int("overlap", overlap, minimum=0)
@@ -90,10 +77,7 @@ def compute_or_store(y, out=None, scheduler: str | None = "synchronous"):
 
 def probabilities_tiled(model, image, *, tile: int = 512, overlap: int = 48, out=None,
                         scheduler: str | None = "synchronous") -> np.ndarray:
-    r"""Probabilities ``(H, W, J)`` float32 of ``image`` by tiles (:func:`tiled_probabilities`), computed.
-
-    ``out``: an array to store into tile by tile (e.g. ``numpy.lib.format.open_memmap``), so that nothing of the
-    size of the image is held in memory; returned.  ``scheduler``: dask's scheduler (default one tile at a
-    time, the memory bound; ``None`` uses the active one, e.g. a ``distributed.Client``'s).
-    """
+    r"""Probabilities ``(H, W, J)`` float32 of ``image`` by tiles (:func:`tiled_probabilities`), computed, or
+    stored tile by tile into ``out`` (e.g. ``numpy.lib.format.open_memmap``) and returned; ``scheduler``: dask's
+    (default one tile at a time; ``None`` the active one, e.g. a ``distributed.Client``'s)."""
     return compute_or_store(tiled_probabilities(model, image, tile=tile, overlap=overlap), out, scheduler)

@@ -1,36 +1,12 @@
 r"""The linearized assignment flow as a differentiable function of a batch, with the closed-form backward.
 
-Every use of the linearized flow goes through :func:`linearized_flow` (the batched, channels-first layers of
-:mod:`flowlearn.linearized.layer` included).  A batch of ``B`` samples on one neighbourhood structure is one
-block-diagonal problem (:class:`~flowlearn.graphs.BatchWeights`): one Krylov solve per pass for the whole
-batch, each sample in its own Krylov space, so a batch equals its samples computed one by one.
-
-Forward (paper 000, (2.22)--(2.24)): for weight patches :math:`p` ``(I, N)`` (rows on the simplex; the
-effective weights :math:`\omega` are the masked, renormalised patches of a
-:class:`~flowlearn.graphs.WeightOperator` stencil), distances :math:`D` ``(I, J)`` and a linearization
-point :math:`W` (default the barycenter, :math:`\log W = -\log J`),
-
-.. math:: S = \mathrm{softmax}\big(\Omega(\log W - D/\rho)\big),\quad B = \tfrac1J\Pi_0S,\quad
-          AU = R_S(\Omega U),\qquad V_T = T\varphi(TA)B,\qquad W_T = \mathrm{softmax}(\log W + JV_T).
-
-At the barycenter :math:`W_T = \mathrm{softmax}(JV_T) = \mathrm{Exp}_{\mathbb 1}(V_T)`; in general
-:math:`W_T = \exp_W(JV_T)` (lifting map), the re-linearization step of (1.6) as in
-:class:`~flowlearn.labeling.LinearizedFlowSequence`.  :math:`W` enters only through the effective
-distances :math:`\tilde D = D - \rho\log W`, so the Function itself has two tensor inputs, ``patches`` and
-``distances``.
-
-Backward: for any cotangent :math:`g = \partial\ell/\partial V_T`, Theorem 3.8 gives
-:math:`\langle g, dV_T\rangle = T\langle G_{11}, dA^J\rangle + T\langle G_{12}, db\rangle`
-(:mod:`flowlearn.linearized.closed_form`, dense or Krylov/Benzi--Simoncini low rank (3.47)), and
-:func:`~flowlearn.linearized.contraction.data_term_gradients` chains it through :math:`B` (M2), :math:`A`
-(M3) and :math:`S` (M1):
-
-.. math:: \partial_S = K + \tfrac1J\Pi_0\partial_B,\quad \partial_Z = R_S\partial_S,\quad
-          \partial_\omega = \mathrm{direct} - \langle\partial_{Z_i}, \tilde D_{k(i,n)}/\rho\rangle,\quad
-          \partial_D = -\tfrac1\rho\,\Omega^\top\partial_Z,
-
-then :meth:`~flowlearn.graphs.WeightOperator.grad_to_patches`.  No autograd graph is built through the
-solver; the backward is not itself differentiable (``once_differentiable``).
+Every use of the linearized flow goes through :func:`linearized_flow`.  A batch of ``B`` samples on one
+neighbourhood structure is one block-diagonal problem (:class:`~flowlearn.graphs.BatchWeights`), each sample in
+its own Krylov space, so a batch equals its samples computed one by one.  Forward (paper 000, (2.22)--(2.24)):
+:math:`S = \mathrm{softmax}(\Omega(\log W - D/\rho))`, :math:`B = \frac1J\Pi_0S`, :math:`AU = R_S(\Omega U)`,
+:math:`V_T = T\varphi(TA)B`, :math:`W_T = \mathrm{softmax}(\log W + JV_T)` (the re-linearization step (1.6));
+:math:`W` enters only through :math:`D - \rho\log W`.  Backward: Theorem 3.8
+(:mod:`~flowlearn.linearized.closed_form`), then :meth:`~flowlearn.graphs.WeightOperator.grad_to_patches`.
 
 References
 ----------
@@ -44,38 +20,19 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    check_dtype_float,
-    check_finite,
-    check_positive,
-    check_probability_rows,
-)
+from .._checks import (UserInputError, UserTypeError, check_dtype_float, check_finite, check_positive,
+                       check_probability_rows)
 from ..graphs import BatchWeights, WeightOperator
 from ..status import Status
-from .closed_form import (
-    exact_backward,
-    exact_forward,
-    krylov_backward,
-    krylov_forward,
-)
-from .contraction import data_term_gradients
-from .methods import (
-    METHODS,
-    AutodiffEuler,
-    AutodiffExpint,
-    DenseAutograd,
-    Exact,
-    LowRank,
-)
+from .closed_form import data_term_gradients, exact_backward, exact_forward, krylov_backward, krylov_forward
+from .methods import AutodiffEuler, AutodiffExpint, DenseAutograd, Exact, LowRank, check_method
 from .system import LinearizedSystem
 
 __all__ = ["LinearizedFlowFunction", "linearized_flow", "reference_tangent", "tangent_to_assignment"]
 
 
 def tangent_to_assignment(V: torch.Tensor, log_assignment: torch.Tensor | None = None) -> torch.Tensor:
-    r""":math:`W_T = \mathrm{softmax}(\log W + JV_T)` (``softmax(J V)`` at the barycenter), labels on the last axis."""
+    r""":math:`W_T = \mathrm{softmax}(\log W + JV_T)` (``softmax(J V)`` at the barycenter), labels last."""
     J = V.shape[-1]
     return torch.softmax(J * V if log_assignment is None else log_assignment + J * V, dim=-1)
 
@@ -102,13 +59,9 @@ class _OneSample:
 
 
 class LinearizedFlowFunction(torch.autograd.Function):
-    r"""``apply(patches (B, I, N), distances (B, I, J), structure, rho, T, method, stats) -> V_T (B, I, J)``.
-
-    ``structure``: a :class:`~flowlearn.graphs.WeightOperator` of the patches' device (its own patches are
-    ignored); ``method``: :class:`LowRank` or :class:`Exact`; ``stats``: a dict that receives per-sample
-    Krylov dimensions, breakdown flags, statuses and singular values, or ``None``.  Inputs are not
-    validated here (see :func:`linearized_flow`).
-    """
+    r"""``apply(patches (B, I, N), distances (B, I, J), structure, rho, T, method, stats) -> V_T (B, I, J)``
+    for :class:`LowRank` or :class:`Exact`, ``structure`` on the patches' device; inputs are not validated
+    here (see :func:`linearized_flow`)."""
 
     @staticmethod
     def forward(ctx, patches, distances, structure, rho, T, method, stats):
@@ -146,10 +99,8 @@ class LinearizedFlowFunction(torch.autograd.Function):
 
 def reference_tangent(structure: WeightOperator, patches: torch.Tensor, distances: torch.Tensor, rho: float,
                       T: float) -> torch.Tensor:
-    r""":math:`V_T = [e^{\mathcal A}]_{1:IJ,k}` ``(B, I, J)`` with the dense augmented matrices, differentiable by
-    plain autograd in ``patches`` ``(B, I, N)`` and ``distances`` ``(B, I, J)`` (the independent reference of
-    the tests): the forward of :func:`~flowlearn.linearized.closed_form.exact_forward`, differentiated by
-    autograd instead of Theorem 3.8."""
+    r""":math:`V_T` ``(B, I, J)`` of :func:`~flowlearn.linearized.closed_form.exact_forward`, differentiated by
+    plain autograd instead of Theorem 3.8 (the independent reference of the tests)."""
     system, _ = _system(structure, patches, distances, rho)
     return exact_forward(system, T)[1]
 
@@ -189,8 +140,7 @@ def linearized_flow(patches: torch.Tensor, distances: torch.Tensor, weights: Wei
                     T: float = 5.0, method=LowRank(), log_assignment: torch.Tensor | None = None,
                     stats: dict | None = None, check_inputs: bool = True) -> torch.Tensor:
     r""":math:`V_T` ``([B,] I, J)`` of one sample or a batch on the graph of ``weights``, in the inputs'
-    dtype/device; differentiable in ``patches`` and ``distances`` (closed form for :class:`LowRank` and
-    :class:`Exact`).
+    dtype/device; differentiable in ``patches`` and ``distances``.
 
     Parameters
     ----------
@@ -199,28 +149,20 @@ def linearized_flow(patches: torch.Tensor, distances: torch.Tensor, weights: Wei
     distances : tensor ``([B,] I, J)``
         Distances :math:`D` (any finite reals; the data term is invariant to a row-wise shift).
     weights : WeightOperator
-        The neighbourhood structure (its own patches are ignored), e.g. ``GridWeights(H, W, 3)`` with
-        pixels numbered row-major, :math:`i = rW + c`.
-    rho, T : float > 0
+        The neighbourhood structure (its own patches are ignored), e.g. ``GridWeights(H, W, 3)``.
     method : one of :data:`~flowlearn.linearized.methods.METHODS`
+        The autodiff baselines integrate a batch as one ODE (their step control sees the whole batch).
     log_assignment : tensor ``([B,] I, J)``, optional
         :math:`\log W` of the linearization point (default the barycenter).
     stats : dict, optional
         Filled with per-sample lists: Krylov dimensions and ``status`` (forward), adjoint dimensions and
         singular values of :math:`X` (backward).
     check_inputs : bool
-        Validate shapes, dtypes, simplex rows and finiteness (one-line ``UserInputError``).
-
-    Notes
-    -----
-    A batch is one problem: the closed forms run every sample in its own Krylov space in one block, so the
-    result equals the samples computed one by one.  The autodiff baselines integrate the batch as one ODE
-    (their adaptive step control sees the whole batch).
+        Validate shapes, dtypes, simplex rows and finiteness.
     """
     if not isinstance(weights, WeightOperator):
         raise UserTypeError(f"weights must be a WeightOperator, got {type(weights).__name__}")
-    if not isinstance(method, METHODS):
-        raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
+    check_method(method)
     rho, T = check_positive("rho", rho), check_positive("T", T)
     if check_inputs:
         _check_inputs(weights, patches, distances, log_assignment)

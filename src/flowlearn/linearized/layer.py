@@ -1,20 +1,11 @@
 r"""The linearized assignment flow as a PyTorch layer on channels-first batches, 2-D or 3-D by the input's rank.
 
-For distances :math:`D` ``(N, J, *spatial)`` and weight patches ``(N, K, *spatial)`` (``K`` stencil slots per
-pixel or voxel) the layer computes, per sample and on the grid of the input's spatial size,
-
-.. math:: V_T = T\varphi(TA)B,\qquad \log W_T = \mathrm{log\,softmax}(\log W + JV_T)
-
-(paper 000, (2.22)--(2.24) and the lifting step (1.6)) with :func:`~flowlearn.linearized.linearized_flow`:
-one Krylov solve for the whole batch, the closed-form backward with respect to both inputs.  Spatial
-size, batch size, dtype and device are read from the input at call time; the stencil structure is built
-once per shape and device and cached.
-
-Stencils: 2-D inputs ``(N, C, H, W)`` use the ``size x size`` neighbourhood of
-:class:`~flowlearn.graphs.GridWeights` (slot :math:`n = (d_y+s)\,\mathrm{size} + (d_x+s)`, ``K = size**2``);
-3-D inputs ``(N, C, D, H, W)`` the 6- or 26-neighbourhood of :class:`~flowlearn.graphs.GridWeights3D`
-(``K = 7`` or ``27``, slots ordered by offset :math:`(d_z, d_y, d_x)`).  Weights outside the image are
-masked and each pixel's patch renormalised over its valid slots.
+For distances :math:`D` ``(N, J, *spatial)`` and weight patches ``(N, K, *spatial)`` the layer computes, per sample,
+:math:`V_T = T\varphi(TA)B` and :math:`\log W_T = \mathrm{log\,softmax}(\log W + JV_T)` (paper 000, (2.22)--(2.24),
+(1.6)) with :func:`~flowlearn.linearized.linearized_flow`.  2-D inputs use the ``size x size`` stencil of
+:class:`~flowlearn.graphs.GridWeights` (``K = size**2``), 3-D inputs the 6- or 26-neighbourhood of
+:class:`~flowlearn.graphs.GridWeights3D` (``K = 7`` or ``27``); the stencil is built once per shape and device
+and cached.
 """
 
 from __future__ import annotations
@@ -28,13 +19,12 @@ from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..graphs import GridWeights, GridWeights3D, WeightOperator
 from ..graphs.grid3d import _check_neighbourhood
 from .function import linearized_flow
-from .methods import METHODS, LowRank
+from .methods import LowRank, check_method
 
 __all__ = ["LinearizedAssignmentLayer"]
 
 _CACHED_SHAPES = 8
-#: Stencil structures (with their CSR patterns) shared by every layer: ``(spatial, device, stencil) -> operator``,
-#: the last ``_CACHED_SHAPES`` used.
+#: The last ``_CACHED_SHAPES`` stencils (with their CSR patterns) used by any layer: ``(spatial, device, stencil)``.
 _STRUCTURES: OrderedDict = OrderedDict()
 
 
@@ -49,25 +39,21 @@ class LinearizedAssignmentLayer(nn.Module):
     T : float > 0
         Integration time.
     method : LowRank, Exact, DenseAutograd, AutodiffEuler or AutodiffExpint
-        How :math:`V_T` and its gradient are computed (default ``LowRank(m=10, rank=1)``).
-    size : int, odd
-        Side of the 2-D stencil (``K = size**2``).
-    neighbourhood : {6, 26}
-        3-D stencil (``K = 7`` or ``27``).
+        How :math:`V_T` and its gradient are computed.
+    size, neighbourhood : int
+        Side of the 2-D stencil (``K = size**2``, odd); 3-D stencil, 6 or 26 (``K = 7`` or ``27``).
 
     Attributes
     ----------
     stats : dict
-        Per-sample lists of the last call: ``krylov_dim``, ``status`` (:class:`~flowlearn.Status`), and after
-        a backward ``adjoint_dim``, ``singular_values``.
+        Per-sample lists of the last call: ``krylov_dim``, ``status``, and after a backward ``adjoint_dim``,
+        ``singular_values``.
 
     Notes
     -----
-    Shapes: ``patches`` ``(N, K, *spatial)`` with rows on the simplex along ``K``; ``distances`` and
-    ``log_assignment`` ``(N, J, *spatial)``, ``J >= 2``; the output has the distances' shape, dtype and
-    device.  float32 and float64 on CPU and CUDA; float16/bfloat16 are refused (the Krylov recurrences need
-    at least single precision: cast the inputs with ``.float()``).  Under ``torch.compile`` the layer runs
-    eagerly (``torch.compiler.disable``) while the rest of the model is compiled.
+    ``patches`` ``(N, K, *spatial)`` have rows on the simplex along ``K``; ``distances`` and ``log_assignment``
+    ``(N, J, *spatial)``, ``J >= 2``.  float32 and float64 on CPU and CUDA; float16/bfloat16 are refused (cast
+    with ``.float()``).  Under ``torch.compile`` the layer runs eagerly (``torch.compiler.disable``).
 
     Examples
     --------
@@ -85,9 +71,7 @@ class LinearizedAssignmentLayer(nn.Module):
     def __init__(self, rho: float = 1.0, T: float = 5.0, method=LowRank(), *, size: int = 3,
                  neighbourhood: int = 26):
         super().__init__()
-        if not isinstance(method, METHODS):
-            raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
-        self.method = method
+        self.method = check_method(method)
         self.rho, self.T = check_positive("rho", rho), check_positive("T", T)
         self.size = check_int("size", size, minimum=1, odd=True)
         self.neighbourhood = _check_neighbourhood(neighbourhood)
@@ -102,21 +86,16 @@ class LinearizedAssignmentLayer(nn.Module):
         return self.size**2 if spatial_dims == 2 else (7 if self.neighbourhood == 6 else 27)
 
     def structure(self, spatial: tuple, device) -> WeightOperator:
-        """The stencil of one spatial shape ``(H, W)`` or ``(D, H, W)`` on ``device`` (cached and shared by all
-        layers, so that a K-layer model keeps one copy)."""
+        """The stencil of one spatial shape ``(H, W)`` or ``(D, H, W)`` on ``device`` (cached, shared by all layers)."""
         stencil = self.size if len(spatial) == 2 else self.neighbourhood
         key = (tuple(spatial), str(torch.device(device)), stencil)
-        if key in _STRUCTURES:
-            _STRUCTURES.move_to_end(key)
-            return _STRUCTURES[key]
-        if len(spatial) == 2:
-            op = GridWeights(*spatial, self.size, device=device)
-        else:
-            op = GridWeights3D(*spatial, neighbourhood=self.neighbourhood, device=device)
-        _STRUCTURES[key] = op
-        if len(_STRUCTURES) > _CACHED_SHAPES:
-            _STRUCTURES.popitem(last=False)
-        return op
+        if key not in _STRUCTURES:
+            _STRUCTURES[key] = (GridWeights(*spatial, self.size, device=device) if len(spatial) == 2
+                                else GridWeights3D(*spatial, neighbourhood=self.neighbourhood, device=device))
+            if len(_STRUCTURES) > _CACHED_SHAPES:
+                _STRUCTURES.popitem(last=False)
+        _STRUCTURES.move_to_end(key)
+        return _STRUCTURES[key]
 
     def _flat(self, patches: torch.Tensor, distances: torch.Tensor, log_assignment):
         for name, x in (("patches", patches), ("distances", distances)):

@@ -1,19 +1,9 @@
 r"""How the linearized flow's :math:`V_T` and its gradient are computed: small frozen strategy objects.
 
-Closed forms (paper 000, Thm 3.8; the gradient never builds an autograd graph through the solver):
-
-* :class:`LowRank` -- Krylov forward :math:`T\beta Q_m\varphi(TH_m)e_1` and the Krylov +
-  Benzi--Simoncini low-rank backward (3.47); any size, memory :math:`2(m+1)IJ`;
-* :class:`Exact` -- dense :math:`e^{\mathcal A}` and one exponential of size :math:`2(IJ+1)`; small problems.
-
-References and baselines (autograd differentiates the computation of :math:`V_T`, Sect. 3.4):
-
-* :class:`DenseAutograd` -- plain autograd through dense ``torch.linalg.matrix_exp`` of :math:`\mathcal A`;
-* :class:`AutodiffEuler` -- autograd through explicit Euler steps (3.49);
-* :class:`AutodiffExpint` -- autograd through Krylov exponential integration.
-
-Every object is a frozen dataclass: its fields are its whole identity (checkpoints, reports), and
-``name`` is the short name the command line uses.
+Closed forms (paper 000, Thm 3.8; no autograd graph through the solver): :class:`LowRank`, :class:`Exact`.
+References and baselines (autograd through the computation of :math:`V_T`, Sect. 3.4): :class:`DenseAutograd`,
+:class:`AutodiffEuler`, :class:`AutodiffExpint`.  The fields of a method are its whole identity (checkpoints,
+reports); ``name`` is the short name of the command line.
 """
 
 from __future__ import annotations
@@ -25,22 +15,17 @@ from typing import ClassVar
 from .._checks import UserInputError, UserTypeError, check_int, check_positive
 from ..solvers import Euler, ExponentialIntegrator, FixedStepIntegrator
 
-__all__ = ["METHODS", "AutodiffEuler", "AutodiffExpint", "DenseAutograd", "Exact", "LowRank", "method_from_name"]
+__all__ = ["METHODS", "AutodiffEuler", "AutodiffExpint", "DenseAutograd", "Exact", "LowRank", "check_method",
+           "method_from_name"]
 
 
 @dataclass(frozen=True)
 class LowRank:
     """Krylov + Benzi--Simoncini low-rank closed form (3.47): any size, memory :math:`2(m+1)IJ`.
 
-    Parameters
-    ----------
-    m : int
-        Krylov dimension of the forward and adjoint spaces.
-    rank : int
-        SVD truncation of :math:`X` (3.46).
-    recompute_forward : bool
-        Drop the forward basis after the forward pass and rebuild it in the backward pass (memory
-        :math:`(m+1)IJ` between the passes, ``m`` more products with :math:`A`; the same result).
+    ``m``: Krylov dimension of the forward and adjoint spaces; ``rank``: SVD truncation of :math:`X` (3.46);
+    ``recompute_forward``: drop the forward basis after the forward pass and rebuild it in the backward (memory
+    :math:`(m+1)IJ` between the passes, ``m`` more products with :math:`A`; the same result).
     """
 
     m: int = 10
@@ -104,14 +89,16 @@ class AutodiffExpint:
 METHODS = (LowRank, Exact, DenseAutograd, AutodiffEuler, AutodiffExpint)
 
 
-def method_from_name(name: str, **options):
-    """The method object whose ``name`` is ``name``, built with ``options`` (the command line's mapping).
+def check_method(method):
+    """``method`` if it is an instance of one of :data:`METHODS`, else a one-line ``UserTypeError``."""
+    if not isinstance(method, METHODS):
+        raise UserTypeError(f"method must be one of {[m.__name__ for m in METHODS]}, got {method!r}")
+    return method
 
-    Raises
-    ------
-    UserInputError
-        For an unknown name or an option the method does not have (listing the valid ones).
-    """
+
+def method_from_name(name: str, **options):
+    """The method object whose ``name`` is ``name``, built with ``options`` (the command line's mapping); a
+    ``UserInputError`` for an unknown name or option."""
     by_name = {cls.name: cls for cls in METHODS}
     if name not in by_name:
         raise UserInputError(f"method must be one of {sorted(by_name)}, got {name!r}")

@@ -26,18 +26,9 @@ __all__ = ["LinearizedSystem"]
 
 @dataclass
 class LinearizedSystem:
-    r"""The affine system :math:`\dot U = AU + B` of a linearized assignment flow.
-
-    Attributes
-    ----------
-    weights : WeightOperator or BatchWeights
-        One operator (tensors ``(I, J)``) or a batch of operators on one structure (tensors ``(B, I, J)``,
-        the form the closed form of :mod:`flowlearn.linearized.closed_form` works on).
-    S : tensor ``([B,] I, J)``
-        Similarities at the linearization point, :math:`S_k`.
-    B : tensor ``([B,] I, J)``
-        :math:`\tfrac1J \Pi_0 S_k`.
-    """
+    r"""The affine system :math:`\dot U = AU + B` of a linearized assignment flow: ``weights`` (one operator, or
+    a :class:`~flowlearn.graphs.BatchWeights` for tensors ``(B, I, J)``), the similarities ``S`` ``([B,] I, J)`` at
+    the linearization point and ``B`` :math:`= \tfrac1J \Pi_0 S`."""
 
     weights: WeightOperator | BatchWeights
     S: torch.Tensor
@@ -46,10 +37,7 @@ class LinearizedSystem:
     @classmethod
     def at(cls, weights: WeightOperator, scaled_distances: torch.Tensor,
            V: torch.Tensor | None = None) -> LinearizedSystem:
-        r"""Linearize at :math:`V` (default the barycenter, :math:`V=0`).
-
-        ``scaled_distances`` is :math:`D/\rho`, shape ``(I, J)``.
-        """
+        r"""Linearize at :math:`V` (default the barycenter, :math:`V=0`); ``scaled_distances`` :math:`D/\rho`."""
         J = scaled_distances.shape[-1]
         logits = -scaled_distances if V is None else J * V - scaled_distances
         S = torch.softmax(weights.apply(logits), dim=-1)

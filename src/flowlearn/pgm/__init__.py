@@ -1,18 +1,9 @@
 """Probabilistic graphical models: discrete pairwise energies, exact and approximate inference.
 
-Knows nothing of assignment flows (the randomized S-flow that approximates these models lives in
-:mod:`flowlearn.randomized`).
-
-* :mod:`.models` -- pairwise energy models (:class:`PairwiseModel`, :func:`ising_grid`, :func:`potts_grid`);
-* :mod:`.enumeration` -- exact inference by enumeration (:func:`exact_inference`, :func:`kl_from_table`,
-  :func:`kl_from_samples`);
-* :mod:`.transfer` -- exact inference on grids by a column transfer matrix
-  (:func:`transfer_matrix_inference`, :func:`exact_inference_auto`);
-* :mod:`.mean_field` -- the mean-field approximation (:class:`MeanField`);
-* :mod:`.gibbs` -- Gibbs samplers (:class:`GibbsSampler`, :func:`grid_potts_gibbs` for grid Potts models);
-* :mod:`.bp` -- loopy belief propagation and the Bethe free energy (:class:`LoopyBP`);
-* :mod:`.entropy` -- plug-in, Miller--Madow and Chao--Shen entropy of integer samples
-  (:func:`entropy_estimates`).
+Knows nothing of assignment flows (:mod:`flowlearn.randomized` approximates these models).  Modules:
+:mod:`.models` (pairwise energies), :mod:`.enumeration` and :mod:`.transfer` (exact inference by
+enumeration or a column transfer matrix), :mod:`.mean_field`, :mod:`.gibbs` (Gibbs samplers), :mod:`.bp`
+(loopy belief propagation) and :mod:`.entropy` (plug-in, Miller--Madow and Chao--Shen entropy of samples).
 """
 
 from .bp import LoopyBP
@@ -23,18 +14,6 @@ from .mean_field import MeanField
 from .models import PairwiseModel, grid_edges, ising_grid, potts_grid
 from .transfer import exact_inference_auto, transfer_matrix_inference
 
-__all__ = [
-    "GibbsSampler",
-    "LoopyBP",
-    "MeanField",
-    "PairwiseModel",
-    "entropy_estimates",
-    "exact_inference",
-    "exact_inference_auto",
-    "grid_edges",
-    "grid_potts_gibbs",
-    "ising_grid",
-    "kl_from_samples",
-    "potts_grid",
-    "transfer_matrix_inference",
-]
+__all__ = ["GibbsSampler", "LoopyBP", "MeanField", "PairwiseModel", "entropy_estimates", "exact_inference",
+           "exact_inference_auto", "grid_edges", "grid_potts_gibbs", "ising_grid", "kl_from_samples", "potts_grid",
+           "transfer_matrix_inference"]

@@ -23,22 +23,9 @@ __all__ = ["BeliefPropagationResult", "LoopyBP"]
 
 @dataclass
 class BeliefPropagationResult:
-    """Fixed point of :class:`LoopyBP`.
-
-    Attributes
-    ----------
-    marginals : tensor (n, c)
-        Node beliefs :math:`b_i`.
-    pairwise_beliefs : tensor (E, c, c)
-        Edge beliefs :math:`b_e[x_i, x_j]`.
-    bethe_free_energy, energy, entropy : float
-        :math:`F_B`, :math:`U_B` and :math:`H_B` (:math:`-F_B \\approx \\log Z^*`).
-    converged : bool
-    iterations : int
-    residual : float
-        Largest message change in the last iteration.
-    seconds : float
-    """
+    """Fixed point of :class:`LoopyBP`: node beliefs ``marginals`` (n, c), edge beliefs ``pairwise_beliefs``
+    (E, c, c), :math:`F_B` (``bethe_free_energy``, :math:`-F_B \\approx \\log Z^*`), :math:`U_B` (``energy``),
+    :math:`H_B` (``entropy``) and ``residual``, the largest message change in the last iteration."""
 
     marginals: torch.Tensor
     pairwise_beliefs: torch.Tensor
@@ -52,47 +39,23 @@ class BeliefPropagationResult:
 
 
 class LoopyBP:
-    """Damped parallel loopy belief propagation (sum-product, log domain).
-
-    Parameters
-    ----------
-    max_iterations : int
-    damping : float
-        New message = (1 - damping) * update + damping * old, in the log domain; in [0, 1).
-    tol : float
-        Stop when the largest change of a log message is below ``tol``.
-    """
+    """Damped parallel loopy belief propagation (sum-product, log domain): new message = (1 - damping) * update +
+    damping * old, ``damping`` in [0, 1); stops when the largest change of a log message is below ``tol``."""
 
     def __init__(self, max_iterations: int = 1000, *, damping: float = 0.5, tol: float = 1e-10):
         self.max_iterations = check_int("max_iterations", max_iterations, minimum=1)
-        damping = float(damping)
-        if not 0.0 <= damping < 1.0:
-            raise UserInputError(f"damping must lie in [0, 1), got {damping!r}")
-        self.damping = damping
+        self.damping = float(damping)
+        if not 0.0 <= self.damping < 1.0:
+            raise UserInputError(f"damping must lie in [0, 1), got {self.damping!r}")
         self.tol = check_positive("tol", tol)
 
     def fit(self, model: PairwiseModel) -> BeliefPropagationResult:
-        r"""Run damped message passing on ``model`` and return the beliefs and the Bethe free energy.
-
-        Messages start uniform and are updated in parallel until the largest change of a log
-        message is below ``tol`` or ``max_iterations`` is reached.
-
-        Parameters
-        ----------
-        model : PairwiseModel
-            Unaries :math:`\theta^i` ``(n, c)`` and pairwise tables :math:`\theta^{ij}` ``(E, c, c)``.
-
-        Returns
-        -------
-        BeliefPropagationResult
-            Node beliefs ``(n, c)``, edge beliefs ``(E, c, c)`` and :math:`F_B = U_B - H_B`.
-        """
+        r"""Beliefs and Bethe free energy :math:`F_B = U_B - H_B` of ``model``, from uniform messages."""
         t0 = time.perf_counter()
         n, c, E = model.num_nodes, model.num_labels, model.num_edges
         src, dst = model.edges[:, 0], model.edges[:, 1]
         # directed edges d = 0..E-1: src -> dst with table pw[e]; d = E..2E-1: dst -> src with pw[e]^T
-        frm = torch.cat([src, dst])
-        to = torch.cat([dst, src])
+        frm, to = torch.cat([src, dst]), torch.cat([dst, src])
         table = torch.cat([model.pairwise, model.pairwise.transpose(1, 2)])  # [x_from, x_to]
         reverse = torch.cat([torch.arange(E, 2 * E), torch.arange(E)]).to(model.device)
         log_m = torch.zeros(2 * E, c, dtype=model.dtype, device=model.device)
@@ -117,8 +80,7 @@ class LoopyBP:
         pair_logb = pair_log - torch.logsumexp(pair_log.reshape(E, c * c), -1)[:, None, None]
         b, bp = node_logb.exp(), pair_logb.exp()
         energy = float((b * model.unary).sum() + (bp * model.pairwise).sum())
-        degree = torch.zeros(n, dtype=model.dtype, device=model.device).index_add_(
-            0, torch.cat([src, dst]), torch.ones(2 * E, dtype=model.dtype, device=model.device))
+        degree = torch.bincount(frm, minlength=n).to(model.dtype)
         h_pair = float(row_entropy(bp.reshape(E, c * c)).sum())
         entropy = h_pair - float(((degree - 1) * row_entropy(b)).sum())
         return BeliefPropagationResult(marginals=b, pairwise_beliefs=bp, bethe_free_energy=energy - entropy,

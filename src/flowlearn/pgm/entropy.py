@@ -1,29 +1,16 @@
 r"""Entropy estimates of a distribution given by integer samples: plug-in, Miller--Madow, Chao--Shen.
 
-Integer samples :math:`\alpha(1), \ldots, \alpha(m) \in [c]^n` give counts :math:`y_\alpha`, the
-empirical distribution :math:`\hat p_\alpha = y_\alpha / m`, the observed support
-:math:`\hat s = |\{\alpha : y_\alpha > 0\}|` and the number of singletons
-:math:`f_1 = |\{\alpha : y_\alpha = 1\}|`.  One call, :func:`entropy_estimates` (or
-:func:`entropy_estimates_from_counts`), returns all three estimates (:class:`EntropyEstimates`):
+Integer samples :math:`\alpha(1), \ldots, \alpha(m) \in [c]^n` give counts :math:`y_\alpha`, :math:`\hat p_\alpha =
+y_\alpha / m`, the observed support :math:`\hat s` and the singletons :math:`f_1 = |\{\alpha : y_\alpha = 1\}|`:
 
 * **Plug-in** (paper 001, eq. (19)): :math:`\hat H = -\sum_\alpha \hat p_\alpha \log \hat p_\alpha`.
-  Biased low by :math:`(s - 1)/(2m) + O(m^{-2})` (eq. (20)).
-* **Miller--Madow** (eq. (20) with the observed support):
-  :math:`\hat H_{MM} = \hat H + (\hat s - 1)/(2m)`.  Consistent only for :math:`m \gg s`.
-* **Chao--Shen** (Chao & Shen 2003, *Environ. Ecol. Stat.* 10, 429--443): the Good--Turing
-  coverage :math:`\hat C = 1 - f_1/m` (with :math:`f_1 = m - 1` if every sample is a singleton)
-  shrinks the empirical distribution to :math:`\tilde p_\alpha = \hat C \hat p_\alpha`, and a
-  Horvitz--Thompson weight corrects for the configurations never seen,
-
-  .. math::
-      \hat H_{CS} = -\sum_{\alpha : y_\alpha > 0}
-      \frac{\tilde p_\alpha \log \tilde p_\alpha}{1 - (1 - \tilde p_\alpha)^m} .
-
-  It stays useful at *moderate* support, :math:`m` of the order of :math:`e^{H}`, where the
-  plug-in and Miller--Madow estimates are far too low (see ``tests/test_pgm_entropy.py``).
-
-The differentiable estimators for the soft samples of a randomized assignment flow live with its
-training objective (:mod:`flowlearn.randomized.objective`).
+* **Miller--Madow** (eq. (20)): :math:`\hat H_{MM} = \hat H + (\hat s - 1)/(2m)`; consistent for :math:`m \gg s`.
+* **Chao--Shen** (Chao & Shen 2003, *Environ. Ecol. Stat.* 10, 429--443): the Good--Turing coverage
+  :math:`\hat C = 1 - f_1/m` (with :math:`f_1 = m - 1` if every sample is a singleton) shrinks
+  :math:`\hat p` to :math:`\tilde p_\alpha = \hat C \hat p_\alpha`, and a Horvitz--Thompson weight corrects
+  for the configurations never seen,
+  :math:`\hat H_{CS} = -\sum_{y_\alpha > 0} \tilde p_\alpha \log \tilde p_\alpha / (1 - (1 - \tilde p_\alpha)^m)`.
+  It stays useful at moderate support, :math:`m \sim e^{H}`, where the other two are far too low.
 """
 
 from __future__ import annotations
@@ -41,21 +28,9 @@ __all__ = ["EntropyEstimates", "config_counts", "config_keys", "entropy_estimate
 
 @dataclass
 class EntropyEstimates:
-    """Entropy estimates of one sample, in nats.
-
-    Attributes
-    ----------
-    plugin, miller_madow, chao_shen : float
-        :math:`\\hat H` (19), :math:`\\hat H_{MM}` (20), :math:`\\hat H_{CS}`.
-    support : int
-        Observed support :math:`\\hat s`.
-    singletons : int
-        :math:`f_1`, configurations seen exactly once.
-    coverage : float
-        Good--Turing coverage :math:`\\hat C = 1 - f_1/m` (after the :math:`f_1 = m - 1` adjustment).
-    num_samples : int
-        :math:`m`.
-    """
+    """Entropy estimates of one sample, in nats: :math:`\\hat H` (``plugin``), :math:`\\hat H_{MM}`
+    (``miller_madow``), :math:`\\hat H_{CS}` (``chao_shen``), the observed support :math:`\\hat s`, the
+    singletons :math:`f_1`, the coverage :math:`\\hat C` (after the :math:`f_1 = m - 1` adjustment) and :math:`m`."""
 
     plugin: float
     miller_madow: float
@@ -67,15 +42,12 @@ class EntropyEstimates:
 
 
 def config_keys(configs: torch.Tensor, num_labels: int) -> torch.Tensor:
-    """Exact keys ``(m, w)`` int64 of integer configurations ``(m, n)``: their base-``c`` digits, most significant
-    first, packed into words of at most 62 bits (one word while :math:`c^n < 2^{62}`; 3 words for 140 binary
-    nodes), so keys order like the configurations (lexicographically) and take 8 bytes per word."""
+    """Exact keys ``(m, w)`` int64 of configurations ``(m, n)``: their base-``c`` digits packed into words of at
+    most 62 bits, most significant first, so keys order like the configurations (lexicographically)."""
     m, n = configs.shape
     per_word = max(1, int(62 / math.log2(max(num_labels, 2))))
     words = -(-n // per_word)
-    x = configs.long()
-    if words * per_word > n:   # trailing zero digits: the order is kept
-        x = torch.nn.functional.pad(x, (0, words * per_word - n))
+    x = torch.nn.functional.pad(configs.long(), (0, words * per_word - n))   # trailing zero digits keep the order
     powers = num_labels ** torch.arange(per_word - 1, -1, -1, device=configs.device, dtype=torch.long)
     return (x.reshape(m, words, per_word) * powers).sum(-1)
 
@@ -108,7 +80,27 @@ def _check_counts(counts) -> torch.Tensor:
     return counts
 
 
-def _check_configs(configs, num_labels) -> tuple[torch.Tensor, int]:
+def entropy_estimates_from_counts(counts) -> EntropyEstimates:
+    r"""Plug-in, Miller--Madow and Chao--Shen estimates from the counts :math:`y_\alpha` of the distinct
+    configurations (a 1-D integer array; zeros are ignored)."""
+    counts = _check_counts(counts)
+    m, s = int(counts.sum()), int(counts.numel())
+    p = counts.double() / m
+    h = float(-(p * p.log()).sum())
+    f1 = int((counts == 1).sum())
+    if f1 == m:  # all singletons: coverage 0 would give 0/0
+        f1 = m - 1
+    coverage = 1.0 - f1 / m
+    pa = coverage * counts.double() / m
+    weight = -torch.expm1(m * torch.log1p(-pa))  # 1 - (1 - pa)^m, accurate for small pa
+    cs = float(-(pa * pa.log() / weight).sum())
+    return EntropyEstimates(plugin=h + 0.0, miller_madow=h + (s - 1) / (2 * m) + 0.0, chao_shen=cs + 0.0,
+                            support=s, singletons=f1, coverage=coverage, num_samples=m)
+
+
+def entropy_estimates(configs, num_labels: int) -> EntropyEstimates:
+    r"""Plug-in (19), Miller--Madow (20) and Chao--Shen estimates of :math:`H(P)` from integer samples
+    ``configs`` (n_samples, n) of :math:`P` with ``num_labels`` :math:`c \ge 2` labels."""
     num_labels = check_int("num_labels", num_labels, minimum=2)
     configs = integer_tensor("configs", configs, "an integer array of shape (n_samples, n)")
     if configs.ndim != 2 or configs.shape[0] == 0 or configs.shape[1] == 0:
@@ -117,54 +109,4 @@ def _check_configs(configs, num_labels) -> tuple[torch.Tensor, int]:
     lo, hi = int(configs.min()), int(configs.max())
     if lo < 0 or hi >= num_labels:
         raise UserInputError(f"configs must hold labels in [0, {num_labels - 1}], got range [{lo}, {hi}]")
-    return configs.long(), num_labels
-
-
-def _chao_shen_from_counts(counts: torch.Tensor) -> tuple[float, int, float]:
-    r"""Chao--Shen entropy :math:`\hat H_{CS}` from positive counts: ``(estimate, f1, coverage)``."""
-    m = int(counts.sum())
-    f1 = int((counts == 1).sum())
-    if f1 == m:  # all singletons: coverage 0 would give 0/0
-        f1 = m - 1
-    coverage = 1.0 - f1 / m
-    pa = coverage * counts.double() / m
-    weight = -torch.expm1(m * torch.log1p(-pa))  # 1 - (1 - pa)^m, accurate for small pa
-    return float(-(pa * pa.log() / weight).sum()), f1, coverage
-
-
-def entropy_estimates_from_counts(counts) -> EntropyEstimates:
-    r"""Plug-in, Miller--Madow and Chao--Shen estimates from the counts of the distinct configurations.
-
-    Parameters
-    ----------
-    counts : 1-D integer array
-        :math:`y_\alpha` of the observed configurations (zeros are ignored).
-
-    Examples
-    --------
-    >>> est = entropy_estimates_from_counts([3, 1, 1])
-    >>> round(est.plugin, 4), round(est.miller_madow, 4), round(est.coverage, 2)
-    (0.9503, 1.1503, 0.6)
-    """
-    counts = _check_counts(counts)
-    m = int(counts.sum())
-    p = counts.double() / m
-    h = float(-(p * p.log()).sum())
-    s = int(counts.numel())
-    cs, f1, coverage = _chao_shen_from_counts(counts)
-    return EntropyEstimates(plugin=h + 0.0, miller_madow=h + (s - 1) / (2 * m) + 0.0, chao_shen=cs + 0.0,
-                            support=s, singletons=f1, coverage=coverage, num_samples=m)
-
-
-def entropy_estimates(configs, num_labels: int) -> EntropyEstimates:
-    r"""Plug-in (19), Miller--Madow (20) and Chao--Shen estimates of :math:`H(P)` from samples of :math:`P`.
-
-    Parameters
-    ----------
-    configs : integer tensor, shape (n_samples, n)
-        Integer samples :math:`\alpha(k) \in [c]^n`.
-    num_labels : int
-        :math:`c \ge 2`.
-    """
-    configs, num_labels = _check_configs(configs, num_labels)
-    return entropy_estimates_from_counts(config_counts(configs, num_labels)[1])
+    return entropy_estimates_from_counts(config_counts(configs.long(), num_labels)[1])

@@ -1,9 +1,8 @@
 r"""Exact inference by brute-force enumeration of all :math:`c^n` configurations.
 
 Configurations are indexed in mixed radix with node 0 most significant,
-:math:`\mathrm{index}(\alpha) = \sum_i \alpha_i c^{n-1-i}`; the same order is used by
-:func:`log_probability_table` and :func:`kl_from_table`.  Enumeration runs in chunks (memory
-``O(chunk_size * n)``) and is vectorised inside each chunk.
+:math:`\mathrm{index}(\alpha) = \sum_i \alpha_i c^{n-1-i}` (also the order of :func:`log_probability_table` and
+:func:`kl_from_table`).  Enumeration runs in chunks, vectorised inside each chunk.
 
 References: paper 001, eqs. (10), (14).
 """
@@ -20,17 +19,8 @@ from .._checks import UserInputError, as_tensor, check_int, check_shape
 from .entropy import entropy_estimates
 from .models import PairwiseModel
 
-__all__ = [
-    "ExactResult",
-    "MAX_CONFIGURATIONS",
-    "configuration_index",
-    "configurations",
-    "energy_chunks",
-    "exact_inference",
-    "kl_from_samples",
-    "kl_from_table",
-    "log_probability_table",
-]
+__all__ = ["ExactResult", "MAX_CONFIGURATIONS", "configurations", "energy_chunks", "exact_inference", "kl_from_samples",
+           "kl_from_table", "log_probability_table"]
 
 #: Largest number of configurations enumerated (2**24, i.e. 24 binary nodes).
 MAX_CONFIGURATIONS = 2**24
@@ -38,21 +28,9 @@ MAX_CONFIGURATIONS = 2**24
 
 @dataclass
 class ExactResult:
-    """Exact quantities of a Gibbs distribution :math:`P^* = e^{-E}/Z^*`.
-
-    Attributes
-    ----------
-    log_z : float
-        :math:`\\log Z^*`.
-    marginals : tensor, shape (n, c)
-        Node marginals of :math:`P^*`.
-    entropy : float
-        :math:`H(P^*) = \\log Z^* + \\langle P^*, E\\rangle`.
-    expected_energy : float
-        :math:`\\langle P^*, E\\rangle`.
-    num_configurations : int
-    seconds : float
-    """
+    """Exact quantities of a Gibbs distribution :math:`P^* = e^{-E}/Z^*`: ``log_z`` :math:`\\log Z^*`, node
+    ``marginals`` (n, c), ``entropy`` :math:`H(P^*) = \\log Z^* + \\langle P^*, E\\rangle` and
+    ``expected_energy`` :math:`\\langle P^*, E\\rangle`."""
 
     log_z: float
     marginals: torch.Tensor
@@ -87,26 +65,12 @@ def configurations(num_nodes: int, num_labels: int, start: int = 0, stop: int | 
     return (idx[:, None] // powers) % c
 
 
-def configuration_index(configs: torch.Tensor, num_labels: int) -> torch.Tensor:
-    """Mixed-radix index of each configuration (inverse of :func:`configurations`), shape ``(B,)``."""
-    n = configs.shape[1]
-    powers = num_labels ** torch.arange(n - 1, -1, -1, device=configs.device, dtype=torch.long)
-    return (configs.long() * powers).sum(1)
-
-
-def _chunks(total: int, chunk_size: int):
-    for start in range(0, total, chunk_size):
-        yield start, min(start + chunk_size, total)
-
-
 def energy_chunks(model: PairwiseModel, chunk_size: int = 2**20):
     r"""Yield ``(start, energies)`` for consecutive index ranges covering all :math:`c^n` configurations.
 
-    Each chunk fixes a prefix of the first ``r`` nodes (``c^(n-r) <= chunk_size``) and builds
-    the energies of all completions node by node, by broadcasting: appending node ``k`` adds
-    :math:`\theta^k[a]` and, for each edge to an earlier node ``j``, the table
-    :math:`\theta^{jk}` broadcast along the axes of ``j`` and ``k``.  No configuration array is
-    formed; ``energies`` is a flat tensor of length ``c^(n-r)`` in :func:`configurations` order.
+    Each chunk fixes the first ``r`` nodes (``c^(n-r) <= chunk_size``) and builds the energies of all
+    completions node by node, by broadcasting the unaries and the tables to earlier nodes; ``energies`` is
+    flat, of length ``c^(n-r)``, in :func:`configurations` order.
     """
     n, c = model.num_nodes, model.num_labels
     free = min(n, max(1, int(math.floor(math.log(max(chunk_size, c)) / math.log(c) + 1e-9))))
@@ -140,16 +104,9 @@ def energy_chunks(model: PairwiseModel, chunk_size: int = 2**20):
 
 def exact_inference(model: PairwiseModel, *, chunk_size: int = 2**20,
                     max_configurations: int = MAX_CONFIGURATIONS) -> ExactResult:
-    r"""Exact :math:`\log Z^*`, marginals, entropy and expected energy by enumeration.
-
-    Two chunked passes: a streaming log-sum-exp of :math:`-E_\alpha`, then the moments of
-    :math:`P^*_\alpha = e^{-E_\alpha - \log Z^*}`.
-
-    Raises
-    ------
-    ValueError
-        If :math:`c^n` exceeds ``max_configurations`` (default :data:`MAX_CONFIGURATIONS`).
-    """
+    r"""Exact :math:`\log Z^*`, marginals, entropy and expected energy by enumeration, in two chunked passes (a
+    streaming log-sum-exp of :math:`-E_\alpha`, then the moments of :math:`P^*_\alpha`); raises ``ValueError`` if
+    :math:`c^n` exceeds ``max_configurations``."""
     t0 = time.perf_counter()
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     total = _check_size(model, max_configurations)
@@ -190,12 +147,8 @@ def kl_from_table(model: PairwiseModel, probabilities, *, log_z: float | None = 
                   chunk_size: int = 2**20, max_configurations: int = MAX_CONFIGURATIONS) -> float:
     r"""Exact :math:`\mathrm{KL}[P : P^*] = -H(P) + \langle P, E\rangle + \log Z^*` (eq. (14)).
 
-    Parameters
-    ----------
-    probabilities : tensor, shape (c^n,)
-        A probability table in the order of :func:`configurations` (non-negative, sum 1).
-    log_z : float, optional
-        :math:`\log Z^*` if already known (else computed by :func:`exact_inference`).
+    ``probabilities`` (c^n,) is a probability table in the order of :func:`configurations`; ``log_z`` is
+    computed by :func:`exact_inference` unless given.
     """
     total = _check_size(model, max_configurations)
     p = as_tensor("probabilities", probabilities, dtype=model.dtype, device=model.device)
@@ -214,15 +167,12 @@ def kl_from_table(model: PairwiseModel, probabilities, *, log_z: float | None = 
 
 def kl_from_samples(model: PairwiseModel, configs, *, log_z: float | None = None,
                     bias_correction: bool = True, chunk_size: int = 2**20) -> float:
-    r"""Estimate :math:`\mathrm{KL}[P : P^*]` from integer samples of :math:`P`.
-
-    :math:`-\hat H + \overline{E} + \log Z^*` with the plug-in entropy :math:`\hat H` (19),
-    Miller--Madow corrected (20) when ``bias_correction``, and the sample mean energy.
-    """
+    r"""Estimate :math:`\mathrm{KL}[P : P^*] \approx -\hat H + \overline{E} + \log Z^*` from integer samples of
+    :math:`P`, with the plug-in entropy (19), Miller--Madow corrected (20) when ``bias_correction``."""
     configs = model.check_configs(configs)
     if log_z is None:
         log_z = exact_inference(model).log_z
-    mean_e = sum(float(model._energy_unchecked(configs[s:t]).sum()) for s, t in _chunks(configs.shape[0], chunk_size))
+    mean_e = sum(float(model._energy_unchecked(part).sum()) for part in configs.split(chunk_size))
     mean_e /= max(configs.shape[0], 1)
     est = entropy_estimates(configs, model.num_labels)
     h = est.miller_madow if bias_correction else est.plugin

@@ -1,21 +1,14 @@
 r"""Gibbs samplers of pairwise models, with streamed statistics.
 
-* :class:`GibbsSampler` -- many parallel chains on any graph; each sweep updates the colour classes of
-  a greedy graph colouring in turn (nodes of one class are non-adjacent, so their conditionals
-  :math:`P^*(\alpha_i \mid \alpha_{-i}) = \mathrm{softmax}(-\theta^i - \sum_{j\sim i}\theta^{ij}[\cdot, \alpha_j])`
-  are independent and are resampled at once).
-* :func:`grid_potts_gibbs` -- the same chain for Potts models on a 4-neighbour pixel grid (images).
-  For :math:`\theta^{ij} = w(\mathbb{1}\mathbb{1}^\top - I)` on every grid edge, the conditional
-  energy of pixel ``i`` taking label ``a`` is :math:`\theta^i_a - w\,\#\{j \sim i : \alpha_j = a\}`
-  (up to a constant), computed for all pixels at once from the one-hot image and its four shifts.
-  Each sweep updates the two checkerboard colours in turn, in ``O(B n c)`` per sweep without per-edge
-  tables.  :func:`potts_coupling` detects such models (else ``None``).
+* :class:`GibbsSampler` -- parallel chains on any graph; each sweep resamples the colour classes of a greedy
+  colouring in turn from :math:`\mathrm{softmax}(-\theta^i - \sum_{j\sim i}\theta^{ij}[\cdot, \alpha_j])`.
+* :func:`grid_potts_gibbs` -- the same chain for Potts models :math:`\theta^{ij} = w(\mathbb{1}\mathbb{1}^\top - I)`
+  on a 4-neighbour grid (:func:`potts_coupling`): the conditional energy of pixel ``i`` taking label ``a`` is
+  :math:`\theta^i_a - w\,\#\{j \sim i : \alpha_j = a\}` (up to a constant), from the one-hot image and its four
+  shifts, two checkerboard colours per sweep, ``O(B n c)`` per sweep without per-edge tables.
 
-Both return a :class:`GibbsResult` of *streamed* statistics: per chain and node the label counts
-and per chain the mean energy of the retained samples, plus the chains' final states.  Their memory
-is ``O(C n c)`` for ``C`` chains, whatever the number of samples.  The retained configurations
-themselves are kept (``GibbsResult.configs``, for plug-in entropies of small models) only while
-``num_samples * n <= MAX_KEPT_ENTRIES``.
+Both return a :class:`GibbsResult` of *streamed* statistics (memory ``O(C n c)`` for ``C`` chains, whatever the
+number of samples); the samples themselves are kept only while ``num_samples * n <= MAX_KEPT_ENTRIES``.
 """
 
 from __future__ import annotations
@@ -40,20 +33,10 @@ class GibbsResult:
     r"""Streamed statistics of a Gibbs run: ``C = num_chains`` chains, each retaining
     ``K = samples_per_chain`` configurations :math:`\alpha^{(b,k)}` (``m = C K`` samples in all).
 
-    Attributes
-    ----------
-    chain_counts : tensor (C, n, c), int32
-        :math:`N_{bia} = \#\{k : \alpha^{(b,k)}_i = a\}`.
-    chain_energy : tensor (C,), float64
-        :math:`\bar E_b = \frac1K \sum_k E(\alpha^{(b,k)})`.
-    final : tensor (C, n), long
-        The chains' last states: ``C`` independent samples (for pictures and diversity measures).
-    num_chains, samples_per_chain, sweeps : int
-    acceptance : float
-        Fraction of resampled labels that changed.
-    seconds : float
-    kept : tensor (C, K, n) long or None
-        All retained samples, only if the run was asked or allowed to keep them (see ``configs``).
+    ``chain_counts`` (C, n, c) int32 are :math:`N_{bia} = \#\{k : \alpha^{(b,k)}_i = a\}`, ``chain_energy`` (C,)
+    float64 :math:`\bar E_b = \frac1K \sum_k E(\alpha^{(b,k)})`, ``final`` (C, n) the chains' last states,
+    ``acceptance`` the fraction of resampled labels that changed and ``kept`` (C, K, n) all retained samples,
+    if the run kept them (see ``configs``).
     """
 
     chain_counts: torch.Tensor
@@ -69,7 +52,7 @@ class GibbsResult:
 
     @property
     def num_samples(self) -> int:
-        """``m = C K`` samples behind the statistics (``num_samples`` rounded up to whole sweeps of all chains)."""
+        """``m = C K`` samples behind the statistics (``num_samples`` rounded up to whole chains)."""
         return self.num_chains * self.samples_per_chain
 
     @property
@@ -110,14 +93,10 @@ class GibbsResult:
         return float(self.chain_energy.std() / math.sqrt(self.num_chains))
 
     def expected_hamming(self) -> float:
-        r"""Mean pairwise Hamming distance (fraction of nodes) of two *independent* samples, from the marginals.
-
-        Two independent draws differ at node ``i`` with probability :math:`1 - \sum_a p_{ia}^2`.  Chains
-        are independent and each chain's :math:`q^{(b)}` is unbiased for :math:`p` at stationarity, so
-        :math:`\widehat{p_{ia}^2} = \big((\sum_b q^{(b)}_{ia})^2 - \sum_b (q^{(b)}_{ia})^2\big) / (C(C-1))`
-        is unbiased whatever the autocorrelation within a chain; returns
-        :math:`\frac1n \sum_i (1 - \sum_a \widehat{p_{ia}^2})` (needs C >= 2).
-        """
+        r"""Mean Hamming distance (fraction of nodes) of two independent samples,
+        :math:`\frac1n \sum_i (1 - \sum_a \widehat{p_{ia}^2})` (needs C >= 2), with the estimate
+        :math:`\widehat{p_{ia}^2} = \big((\sum_b q^{(b)}_{ia})^2 - \sum_b (q^{(b)}_{ia})^2\big) / (C(C-1))`,
+        unbiased across independent chains whatever the autocorrelation within a chain."""
         C = self.num_chains
         if C < 2:
             raise UserInputError(f"expected_hamming needs num_chains >= 2, got {C}")
@@ -129,11 +108,19 @@ class GibbsResult:
 class _Stream:
     """Running per-chain label counts and energies of retained states (and, optionally, the states)."""
 
-    def __init__(self, chains: int, per_chain: int, n: int, c: int, keep: bool, device):
+    def __init__(self, num_samples: int, chains: int, n: int, c: int, keep_samples: bool | None, device):
+        self.requested, self.chains = num_samples, chains
+        self.per_chain = -(-num_samples // chains)
+        stored = chains * self.per_chain
+        if keep_samples and stored * n > MAX_KEPT_ENTRIES:
+            raise UserInputError(f"keep_samples=True needs num_samples x num_nodes <= {MAX_KEPT_ENTRIES}, got "
+                                 f"num_samples={num_samples} (rounded to {stored}) x {n} nodes; use "
+                                 f"keep_samples=False and the streamed statistics")
+        keep = stored * n <= MAX_KEPT_ENTRIES if keep_samples is None else keep_samples
         self.counts = torch.zeros(chains, n, c, dtype=torch.int32, device=device)
         self._ones = torch.ones(chains, n, 1, dtype=torch.int32, device=device)
         self.energy = torch.zeros(chains, dtype=torch.float64, device=device)
-        self.kept = torch.empty(chains, per_chain, n, dtype=torch.long, device=device) if keep else None
+        self.kept = torch.empty(chains, self.per_chain, n, dtype=torch.long, device=device) if keep else None
         self.k = 0
 
     def add(self, state: torch.Tensor, energy: torch.Tensor) -> None:
@@ -144,41 +131,22 @@ class _Stream:
             self.kept[:, self.k] = state
         self.k += 1
 
-
-def _keep(keep_samples: bool | None, num_samples: int, stored: int, n: int) -> bool:
-    """Whether to keep all ``stored`` retained samples of ``n`` labels (None: when within MAX_KEPT_ENTRIES)."""
-    if keep_samples is None:
-        return stored * n <= MAX_KEPT_ENTRIES
-    if keep_samples and stored * n > MAX_KEPT_ENTRIES:
-        raise UserInputError(f"keep_samples=True needs num_samples x num_nodes <= {MAX_KEPT_ENTRIES}, got "
-                             f"num_samples={num_samples} (rounded to {stored}) x {n} nodes; use keep_samples=False "
-                             f"and the streamed statistics")
-    return bool(keep_samples)
+    def result(self, final: torch.Tensor, sweeps: int, acceptance: float, t0: float) -> GibbsResult:
+        return GibbsResult(chain_counts=self.counts, chain_energy=self.energy / self.per_chain, final=final,
+                           num_chains=self.chains, samples_per_chain=self.per_chain, sweeps=sweeps,
+                           acceptance=acceptance, seconds=time.perf_counter() - t0, kept=self.kept,
+                           requested=self.requested)
 
 
-def gibbs_bytes(num_nodes: int, num_labels: int, num_chains: int, *, grid: bool = True) -> int:
-    r"""Estimated peak working memory in bytes of a streaming Gibbs run (no kept samples), independent of the
-    number of samples: chain states, counts :math:`N_{bia}` (int32) and the sweep's temporaries (one-hot,
-    shifted neighbour counts, logits, softmax, cumulative sums), :math:`C n (64 + 48 c)` bytes for
-    :func:`grid_potts_gibbs` (float32) and :math:`C n (100 + 64 c)` for :class:`GibbsSampler` (the model's
-    float64 local energies); calibrated against the peak RSS of runs with ``c`` = 2, 3, 6."""
-    C, n, c = num_chains, num_nodes, num_labels
-    return C * n * ((64 + 48 * c) if grid else (100 + 64 * c))
+def gibbs_bytes(num_nodes: int, num_labels: int, num_chains: int) -> int:
+    r"""Estimated peak working memory in bytes of a streaming :func:`grid_potts_gibbs` run, whatever the number of
+    samples: :math:`C n (64 + 48 c)` (calibrated against the peak RSS of runs with ``c`` = 2, 3, 6)."""
+    return num_chains * num_nodes * (64 + 48 * num_labels)
 
 
 class GibbsSampler:
-    """Parallel-chain Gibbs sampler with colour-class (checkerboard) updates.
-
-    Parameters
-    ----------
-    num_chains : int
-        Independent chains run in parallel (initialised uniformly at random).
-    burn_in : int
-        Sweeps discarded at the start of each chain.
-    thinning : int
-        Sweeps between two retained samples of a chain.
-    seed : int
-    """
+    """Parallel-chain Gibbs sampler with colour-class (checkerboard) updates: ``num_chains`` independent chains
+    (initialised uniformly at random) discard ``burn_in`` sweeps, then retain a sample every ``thinning`` sweeps."""
 
     def __init__(self, num_chains: int = 1000, *, burn_in: int = 200, thinning: int = 2, seed: int = 0):
         self.num_chains = check_int("num_chains", num_chains, minimum=1)
@@ -188,26 +156,19 @@ class GibbsSampler:
 
     def sample(self, model: PairwiseModel, num_samples: int, *, keep_samples: bool | None = None,
                on_sample=None) -> GibbsResult:
-        """Run ``min(num_chains, num_samples)`` chains for ``ceil(num_samples / chains)`` retained samples each.
-
-        Statistics are streamed over all ``chains * per_chain`` retained samples; ``keep_samples``: store them too
-        (``configs``, cut to ``num_samples``), True refused beyond ``MAX_KEPT_ENTRIES``, None (default) only within.
-        ``on_sample``: called with every retained state ``(chains, n)`` (a copy), e.g. a streaming accumulator's
-        ``add``, whatever the number of samples.
-        """
+        """Run ``min(num_chains, num_samples)`` chains for ``ceil(num_samples / chains)`` retained samples each;
+        ``keep_samples``: store them too (``configs``; True is refused beyond ``MAX_KEPT_ENTRIES``, None keeps them
+        only within).  ``on_sample`` is called with a copy of every retained state ``(chains, n)``."""
         num_samples = check_int("num_samples", num_samples, minimum=1)
         t0 = time.perf_counter()
-        gen = torch.Generator(device=model.device)
-        gen.manual_seed(self.seed)
+        gen = torch.Generator(device=model.device).manual_seed(self.seed)
         chains = min(self.num_chains, num_samples)
-        needed = -(-num_samples // chains)
-        keep = _keep(keep_samples, num_samples, chains * needed, model.num_nodes)
+        stream = _Stream(num_samples, chains, model.num_nodes, model.num_labels, keep_samples, model.device)
         state = torch.randint(model.num_labels, (chains, model.num_nodes), generator=gen, device=model.device)
-        stream = _Stream(chains, needed, model.num_nodes, model.num_labels, keep, model.device)
         groups = model.node_coloring()
-        sweeps, changed, proposals = 0, 0, 0
-        total_sweeps = self.burn_in + needed * self.thinning
-        for sweep in range(total_sweeps):
+        changed, proposals = 0, 0
+        total = self.burn_in + stream.per_chain * self.thinning
+        for sweep in range(total):
             for nodes in groups:
                 logits = -model.local_energies(state)[:, nodes]  # (B, k, c)
                 u = torch.rand(logits.shape[:2], generator=gen, dtype=logits.dtype, device=model.device)
@@ -216,15 +177,11 @@ class GibbsSampler:
                 changed += int((new != state[:, nodes]).sum())
                 proposals += new.numel()
                 state[:, nodes] = new
-            sweeps += 1
             if sweep >= self.burn_in and (sweep - self.burn_in + 1) % self.thinning == 0:
                 stream.add(state, model._energy_unchecked(state))
                 if on_sample is not None:
                     on_sample(state.clone())
-        return GibbsResult(chain_counts=stream.counts, chain_energy=stream.energy / needed, final=state,
-                           num_chains=chains, samples_per_chain=needed, sweeps=sweeps,
-                           acceptance=changed / max(proposals, 1), seconds=time.perf_counter() - t0,
-                           kept=stream.kept, requested=num_samples)
+        return stream.result(state, total, changed / max(proposals, 1), t0)
 
 
 def potts_coupling(model: PairwiseModel) -> float | None:
@@ -237,55 +194,45 @@ def potts_coupling(model: PairwiseModel) -> float | None:
         return None
     c = model.num_labels
     w = float(model.pairwise.reshape(-1, c, c)[0, 0, 1])
-    table = w * (torch.ones(c, c, dtype=model.dtype, device=model.device)
-                 - torch.eye(c, dtype=model.dtype, device=model.device))
+    table = w * (1 - torch.eye(c, dtype=model.dtype, device=model.device))
     return w if bool(torch.allclose(model.pairwise, table.expand_as(model.pairwise), rtol=0, atol=1e-12)) else None
-
-
-def _neighbour_counts(onehot: torch.Tensor) -> torch.Tensor:
-    """(B, c, H, W) one-hot -> number of 4-neighbours with each label, same shape."""
-    p = torch.nn.functional.pad(onehot, (1, 1, 1, 1))
-    return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
 
 
 def _potts_energy(unary: torch.Tensor, w: float, state: torch.Tensor) -> torch.Tensor:
     r"""Energies (B,) of grid states ``state`` (B, H, W): :math:`\sum_i \theta^i_{\alpha_i} + w\,\#\{i \sim j:
     \alpha_i \ne \alpha_j\}` (= ``model.energy`` of a grid Potts model)."""
-    B = state.shape[0]
-    flat = state.reshape(B, -1)
     cuts = (state[:, 1:] != state[:, :-1]).sum((1, 2)) + (state[:, :, 1:] != state[:, :, :-1]).sum((1, 2))
-    return unary.gather(1, flat.T).sum(0) + w * cuts.to(unary.dtype)
+    return unary.gather(1, state.reshape(state.shape[0], -1).T).sum(0) + w * cuts.to(unary.dtype)
 
 
 def grid_potts_gibbs(model: PairwiseModel, num_samples: int, *, num_chains: int = 64, burn_in: int = 500,
                      thinning: int = 2, seed: int = 0, keep_samples: bool | None = None) -> GibbsResult:
-    """:class:`GibbsSampler`'s chain for a grid Potts model, vectorised on the pixel grid (module docstring).
-
-    Same retained samples per chain, streamed statistics and ``keep_samples`` rule as :meth:`GibbsSampler.sample`.
-    """
+    """:class:`GibbsSampler`'s chain for a grid Potts model, vectorised on the pixel grid (module docstring);
+    retained samples and ``keep_samples`` as in :meth:`GibbsSampler.sample`.  Any other model (see
+    :func:`potts_coupling`) runs :class:`GibbsSampler` itself."""
     w = potts_coupling(model)
     if w is None:
-        raise ValueError("grid_potts_gibbs needs a grid Potts model (see potts_coupling)")
+        return GibbsSampler(num_chains, burn_in=burn_in, thinning=thinning, seed=seed).sample(
+            model, num_samples, keep_samples=keep_samples)
     num_samples = check_int("num_samples", num_samples, minimum=1)
     chains = min(check_int("num_chains", num_chains, minimum=1), num_samples)
     t0 = time.perf_counter()
     rows, cols = model.grid_shape
     c = model.num_labels
-    needed = -(-num_samples // chains)
-    keep = _keep(keep_samples, num_samples, chains * needed, rows * cols)
+    stream = _Stream(num_samples, chains, rows * cols, c, keep_samples, model.device)
     gen = torch.Generator(device=model.device).manual_seed(seed)
     logits0 = -model.unary.T.reshape(1, c, rows, cols).float()
     state = torch.randint(c, (chains, rows, cols), generator=gen, device=model.device)
     labels = torch.arange(c, device=model.device)[:, None, None]
     parity = (torch.arange(rows)[:, None] + torch.arange(cols)[None, :]).to(model.device) % 2
-    stream = _Stream(chains, needed, rows * cols, c, keep, model.device)
-    total = burn_in + needed * thinning
+    total = burn_in + stream.per_chain * thinning
     changed = 0
     for sweep in range(total):
         for colour in (0, 1):
-            onehot = (state[:, None] == labels).float()  # (B, c, H, W), without one_hot's int64 (B, H, W, c)
-            logits = logits0 + w * _neighbour_counts(onehot)
-            del onehot
+            # padded one-hot (B, c, H + 2, W + 2), without one_hot's int64 (B, H, W, c); its 4 shifts count neighbours
+            p = torch.nn.functional.pad((state[:, None] == labels).float(), (1, 1, 1, 1))
+            logits = logits0 + w * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
+            del p
             u = torch.rand(chains, 1, rows, cols, generator=gen, device=model.device)
             cdf = torch.softmax(logits, 1).cumsum(1)
             del logits
@@ -296,7 +243,4 @@ def grid_potts_gibbs(model: PairwiseModel, num_samples: int, *, num_chains: int 
             state = torch.where(mask, new, state)
         if sweep >= burn_in and (sweep - burn_in + 1) % thinning == 0:
             stream.add(state.reshape(chains, -1), _potts_energy(model.unary, w, state))
-    return GibbsResult(chain_counts=stream.counts, chain_energy=stream.energy / needed,
-                       final=state.reshape(chains, -1), num_chains=chains, samples_per_chain=needed, sweeps=total,
-                       acceptance=changed / max(1, total * chains * rows * cols), seconds=time.perf_counter() - t0,
-                       kept=stream.kept, requested=num_samples)
+    return stream.result(state.reshape(chains, -1), total, changed / max(1, total * chains * rows * cols), t0)

@@ -1,19 +1,12 @@
 r"""Naive mean-field baseline (paper 001, Sect. 4 and 5).
 
 A factorised distribution :math:`T(q)`, :math:`q \in \mathcal{W}`, has
-
-.. math::
-    \mathrm{KL}[T(q) : P^*] = \langle q, \log q\rangle + \langle T(q), E\rangle + \log Z^*
-    \qquad\text{(eq. (16), (17))},
-
-with the mean-field energy of :meth:`PairwiseModel.mean_field_energy`.  Two minimisers, both
-run from many random restarts at once (vectorised) with best-of selection:
-
-* ``"adam"`` -- Adam on the logits :math:`V` of :math:`q = \mathrm{softmax}(V)`, :math:`V_0 \sim N(0, I)`
-  (the paper's procedure, 1000 restarts);
-* ``"coordinate"`` -- coordinate ascent :math:`q_i \leftarrow \mathrm{softmax}(-\partial_{q_i}\langle T(q), E\rangle)`,
-  updating one colour class of pairwise non-adjacent nodes at a time (each update is the exact
-  minimiser over :math:`q_i`, so the free energy never increases).
+:math:`\mathrm{KL}[T(q) : P^*] = \langle q, \log q\rangle + \langle T(q), E\rangle + \log Z^*` (eqs. (16), (17))
+with the mean-field energy of :meth:`PairwiseModel.mean_field_energy`.  Two minimisers, run from many
+random restarts at once with best-of selection: ``"adam"`` on the logits :math:`V` of
+:math:`q = \mathrm{softmax}(V)`, :math:`V_0 \sim N(0, I)` (the paper's procedure), and ``"coordinate"``
+ascent :math:`q_i \leftarrow \mathrm{softmax}(-\partial_{q_i}\langle T(q), E\rangle)` over one colour class
+of non-adjacent nodes at a time (exact minimisers over :math:`q_i`: the free energy never increases).
 """
 
 from __future__ import annotations
@@ -31,10 +24,8 @@ __all__ = ["MeanField", "MeanFieldResult", "expected_local_energies", "mean_fiel
 
 
 def expected_local_energies(model: PairwiseModel, q: torch.Tensor) -> torch.Tensor:
-    r""":math:`\partial \langle T(q), E\rangle / \partial q_{i,a} = \theta^i[a] + \sum_{j\sim i}(\theta^{ij} q_j)[a]`.
-
-    ``q`` has shape (..., n, c); so has the result.
-    """
+    r""":math:`\partial \langle T(q), E\rangle / \partial q_{i,a} = \theta^i[a] + \sum_{j\sim i}(\theta^{ij} q_j)[a]`,
+    shape (..., n, c) like ``q``."""
     out = model.unary.to(q.dtype).expand_as(q).clone()
     if model.num_edges == 0:
         return out
@@ -54,21 +45,9 @@ def mean_field_free_energy(model: PairwiseModel, q: torch.Tensor) -> torch.Tenso
 
 @dataclass
 class MeanFieldResult:
-    """Best factorised approximation found.
-
-    Attributes
-    ----------
-    marginals : tensor (n, c)
-        The selected :math:`q`.
-    free_energy, energy, entropy : float
-        :math:`F(q)`, :math:`\\langle T(q), E\\rangle`, :math:`\\sum_i H(q_i)`.
-    kl : float or None
-        :math:`F(q) + \\log Z^*` when ``log_z`` was given to :meth:`MeanField.fit`.
-    restart_free_energies : tensor (num_restarts,)
-    best_restart, iterations : int
-    seconds : float
-    method : str
-    """
+    """Best factorised approximation found: ``marginals`` :math:`q` (n, c), its ``free_energy`` :math:`F(q)`,
+    ``energy`` :math:`\\langle T(q), E\\rangle`, ``entropy`` :math:`\\sum_i H(q_i)` and ``kl``
+    :math:`F(q) + \\log Z^*` (None unless ``log_z`` was given to :meth:`MeanField.fit`)."""
 
     marginals: torch.Tensor
     free_energy: float
@@ -85,16 +64,8 @@ class MeanFieldResult:
 class MeanField:
     """Mean-field approximation by many random restarts.
 
-    Parameters
-    ----------
-    num_restarts : int
-        Random initialisations :math:`V_0 \\sim N(0, I)` (paper: 1000).
-    method : {"adam", "coordinate"}
-    iterations : int
-        Adam steps, or coordinate-ascent sweeps.
-    lr : float
-        Adam step length.
-    seed : int
+    ``num_restarts`` random initialisations :math:`V_0 \\sim N(0, I)` (paper: 1000), each run for ``iterations``
+    Adam steps (step length ``lr``) or coordinate-ascent sweeps (``method``).
     """
 
     def __init__(self, num_restarts: int = 1000, *, method: str = "adam", iterations: int = 1000,
@@ -117,8 +88,7 @@ class MeanField:
             free = mean_field_free_energy(model, q)
             best = int(torch.argmin(free))
             qb = q[best]
-            energy = float(model.mean_field_energy(qb))
-            ent = float(row_entropy(qb).sum())
+            energy, ent = float(model.mean_field_energy(qb)), float(row_entropy(qb).sum())
         return MeanFieldResult(marginals=qb, free_energy=float(free[best]), energy=energy, entropy=ent,
                                kl=None if log_z is None else float(free[best]) + float(log_z),
                                restart_free_energies=free, best_restart=best, iterations=self.iterations,

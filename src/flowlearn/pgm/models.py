@@ -1,20 +1,10 @@
 r"""Discrete pairwise energy models (paper 001, eqs. (10)--(13)).
 
-A configuration :math:`\alpha \in [c]^n` assigns one of ``c`` labels to each of ``n`` nodes of
-an undirected graph with edge list ``edges`` (shape ``(E, 2)``).  Its energy is
-
-.. math::
-    E_\alpha = \sum_{i} \theta^i[\alpha_i] + \sum_{e=(i,j)} \theta^{e}[\alpha_i, \alpha_j],
-
-and the Gibbs distribution is :math:`P^*_\alpha = \exp(-E_\alpha)/Z^*`.  The pairwise table of
-edge ``e = (i, j)`` is indexed ``[label of i, label of j]`` (for symmetric tables, as in
-Ising/Potts models, the orientation does not matter).
-
-For a factorised distribution :math:`T(q)` with node marginals ``q`` (shape ``(n, c)``) the
-expected energy is tractable (the *mean-field energy*),
-
-.. math::
-    \langle T(q), E\rangle = \sum_i \langle \theta^i, q_i\rangle + \sum_{e=(i,j)} q_i^\top \theta^e q_j .
+A configuration :math:`\alpha \in [c]^n` of the ``n`` nodes of a graph with edges ``(E, 2)`` has the energy
+:math:`E_\alpha = \sum_{i} \theta^i[\alpha_i] + \sum_{e=(i,j)} \theta^{e}[\alpha_i, \alpha_j]` (tables indexed
+``[label of i, label of j]``) and the Gibbs probability :math:`P^*_\alpha = \exp(-E_\alpha)/Z^*`.  A factorised
+distribution :math:`T(q)` with node marginals ``q`` (n, c) has the tractable *mean-field energy*
+:math:`\langle T(q), E\rangle = \sum_i \langle \theta^i, q_i\rangle + \sum_{e=(i,j)} q_i^\top \theta^e q_j`.
 """
 
 from __future__ import annotations
@@ -23,15 +13,7 @@ import math
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    as_tensor,
-    check_finite,
-    check_int,
-    check_ndim,
-    check_shape,
-)
+from .._checks import UserInputError, UserTypeError, as_tensor, check_finite, check_int, check_ndim, check_shape
 
 __all__ = ["PairwiseModel", "check_number", "grid_edges", "integer_tensor", "ising_grid", "potts_grid"]
 
@@ -44,8 +26,7 @@ def check_number(name: str, value) -> float:
 
 
 def integer_tensor(name: str, x, expected: str) -> torch.Tensor:
-    """``x`` as a tensor of an integer dtype; :class:`UserTypeError` ``"{name} must be {expected}, got ..."``
-    for anything else (floating, complex or boolean dtypes, objects that are no array)."""
+    """``x`` as a tensor of an integer dtype; :class:`UserTypeError` ``"{name} must be {expected}, got ..."`` else."""
     try:
         t = torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -65,19 +46,9 @@ class PairwiseModel:
     edges : integer tensor, shape (E, 2)
         Undirected edges ``(i, j)`` with ``i != j``; no duplicates.
     pairwise : tensor, shape (E, c, c) or (c, c)
-        Pairwise energies :math:`\theta^e[a_i, a_j]`; a single ``(c, c)`` table is shared by
-        all edges.
-    grid_shape : tuple (rows, cols), optional
-        Set by the grid constructors; used for pictures and convolutional interactions.
-        Node ``k`` is pixel ``(k // cols, k % cols)``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from flowlearn.pgm import ising_grid
-    >>> m = ising_grid(2, 2, field=1.0, coupling=0.5)
-    >>> m.energy(torch.tensor([[0, 0, 1, 1]]))
-    tensor([1.])
+        Pairwise energies :math:`\theta^e[a_i, a_j]`; a single ``(c, c)`` table is shared by all edges.
+    grid_shape : tuple, optional
+        ``(rows, cols)``, set by the grid constructors; node ``k`` is pixel ``(k // cols, k % cols)``.
     """
 
     def __init__(self, unary, edges, pairwise, *, grid_shape: tuple[int, int] | None = None):
@@ -111,12 +82,8 @@ class PairwiseModel:
             if rows * cols != n:
                 raise UserInputError(f"grid_shape {tuple(grid_shape)} does not match n = {n} nodes")
             grid_shape = (rows, cols)
-        self.unary = unary
-        self.edges = edges
-        self.pairwise = pairwise
-        self.grid_shape = grid_shape
+        self.unary, self.edges, self.pairwise, self.grid_shape = unary, edges, pairwise, grid_shape
 
-    # ------------------------------------------------------------------ basic properties
     @property
     def num_nodes(self) -> int:
         return self.unary.shape[0]
@@ -146,7 +113,6 @@ class PairwiseModel:
         grid = f", grid_shape={self.grid_shape}" if self.grid_shape else ""
         return f"PairwiseModel(n={self.num_nodes}, c={self.num_labels}, E={self.num_edges}{grid})"
 
-    # ------------------------------------------------------------------ energies
     def check_configs(self, configs, name: str = "configs") -> torch.Tensor:
         """Validate integer configurations of shape ``(B, n)`` with labels in ``[0, c)``."""
         configs = integer_tensor(name, configs, "an integer tensor").to(self.device)
@@ -158,19 +124,8 @@ class PairwiseModel:
         return configs
 
     def energy(self, configs) -> torch.Tensor:
-        r"""Energies :math:`E_\alpha` of a batch of configurations (eq. (11)).
-
-        Parameters
-        ----------
-        configs : integer tensor, shape (B, n)
-
-        Returns
-        -------
-        tensor, shape (B,)
-            In the model's dtype and device.
-        """
-        configs = self.check_configs(configs)
-        return self._energy_unchecked(configs)
+        r"""Energies :math:`E_\alpha` (B,) of integer configurations ``configs`` (B, n) (eq. (11))."""
+        return self._energy_unchecked(self.check_configs(configs))
 
     def _energy_unchecked(self, configs: torch.Tensor) -> torch.Tensor:
         unary = self.unary.gather(1, configs.T).sum(0)  # (n, B) -> (B,)
@@ -182,18 +137,8 @@ class PairwiseModel:
         return unary + self.pairwise[eidx, ai, aj].sum(1)
 
     def mean_field_energy(self, q: torch.Tensor) -> torch.Tensor:
-        r"""Expected energy :math:`\langle T(q), E\rangle` of factorised distributions (eq. (17)).
-
-        Parameters
-        ----------
-        q : tensor, shape (..., n, c)
-            Node marginals (rows on the simplex; any real rows are accepted, the formula is
-            multilinear).
-
-        Returns
-        -------
-        tensor, shape (...)
-        """
+        r"""Expected energy :math:`\langle T(q), E\rangle` (...) of factorised distributions with node marginals
+        ``q`` (..., n, c) (eq. (17); multilinear, so any real rows are accepted)."""
         if q.shape[-2:] != (self.num_nodes, self.num_labels):
             raise UserInputError(f"q must have shape (..., {self.num_nodes}, {self.num_labels}), "
                              f"got shape {tuple(q.shape)}")
@@ -219,12 +164,8 @@ class PairwiseModel:
         return cached[1]
 
     def local_energies(self, configs: torch.Tensor) -> torch.Tensor:
-        r"""Conditional energies :math:`\theta^i[a] + \sum_{j \sim i} \theta^{ij}[a, \alpha_j]`.
-
-        Entry ``[b, i, a]`` is the energy change part that depends on node ``i`` taking label
-        ``a`` while all other nodes keep ``configs[b]``; ``softmax(-local)`` is the Gibbs
-        conditional of node ``i``.  Shape ``(B, n, c)``.
-        """
+        r"""Conditional energies :math:`\theta^i[a] + \sum_{j \sim i} \theta^{ij}[a, \alpha_j]` (B, n, c) of node ``i``
+        taking label ``a`` while the others keep ``configs[b]``; ``softmax(-local)`` is the Gibbs conditional."""
         B = configs.shape[0]
         out = self.unary.expand(B, -1, -1).clone()
         if self.num_edges == 0:
@@ -248,18 +189,14 @@ class PairwiseModel:
         colour = [-1] * n
         for i in range(n):
             used = {colour[j] for j in nbrs[i]}
-            k = 0
-            while k in used:
-                k += 1
-            colour[i] = k
+            colour[i] = min(set(range(len(used) + 1)) - used)   # the least colour no neighbour has
         return [torch.tensor([i for i in range(n) if colour[i] == k], dtype=torch.long, device=self.device)
                 for k in range(max(colour) + 1)]
 
 
 def grid_edges(rows: int, cols: int, *, device=None) -> torch.Tensor:
     """4-neighbour edges of a ``rows x cols`` grid (row-major node order), shape ``(E, 2)``."""
-    rows = check_int("rows", rows, minimum=1)
-    cols = check_int("cols", cols, minimum=1)
+    rows, cols = check_int("rows", rows, minimum=1), check_int("cols", cols, minimum=1)
     idx = torch.arange(rows * cols, device=device).reshape(rows, cols)
     horizontal = torch.stack([idx[:, :-1].reshape(-1), idx[:, 1:].reshape(-1)], 1)
     vertical = torch.stack([idx[:-1, :].reshape(-1), idx[1:, :].reshape(-1)], 1)
@@ -267,23 +204,15 @@ def grid_edges(rows: int, cols: int, *, device=None) -> torch.Tensor:
 
 
 def potts_grid(unary, coupling: float, *, dtype=None, device=None) -> PairwiseModel:
-    r"""Potts model on a grid: pairwise energy ``coupling`` when neighbouring labels differ.
-
-    Parameters
-    ----------
-    unary : tensor, shape (rows, cols, c)
-        Unary energies per pixel and label.
-    coupling : float
-        :math:`\theta^{ij} = w (\mathbb{1}\mathbb{1}^\top - I)`; ``w > 0`` favours smooth labelings.
-    """
+    r"""Potts model on a grid with unaries ``unary`` (rows, cols, c) and the pairwise energy
+    :math:`\theta^{ij} = w (\mathbb{1}\mathbb{1}^\top - I)`, ``w = coupling`` (``w > 0`` favours smooth labelings)."""
     unary = as_tensor("unary", unary, dtype=dtype, device=device)
     check_ndim("unary", unary, (3,))
     rows, cols, c = unary.shape
     coupling = float(coupling)
-    if not torch.isfinite(torch.tensor(coupling)):
+    if not math.isfinite(coupling):
         raise UserInputError(f"coupling must be finite, got {coupling!r}")
-    table = coupling * (torch.ones(c, c, dtype=unary.dtype, device=unary.device)
-                        - torch.eye(c, dtype=unary.dtype, device=unary.device))
+    table = coupling * (1 - torch.eye(c, dtype=unary.dtype, device=unary.device))
     return PairwiseModel(unary.reshape(rows * cols, c), grid_edges(rows, cols, device=unary.device), table,
                          grid_shape=(rows, cols))
 
@@ -292,15 +221,12 @@ def ising_grid(rows: int = 3, cols: int = 8, field: float = 3.0, coupling: float
                dtype=None, device=None) -> PairwiseModel:
     r"""The binary boundary-field grid model of paper 001, Sect. 5 (Table 1).
 
-    Class 0 has unary energy ``-field`` on the left boundary column and ``+field`` on the
-    right one (0 elsewhere; class 1 always 0); neighbouring pixels with different labels pay
-    ``coupling``.  The defaults (3 x 8, field 3, coupling 2.1) reproduce the published Table 1
-    numbers: the paper's text says coupling 0.7, but only 3 x 0.7 = 2.1 gives its mean-field
-    row (see ``docs/randomized.md``).  Exact values: log Z = 5.1362, <P*, E> = -1.5395,
-    H(P*) = 3.5967.
+    Class 0 has unary energy ``-field`` on the left boundary column and ``+field`` on the right one (0 elsewhere;
+    class 1 always 0); neighbouring pixels with different labels pay ``coupling``.  The defaults reproduce the
+    published Table 1 numbers (the paper's text says coupling 0.7, but only 3 x 0.7 = 2.1 gives its mean-field
+    row; see ``docs/randomized.md``): log Z = 5.1362, <P*, E> = -1.5395, H(P*) = 3.5967.
     """
-    rows = check_int("rows", rows, minimum=1)
-    cols = check_int("cols", cols, minimum=2)
+    rows, cols = check_int("rows", rows, minimum=1), check_int("cols", cols, minimum=2)
     field, coupling = check_number("field", field), check_number("coupling", coupling)
     dtype = dtype or torch.get_default_dtype()
     unary = torch.zeros(rows, cols, 2, dtype=dtype, device=device)

@@ -1,11 +1,9 @@
 r"""Exact inference on grid models by a column transfer matrix (beyond enumeration).
 
-A ``rows x cols`` grid model is cut into ``L`` slices of ``w = min(rows, cols)`` nodes (grid
-columns if ``rows <= cols``, else grid rows).  A slice state :math:`s \in [c]^w` is indexed in
-mixed radix, position 0 most significant.  With the slice energy
-:math:`\ell_t(s) = \sum_{p} \theta^{(t,p)}[s_p] + \sum_{p} \theta^{(t,p),(t,p+1)}[s_p, s_{p+1}]`
-and the coupling of neighbouring slices
-:math:`K(s, s') = \sum_p \theta^{(t,p),(t+1,p)}[s_p, s'_p]`, the forward and backward messages
+A ``rows x cols`` grid model is cut into ``L`` slices of ``w = min(rows, cols)`` nodes (grid columns if
+``rows <= cols``, else grid rows), slice states :math:`s \in [c]^w`.  With the slice energy
+:math:`\ell_t(s) = \sum_{p} \theta^{(t,p)}[s_p] + \sum_{p} \theta^{(t,p),(t,p+1)}[s_p, s_{p+1}]` and the coupling
+of neighbouring slices :math:`K(s, s') = \sum_p \theta^{(t,p),(t+1,p)}[s_p, s'_p]`, the forward and backward messages
 
 .. math::
     \alpha_0 = -\ell_0, \quad
@@ -14,22 +12,14 @@ and the coupling of neighbouring slices
     \beta_t(s) = \log\sum_{s'} e^{-K(s, s') - \ell_{t+1}(s') + \beta_{t+1}(s')}
 
 give :math:`\log Z^* = \log\sum_s e^{\alpha_{L-1}(s)}` and the slice marginals
-:math:`P^*(x_t = s) = e^{\alpha_t(s) + \beta_t(s) - \log Z^*}`.  The :math:`c^w \times c^w`
-matrix :math:`e^{-K}` is never formed: it factorises over positions, so it is applied one
-position at a time (each step swaps the label of one position of slice ``t`` for the one of
-slice ``t+1``), at cost :math:`O(w\,c^{w+1})` per slice and :math:`O(L\,w\,c^{w+1})` in all.
-Everything is a log-sum-exp, so 12 x 12 fields and couplings of order one are no problem.
+:math:`P^*(x_t = s) = e^{\alpha_t(s) + \beta_t(s) - \log Z^*}`.  The matrix :math:`e^{-K}` is never formed: it
+factorises over positions and is applied one position at a time, at cost :math:`O(L\,w\,c^{w+1})` in all.
 
-The mean energy is carried along the forward pass in the expectation semiring: with
-:math:`\varepsilon_t(s)` the expected energy of slices ``0..t`` given :math:`x_t = s`,
-a step :math:`a \to b` with weight :math:`\theta[a, b]` updates
-:math:`\varepsilon'(b) = \sum_a \mathrm{softmax}_a(\alpha(a) - \theta[a,b])\,(\varepsilon(a) + \theta[a, b])`,
-and :math:`\langle P^*, E\rangle = \sum_s \mathrm{softmax}(\alpha_{L-1})(s)\,\varepsilon_{L-1}(s)`;
-then :math:`H(P^*) = \log Z^* + \langle P^*, E\rangle` (the sign convention of
-:func:`~flowlearn.pgm.enumeration.exact_inference`).
-
-Any :class:`~flowlearn.pgm.models.PairwiseModel` with ``grid_shape`` whose edges join
-4-neighbours is accepted (per-edge tables, any number of labels ``c``, missing edges allowed).
+The mean energy is carried along the forward pass in the expectation semiring: with :math:`\varepsilon_t(s)` the
+expected energy of slices ``0..t`` given :math:`x_t = s`, a step :math:`a \to b` with weight :math:`\theta[a, b]`
+updates :math:`\varepsilon'(b) = \sum_a \mathrm{softmax}_a(\alpha(a) - \theta[a,b])\,(\varepsilon(a) + \theta[a, b])`,
+and :math:`\langle P^*, E\rangle = \sum_s \mathrm{softmax}(\alpha_{L-1})(s)\,\varepsilon_{L-1}(s)`.  Any
+:class:`~flowlearn.pgm.models.PairwiseModel` with ``grid_shape`` whose edges join 4-neighbours is accepted.
 """
 
 from __future__ import annotations
@@ -55,21 +45,9 @@ MAX_MESSAGE_BYTES = 2**30
 
 @dataclass
 class TransferMatrixResult(ExactResult):
-    """:class:`~flowlearn.pgm.enumeration.ExactResult` of the transfer-matrix method.
-
-    Extra attributes
-    ----------------
-    width : int
-        Nodes per slice :math:`w` (the shorter grid side).
-    length : int
-        Number of slices :math:`L`.
-    column_states : int
-        :math:`c^w`.
-    transposed : bool
-        True when the slices are grid rows (``rows > cols``).
-    method : str
-        ``"transfer_matrix"``.
-    """
+    """:class:`~flowlearn.pgm.enumeration.ExactResult` of the transfer-matrix method, with the nodes per slice
+    ``width`` :math:`w` (the shorter grid side), the number of slices ``length`` :math:`L`, ``column_states``
+    :math:`c^w` and ``transposed`` (the slices are grid rows, ``rows > cols``)."""
 
     width: int = 0
     length: int = 0
@@ -120,30 +98,21 @@ def _layout(model: PairwiseModel):
     return width, length, transposed, nodes, intra, inter
 
 
-def _broadcast(x: torch.Tensor, axes: tuple[int, ...], width: int) -> torch.Tensor:
-    shape = [1] * width
-    for a, size in zip(axes, x.shape):
-        shape[a] = size
-    return x.reshape(shape)
-
-
 def _slice_energy(unary: torch.Tensor, intra_row, width: int) -> torch.Tensor:
     """:math:`\\ell_t` as a tensor of shape ``(c,) * w`` from the unaries ``(w, c)`` of the slice."""
     c = unary.shape[1]
     out = torch.zeros((c,) * width, dtype=unary.dtype, device=unary.device)
     for p in range(width):
-        out = out + _broadcast(unary[p], (p,), width)
+        out = out + unary[p].reshape((1,) * p + (c,) + (1,) * (width - p - 1))
     for p, tab in enumerate(intra_row):
         if tab is not None:
-            out = out + _broadcast(tab, (p, p + 1), width)
+            out = out + tab.reshape((1,) * p + (c, c) + (1,) * (width - p - 2))
     return out
 
 
 def _swap(log_a: torch.Tensor, energy: torch.Tensor | None, p: int, tab: torch.Tensor):
-    """Replace the label ``a`` at position ``p`` by ``b``: :math:`\\log\\sum_a e^{A(\\ldots a\\ldots) - \\theta[a, b]}`.
-
-    With ``energy`` the expectation-semiring companion is updated too.
-    """
+    """Replace the label ``a`` at position ``p`` by ``b``: :math:`\\log\\sum_a e^{A(\\ldots a\\ldots) - \\theta[a, b]}`
+    (and the expectation-semiring companion ``energy``, if given)."""
     x = log_a.movedim(p, -1).unsqueeze(-1) - tab  # (..., a, b)
     new = torch.logsumexp(x, dim=-2)
     if energy is None:
@@ -168,7 +137,8 @@ def exact_method(rows: int, cols: int, labels: int, *, max_configurations: int =
     """The exact method within its limits for a ``rows x cols`` grid model with ``labels`` labels (the choice of
     :func:`exact_inference_auto`): ``"transfer"``, else ``"enumeration"``, else None."""
     width, length = min(rows, cols), max(rows, cols)
-    if width * math.log(labels) <= math.log(max_column_states) + 1e-9 and 8 * length * labels**width <= MAX_MESSAGE_BYTES:
+    if (width * math.log(labels) <= math.log(max_column_states) + 1e-9
+            and 8 * length * labels**width <= MAX_MESSAGE_BYTES):
         return "transfer"
     return "enumeration" if rows * cols * math.log(labels) <= math.log(max_configurations) + 1e-9 else None
 
@@ -182,21 +152,13 @@ def transfer_matrix_inference(model: PairwiseModel, *, max_column_states: int = 
     model : PairwiseModel
         With ``grid_shape = (rows, cols)`` and edges between 4-neighbours only.
     max_column_states : int
-        Refuse when :math:`c^w` (``w = min(rows, cols)``) is larger (default :data:`MAX_COLUMN_STATES`);
-        time is :math:`O(L\,w\,c^{w+1})` and peak working memory about :math:`3\cdot 8\,c^{w+1}` bytes.
+        Refuse when :math:`c^w` (``w = min(rows, cols)``) is larger; time is :math:`O(L\,w\,c^{w+1})` and peak
+        working memory about :math:`3\cdot 8\,c^{w+1}` bytes.
     max_message_bytes : int
         Refuse when the stored backward messages, :math:`8\,L\,c^w` bytes, are larger.
 
-    Returns
-    -------
-    TransferMatrixResult
-        An :class:`~flowlearn.pgm.enumeration.ExactResult` (``marginals`` in the model's
-        dtype; computed in float64).
-
-    Raises
-    ------
-    UserInputError
-        No grid layout, an edge between non-neighbours, or :math:`c^w` / message memory above the limits.
+    Computed in float64 (``marginals`` in the model's dtype).  Raises ``UserInputError`` for a model without grid
+    layout, an edge between non-neighbours, or a size above the limits.
     """
     t0 = time.perf_counter()
     _check_model(model)
@@ -234,8 +196,7 @@ def transfer_matrix_inference(model: PairwiseModel, *, max_column_states: int = 
         for p in range(width):
             other = tuple(q for q in range(width) if q != p)
             marg[nodes[t, p]] = prob.sum(other) if other else prob
-    weights = torch.softmax(alpha.reshape(-1), 0)
-    mean_e = (weights * energy.reshape(-1)).sum()
+    mean_e = (torch.softmax(alpha.reshape(-1), 0) * energy.reshape(-1)).sum()
     log_z_forward = torch.logsumexp(alpha.reshape(-1), 0)
     if not torch.isclose(log_z, log_z_forward, rtol=1e-9, atol=1e-9):  # pragma: no cover - a bug, not bad input
         raise RuntimeError(f"forward and backward log Z disagree: {float(log_z_forward)} vs {float(log_z)}")
@@ -250,26 +211,18 @@ def exact_inference_auto(model: PairwiseModel, *, method: str = "auto",
                          max_column_states: int = MAX_COLUMN_STATES) -> ExactResult:
     r"""Exact inference by the cheaper exact method.
 
-    ``method="auto"`` uses :func:`transfer_matrix_inference` when the model is a grid within its
-    limits (cost :math:`O(L\,w\,c^{w+1})`, always below enumeration's :math:`O(c^n)` for
-    :math:`n = L w > w + 1`), otherwise :func:`~flowlearn.pgm.enumeration.exact_inference`
-    (:math:`c^n \le` ``max_configurations``).  ``"transfer"`` and ``"enumeration"`` force one.
-
-    Raises
-    ------
-    UserInputError
-        If neither method applies; the message names both limits.
+    ``method="auto"`` uses :func:`transfer_matrix_inference` when the model is a grid within its limits
+    (cost :math:`O(L\,w\,c^{w+1})`, below enumeration's :math:`O(c^n)`), otherwise
+    :func:`~flowlearn.pgm.enumeration.exact_inference` (:math:`c^n \le` ``max_configurations``).
+    ``"transfer"`` and ``"enumeration"`` force one.  Raises ``UserInputError`` if neither method applies.
     """
     _check_model(model)
     check_choice("method", method, ("auto", "transfer", "enumeration"))
-    if method == "transfer":
-        return transfer_matrix_inference(model, max_column_states=max_column_states)
-    if method == "enumeration":
-        return exact_inference(model, max_configurations=max_configurations)
-    if transfer_matrix_feasible(model, max_column_states=max_column_states):
+    auto_transfer = method == "auto" and transfer_matrix_feasible(model, max_column_states=max_column_states)
+    if method == "transfer" or auto_transfer:
         return transfer_matrix_inference(model, max_column_states=max_column_states)
     n, c = model.num_nodes, model.num_labels
-    if n * math.log(c) <= math.log(max_configurations) + 1e-9:
+    if method == "enumeration" or n * math.log(c) <= math.log(max_configurations) + 1e-9:
         return exact_inference(model, max_configurations=max_configurations)
     raise UserInputError(f"model {model!r} is too large for exact inference: c**n = {c}**{n} is above "
                          f"max_configurations = {max_configurations} and the transfer matrix needs a grid model "

@@ -1,16 +1,11 @@
 r"""Evaluation of approximate models against exact inference (paper 001, Table 1).
 
-For a model given by integer samples (randomized flow, Gibbs sampler) the table reports
-
-* ``energy``: the sample mean of :math:`E_\alpha`;
-* ``entropy``: the plug-in entropy (19) with Miller--Madow correction (20);
-* ``kl``: :math:`-\hat H + \overline{E} + \log Z^*` (eq. (14));
-* ``marginal_difference``: the mean over nodes of the total-variation distance
-  :math:`\tfrac12 \| q_i - p^*_i \|_1` between sampled and exact marginals; for ``c = 2`` this is
-  :math:`|q_i(0) - p^*_i(0)|`, the paper's quantity.
-
-For a factorised model (mean field) every quantity is exact.  Samples are processed in chunks
-and only their mixed-radix keys are kept, so 10^6 samples of 24 nodes need about 8 MB.
+For a model given by integer samples (randomized flow, Gibbs sampler) the table reports the sample mean
+``energy`` :math:`\overline{E}`, the plug-in ``entropy`` (19) with Miller--Madow correction (20), the ``kl``
+:math:`-\hat H + \overline{E} + \log Z^*` (eq. (14)) and the ``marginal_difference``, the mean over nodes of
+:math:`\tfrac12 \| q_i - p^*_i \|_1` (:math:`|q_i(0) - p^*_i(0)|` for ``c = 2``, the paper's quantity).  For a
+factorised model (mean field) every quantity is exact.  Samples are processed in chunks; only their packed
+configuration keys are kept.
 """
 
 from __future__ import annotations
@@ -39,23 +34,10 @@ MIN_COVERAGE = 0.5
 
 @dataclass
 class Evaluation:
-    r"""One row of the comparison table.
-
-    Attributes
-    ----------
-    kl, energy, entropy, marginal_difference : float
-    marginals : tensor (n, c)
-    support : int or None
-        Distinct sampled configurations (None for closed-form rows).
-    num_samples : int
-        0 for closed-form rows.
-    seconds : float
-        Wall time of the evaluation itself.
-    entropy_saturated : bool
-        The sample was too small for its support (Good--Turing coverage below :data:`MIN_COVERAGE`: most
-        configurations were seen once), so the plug-in entropy only measures :math:`\log m`; ``entropy`` and
-        ``kl`` are then NaN instead of a misleading number.
-    """
+    r"""One row of the comparison table; ``support`` is the number of distinct sampled configurations (None, and
+    ``num_samples`` 0, for closed-form rows).  ``entropy_saturated``: the sample was too small for its support
+    (coverage below :data:`MIN_COVERAGE`), so the plug-in entropy only measures :math:`\log m`; ``entropy`` and
+    ``kl`` are then NaN."""
 
     kl: float
     energy: float
@@ -81,8 +63,7 @@ def marginal_difference(q: torch.Tensor, p: torch.Tensor) -> float:
 
 
 class SampleAccumulator:
-    """Streaming statistics of integer samples: energy sum, marginal counts, exact configuration keys (the
-    base-``c`` digits of a sample packed into 62-bit words)."""
+    """Streaming statistics of integer samples: energy sum, marginal counts and exact configuration keys."""
 
     def __init__(self, model: PairwiseModel):
         self.model = model
@@ -100,16 +81,11 @@ class SampleAccumulator:
         n, c = self.model.num_nodes, self.model.num_labels
         self.counts += torch.bincount((configs + self._offsets).reshape(-1), minlength=n * c).reshape(n, c).double()
         self.num_samples += configs.shape[0]
-        self._parts.append(config_keys(configs, c))   # exact, 8 bytes per 62-bit word of base-c digits
+        self._parts.append(config_keys(configs, c))
 
     def evaluate(self, exact: ExactResult, *, bias_correction: bool = True, seconds: float = 0.0) -> Evaluation:
-        r"""Table row of all samples added so far, against the exact reference ``exact``.
-
-        ``energy`` is the sample mean :math:`\overline{E}`, ``entropy`` the plug-in estimate
-        :math:`\hat H` (Miller--Madow corrected if ``bias_correction``), ``kl`` is
-        :math:`-\hat H + \overline{E} + \log Z^*` and the marginals are the sample frequencies ``(n, c)``.
-        ``seconds`` is stored as given.  Raises ``ValueError`` if no samples were added.
-        """
+        r"""Table row of all samples added so far against ``exact`` (``seconds`` is stored as given); the
+        entropy is Miller--Madow corrected if ``bias_correction``."""
         if self.num_samples == 0:
             raise UserInputError("no samples were added")
         counts = unique_keys(torch.cat(self._parts))[1]
@@ -137,11 +113,8 @@ def evaluate_samples(model: PairwiseModel, configs: torch.Tensor, exact: ExactRe
 def evaluate_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel, exact: ExactResult, *,
                   num_samples: int = 10**6, generator: torch.Generator | None = None,
                   chunk_size: int | None = None, bias_correction: bool = True, rounding: str = "random") -> Evaluation:
-    """Table row of a trained flow from ``num_samples`` integer samples (chunked, no grad).
-
-    ``rounding`` as in :meth:`RandomizedAssignmentFlow.round`; the default ``"random"`` scores the
-    finite-time mixture :math:`P(T)` that training fits.  ``chunk_size=None``: from the flow's memory budget.
-    """
+    """Table row of a trained flow from ``num_samples`` integer samples (chunked, no grad), rounded as in
+    :meth:`RandomizedAssignmentFlow.round`; ``chunk_size=None``: from the flow's memory budget."""
     rows, _ = evaluate_flow_roundings(flow, model, exact, roundings=(rounding,), num_samples=num_samples,
                                       generator=generator, chunk_size=chunk_size, bias_correction=bias_correction)
     return rows[rounding]
@@ -153,10 +126,9 @@ def evaluate_flow_roundings(flow: RandomizedAssignmentFlow, model: PairwiseModel
                             integral_tolerance: float = 0.1) -> tuple[dict, dict]:
     r"""Table rows of a trained flow for several roundings of the *same* soft end points.
 
-    Returns ``({rounding: Evaluation}, stats)`` with ``stats["integral_fraction"]``: the fraction
-    of soft samples whose every node has largest label probability :math:`\ge 1 -`
-    ``integral_tolerance`` (where the roundings nearly agree), and ``stats["node_entropy"]``, the
-    mean entropy of the soft end points (0 for integral ones).
+    Returns ``({rounding: Evaluation}, stats)`` with ``stats["integral_fraction"]``, the fraction of soft
+    samples whose every node has largest label probability :math:`\ge 1 -` ``integral_tolerance``, and
+    ``stats["node_entropy"]``, the mean entropy of the soft end points.
     """
     num_samples = check_int("num_samples", num_samples, minimum=1)
     roundings = tuple(roundings)

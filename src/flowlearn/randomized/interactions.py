@@ -1,34 +1,25 @@
 r"""The structure of the random interaction :math:`\Omega` of a randomized S-flow, as strategy objects.
 
 :class:`~flowlearn.randomized.sflow.RandomizedAssignmentFlow` draws :math:`Z = \mu + \sigma \odot \xi`
-with parameters of shape :meth:`Interaction.parameter_shape` and leaves the rest to its interaction:
-:math:`\Omega` from :math:`Z` (:meth:`Interaction.omega`), :math:`\Omega S` (:meth:`Interaction.apply`)
-and the geometric Euler loop (:meth:`Interaction.integrate`).  Four structures (paper 001, Sect. 3 and 5):
+with parameters of shape :meth:`Interaction.parameter_shape`; the interaction gives :math:`\Omega`
+(:meth:`Interaction.omega`), :math:`\Omega S` (:meth:`Interaction.apply`) and the geometric Euler loop
+(:meth:`Interaction.integrate`).  Four structures (paper 001, Sect. 3 and 5):
 
 * :class:`NodeInteraction` -- :math:`\Omega = \max(Z + Z^\top, 0) + \varepsilon I \in \mathbb{R}^{n\times n}`
   acting as :math:`\Omega \otimes I_c` (eq. (2), the Table 1 setting; Thm. 1 guarantees convergence);
 * :class:`LabelInteraction` -- the same with full :math:`\Omega \in \mathbb{R}^{nc\times nc}` (eq. (3));
-* :class:`ConvInteraction` -- multi-channel convolution on an image grid (Fig. 1): a random kernel
-  :math:`K \in \mathbb{R}^{c\times c\times k\times k}`, symmetrised as :math:`K_{ab}(d) + K_{ba}(-d)`
-  (the adjoint of a zero-padded convolution), clipped at 0, plus :math:`\varepsilon` on the centre tap
-  of each channel;
-* :class:`SparseInteraction` -- the node interaction restricted to a graph.  Its pattern is the
-  undirected edges :math:`\{i, j\}` and the self loops; :math:`Z` is kept only on that pattern, in both
-  directions, so :math:`\Omega_{ij} = \max(Z_{ij} + Z_{ji}, 0)` on an edge and
-  :math:`\Omega_{ii} = \max(2 Z_{ii}, 0) + \varepsilon`: exactly the dense node interaction with
-  :math:`Z` restricted to the pattern.  A draw is stored as a vector ``(B, E + n)`` (edge weights,
-  then the diagonal), and :math:`\Omega S` costs :math:`O(B\,|E|\,c)` time and memory.
+* :class:`ConvInteraction` -- a random kernel :math:`K \in \mathbb{R}^{c\times c\times k\times k}` on an image
+  grid (Fig. 1), symmetrised as :math:`K_{ab}(d) + K_{ba}(-d)` (the adjoint of a zero-padded convolution),
+  clipped at 0, plus :math:`\varepsilon` on the centre tap of each channel;
+* :class:`SparseInteraction` -- the dense node interaction with :math:`Z` restricted to a graph's undirected
+  edges and self loops: :math:`\Omega_{ij} = \max(Z_{ij} + Z_{ji}, 0)`, :math:`\Omega_{ii} = \max(2 Z_{ii}, 0)
+  + \varepsilon`, stored as ``(B, E + n)`` (edge weights, then the diagonal); :math:`\Omega S` costs
+  :math:`O(B\,|E|\,c)`.
 
-Degree scaling (``drive_scale="degree"``, node and sparse).  With a constant mean the consensus drive
-:math:`\sum_j \Omega_{ij} S_j` of a node grows with its number of neighbours (about
-:math:`0.23\,(n-1)` for the dense node interaction at the paper's initialisation).  The scaled
-interaction multiplies the off-diagonal entries by the fixed factor
-:math:`d_0 / \sqrt{d_i d_j}` (:math:`d_i` the number of neighbours in the pattern, ``n - 1`` for
-the dense variant, :math:`d_0 =` :data:`REFERENCE_DEGREE` = 4, a grid node's degree), so the initial
-drive is that of a 4-neighbour grid node whatever ``n`` and the graph are.  Scaling by a positive
-constant commutes with the clipping, so Thm. 1 is unaffected.
-
-The objects are frozen dataclasses: their fields are part of a training run's identity.
+Degree scaling (``drive_scale="degree"``, node and sparse): the consensus drive :math:`\sum_j \Omega_{ij} S_j`
+grows with a node's degree, so the off-diagonal entries are multiplied by :math:`d_0 / \sqrt{d_i d_j}` (``n - 1``
+for the dense variant, :math:`d_0 =` :data:`REFERENCE_DEGREE`), which commutes with the clipping (Thm. 1 holds).
+The objects are frozen dataclasses: part of a training run's identity.
 """
 
 from __future__ import annotations
@@ -53,11 +44,11 @@ DRIVE_SCALES = ("none", "degree")
 
 
 class Interaction(abc.ABC):
-    """The structure of :math:`\\Omega`; the methods receive the flow (for ``epsilon``, ``step_size``,
-    ``num_steps``, its dtype, device and the buffers of :meth:`setup`)."""
+    """The structure of :math:`\\Omega`; the methods receive the flow (``epsilon``, ``step_size``, ``num_steps``,
+    dtype, device and the buffers of :meth:`setup`)."""
 
     def setup(self, num_nodes: int, num_labels: int, *, dtype, device) -> dict:
-        """Check the interaction against the flow's sizes; the fixed tensors the flow keeps as buffers."""
+        """Check the interaction against the flow's sizes; return the fixed tensors the flow keeps as buffers."""
         return {}
 
     @abc.abstractmethod
@@ -90,13 +81,8 @@ def _dense_omega(flow, z: torch.Tensor, scaled: bool) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class NodeInteraction(Interaction):
-    r"""Dense :math:`\Omega \in \mathbb{R}^{n\times n}` acting as :math:`\Omega \otimes I_c` (the paper's).
-
-    Parameters
-    ----------
-    drive_scale : {"none", "degree"}
-        ``"degree"``: off-diagonal entries times :math:`4/(n - 1)` (see the module docstring).
-    """
+    r"""Dense :math:`\Omega \in \mathbb{R}^{n\times n}` acting as :math:`\Omega \otimes I_c` (the paper's);
+    ``drive_scale="degree"`` multiplies the off-diagonal entries by :math:`4/(n - 1)` (module docstring)."""
 
     drive_scale: str = "none"
 
@@ -106,8 +92,7 @@ class NodeInteraction(Interaction):
     def setup(self, num_nodes, num_labels, *, dtype, device) -> dict:
         if self.drive_scale != "degree":
             return {}
-        d = max(num_nodes - 1, 1)
-        scale = torch.full((num_nodes, num_nodes), REFERENCE_DEGREE / d, dtype=dtype, device=device)
+        scale = torch.full((num_nodes, num_nodes), REFERENCE_DEGREE / max(num_nodes - 1, 1), dtype=dtype, device=device)
         return {"off_diagonal_scale": scale.fill_diagonal_(1.0)}
 
     def parameter_shape(self, num_nodes, num_labels) -> tuple:
@@ -131,21 +116,13 @@ class LabelInteraction(Interaction):
         return _dense_omega(flow, z, False)
 
     def apply(self, flow, omega, s):
-        B, n, c = s.shape
-        return (omega @ s.reshape(B, n * c, 1)).reshape(B, n, c)
+        return (omega @ s.reshape(s.shape[0], -1, 1)).reshape(s.shape)
 
 
 @dataclass(frozen=True)
 class ConvInteraction(Interaction):
-    r"""A random multi-channel ``kernel_size`` x ``kernel_size`` convolution on a ``grid_shape`` image.
-
-    Parameters
-    ----------
-    grid_shape : (rows, cols)
-        ``rows * cols`` must equal the flow's ``num_nodes`` (nodes in row-major order).
-    kernel_size : int
-        Odd.
-    """
+    r"""A random multi-channel convolution with an odd ``kernel_size`` on a ``grid_shape = (rows, cols)`` image
+    (``rows * cols`` must equal the flow's ``num_nodes``, nodes in row-major order)."""
 
     grid_shape: tuple
     kernel_size: int = 3
@@ -161,8 +138,7 @@ class ConvInteraction(Interaction):
         check_int("kernel_size", self.kernel_size, minimum=1, odd=True)
 
     def setup(self, num_nodes, num_labels, *, dtype, device) -> dict:
-        rows, cols = self.grid_shape
-        if rows * cols != num_nodes:
+        if self.grid_shape[0] * self.grid_shape[1] != num_nodes:
             raise UserInputError(f"grid_shape {self.grid_shape} does not match num_nodes = {num_nodes}")
         return {}
 
@@ -170,8 +146,7 @@ class ConvInteraction(Interaction):
         return (num_labels, num_labels, self.kernel_size, self.kernel_size)
 
     def omega(self, flow, z):
-        sym = z + z.transpose(1, 2).flip(-1, -2)
-        kernel = torch.relu(sym)
+        kernel = torch.relu(z + z.transpose(1, 2).flip(-1, -2))
         centre = self.kernel_size // 2
         eye = torch.eye(flow.num_labels, dtype=flow.dtype, device=flow.device)
         return kernel + flow.epsilon * torch.nn.functional.pad(eye[:, :, None, None], (centre, centre, centre, centre))
@@ -185,9 +160,8 @@ class ConvInteraction(Interaction):
         return out.reshape(B, c, rows, cols).permute(0, 2, 3, 1).reshape(B, n, c)
 
     def integrate(self, flow, omega, log_s0):
-        """The Euler loop in the label-major layout (B, c, H, W): no permutes per step, the per-sample
-        convolution on ATen's native kernels (:func:`per_sample_conv2d`) and ``log_softmax`` over the small
-        label axis (3x faster than a hand-written log-sum-exp)."""
+        """The Euler loop in the label-major layout (B, c, H, W): no permutes per step, :func:`per_sample_conv2d`
+        and ``log_softmax`` over the label axis."""
         B, n, c = log_s0.shape
         rows, cols = self.grid_shape
         k = self.kernel_size
@@ -211,21 +185,16 @@ def sparse_pattern(edges) -> torch.Tensor:
         raise UserInputError(f"edges must index nodes (values >= 0), got minimum {int(edges.min())}")
     lo, hi = edges.min(1).values, edges.max(1).values
     keep = lo != hi
-    pairs = torch.unique(torch.stack([lo[keep], hi[keep]], 1), dim=0)
-    return pairs.reshape(-1, 2)
+    return torch.unique(torch.stack([lo[keep], hi[keep]], 1), dim=0).reshape(-1, 2)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class SparseInteraction(Interaction):
     r"""The node interaction on a graph's edges and self loops (:math:`O(B\,|E|)` memory, any graph).
 
-    Parameters
-    ----------
-    edges : (E, 2) integer array
-        The graph (duplicates, both orientations and self loops allowed); kept as its undirected,
-        de-duplicated pattern (:func:`sparse_pattern`), e.g. ``SparseInteraction(model.edges)``.
-    drive_scale : {"none", "degree"}
-        ``"degree"``: edge weights times :math:`4/\sqrt{d_i d_j}` (see the module docstring).
+    ``edges`` (E, 2) may hold duplicates, both orientations and self loops; it is kept as its undirected,
+    de-duplicated pattern (:func:`sparse_pattern`), e.g. ``SparseInteraction(model.edges)``.
+    ``drive_scale="degree"`` multiplies the edge weights by :math:`4/\sqrt{d_i d_j}` (module docstring).
     """
 
     edges: torch.Tensor
@@ -257,9 +226,7 @@ class SparseInteraction(Interaction):
         pattern = pattern.to(device)
         out = {"edges": pattern}
         if self.drive_scale == "degree":
-            deg = torch.zeros(num_nodes, dtype=dtype, device=device)
-            deg.index_add_(0, pattern.reshape(-1), torch.ones(pattern.numel(), dtype=dtype, device=device))
-            deg = deg.clamp_min(1.0)
+            deg = torch.bincount(pattern.reshape(-1), minlength=num_nodes).to(dtype).clamp_min(1.0)
             out["off_diagonal_scale"] = REFERENCE_DEGREE / torch.sqrt(deg[pattern[:, 0]] * deg[pattern[:, 1]])
         return out
 
@@ -315,19 +282,9 @@ class _PerSampleConv(torch.autograd.Function):
 
 
 def per_sample_conv2d(x: torch.Tensor, w: torch.Tensor, groups: int, padding: int) -> torch.Tensor:
-    r"""``conv2d(x, w, padding=padding, groups=groups)`` -- one kernel per sample, the batch folded into
-    the groups -- differentiable in both arguments.
-
-    On the CPU the oneDNN (mkldnn) backend handles such grouped convolutions with a few channels per
-    group poorly: for 16 samples of 2 labels on a 256x256 grid it takes 75 ms forward and 180 ms
-    forward plus backward, against 13-17 ms and about 70 ms on ATen's native kernels, which this
-    function uses for both passes (the results agree to rounding).  Other devices are unaffected.
-
-    Parameters
-    ----------
-    x : tensor (1, B*c, H, W)
-    w : tensor (B*c, c, k, k)
-    """
+    r"""``conv2d(x, w, padding=padding, groups=groups)`` for ``x`` (1, B*c, H, W) and ``w`` (B*c, c, k, k) -- one
+    kernel per sample, the batch folded into the groups -- differentiable in both arguments.  On the CPU it runs
+    on ATen's native kernels (oneDNN handles such grouped convolutions about 2.5 times slower)."""
     if x.device.type != "cpu":
         return torch.nn.functional.conv2d(x, w, padding=padding, groups=groups)
     return _PerSampleConv.apply(x, w, groups, padding)

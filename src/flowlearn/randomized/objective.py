@@ -1,30 +1,22 @@
 r"""The training objective of a randomized assignment flow: differentiable entropy estimates from soft samples.
 
 Training minimises (paper 001, eq. (14)) :math:`\mathrm{KL}[P : P^*] = -H(P) + \langle P, E\rangle + \log Z^*`
-(:func:`batch_objective`).  The entropy term is estimated from ``m`` soft samples
-:math:`S^l \in \mathcal{W}` (the flow's end points), with :math:`\alpha(k) = \operatorname{argmax} S^k`
-the rounded samples and :math:`\hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha` (eq. (23),
-:func:`mixture_log_density`):
+(:func:`batch_objective`).  The entropy is estimated from ``m`` soft samples :math:`S^l` (the flow's end
+points), with :math:`\alpha(k) = \operatorname{argmax} S^k` and :math:`\hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha`
+(eq. (23), :func:`mixture_log_density`):
 
-* :func:`differentiable_entropy` -- eq. (22) (``estimator="samples"``) or its sum over the distinct
-  rounded samples (``"support"``), Miller--Madow corrected (20);
-* :func:`smoothed_support_entropy` -- eq. (22) plus the paper's smoothed support correction
-  (Sect. 4, Fig. 1 training): "the unknown support s is replaced by the empirical support
-  :math:`\hat s` smoothed by the mean entropy of nodewise assignment".  The paper gives no formula;
-  we read it as the effective number of configurations a soft sample covers,
+* :func:`differentiable_entropy` -- eq. (22) or its sum over the distinct rounded samples, Miller--Madow
+  corrected (20);
+* :func:`smoothed_support_entropy` -- eq. (22) plus the paper's smoothed support correction (Sect. 4), which
+  gives no formula; we read it as the effective number of configurations a soft sample covers,
+  :math:`\hat s_\sigma = \min(c^n, \hat s\, e^{\bar h})`, :math:`\bar h = \frac1m \sum_k \sum_i H(S^k_i)`
+  (:func:`smoothed_support`; :math:`\hat s` for integer samples, and the correction carries a gradient);
+* :func:`entropy_score_surrogate` -- an unbiased-gradient surrogate for the finite-time mixture :math:`P(T)`
+  (the default of training).
 
-  .. math::
-      \hat s_\sigma = \min\big(c^n,\; \hat s\, e^{\bar h}\big), \qquad
-      \bar h = \frac1m \sum_k \sum_i H(S^k_i), \quad H(S^k_i) = -\sum_a S^k_{ia}\log S^k_{ia},
-
-  so that :math:`\hat s_\sigma = \hat s` for integer samples (the estimate is then Miller--Madow),
-  :math:`\hat s_\sigma` grows with the nodewise uncertainty, and the correction
-  :math:`(\hat s_\sigma - 1)/(2m)` carries a gradient (:func:`smoothed_support`);
-* :func:`entropy_score_surrogate` -- an unbiased-gradient surrogate for the finite-time mixture
-  :math:`P(T)` (the default of training, ``entropy_estimator="score"``).
-
-For integer samples every estimate equals the plug-in entropy (19) of
-:func:`flowlearn.pgm.entropy_estimates`.
+For integer samples every estimate equals the plug-in entropy (19).  The dense embedding of the assignment
+manifold into the meta-simplex (Def. 1; :func:`embed_factorized`, :func:`embed_tangent`, :func:`marginalize`), for
+small models, checks these estimates.
 """
 
 from __future__ import annotations
@@ -33,63 +25,47 @@ import math
 
 import torch
 
-from .._checks import UserInputError, UserTypeError
+from .._checks import UserInputError, UserTypeError, check_choice, check_int
 from ..pgm.entropy import config_counts
+from ..pgm.enumeration import configurations
 from ..pgm.models import PairwiseModel
 from .sampling import categorical
 
-__all__ = ["batch_objective", "differentiable_entropy", "entropy_score_surrogate", "mixture_log_density",
-           "smoothed_support", "smoothed_support_entropy"]
+__all__ = ["batch_objective", "differentiable_entropy", "embed_factorized", "embed_tangent", "entropy_score_surrogate",
+           "marginalize", "mixture_log_density", "smoothed_support", "smoothed_support_entropy"]
 
 
 def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "support",
                            bias_correction: bool = True, random_roundings: int = 0,
                            generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Differentiable entropy estimate from soft samples, in nats.
+    r"""Differentiable entropy estimate :math:`\hat H` (shape ()) from soft samples, in nats.
 
-    With :math:`\alpha(k) = \operatorname{argmax} S^k` the rounded samples and
-    :math:`\hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha = \frac1m\sum_l \exp\sum_i \log S^l_{i,\alpha_i}`
-    (eq. (23), one matrix product),
+    * ``estimator="samples"`` -- the paper's eq. (22): :math:`-\hat H = \frac1m\sum_k \log \hat P_{\alpha(k)}`;
+    * ``estimator="support"`` -- :math:`-\hat H = \sum_{\alpha\in\{\alpha(k)\}} \hat P_\alpha\log\hat P_\alpha`
+      over the *distinct* rounded samples.
 
-    * ``estimator="samples"`` -- the paper's eq. (22):
-      :math:`-\hat H = \frac1m\sum_k \log \hat P_{\alpha(k)}`;
-    * ``estimator="support"`` -- :math:`-\hat H = \sum_{\alpha\in\{\alpha(k)\}} \hat P_\alpha\log\hat P_\alpha`,
-      summing over the *distinct* rounded samples.
-
-    Both equal the plug-in entropy (19) for integer samples.  Their gradients differ: for
-    (22) the derivative with respect to :math:`T(S^l)_\alpha` is
-    :math:`\frac1m \#\{k: \alpha(k)=\alpha\}/(m\hat P_\alpha) \approx \frac1m` for every
-    occupied :math:`\alpha`, so moving mass between modes changes it by nothing (the
-    :math:`\log p` part of :math:`\partial(-H)/\partial p_\alpha = \log p_\alpha + 1` sits in the
-    discrete counts).  The support form keeps :math:`\frac1m(\log\hat P_\alpha + 1)` and so
-    balances the modes; it is the default for training (see ``docs/randomized.md``).
+    Both equal the plug-in entropy (19) for integer samples.  The gradient of (22) with respect to
+    :math:`T(S^l)_\alpha` is :math:`\approx \frac1m` for every occupied :math:`\alpha`, so moving mass between
+    modes changes nothing; the support form keeps :math:`\frac1m(\log\hat P_\alpha + 1)` and so balances the
+    modes (see ``docs/randomized.md``).
 
     Parameters
     ----------
     log_samples : tensor, shape (m, n, c)
-        :math:`\log S^l` of ``m`` samples on the assignment manifold (``-inf`` allowed for
-        exact zeros, e.g. integer samples).
+        :math:`\log S^l` of ``m`` soft samples (``-inf`` allowed for exact zeros).
     estimator : {"support", "samples"}
     random_roundings : int
-        ``"support"`` only: also add ``random_roundings`` draws :math:`\alpha \sim T(S^k)` per
-        sample to the summation set, so that the mass of soft samples off their argmax is
-        counted (the estimate then targets the finite-time mixture :math:`P(t)` of eq. (6)).
-        For integer samples the draws equal the argmax and change nothing.
+        ``"support"`` only: also sum over ``random_roundings`` draws :math:`\alpha \sim T(S^k)` per sample, so
+        that the mass off the argmax is counted (the estimate then targets the mixture :math:`P(t)`, eq. (6)).
     generator : torch.Generator, optional
         For the random roundings.
     bias_correction : bool
-        Add the Miller--Madow term :math:`(\hat s - 1)/(2m)` with :math:`\hat s` the number of
-        distinct rounded samples (a constant: it carries no gradient).
-
-    Returns
-    -------
-    tensor, shape ()
-        :math:`\hat H`; gradients flow into ``log_samples``.
+        Add the Miller--Madow term :math:`(\hat s - 1)/(2m)`, :math:`\hat s` the number of distinct rounded
+        samples (a constant without gradient).
     """
     if log_samples.ndim != 3:
         raise UserInputError(f"log_samples must have shape (m, n, c), got shape {tuple(log_samples.shape)}")
-    if estimator not in ("support", "samples"):
-        raise UserInputError(f"estimator must be one of ['support', 'samples'], got {estimator!r}")
+    check_choice("estimator", estimator, ("support", "samples"))
     m, n, c = log_samples.shape
     rounded = log_samples.detach().argmax(-1)  # (m, n)
     distinct, counts = config_counts(rounded, c)
@@ -100,33 +76,20 @@ def differentiable_entropy(log_samples: torch.Tensor, *, estimator: str = "suppo
         draws = draws.reshape(m, n, random_roundings).permute(0, 2, 1).reshape(-1, n)
         rows = config_counts(torch.cat([rounded, draws]), c)[0]
     log_p = mixture_log_density(log_samples, rows)  # log P_hat at the rows
-    if estimator == "support":
-        neg_h = (log_p.exp() * log_p).sum()
-    else:
-        neg_h = log_p.mean()
-    h = -neg_h
-    if bias_correction:
-        h = h + (counts.numel() - 1) / (2 * m)
-    return h
-
-
-def _one_hot(configs: torch.Tensor, c: int, dtype) -> torch.Tensor:
-    """``one_hot(configs, c)`` built directly in ``dtype``, flattened to (K, n*c)."""
-    K, n = configs.shape
-    out = torch.zeros(K, n, c, dtype=dtype, device=configs.device)
-    return out.scatter_(2, configs.unsqueeze(-1), 1.0).reshape(K, n * c)
+    h = -(log_p.exp() * log_p).sum() if estimator == "support" else -log_p.mean()
+    return h + (counts.numel() - 1) / (2 * m) if bias_correction else h
 
 
 def mixture_log_density(log_samples: torch.Tensor, configs: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log \hat P_\alpha = \log \frac1m \sum_l T(S^l)_\alpha` at ``configs`` (shape (K, n)) -> (K,).
-
-    ``log_samples`` (m, n, c); one matrix product (eq. (23)).
-    """
+    r""":math:`\log \hat P_\alpha = \log \frac1m \sum_l T(S^l)_\alpha` (K,) at ``configs`` (K, n), from ``log_samples``
+    (m, n, c); one matrix product (eq. (23))."""
     m, n, c = log_samples.shape
     # L[k, l] = sum_i log S^l_{i, alpha(k)_i} = <onehot(alpha(k)), log S^l> as one matmul;
     # clamping -inf to a large finite negative keeps 0 * (-inf) out (exp of it is still 0)
     floor = torch.finfo(log_samples.dtype).min / (2 * n * c)
-    log_t = _one_hot(configs, c, log_samples.dtype) @ log_samples.clamp_min(floor).reshape(m, n * c).T
+    onehot = torch.zeros(*configs.shape, c, dtype=log_samples.dtype, device=configs.device)
+    onehot = onehot.scatter_(2, configs.unsqueeze(-1), 1.0).reshape(-1, n * c)   # built in the float dtype
+    log_t = onehot @ log_samples.clamp_min(floor).reshape(m, n * c).T
     return torch.logsumexp(log_t, dim=1) - math.log(m)
 
 
@@ -134,14 +97,11 @@ def entropy_score_surrogate(log_samples: torch.Tensor, *, num_roundings: int = 4
                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Unbiased-gradient surrogate for :math:`-H` of the finite-time mixture :math:`P = \mathbb{E}[T(S)]`.
 
-    With :math:`P_\alpha = \mathbb{E}_\omega T(S(\omega))_\alpha`,
     :math:`\nabla(-H) = \sum_\alpha \nabla P_\alpha \log P_\alpha
-    = \mathbb{E}_\omega \mathbb{E}_{\alpha\sim T(S(\omega))}[\log P_\alpha\, \nabla\log T(S(\omega))_\alpha]`
-    (the ``+1`` of :math:`\nabla(p\log p)` integrates to zero).  Each soft sample ``k`` is rounded
-    ``num_roundings`` times at random, :math:`\alpha(k,r) \sim T(S^k)`, :math:`\log P_\alpha` is
-    replaced by :math:`\log\hat P_\alpha` (:func:`mixture_log_density`, detached) minus its mean
-    (a baseline), and the surrogate is
-    :math:`\frac{1}{mR}\sum_{k,r} (\log\hat P_{\alpha(k,r)} - b)\sum_i \log S^k_{i,\alpha(k,r)_i}`.
+    = \mathbb{E}_\omega \mathbb{E}_{\alpha\sim T(S(\omega))}[\log P_\alpha\, \nabla\log T(S(\omega))_\alpha]`.
+    Each soft sample ``k`` is rounded ``num_roundings`` times, :math:`\alpha(k,r) \sim T(S^k)`, :math:`\log P_\alpha`
+    is replaced by :math:`\log\hat P_\alpha` (:func:`mixture_log_density`, detached) minus its mean :math:`b`,
+    and the surrogate is :math:`\frac{1}{mR}\sum_{k,r} (\log\hat P_{\alpha(k,r)} - b)\sum_i \log S^k_{i,\alpha(k,r)_i}`.
 
     Returns
     -------
@@ -149,21 +109,17 @@ def entropy_score_surrogate(log_samples: torch.Tensor, *, num_roundings: int = 4
         Its gradient estimates :math:`\nabla(-H)`; its value is meaningless.
     entropy : tensor, shape ()
         The estimate :math:`\hat H = -\frac{1}{mR}\sum_{k,r}\log\hat P_{\alpha(k,r)}` (detached).
-        For integer samples it is the plug-in entropy (19).
     """
     if log_samples.ndim != 3:
         raise UserInputError(f"log_samples must have shape (m, n, c), got shape {tuple(log_samples.shape)}")
-    if isinstance(num_roundings, bool) or not isinstance(num_roundings, int) or num_roundings < 1:
-        raise UserInputError(f"num_roundings must be an integer >= 1, got {num_roundings!r}")
+    check_int("num_roundings", num_roundings, minimum=1)
     m, n, c = log_samples.shape
     probs = log_samples.detach().exp().reshape(m * n, c)
     draws = categorical(probs, num_roundings, generator)
     draws = draws.reshape(m, n, num_roundings).permute(0, 2, 1)  # (m, R, n)
     log_p = mixture_log_density(log_samples.detach(), draws.reshape(-1, n)).reshape(m, num_roundings)
-    advantage = log_p - log_p.mean()
     own = log_samples.gather(2, draws.permute(0, 2, 1)).sum(1)  # (m, R): log T(S^k)_{alpha(k, r)}
-    surrogate = (advantage * own).mean()
-    return surrogate, -log_p.mean()
+    return ((log_p - log_p.mean()) * own).mean(), -log_p.mean()
 
 
 def _check_log_samples(log_samples) -> torch.Tensor:
@@ -179,25 +135,13 @@ def _check_log_samples(log_samples) -> torch.Tensor:
 
 
 def smoothed_support(log_samples: torch.Tensor) -> torch.Tensor:
-    r"""Smoothed support count :math:`\hat s_\sigma = \min(c^n, \hat s\,e^{\bar h})` of soft samples.
-
-    Parameters
-    ----------
-    log_samples : tensor, shape (m, n, c)
-        :math:`\log S^k` (rows on the simplex; ``-inf`` allowed for exact zeros).
-
-    Returns
-    -------
-    tensor, shape ()
-        Differentiable in ``log_samples`` through :math:`\bar h = \frac1m\sum_k\sum_i H(S^k_i)`;
-        :math:`\hat s` is the number of distinct argmax roundings.
-    """
+    r"""Smoothed support count :math:`\hat s_\sigma = \min(c^n, \hat s\,e^{\bar h})` (shape ()) of soft samples
+    ``log_samples`` (m, n, c), differentiable through :math:`\bar h = \frac1m\sum_k\sum_i H(S^k_i)`."""
     log_samples = _check_log_samples(log_samples)
     _, n, c = log_samples.shape
     support = config_counts(log_samples.detach().argmax(-1), c)[1].numel()
     probs = log_samples.exp()
-    node_entropy = -torch.special.xlogy(probs, probs).sum(-1)  # (m, n); 0 log 0 = 0
-    h_bar = node_entropy.sum(1).mean()
+    h_bar = -torch.special.xlogy(probs, probs).sum(-1).sum(1).mean()  # 0 log 0 = 0
     cap = min(n * math.log(c), math.log(torch.finfo(log_samples.dtype).max) - 1.0)
     return torch.exp(torch.clamp(math.log(support) + h_bar, max=cap))
 
@@ -209,17 +153,8 @@ def smoothed_support_entropy(log_samples: torch.Tensor) -> torch.Tensor:
         \hat H_\sigma = -\frac1m\sum_k \log \hat P_{\alpha(k)} + \frac{\hat s_\sigma - 1}{2m},
         \qquad \hat P_\alpha = \frac1m\sum_l T(S^l)_\alpha ,
 
-    with :math:`\alpha(k) = \operatorname{argmax} S^k` and :math:`\hat s_\sigma` from
-    :func:`smoothed_support`.  For integer samples it equals the Miller--Madow estimate (20).
-
-    Parameters
-    ----------
-    log_samples : tensor, shape (m, n, c)
-
-    Returns
-    -------
-    tensor, shape ()
-        Differentiable in ``log_samples``.
+    with :math:`\alpha(k) = \operatorname{argmax} S^k` and :math:`\hat s_\sigma` from :func:`smoothed_support`, for
+    ``log_samples`` (m, n, c); differentiable.  For integer samples it equals the Miller--Madow estimate (20).
     """
     log_samples = _check_log_samples(log_samples)
     m = log_samples.shape[0]
@@ -241,3 +176,34 @@ def batch_objective(log_s: torch.Tensor, model: PairwiseModel, generator: torch.
     entropy = differentiable_entropy(log_s, estimator=entropy_estimator, bias_correction=bias_correction,
                                      random_roundings=random_roundings, generator=generator)
     return energy_weight * energy - entropy, energy, entropy
+
+
+def _configs_for(x: torch.Tensor) -> torch.Tensor:
+    n, c = x.shape[-2:]
+    if n * torch.log2(torch.tensor(float(c))) > 24:
+        raise UserInputError(f"dense embedding needs c**n <= 2**24 entries, got c={c}, n={n}")
+    return configurations(n, c, device=x.device)
+
+
+def embed_factorized(s: torch.Tensor) -> torch.Tensor:
+    r""":math:`T(S)_\alpha = \prod_i S_{i,\alpha_i}` (eq. (4a)), shape ``(..., c^n)`` from ``s`` (..., n, c), in the
+    order of :func:`flowlearn.pgm.enumeration.configurations`."""
+    node = torch.arange(s.shape[-2], device=s.device)
+    return s[..., node, _configs_for(s)].prod(-1)
+
+
+def embed_tangent(v: torch.Tensor) -> torch.Tensor:
+    r""":math:`Q(V)_\alpha = \sum_i V_{i,\alpha_i}` (eq. (4b)), shape ``(..., c^n)`` from ``v`` (..., n, c);
+    :math:`T(\exp_S(V)) = \exp_{T(S)}(QV)` (Lemma 1)."""
+    node = torch.arange(v.shape[-2], device=v.device)
+    return v[..., node, _configs_for(v)].sum(-1)
+
+
+def marginalize(p: torch.Tensor, num_nodes: int, num_labels: int) -> torch.Tensor:
+    r""":math:`Q^\top p`, :math:`(Q^\top p)_{i,a} = \sum_{\alpha:\alpha_i=a} p_\alpha`, shape ``(..., n, c)`` from a
+    table ``p`` of shape ``(..., c^n)`` (the inverse of :math:`T` on its range)."""
+    if p.shape[-1] != num_labels**num_nodes:
+        raise UserInputError(f"p must have last dimension c**n = {num_labels**num_nodes}, got shape {tuple(p.shape)}")
+    cfg = configurations(num_nodes, num_labels, device=p.device)  # (N, n)
+    onehot = torch.nn.functional.one_hot(cfg, num_labels).to(p.dtype)  # (N, n, c)
+    return torch.einsum("...a,anc->...nc", p, onehot)

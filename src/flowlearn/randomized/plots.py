@@ -10,7 +10,7 @@ import torch
 from ..io import save_figure
 from ..plotting import image_panel
 
-__all__ = ["PALETTE", "PALETTE_NAMES", "label_legend", "labels_to_rgb", "marginals_panel", "save_marginals_png", "save_samples_png",
+__all__ = ["PALETTE", "PALETTE_NAMES", "label_legend", "labels_to_rgb", "save_marginals_png", "save_samples_png",
            "save_training_curve", "tile_images"]
 
 #: Label colours (RGB in [0, 1]); label 0 is dark, label 1 light, then distinct hues.
@@ -29,14 +29,7 @@ def label_legend(num_labels: int) -> str:
 def labels_to_rgb(labels, grid_shape: tuple[int, int], scale: int = 12) -> np.ndarray:
     """One configuration (n,) as an RGB image (rows*scale, cols*scale, 3), float in [0, 1]."""
     lab = np.asarray(torch.as_tensor(labels).cpu()).reshape(grid_shape)
-    img = PALETTE[lab % len(PALETTE)]
-    return np.kron(img, np.ones((scale, scale, 1)))
-
-
-def marginals_panel(marginals, grid_shape: tuple[int, int], scale: int = 12, label: int = 0) -> np.ndarray:
-    """Probability of ``label`` per node as a grey image (rows*scale, cols*scale, 3)."""
-    p = np.asarray(torch.as_tensor(marginals).detach().cpu().double())[:, label].reshape(grid_shape)
-    return np.repeat(np.kron(p, np.ones((scale, scale)))[..., None], 3, axis=2)
+    return np.kron(PALETTE[lab % len(PALETTE)], np.ones((scale, scale, 1)))
 
 
 def tile_images(rows: list[list[np.ndarray]], gap: int = 4, background: float = 1.0) -> np.ndarray:
@@ -67,7 +60,12 @@ def save_samples_png(path, named_samples: dict, grid_shape: tuple[int, int], *, 
 def save_marginals_png(path, named_marginals: dict, grid_shape: tuple[int, int], *, scale: int = 12,
                        label: int = 0) -> Path:
     """Marginal probability of ``label`` side by side (name -> (n, c)), as in Fig. 3 (black 0, white 1)."""
-    return image_panel(path, [marginals_panel(m, grid_shape, scale, label) for m in named_marginals.values()],
+
+    def panel(marginals):   # grey RGB image (rows*scale, cols*scale, 3)
+        p = np.asarray(torch.as_tensor(marginals).detach().cpu().double())[:, label].reshape(grid_shape)
+        return np.repeat(np.kron(p, np.ones((scale, scale)))[..., None], 3, axis=2)
+
+    return image_panel(path, [panel(m) for m in named_marginals.values()],
                        [name.replace("_", " ") for name in named_marginals],
                        suptitle=f"P(label {label}) per node (black 0, white 1)", fit=True)
 
@@ -75,10 +73,7 @@ def save_marginals_png(path, named_marginals: dict, grid_shape: tuple[int, int],
 def save_training_curve(path, history: list, *, reference: dict | None = None) -> Path:
     """Objective (KL estimate), energy and entropy per iteration (``history``: one dict per
     iteration, as in :class:`~flowlearn.randomized.TrainingResult`); optional horizontal references."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # the user's backend is left as it is (headless: matplotlib picks Agg)
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, key in zip(axes, ("objective", "energy", "entropy")):

@@ -1,6 +1,5 @@
 """Sampling, marginals and expectations of a randomized assignment flow (a mixin of
-:class:`~flowlearn.randomized.sflow.RandomizedAssignmentFlow`), processed in chunks whose size
-follows from a memory budget (:func:`sampling_chunk_size`)."""
+:class:`~flowlearn.randomized.sflow.RandomizedAssignmentFlow`), in chunks within a memory budget."""
 
 from __future__ import annotations
 
@@ -10,8 +9,8 @@ import torch
 
 from .._checks import UserInputError, UserTypeError, check_choice, check_int
 
-__all__ = ["DEFAULT_SAMPLING_MEMORY", "ROUNDINGS", "FlowSampling", "categorical", "integral_fraction", "per_sample_bytes",
-           "sampling_chunk_size"]
+__all__ = ["DEFAULT_SAMPLING_MEMORY", "ROUNDINGS", "FlowSampling", "categorical", "integral_fraction",
+           "per_sample_bytes", "sampling_chunk_size"]
 
 #: Roundings of soft end points; the first is the default of every scoring function.
 ROUNDINGS = ("random", "argmax")
@@ -23,7 +22,7 @@ MAX_CHUNK = 65536
 
 def per_sample_bytes(num_parameters: int, num_nodes: int, num_labels: int, itemsize: int) -> int:
     """Working memory of one sample in :meth:`RandomizedAssignmentFlow.forward` (no grad): noise, Z and Omega
-    (3 x the interaction's size) plus a few (n, c) states."""
+    plus a few (n, c) states."""
     return itemsize * (3 * num_parameters + 8 * num_nodes * num_labels)
 
 
@@ -35,13 +34,9 @@ def sampling_chunk_size(num_parameters: int, num_nodes: int, num_labels: int, it
 
 
 def categorical(probs: torch.Tensor, num_draws: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Independent draws from each row of ``probs`` (N, c) -> (N, num_draws) long, by inverse CDF.
-
-    Row ``r`` gives label :math:`a` with probability :math:`p_{ra}/\sum_b p_{rb}` (rows need not be
-    normalised; zero entries are never drawn).  Same law as ``torch.multinomial(probs, num_draws,
-    replacement=True)``, several times faster for many short rows (one uniform per draw and a binary
-    search in the row's cumulative sums).
-    """
+    r"""Independent draws from each row of ``probs`` (N, c) -> (N, num_draws) long, by inverse CDF: the law of
+    ``torch.multinomial(probs, num_draws, replacement=True)`` (rows need not be normalised), several times faster
+    for many short rows."""
     cdf = probs.cumsum(-1)
     u = torch.rand(probs.shape[0], num_draws, generator=generator, dtype=cdf.dtype, device=cdf.device)
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_max_(probs.shape[-1] - 1)
@@ -68,10 +63,8 @@ class FlowSampling:
         r"""Integer configurations from soft end points ``log_s`` (B, n, c) -> (B, n) long.
 
         ``"argmax"``: the labeling the flow converges to (the limit model :math:`P^\infty`, eq. (7));
-        ``"random"``: :math:`\alpha_i \sim S_i(T)` independently, an exact sample of the
-        finite-time mixture :math:`P(T) = \mathbb{E}_\Omega[T(S(T))]` (eq. (6)) -- the model the
-        ``"score"`` training objective fits (the default everywhere a trained flow is scored).
-        They agree only for integral end points; at ``T = 1`` most samples are not integral.
+        ``"random"``: :math:`\alpha_i \sim S_i(T)` independently, an exact sample of the finite-time mixture
+        :math:`P(T) = \mathbb{E}_\Omega[T(S(T))]` (eq. (6)) that the ``"score"`` objective fits.
         """
         check_choice("rounding", rounding, ROUNDINGS)
         if rounding == "argmax":
@@ -83,18 +76,14 @@ class FlowSampling:
     def sample(self, num_samples: int, generator: torch.Generator | None = None, *,
                rounding: str = "random", chunk_size: int | None = None) -> torch.Tensor:
         """Integer configurations, shape (num_samples, n), dtype long (chunked); see :meth:`round`."""
-        check_choice("rounding", rounding, ROUNDINGS)
         return torch.cat([self.round(self.forward(b, generator), rounding, generator)
                           for b in self._chunks(num_samples, chunk_size)])
 
     @torch.no_grad()
     def marginals(self, num_samples: int, generator: torch.Generator | None = None, *,
                   rounding: str = "random", chunk_size: int | None = None) -> torch.Tensor:
-        r"""Node marginals :math:`Q^\top P = \mathbb{E}_\Omega[S(\Omega)]` (eq. (24)), shape (n, c).
-
-        ``rounding="random"`` uses the soft end points themselves (eq. (24) for the finite-time
-        model :math:`P(T)`, no rounding noise); ``"argmax"`` averages the rounded samples
-        (marginals of :math:`P^\infty`).
+        r"""Node marginals :math:`Q^\top P = \mathbb{E}_\Omega[S(\Omega)]` (eq. (24)), shape (n, c): of the soft end
+        points for ``rounding="random"`` (:math:`P(T)`), of the rounded samples for ``"argmax"`` (:math:`P^\infty`).
         """
         check_choice("rounding", rounding, ROUNDINGS)
         total = torch.zeros(self.num_nodes, self.num_labels, dtype=self.dtype, device=self.device)
@@ -110,14 +99,10 @@ class FlowSampling:
     def expectation(self, fn: Callable[[torch.Tensor], torch.Tensor], num_samples: int,
                     generator: torch.Generator | None = None, *, rounding: str = "random",
                     chunk_size: int | None = None) -> torch.Tensor:
-        r"""Monte-Carlo :math:`\mathbb{E}_P[f(\alpha)]` over integer samples (eq. (25) for linear ``f``).
-
-        ``fn`` maps configurations (B, n) to a tensor (B, ...); the result has shape (...).
-        For :math:`f(\alpha) = \langle Q\phi\rangle_\alpha = \sum_i \phi_{i,\alpha_i}` this is eq. (25).
-        """
+        r"""Monte-Carlo :math:`\mathbb{E}_P[f(\alpha)]` (...) over integer samples, ``fn`` mapping configurations
+        (B, n) to (B, ...) (eq. (25) for :math:`f(\alpha) = \sum_i \phi_{i,\alpha_i}`)."""
         if not callable(fn):
             raise UserTypeError(f"fn must be callable, got {type(fn).__name__}")
-        check_choice("rounding", rounding, ROUNDINGS)
         total = None
         for b in self._chunks(num_samples, chunk_size):
             values = torch.as_tensor(fn(self.round(self.forward(b, generator), rounding, generator)))
@@ -130,6 +115,5 @@ class FlowSampling:
 
 
 def integral_fraction(log_s: torch.Tensor, tolerance: float = 0.1) -> torch.Tensor:
-    r"""Per soft sample ``(B, n, c)``: True where every node has :math:`\max_a S_{ia} \ge 1 -` ``tolerance``
-    (there ``argmax`` and ``random`` rounding agree with probability at least :math:`(1-\text{tol})^n`)."""
+    r"""Per soft sample ``(B, n, c)``: True where every node has :math:`\max_a S_{ia} \ge 1 -` ``tolerance``."""
     return log_s.amax(-1).amin(-1) >= float(torch.log1p(torch.tensor(-float(tolerance), dtype=torch.float64)))

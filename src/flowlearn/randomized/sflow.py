@@ -1,28 +1,16 @@
 r"""Randomized S-flows (paper 001, Sect. 3 and 5; formulas.md §5).
 
-The S-flow :math:`\dot S = R_S(\Omega S)`, :math:`S(0) = S_0` (eq. (2)), vectorised with label
-interaction :math:`\Omega \in \mathbb{R}^{nc\times nc}` (eq. (3)), is integrated by the geometric
-Euler scheme :math:`S \leftarrow \exp_S(h\,\Omega S) = \mathrm{softmax}(\log S + h\,\Omega S)`
-(computed in the log domain with :func:`flowlearn.geometry.log_lift`).
+The S-flow :math:`\dot S = R_S(\Omega S)`, :math:`S(0) = S_0` (eq. (2)) is integrated by the geometric Euler
+scheme :math:`S \leftarrow \exp_S(h\,\Omega S) = \mathrm{softmax}(\log S + h\,\Omega S)` in the log domain.
+The interaction is random (Thm. 1): :math:`\Omega = \max(Z + Z^\top, 0) + \varepsilon I` with Gaussian
+:math:`Z = \mu + \sigma \odot \xi`, :math:`\xi \sim N(0, I)` (reparameterisation trick), learned mean
+:math:`\mu` and component-wise variance :math:`\sigma^2`; its structure is a strategy object
+(:mod:`.interactions`).  The flow limit is an integer labeling for every draw, so the flow defines a
+distribution :math:`P^\infty` over configurations (eq. (7)).
 
-The interaction is random (Thm. 1): :math:`\Omega = \max(Z + Z^\top, 0) + \varepsilon I` with
-Gaussian :math:`Z = \mu + \sigma \odot \xi`, :math:`\xi \sim N(0, I)` (reparameterisation trick),
-learned mean :math:`\mu` and component-wise variance :math:`\sigma^2`.  The flow limit is an
-integer labeling for every draw, so the flow defines a distribution :math:`P^\infty` over
-configurations (eq. (7)); samples are the rounded end points ``argmax S(T)``.
-
-The structure of :math:`\Omega` is a strategy object (``interaction=``, :mod:`.interactions`):
-:class:`~.interactions.NodeInteraction` (the default, eq. (2), the Table 1 setting),
-:class:`~.interactions.LabelInteraction` (eq. (3)), :class:`~.interactions.ConvInteraction` (an image
-grid, Fig. 1) or :class:`~.interactions.SparseInteraction` (the node interaction on a graph's edges).
-
-Beyond the paper, the initial point can be random too,
-:math:`S_0 = \mathrm{softmax}(\nu + \tau\odot\zeta + \sum_{r} U_r \eta_r)` with
-:math:`\zeta \sim N(0, I_{nc})`, :math:`\eta \sim N(0, I_{R})` and learned :math:`\nu` (always),
-:math:`\tau` (``init_noise > 0``) and the low-rank factors :math:`U_r \in \mathbb{R}^{n\times c}`
-(``init_rank = R > 0``).  A few shared Gaussian factors make coherent, far-apart modes (e.g. the
-position of a domain wall) cheap to represent; the flow then turns the initial point into an
-integer labeling.
+Beyond the paper, the initial point can be random too, :math:`S_0 = \mathrm{softmax}(\nu + \tau\odot\zeta +
+\sum_{r} U_r \eta_r)` with Gaussian :math:`\zeta, \eta`, learned :math:`\nu`, :math:`\tau` (``init_noise > 0``) and
+low-rank factors :math:`U_r` (``init_rank = R > 0``) that make coherent, far-apart modes cheap to represent.
 """
 
 from __future__ import annotations
@@ -41,7 +29,7 @@ __all__ = ["RandomizedAssignmentFlow"]
 
 
 def _given(name: str, value, shape: tuple, dtype) -> torch.Tensor:
-    """A copy of the given starting value ``value`` in ``dtype``, after checking its shape and finiteness."""
+    """A copy of ``value`` in ``dtype``, after checking its shape and finiteness."""
     t = torch.as_tensor(value).to(dtype=dtype).clone()
     if tuple(t.shape) != shape or not bool(torch.isfinite(t).all()):
         raise UserInputError(f"{name} must be a finite tensor of shape {shape}, got shape {tuple(t.shape)}")
@@ -58,33 +46,29 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
     num_nodes, num_labels : int
         ``n`` and ``c``.
     interaction : Interaction
-        Structure of :math:`\Omega`: ``NodeInteraction()`` (default), ``LabelInteraction()``,
+        Structure of :math:`\Omega`: ``NodeInteraction()``, ``LabelInteraction()``,
         ``ConvInteraction(grid_shape, kernel_size)`` or ``SparseInteraction(edges, drive_scale)``.
     step_size, end_time : float
-        Geometric Euler step ``h`` and horizon ``T`` (paper: 0.1 and 1.0).
+        Geometric Euler step ``h`` and horizon ``T`` (the paper's values are the defaults).
     epsilon : float
-        :math:`\varepsilon` of Thm. 1 (paper: 1e-3).
+        :math:`\varepsilon` of Thm. 1.
     mean_init, variance_init : float
-        Initial mean (all entries) and component-wise variance of ``Z`` (paper: 1/20 and 0.1).
+        Initial mean (all entries) and component-wise variance of ``Z``.
     init_noise : float
-        Initial standard deviation of the random initial logits (0: deterministic learned
-        :math:`S_0`, as in the paper).
+        Initial standard deviation of the random initial logits (0: deterministic :math:`S_0`, as in the paper).
     init_rank : int
-        Number of learned low-rank Gaussian factors of the initial logits (0: none, as in
-        the paper).  They start at ``init_factor_scale * N(0, 1)`` drawn from a generator
-        seeded with 0, so construction is deterministic.
+        Number of learned low-rank Gaussian factors of the initial logits (0: none, as in the paper).
     init_factor_scale : float
+        The factors start at ``init_factor_scale * N(0, 1)``, drawn from a generator seeded with 0.
     initial_logits : tensor (n, c), optional
-        Starting value of the learned mean initial logits :math:`\nu` (default 0, the
-        barycenter; a fixed point of the flow unless some noise is present).  E.g.
-        ``-0.5 * model.unary`` starts from the data term.
+        Starting value of the mean initial logits :math:`\nu` (default 0, the barycenter), e.g.
+        ``-0.5 * model.unary`` to start from the data term.
     initial_factors : tensor (R, n, c), optional
-        Starting value of the ``R = init_rank`` low-rank factors (default:
-        ``init_factor_scale * N(0, 1)``).
+        Starting value of the ``R = init_rank`` low-rank factors.
     dtype, device
         Of the parameters; samples are drawn on this device.
     sampling_memory : int
-        Bytes per sampling chunk when no ``chunk_size`` is given (default 256 MiB).
+        Bytes per sampling chunk when no ``chunk_size`` is given.
     """
 
     def __init__(self, num_nodes: int, num_labels: int, *, interaction: Interaction = NodeInteraction(),
@@ -108,10 +92,9 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
         self.init_noise = check_positive("init_noise", init_noise, strict=False)
         self.init_rank = check_int("init_rank", init_rank, minimum=0)
         self.init_factor_scale = check_positive("init_factor_scale", init_factor_scale)
-        mean_init = float(mean_init)
+        self.mean_init = mean_init = float(mean_init)
         if not math.isfinite(mean_init):
             raise UserInputError(f"mean_init must be finite, got {mean_init!r}")
-        self.mean_init = mean_init
         self.sampling_memory = check_int("sampling_memory", sampling_memory, minimum=1)
         n, c = self.num_nodes, self.num_labels
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
@@ -132,7 +115,6 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
                 factors = _given("initial_factors", initial_factors, (self.init_rank, n, c), factory["dtype"])
             self.init_factors = nn.Parameter(factors.to(device))
 
-    # ------------------------------------------------------------------ helpers
     @property
     def dtype(self) -> torch.dtype:
         return self.init_logits.dtype
@@ -145,11 +127,8 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
         return torch.randn(shape, generator=generator, dtype=self.dtype, device=self.device)
 
     def sample_interaction(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""Draw ``batch`` interactions :math:`\Omega` (differentiable in mean and variance).
-
-        Shape ``(B,) + interaction_mean.shape`` (see :meth:`.interactions.Interaction.omega`), e.g.
-        ``(B, n, n)`` for the node interaction.
-        """
+        r"""Draw ``batch`` interactions :math:`\Omega`, shape ``(B,) + interaction_mean.shape`` (differentiable in
+        mean and variance)."""
         mean, log_var = self.interaction_mean, self.interaction_log_variance
         z = mean + torch.exp(0.5 * log_var) * self._noise((batch,) + tuple(mean.shape), generator)
         return self.interaction.omega(self, z)
@@ -168,7 +147,6 @@ class RandomizedAssignmentFlow(FlowSampling, nn.Module):
         r"""Geometric Euler :math:`\log S \leftarrow \log\exp_S(h\,\Omega S)`, ``num_steps`` times."""
         return self.interaction.integrate(self, omega, log_s0)
 
-    # ------------------------------------------------------------------ public API
     def forward(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         r"""Soft end points :math:`\log S^l(T)`, shape (num_samples, n, c); differentiable."""
         num_samples = check_int("num_samples", num_samples, minimum=1)

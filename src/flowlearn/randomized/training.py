@@ -5,17 +5,13 @@ Minimises (paper 001, eq. (14))
 .. math::
     \mathrm{KL}[P : P^*] = -H(P) + \langle P, E\rangle + \log Z^*
 
-over the parameters of the flow with Adam: :math:`\langle P, E\rangle` is the mean over a batch
-of the mean-field energies of the soft samples :math:`S^l` (eq. (17)), and :math:`-H(P)` the
-differentiable estimator (22)/(23) with Miller--Madow correction (20).  :math:`\log Z^*` is a
+over the parameters of the flow with Adam, with the objective of :mod:`.objective`; :math:`\log Z^*` is a
 constant: when given, the history reports KL estimates, else free energies.
 
-The objective and its entropy estimators are :mod:`.objective`.  The loop is
-:func:`flowlearn.engine.run_steps`: checkpoints hold the flow, optimizer, scheduler, random generators
-and history, so a resumed run ends with exactly the parameters of an uninterrupted run with the same
-seed.  The run's identity (:func:`flowlearn.engine.run_identity`) is the config's fields, the flow's
-constructor arguments (``flow.hparams``, the interaction object included), the model and the flow's
-initial parameters: a checkpoint of another run is refused, naming what differs.
+The loop is :func:`flowlearn.engine.run_steps`: a resumed run ends with exactly the parameters of an
+uninterrupted run with the same seed.  The run's identity is the config's fields, the flow's constructor
+arguments (``flow.hparams``), the model and the flow's initial parameters: a checkpoint of another run is
+refused, naming what differs.
 """
 
 from __future__ import annotations
@@ -24,13 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    check_choice,
-    check_int,
-    check_positive,
-)
+from .._checks import UserInputError, UserTypeError, check_choice, check_int, check_positive
 from ..engine import BOOKKEEPING, EXTENDABLE, CheckpointPolicy, RunResult, TrainState, run_identity, run_steps
 from ..engine.checkpoint import fingerprint
 from ..engine.distributed import all_gather_cat, all_reduce_gradients, world
@@ -49,38 +39,30 @@ class TrainingConfig:
     Attributes
     ----------
     iterations : int
-        Adam steps (paper: 5000).  Not part of the run's identity: a resumed run may be extended
-        (with the cosine schedule, whose horizon it is, the identity keeps it).
+        Adam steps.  Not part of the run's identity (a resumed run may be extended), except as the horizon of the
+        cosine schedule.
     batch_size : int
         Samples ``m`` per step (entropy estimator cost O(m^2 n c)).
-    lr : float
-        Adam step length (paper: 5e-3 for Table 1).
-    lr_schedule : {"constant", "cosine"}
-        ``"cosine"`` decays the step length to ``lr * final_lr_fraction``.
-    final_lr_fraction : float
+    lr, lr_schedule : float, {"constant", "cosine"}
+        Adam step length; ``"cosine"`` decays it to ``lr * final_lr_fraction``.
     seed : int
-        Seeds the sampling generator (the flow's initial parameters are deterministic).
-    checkpoint_every : int
-        Iterations between checkpoints (when a checkpoint path is given; bookkeeping, not part of the
-        run's identity).
+        Seeds the sampling generator.
+    checkpoint_every, checkpoint_seconds : int, float
+        Iterations, and seconds (0: never by time), between checkpoints (bookkeeping, not part of the identity).
     bias_correction : bool
         Miller--Madow term in the entropy estimate.
     energy_warmup : int
-        Anneal the energy weight :math:`\beta` linearly from 0 to 1 over this many iterations
-        (objective :math:`\beta\langle P, E\rangle - H(P)`; 0 = no annealing, as in the paper).
-        Starting hot keeps the samples diverse and avoids early mode collapse.
+        Anneal the energy weight :math:`\beta` of :math:`\beta\langle P, E\rangle - H(P)` linearly from 0 to 1
+        over this many iterations (0: no annealing, as in the paper), against early mode collapse.
     entropy_estimator : {"support", "samples", "score"}
         ``"score"``: :func:`~flowlearn.randomized.objective.entropy_score_surrogate`; ``"support"`` and
         ``"samples"`` (eq. (22)): :func:`~flowlearn.randomized.objective.differentiable_entropy`.
     random_roundings : int
         Extra random roundings per sample in the ``"support"`` estimator.
-    checkpoint_seconds : float
-        Also checkpoint when this many seconds have passed since the last one (0: never by time; bookkeeping).
     data_shards : int
-        The batch is drawn in this many equal shards, each from its own generator seeded by
-        ``(seed, shard)``.  Under ``torchrun`` every rank draws its own shards (their number must be a
-        multiple of the world size) and the soft samples are gathered for the batch objective, so
-        ``n`` processes take exactly the steps of one process with the same ``data_shards``.
+        The batch is drawn in this many equal shards, each from its own generator seeded by ``(seed, shard)``.
+        Under ``torchrun`` every rank draws its own shards (a multiple of the world size) and the soft samples
+        are gathered, so ``n`` processes take exactly the steps of one process.
     """
 
     iterations: int = field(default=5000, metadata=EXTENDABLE)
@@ -113,13 +95,10 @@ class TrainingConfig:
 
 @dataclass(kw_only=True)
 class TrainingResult(RunResult):
-    """Outcome of :func:`train_randomized_flow`: the trained ``flow`` and the engine's ``status``,
-    ``history`` and ``stats``.
-
-    Every ``history`` record holds ``objective`` (KL estimate if ``log_z`` was given, else free
-    energy), ``energy``, ``entropy``, ``support`` (distinct rounded samples in the batch) and
-    ``node_entropy`` (mean entropy of the soft end points: 0 when samples are integral).
-    """
+    """Outcome of :func:`train_randomized_flow`: the trained ``flow`` and the engine's ``status``, ``history`` and
+    ``stats``.  Every ``history`` record holds ``objective`` (KL estimate if ``log_z`` was given, else free
+    energy), ``energy``, ``entropy``, ``support`` (distinct rounded samples in the batch) and ``node_entropy``
+    (mean entropy of the soft end points)."""
 
     flow: RandomizedAssignmentFlow
     config: dict = field(default_factory=dict)
@@ -150,27 +129,17 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
     Parameters
     ----------
     flow : RandomizedAssignmentFlow
-        Trained in place (also returned in the result).
-    model : PairwiseModel
-        Target energy; ``flow.num_nodes/num_labels`` must match.
-    config : TrainingConfig
+        Trained in place; ``flow.num_nodes/num_labels`` must match the ``model``.
     log_z : float, optional
         :math:`\log Z^*` to report KL estimates instead of free energies.
     checkpoint_path : path, optional
-        Written atomically every ``config.checkpoint_every`` iterations, every
-        ``config.checkpoint_seconds`` and at the end.
-    resume : bool
-        Continue from ``checkpoint_path`` when it exists; a checkpoint of another model, flow or
-        config is refused with a message naming what differs.
-    overwrite : bool
-        Start afresh, replacing an existing checkpoint.  With neither ``resume`` nor ``overwrite`` an
-        existing checkpoint is refused.
+        Written atomically every ``config.checkpoint_every`` iterations, every ``config.checkpoint_seconds``
+        and at the end.
+    resume, overwrite : bool
+        Continue from an existing ``checkpoint_path`` (a checkpoint of another run is refused, naming what
+        differs), or start afresh replacing it; with neither, an existing checkpoint is refused.
     stop_after : int, optional
         Stop after this many total iterations (a time-sliced run); ``status`` is then ``INTERRUPTED``.
-
-    Returns
-    -------
-    TrainingResult
     """
     config = config or TrainingConfig()
     if not isinstance(flow, RandomizedAssignmentFlow):
@@ -218,9 +187,8 @@ def train_randomized_flow(flow: RandomizedAssignmentFlow, model: PairwiseModel,
         return {"objective": float(energy.detach() - entropy.detach()) + offset, "energy": float(energy.detach()),
                 "entropy": float(entropy.detach()), "support": float(support), "node_entropy": node_h}
 
-    run = run_steps(step, iterations=config.iterations, state=TrainState(flow=flow, optimizer=optimizer, scheduler=scheduler,
-                                                                     generators=generators),
-                    identity=identity,
+    state = TrainState(flow=flow, optimizer=optimizer, scheduler=scheduler, generators=generators)
+    run = run_steps(step, iterations=config.iterations, state=state, identity=identity,
                     checkpoint=CheckpointPolicy(checkpoint_path, config.checkpoint_every, config.checkpoint_seconds,
                                                 resume=resume, overwrite=overwrite),
                     desc="train randomized flow", show_progress=show_progress, postfix=("objective",),

@@ -6,32 +6,15 @@ size is chosen to *decrease the loss* rather than to control the integration err
 
 .. math::
     s_n = \min\big(\max(\kappa\, \delta t_{n-1},\; s_0),\; s_{\max}\big),\qquad
-    \delta t_n = \beta^{m} s_n,\quad m = \min\{m \ge 0 : l(z_n - \beta^m s_n \nabla l(z_n)) < l(z_n)\},
-
-.. math::
+    \delta t_n = \beta^{m} s_n,\quad m = \min\{m \ge 0 : l(z_n - \beta^m s_n \nabla l(z_n)) < l(z_n)\},\qquad
     z_{n+1} = z_n - \delta t_n \nabla l(z_n).
 
-**(choice)** The paper writes :math:`\hat s_n = \max(\kappa s_{n-1}, s_0)` without saying whether
-:math:`s_{n-1}` is the previous trial scale or the previous accepted step; we use the previous
-accepted step :math:`\delta t_{n-1}` (the usual "grow the last accepted step" rule), so that a
-sample that needed heavy backtracking starts the next search from a step it could afford.
+**(choice)** The paper's :math:`\hat s_n = \max(\kappa s_{n-1}, s_0)` leaves open whether :math:`s_{n-1}`
+is the previous trial scale or the previous accepted step; we grow the previous accepted step
+:math:`\delta t_{n-1}`, so that a sample that needed heavy backtracking starts from a step it could afford.
 
-Everything is **per sample**: every row of the batch has its own step size, backtracking count,
-integration time and stopping decision, and a row's trajectory depends only on its own loss
-values.  A sample stops when
-
-* its gradient norm is at most ``gtol`` (``CONVERGED``);
-* no decreasing step is found within ``max_backtracks`` halvings by ``beta`` (``STALLED``: it is
-  stationary to working precision);
-* its loss curve has flattened: the relative decrease over the last ``patience`` accepted steps is
-  below ``flat_rtol`` (``FLAT``; the paper's early stop, which assigns a new final time
-  :math:`\tau'`);
-* its integration time reached ``tau`` (``REACHED_TAU``; the last step is shortened to land on
-  :math:`\tau` exactly);
-* ``max_steps`` iterations ran out (``MAX_STEPS``).
-
-Because a step is only accepted when the loss strictly decreases, AMD **never increases** any
-sample's loss.  The solver knows nothing of decoders: it minimises any per-sample loss.
+Everything is **per sample** (step size, backtracking, integration time, stopping: see :class:`AMD`).  A
+step is only accepted when the loss strictly decreases, so AMD **never increases** any sample's loss.
 """
 
 from __future__ import annotations
@@ -42,16 +25,11 @@ from dataclasses import KW_ONLY, dataclass, field
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    UserTypeError,
-    check_finite,
-)
+from .._checks import UserInputError, UserTypeError, check_finite
 from ..status import Status
 from .base import _set_checked
 
 __all__ = ["AMD", "AMDResult", "AMDStatus"]
-
 
 AMDStatus = Status  #: per-sample statuses of AMD: CONVERGED, STALLED, FLAT, REACHED_TAU, MAX_STEPS, NONFINITE
 
@@ -62,26 +40,17 @@ class AMDResult:
 
     Attributes
     ----------
-    z : tensor (B, ...)
-        Final iterate (detached).
-    loss : tensor (B,)
-        Loss at ``z``; never larger than the initial loss.
+    z, loss : tensors (B, ...), (B,)
+        Final iterate (detached) and its loss, never larger than the initial loss.
     status : list of AMDStatus, length B
-    steps : long tensor (B,)
-        Accepted steps per sample.
-    loss_evals : long tensor (B,)
-        Loss-only evaluations (backtracking trials) per sample.
-    grad_evals : long tensor (B,)
-        Loss-and-gradient evaluations per sample.
+    steps, loss_evals, grad_evals : long tensors (B,)
+        Accepted steps, loss-only evaluations (backtracking trials), loss-and-gradient evaluations.
     time : tensor (B,)
         Integration time reached, :math:`\\sum_n \\delta t_n` (the sample's :math:`\\tau'`).
-    step_sizes : tensor (n_iter, B)
-        :math:`\\delta t_n` of every iteration; 0 where the sample did not move.  Replaying
-        ``z <- z - step_sizes[n, :, None] * grad l(z)`` from ``z0`` reproduces ``z``.
-    loss_history : tensor (n_iter + 1, B)
-        Loss after every iteration; NaN once a sample has stopped.
-    states : tensor (n_iter + 1, B, ...) or None
-        Iterates of every iteration when ``record_states=True`` (used by adjoints), else ``None``.
+    step_sizes, loss_history, states : tensors (n_iter, B), (n_iter + 1, B), (n_iter + 1, B, ...) or None
+        :math:`\\delta t_n` of every iteration (0 where the sample did not move: replaying
+        ``z <- z - step_sizes[n, :, None] * grad l(z)`` from ``z0`` reproduces ``z``); the loss after every
+        iteration (NaN once a sample has stopped); the iterates when ``record_states=True``.
     stats : dict
         ``iterations``, ``loss_evals``, ``grad_evals`` (totals over the batch), ``status_counts``.
     """
@@ -104,29 +73,23 @@ LossFn = Callable[..., torch.Tensor]
 
 @dataclass(frozen=True)
 class AMD:
-    r"""Adaptive minimise-distance solver (paper 002, eqs. (6)--(7)), per sample.
+    r"""Adaptive minimise-distance solver (paper 002, eqs. (6)--(7)), per sample; the defaults are the paper's.
 
     Parameters
     ----------
-    beta : float in (0, 1)
-        Backtracking factor :math:`\beta` (paper: 0.75).
-    s0 : float > 0
-        Lower bound of the trial scale :math:`s_0` (paper: 1).
-    smax : float >= s0
-        Upper bound of the trial scale :math:`s_{\max}` (paper: 10).
-    kappa : float >= 1
-        Growth of the last accepted step, :math:`\kappa` (paper: 1.1).
-    max_steps : int
-        Iteration budget.
-    max_backtracks : int
-        Trials per iteration before a sample is declared ``STALLED``.
+    beta, s0, smax, kappa : float, 0 < beta < 1, 0 < s0 <= smax, kappa >= 1
+        Backtracking factor :math:`\beta`, bounds :math:`s_0`, :math:`s_{\max}` of the trial scale, growth
+        :math:`\kappa` of the last accepted step.
+    max_steps, max_backtracks : int
+        Iteration budget (then ``MAX_STEPS``); trials per iteration before a sample is declared ``STALLED``
+        (stationary to working precision).
     tau : float or None
-        Final integration time :math:`\tau` (``None``: unbounded).
+        Final integration time :math:`\tau` (``REACHED_TAU``, the last step shortened to land on it).
     patience, flat_rtol : int, float
-        Early stop when :math:`l_{n-p} - l_n \le \text{flat\_rtol}\, |l_{n-p}|` with ``p = patience``
+        Early stop (``FLAT``) when :math:`l_{n-p} - l_n \le \text{flat\_rtol}\, |l_{n-p}|` with ``p = patience``
         accepted steps; ``flat_rtol = 0`` disables it.
     gtol : float >= 0
-        Stop when :math:`\|\nabla l\|_2 \le` ``gtol``.
+        Stop (``CONVERGED``) when :math:`\|\nabla l\|_2 \le` ``gtol``.
     """
 
     beta: float = 0.75
@@ -143,7 +106,7 @@ class AMD:
 
     def __post_init__(self):
         _set_checked(self, positive=("beta", "s0", "smax", "kappa"), nonnegative=("flat_rtol", "gtol"),
-                    ints={"max_steps": 1, "max_backtracks": 0, "patience": 1})
+                     ints={"max_steps": 1, "max_backtracks": 0, "patience": 1})
         if not self.beta < 1.0:
             raise UserInputError(f"beta must lie in (0, 1), got {self.beta!r}")
         if self.smax < self.s0:
@@ -153,43 +116,25 @@ class AMD:
         if self.tau is not None:
             _set_checked(self, positive=("tau",))
 
-    # ------------------------------------------------------------------ main loop
     def minimize(self, loss_fn: LossFn, z0: torch.Tensor, *, indexed: bool = False,
                  record_states: bool = False) -> AMDResult:
-        """Minimise ``loss_fn`` independently for every row of ``z0``.
+        """Minimise ``loss_fn`` independently for every row of ``z0`` (B, ...) (the paper starts from zeros).
 
-        Parameters
-        ----------
-        loss_fn : callable
-            ``indexed=False``: ``loss_fn(z) -> (B,)`` on the full batch ``z`` of shape ``z0.shape``
-            (rows must not interact).  ``indexed=True``: ``loss_fn(z_rows, rows) -> (len(rows),)``
-            where ``rows`` (long tensor) says which samples the rows of ``z_rows`` are; only the
-            samples still running are evaluated, which is what makes AMD cheap on batches.
-        z0 : tensor (B, ...)
-            Initial iterates (the paper uses zeros).
-        record_states : bool
-            Keep every iterate (``AMDResult.states``), needed by the full adjoint.
-
-        Returns
-        -------
-        AMDResult
+        ``loss_fn(z) -> (B,)`` acts on the full batch (rows must not interact) or, with ``indexed=True``,
+        ``loss_fn(z_rows, rows) -> (len(rows),)`` on the still-running samples ``rows`` only (what makes AMD
+        cheap on batches); ``record_states`` keeps every iterate (``AMDResult.states``) for the full adjoint.
         """
         _check_start(z0)
-        B = z0.shape[0]
-        device, dtype = z0.device, z0.dtype
+        B, device, dtype = z0.shape[0], z0.device, z0.dtype
         bshape = (-1,) + (1,) * (z0.ndim - 1)
         z = z0.detach().clone()
-        all_rows = torch.arange(B, device=device)
-        loss, grad = _value_and_grad(loss_fn, indexed, z, z, all_rows)
-        grad_evals = torch.ones(B, dtype=torch.long, device=device)
-        loss_evals = torch.zeros(B, dtype=torch.long, device=device)
-        steps = torch.zeros(B, dtype=torch.long, device=device)
-        time = torch.zeros(B, dtype=dtype, device=device)
-        last_step = torch.zeros(B, dtype=dtype, device=device)
-        code = torch.full((B,), -1, dtype=torch.long, device=device)   # index into _CODES, -1 running
-        finite = torch.isfinite(loss) & torch.isfinite(grad.reshape(B, -1)).all(1)
-        code[~finite] = _CODES.index(AMDStatus.NONFINITE)
-        active = finite.clone()
+        loss, grad = _value_and_grad(loss_fn, indexed, z, z, torch.arange(B, device=device))
+        long = {"dtype": torch.long, "device": device}
+        grad_evals, loss_evals, steps = torch.ones(B, **long), torch.zeros(B, **long), torch.zeros(B, **long)
+        time, last_step = torch.zeros(B, dtype=dtype, device=device), torch.zeros(B, dtype=dtype, device=device)
+        code = torch.full((B,), -1, **long)   # index into _CODES, -1 running
+        active = _finite(loss, grad)
+        code[~active] = _CODES.index(AMDStatus.NONFINITE)
         nan = torch.full_like(loss, math.nan)
         history = [torch.where(active, loss, nan)]
         recent = torch.full((B, self.patience + 1), math.nan, dtype=dtype, device=device)
@@ -222,9 +167,7 @@ class AMD:
                 loss_evals[sr] += 1
                 ok = torch.isfinite(trial_loss) & (trial_loss < loss[sr])
                 acc = search[ok]
-                delta[acc] = trial_step[ok]
-                new_loss[acc] = trial_loss[ok]
-                new_z[acc] = trial[ok]
+                delta[acc], new_loss[acc], new_z[acc] = trial_step[ok], trial_loss[ok], trial[ok]
                 search = search[~ok]
                 if search.numel() == 0:
                     break
@@ -232,9 +175,7 @@ class AMD:
             _stop(code, active, _mask(B, rows[search], device), AMDStatus.STALLED)
             moved = delta > 0
             mrows = rows[moved]
-            full_delta = torch.zeros(B, dtype=dtype, device=device)
-            full_delta[mrows] = delta[moved]
-            step_log.append(full_delta)
+            step_log.append(torch.zeros(B, dtype=dtype, device=device).index_copy(0, mrows, delta[moved]))
             if mrows.numel():
                 z = z.index_copy(0, mrows, new_z[moved])
                 time[mrows] += delta[moved]
@@ -247,9 +188,8 @@ class AMD:
                 grad = grad.index_copy(0, mrows, g)
                 grad_evals[mrows] += 1
                 moved_mask = _mask(B, mrows, device)
-                bad = torch.zeros(B, dtype=torch.bool, device=device)
-                bad[mrows] = ~torch.isfinite(g.reshape(mrows.numel(), -1)).all(1)
-                _stop(code, active, bad, AMDStatus.NONFINITE)
+                bad = mrows[~torch.isfinite(g.reshape(mrows.numel(), -1)).all(1)]
+                _stop(code, active, _mask(B, bad, device), AMDStatus.NONFINITE)
                 if self.tau is not None:
                     _stop(code, active, moved_mask & (time >= self.tau), AMDStatus.REACHED_TAU)
                 if self.flat_rtol > 0:
@@ -321,3 +261,8 @@ def _mask(B, rows, device):
     m = torch.zeros(B, dtype=torch.bool, device=device)
     m[rows] = True
     return m
+
+
+def _finite(f, g):
+    """Rows whose loss and gradient are finite."""
+    return torch.isfinite(f) & torch.isfinite(g.reshape(g.shape[0], -1)).all(1)

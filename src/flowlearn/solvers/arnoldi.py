@@ -1,11 +1,6 @@
 r"""Arnoldi process: an orthonormal basis of :math:`\mathcal K_m(A, v)` and the Hessenberg matrix
-:math:`H_m = Q_m^\top AQ_m`, from products with :math:`A` only (a callable, never a matrix).
-
-Two paths of one recurrence (see :func:`arnoldi`): a preallocated block without autograd (classical
-Gram--Schmidt in place) and a differentiable list (modified Gram--Schmidt), both with selective
-re-orthogonalisation driven by a running bound on the loss of orthogonality
-(:data:`ORTHOGONALITY_BUDGET`).  Used by :func:`flowlearn.solvers.krylov_phi` and by the closed-form
-gradients of :mod:`flowlearn.learning`.
+:math:`H_m = Q_m^\top AQ_m`, from products with :math:`A` only (a callable, never a matrix); used by
+:func:`flowlearn.solvers.krylov_phi` and by the closed-form gradients of :mod:`flowlearn.learning`.
 """
 
 from __future__ import annotations
@@ -49,23 +44,17 @@ class ArnoldiResult:
     Attributes
     ----------
     basis : list of tensors
-        ``m`` orthonormal vectors :math:`q_1..q_m` (each of the start vector's shape).  On the
-        no-autograd path they are views of the rows of one preallocated block.
-    hessenberg : tensor ``(m, m)``
-        :math:`H_m = Q_m^\\top A Q_m`.
-    h_next : float
-        :math:`h_{m+1,m}` (0 after a breakdown).
-    q_next : tensor or None
-        :math:`q_{m+1}` (``None`` after a breakdown).
-    beta : tensor
-        :math:`\\|v\\|`.
+        ``m`` orthonormal vectors :math:`q_1..q_m` of the start vector's shape (on the block path, views
+        of the rows of one preallocated block).
+    hessenberg, beta : tensors ``(m, m)``, ``()``
+        :math:`H_m = Q_m^\\top A Q_m` and :math:`\\|v\\|`.
+    h_next, q_next : float, tensor or None
+        :math:`h_{m+1,m}` and :math:`q_{m+1}` (0 and ``None`` after a breakdown).
     breakdown : bool
-        ``True`` if the Krylov space became invariant (happy breakdown): then
-        :math:`A Q_m = Q_m H_m` exactly and the approximation is exact.
+        Happy breakdown: the Krylov space is invariant, :math:`A Q_m = Q_m H_m`, the approximation exact.
     stats : dict
-        ``path`` (``"autograd"``: modified Gram--Schmidt on a list, or ``"block"``: classical
-        Gram--Schmidt on a preallocated block, see :func:`arnoldi`) and ``reorthogonalizations``
-        (number of second passes).
+        ``path`` (``"autograd"`` or ``"block"``, see :func:`arnoldi`), ``reorthogonalizations`` (second
+        passes) and ``orthogonality_bound``.
     """
 
     basis: list
@@ -106,26 +95,20 @@ def arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | N
     * **autograd**: modified Gram--Schmidt on a Python list without in-place writes, so that
       autograd can differentiate through the basis and :math:`H_m`.
 
-    Rule: the product :math:`w_1 = Aq_1` is formed first; the autograd path is taken iff
-    ``torch.is_grad_enabled()`` and ``v`` or :math:`w_1` requires grad (:math:`A` depending on
-    parameters that require grad shows up in :math:`w_1`, since ``matvec`` is linear and fixed).
-    Both paths span the same space and give the same :math:`H_m` up to rounding.
+    The product :math:`w_1 = Aq_1` is formed first; the autograd path is taken iff
+    ``torch.is_grad_enabled()`` and ``v`` or :math:`w_1` requires grad.  Both paths span the same space
+    and give the same :math:`H_m` up to rounding.
 
     Parameters
     ----------
     matvec : callable
         :math:`x \mapsto Ax` on tensors of ``v``'s shape.
     v : tensor
-        Start vector (any shape; flattened implicitly), must be non-zero.
+        Non-zero start vector (any shape; flattened implicitly).
     m : int
         Maximal Krylov dimension.
     breakdown_tol : float, optional
-        Relative breakdown test: stop when :math:`h_{j+1,j} \le` ``breakdown_tol`` :math:`\cdot\|Aq_j\|`.
-        Default: ``100 * eps`` of the dtype.
-
-    Returns
-    -------
-    ArnoldiResult
+        Stop when :math:`h_{j+1,j} \le` ``breakdown_tol`` :math:`\cdot\|Aq_j\|` (default ``100 * eps``).
 
     Raises
     ------
@@ -218,13 +201,10 @@ class BatchArnoldi:
         function of :math:`H` used here equal the unpadded ones, padded with zeros).
     h_next, beta : tensors ``(B,)``
         :math:`h_{m+1,m}` (0 after a breakdown) and :math:`\|v_b\|`.
-    dim : list of int
-        Krylov dimension reached per sample (0 for :math:`v_b = 0`).
-    breakdown : list of bool
-        Per-sample happy breakdown (invariant space; the approximation is exact).
+    dim, breakdown : lists of int, bool
+        Krylov dimension reached (0 for :math:`v_b = 0`) and happy breakdown, per sample.
     stats : dict
-        ``path`` (``"block"``), ``reorthogonalizations`` (second passes, taken for the whole batch when one
-        sample's bound asks for it), ``orthogonality_bound`` (largest over the batch).
+        As :attr:`ArnoldiResult.stats`; a second pass is taken for the whole batch when one sample asks for it.
     """
 
     block: torch.Tensor
@@ -249,25 +229,20 @@ class BatchArnoldi:
 
 def batch_arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: float | None = None,
                   first_product: torch.Tensor | None = None) -> BatchArnoldi:
-    r"""Arnoldi on every sample of a batch at once, without autograd: classical Gram--Schmidt with the selective
-    second pass of :func:`arnoldi`, inner products per sample (batched matrix products on one preallocated
-    ``(B, m + 1, n)`` block).
+    r"""Arnoldi on every sample of a batch at once, without autograd: the block path of :func:`arnoldi` with
+    inner products per sample (batched matrix products on one preallocated ``(B, m + 1, n)`` block).
 
-    Sample ``b`` gets exactly the Krylov space, Hessenberg matrix and breakdown of ``arnoldi(A_b, v_b, m)``
-    (up to rounding); a sample that breaks down (or starts from :math:`v_b = 0`) continues as zero rows
-    while the others go on.
+    Sample ``b`` gets the Krylov space, Hessenberg matrix and breakdown of ``arnoldi(A_b, v_b, m)`` (up to
+    rounding); a sample that breaks down (or starts from :math:`v_b = 0`) continues as zero rows.
 
     Parameters
     ----------
     matvec : callable
-        :math:`(x_b)_b \mapsto (A_bx_b)_b` on tensors of ``v``'s shape ``(B, ...)``; must map zero samples to
-        zero (it is linear).
+        :math:`(x_b)_b \mapsto (A_bx_b)_b` on tensors of ``v``'s shape ``(B, ...)`` (linear: zero to zero).
     v : tensor ``(B, ...)``
         Start vectors.
-    m : int
-        Maximal Krylov dimension.
-    breakdown_tol : float, optional
-        As in :func:`arnoldi` (default ``100 * eps``).
+    m, breakdown_tol
+        As in :func:`arnoldi`.
     first_product : tensor, optional
         :math:`A q_1` if already computed.
     """
@@ -327,8 +302,7 @@ def batch_arnoldi(matvec: Matvec, v: torch.Tensor, m: int, *, breakdown_tol: flo
 
 
 def _project(Qj: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """:math:`Q_j^\top w` per sample, ``(B, j, 1)``, as the row-times-matrix product (8x faster on the CPU than
-    the matrix-times-column form when ``w`` is a strided row of the block)."""
+    r""":math:`Q_j^\top w` per sample, ``(B, j, 1)``, as row-times-matrix (8x faster on the CPU for a strided row)."""
     return torch.bmm(w.unsqueeze(1), Qj.transpose(1, 2)).transpose(1, 2)
 
 

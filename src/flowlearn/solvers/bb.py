@@ -1,30 +1,22 @@
 r"""Barzilai--Borwein gradient steps with a safeguarded (nonmonotone Armijo) line search, per sample.
 
-A cheaper alternative to :class:`~flowlearn.solvers.amd.AMD` for the same job -- minimising a
-per-sample loss :math:`l_b(z_b)` from :math:`z_0` by explicit Euler steps of the gradient flow
-:math:`z_{n+1} = z_n - \delta t_n \nabla l(z_n)` -- that picks the step from curvature instead of
-growing it by :math:`\kappa` and shrinking it by :math:`\beta`:
+A cheaper alternative to :class:`~flowlearn.solvers.amd.AMD` for the same job (explicit Euler steps
+:math:`z_{n+1} = z_n - \delta t_n \nabla l(z_n)` on a per-sample loss) that picks the step from curvature:
 
 * **trial step** (Barzilai & Borwein 1988): with :math:`s = z_{n} - z_{n-1}` and
   :math:`y = \nabla l(z_{n}) - \nabla l(z_{n-1})`, :math:`a_n = s^\top s / s^\top y` (``"bb1"``),
   :math:`s^\top y / y^\top y` (``"bb2"``) or the two alternating (``"alternate"``), clipped to
-  ``[smin, smax]``; where :math:`s^\top y \le 0` (negative curvature) the last step doubled.
-  The first trial step is ``s0``.
+  ``[smin, smax]``; where :math:`s^\top y \le 0` the last step doubled; the first trial step is ``s0``.
 * **safeguard** (Grippo--Lampariello--Lucidi; Raydan 1997): accept
   :math:`l(z_n - a \nabla l) \le \max_{0\le j<M} l(z_{n-j}) - c_1 a \|\nabla l\|^2` over the last
-  ``memory = M`` accepted iterates (``memory=1``: the monotone Armijo rule, every accepted step
-  strictly decreases the loss).
-* **backtracking by quadratic interpolation**: a rejected :math:`a` is replaced by the minimiser of
-  the parabola through :math:`l(z)`, :math:`-\|\nabla l\|^2` and :math:`l(z - a\nabla l)`, kept in
-  ``[0.1 a, 0.5 a]``.
-* **one evaluation per accepted step**: every trial is evaluated with its gradient, so the accepted
-  trial's loss and gradient are those of the next iterate -- no repeated forward pass.
+  ``memory = M`` accepted iterates (``memory=1``: monotone Armijo).
+* **backtracking by quadratic interpolation**: a rejected :math:`a` is replaced by the minimiser of the
+  parabola through :math:`l(z)`, :math:`-\|\nabla l\|^2` and :math:`l(z - a\nabla l)`, kept in ``[0.1 a, 0.5 a]``;
+  every trial is evaluated with its gradient (one evaluation per accepted step).
 
-The returned code is the *best* iterate (lowest loss seen), so the result never has a higher loss
-than :math:`z_0`, whatever ``memory`` is; ``step_sizes`` and ``states`` are cut at that iterate, so that
-replaying them (:class:`flowlearn.encoding.adjoint.AMDReplay`) reproduces the returned code.  Stopping
-rules and per-sample independence are those of AMD (``gtol``, ``flat_rtol`` over ``patience`` steps
-of the best loss, ``max_backtracks``, ``max_steps``); there is no final time ``tau``.
+The returned code is the *best* iterate (never worse than :math:`z_0`); ``step_sizes`` and ``states`` are
+cut there, so that replaying them (:class:`flowlearn.encoding.adjoint.AMDReplay`) reproduces it.  Stopping
+rules are AMD's, without a final time ``tau``.
 """
 
 from __future__ import annotations
@@ -34,21 +26,9 @@ from dataclasses import KW_ONLY, dataclass
 
 import torch
 
-from .._checks import (
-    UserInputError,
-    check_choice,
-)
-from .amd import (
-    _CODES,
-    AMDResult,
-    AMDStatus,
-    LossFn,
-    _check_start,
-    _mask,
-    _stop,
-    _summary,
-    _value_and_grad,
-)
+from .._checks import UserInputError, check_choice
+from .amd import (_CODES, AMDResult, AMDStatus, LossFn, _check_start, _finite, _mask, _stop, _summary,
+                  _value_and_grad)
 from .base import _set_checked
 
 __all__ = ["BB", "BB_VARIANTS", "BBResult"]
@@ -57,12 +37,8 @@ BB_VARIANTS = ("bb1", "bb2", "alternate")
 
 
 class BBResult(AMDResult):
-    """Result of :meth:`BB.minimize`: the fields of :class:`~flowlearn.solvers.amd.AMDResult`.
-
-    ``z``/``loss`` are the best iterate; ``loss_evals`` is zero (every evaluation is a
-    loss-and-gradient evaluation, counted in ``grad_evals``); ``loss_history`` holds the loss of the
-    current iterate (it may rise when ``memory > 1``); ``step_sizes``/``states`` end at the best iterate.
-    """
+    """Result of :meth:`BB.minimize`, an :class:`~flowlearn.solvers.amd.AMDResult` for the best iterate;
+    ``loss_evals`` is zero, ``loss_history`` holds the current iterate's loss (it may rise if ``memory > 1``)."""
 
 
 @dataclass(frozen=True)
@@ -71,26 +47,17 @@ class BB:
 
     Parameters
     ----------
-    s0 : float > 0
-        First trial step (AMD's :math:`s_0`).
-    smin, smax : float, 0 < smin <= smax
-        Bounds of the Barzilai--Borwein step.
-    memory : int >= 1
-        Nonmonotone window :math:`M` (1: monotone Armijo).
-    c1 : float in [0, 1)
-        Sufficient-decrease constant of the Armijo condition.
+    s0, smin, smax : float, 0 < smin <= smax
+        First trial step (AMD's :math:`s_0`); bounds of the Barzilai--Borwein step.
+    memory, c1 : int >= 1, float in [0, 1)
+        Nonmonotone window :math:`M` (1: monotone Armijo); sufficient-decrease constant of the Armijo condition.
     variant : {"bb1", "bb2", "alternate"}
-        Which Barzilai--Borwein quotient (default ``"bb2"``, the shorter of the two: on digits and
-        MNIST decoders it needed the fewest rejected trials and evaluations).
-    max_steps : int
-        Iteration budget.
-    max_backtracks : int
-        Rejected trials per iteration before a sample is declared ``STALLED``.
-    patience, flat_rtol : int, float
-        Early stop when the best loss decreased by at most ``flat_rtol`` (relative) over the last
-        ``patience`` accepted steps (AMD's rule); ``flat_rtol = 0`` disables it.
-    gtol : float >= 0
-        Stop when :math:`\|\nabla l\|_2 \le` ``gtol``.
+        Which Barzilai--Borwein quotient (``"bb2"``, the shorter, needed the fewest evaluations on digits
+        and MNIST decoders).
+    max_steps, max_backtracks : int
+        Iteration budget; rejected trials per iteration before a sample is declared ``STALLED``.
+    patience, flat_rtol, gtol
+        As for :class:`~flowlearn.solvers.amd.AMD`, on the best loss.
     """
 
     s0: float = 1.0
@@ -125,21 +92,7 @@ class BB:
 
     def minimize(self, loss_fn: LossFn, z0: torch.Tensor, *, indexed: bool = False,
                  record_states: bool = False) -> BBResult:
-        """Minimise ``loss_fn`` independently for every row of ``z0``.
-
-        Parameters
-        ----------
-        loss_fn : callable
-            As for :meth:`AMD.minimize`: ``loss_fn(z) -> (B,)`` or, with ``indexed=True``,
-            ``loss_fn(z_rows, rows) -> (len(rows),)`` evaluated on the still-running rows only.
-        z0 : tensor (B, ...)
-        record_states : bool
-            Keep every iterate (``BBResult.states``), for the full adjoint.
-
-        Returns
-        -------
-        BBResult
-        """
+        """Minimise ``loss_fn`` independently for every row of ``z0`` (arguments as for :meth:`AMD.minimize`)."""
         _check_start(z0)
         B, device, dtype = z0.shape[0], z0.device, z0.dtype
         z = z0.detach().clone()
@@ -148,7 +101,7 @@ class BB:
         grad_evals, steps, best_iter = torch.ones(B, **long), torch.zeros(B, **long), torch.zeros(B, **long)
         alpha = torch.full((B,), self.s0, dtype=dtype, device=device)
         code = torch.full((B,), -1, **long)
-        active = torch.isfinite(loss) & torch.isfinite(grad.reshape(B, -1)).all(1)
+        active = _finite(loss, grad)
         code[~active] = _CODES.index(AMDStatus.NONFINITE)
         best_z, best_loss = z.clone(), loss.clone()
         M, P = self.memory, self.patience + 1
@@ -184,10 +137,9 @@ class BB:
             if not bool(moved.all()):
                 rows, gr, gg, delta = rows[moved], gr[moved], gg[moved], delta[moved]
                 new_z, new_loss, new_grad = new_z[moved], new_loss[moved], new_grad[moved]
-            full_delta = torch.zeros(B, dtype=dtype, device=device)
+            step_log.append(torch.zeros(B, dtype=dtype, device=device).index_copy(0, rows, delta))
             history_row = torch.where(active, loss, nan)
             if rows.numel():
-                full_delta[rows] = delta
                 # s = -delta g, y = g_new - g:  s.y = -delta g.y,  s.s = delta^2 g.g
                 yv = (new_grad - gr).reshape(len(rows), -1)
                 sy = -delta * (gr.reshape(len(rows), -1) * yv).sum(1)
@@ -208,20 +160,26 @@ class BB:
                     past = recent[rows, (n - self.patience) % P]
                     flat = (n >= self.patience) & (past - best_loss[rows] <= self.flat_rtol * past.abs())
                     _stop(code, active, _mask(B, rows[flat], device), AMDStatus.FLAT)
-            step_log.append(full_delta)
             if record_states:
                 states.append(z.clone())
             history.append(history_row)
         _stop(code, active, active.clone(), AMDStatus.MAX_STEPS)
-        return self._result(z0, code, best_z, best_loss, steps, grad_evals, best_iter, step_log, history,
-                            states, iterations)
+        loss_evals = torch.zeros(B, **long)
+        status, stats = _summary(code, iterations, loss_evals, grad_evals)
+        # step sizes and states are cut at each sample's best iterate
+        step_sizes = torch.stack(step_log) if step_log else torch.zeros(0, B, dtype=dtype, device=device)
+        after_best = torch.arange(step_sizes.shape[0] + 1, device=device)[:, None] >= best_iter[None, :]
+        step_sizes = torch.where(after_best[:-1], torch.zeros_like(step_sizes), step_sizes)
+        if states is not None:
+            mask = after_best.reshape(after_best.shape + (1,) * (z0.ndim - 1))
+            states = torch.where(mask, best_z.unsqueeze(0), torch.stack(states))
+        return BBResult(z=best_z, loss=best_loss, status=status, steps=steps, loss_evals=loss_evals,
+                        grad_evals=grad_evals, time=step_sizes.sum(0), step_sizes=step_sizes,
+                        loss_history=torch.stack(history), states=states, stats=stats)
 
     def _line_search(self, loss_fn, indexed, z, zr, gr, gg, fr, a0, ref, rows, grad_evals):
-        """Nonmonotone Armijo search along ``-gr`` from the rows ``zr``, quadratic-interpolation backtracking.
-
-        Returns ``(delta, new_z, new_loss, new_grad, failed)``: the accepted step per row (0 where
-        none), the accepted trial with its loss and gradient, and the positions that found no step.
-        """
+        """Nonmonotone Armijo search along ``-gr`` from the rows ``zr``; returns ``(delta, new_z, new_loss,
+        new_grad, failed)``: step per row (0 where none), accepted trial, its loss and gradient, failed positions."""
         bshape = (-1,) + (1,) * (zr.ndim - 1)
         trial = zr - a0.reshape(bshape) * gr
         f_t, g_t = _value_and_grad(loss_fn, indexed, z, trial, rows)
@@ -233,7 +191,7 @@ class BB:
         new_z, new_loss, new_grad = trial, f_t, g_t
         search = (~ok).nonzero().flatten()
         a, fa = a0[search], f_t[search]
-        ok_val = torch.isfinite(fa) & torch.isfinite(g_t[search].reshape(len(search), -1)).all(1)
+        ok_val = _finite(fa, g_t[search])
         for _ in range(self.max_backtracks):
             # minimiser of the parabola through l(z), l'(0) = -|g|^2 and l(z - a g), kept in [0.1 a, 0.5 a]
             gs = gg[search]
@@ -248,31 +206,7 @@ class BB:
             ok = ok_val & (fa <= ref[search] - self.c1 * a * gs)
             acc = search[ok]
             delta[acc], new_z[acc], new_loss[acc], new_grad[acc] = a[ok], trial[ok], fa[ok], g_t[ok]
-            keep = ~ok
-            search, a, fa, ok_val = search[keep], a[keep], fa[keep], ok_val[keep]
+            search, a, fa, ok_val = search[~ok], a[~ok], fa[~ok], ok_val[~ok]
             if search.numel() == 0:
                 break
         return delta, new_z, new_loss, new_grad, search
-
-    def _result(self, z0, code, best_z, best_loss, steps, grad_evals, best_iter, step_log, history, states,
-                iterations) -> BBResult:
-        """Assemble the result; step sizes and states are cut at each sample's best iterate."""
-        B, device, dtype = z0.shape[0], z0.device, z0.dtype
-        loss_evals = torch.zeros(B, dtype=torch.long, device=device)
-        status, stats = _summary(code, iterations, loss_evals, grad_evals)
-        step_sizes = torch.stack(step_log) if step_log else torch.zeros(0, B, dtype=dtype, device=device)
-        after_best = torch.arange(step_sizes.shape[0] + 1, device=device)[:, None] >= best_iter[None, :]
-        step_sizes = torch.where(after_best[:-1], torch.zeros_like(step_sizes), step_sizes)
-        if states is not None:
-            mask = after_best.reshape(after_best.shape + (1,) * (z0.ndim - 1))
-            states = torch.where(mask, best_z.unsqueeze(0), torch.stack(states))
-        return BBResult(z=best_z, loss=best_loss, status=status, steps=steps,
-                        loss_evals=loss_evals, grad_evals=grad_evals,
-                        time=step_sizes.sum(0), step_sizes=step_sizes, loss_history=torch.stack(history),
-                        states=states, stats=stats)
-
-
-def _finite(f, g):
-    """Rows whose loss and gradient are finite."""
-    return torch.isfinite(f) & torch.isfinite(g.reshape(g.shape[0], -1)).all(1)
-

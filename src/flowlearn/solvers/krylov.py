@@ -1,58 +1,56 @@
-r"""Krylov exponential integration of affine linear ODEs.
+r"""Krylov exponential integration of affine linear ODEs, and the two strategies for them.
 
 Solves :math:`\dot y = Ay + b`, :math:`y(0)=y_0`, whose solution is
 
 .. math:: y(t) = y_0 + t\,\varphi(tA)\,(Ay_0 + b),\qquad \varphi(z) = \frac{e^z-1}{z},
 
-using only products with :math:`A` (a callable), never a matrix.
-
-Arnoldi on :math:`(A, v)` gives an orthonormal basis :math:`Q_m` of
-:math:`\mathcal{K}_m(A, v)` and the Hessenberg :math:`H_m = Q_m^\top A Q_m`, and
+using only products with :math:`A` (a callable), never a matrix.  Arnoldi on :math:`(A, v)` gives an
+orthonormal basis :math:`Q_m` of :math:`\mathcal{K}_m(A, v)` and :math:`H_m = Q_m^\top A Q_m`, and
 
 .. math:: t\,\varphi(tA)v \approx t\,\|v\|\,Q_m\,\varphi(tH_m)e_1 ,
 
-where :math:`\varphi(tH_m)e_1` (and :math:`\varphi_2(tH_m)e_1` for the error
-estimate) are read off the exponential of the augmented matrix
+where :math:`\varphi(tH_m)e_1` (and :math:`\varphi_2(tH_m)e_1` for the error estimate) are read off the
+exponential of the augmented matrix
 :math:`\begin{psmallmatrix} tH_m & e_1 & 0\\ 0&0&1\\ 0&0&0\end{psmallmatrix}`
-(Higham, *Functions of Matrices*, 2008, §10.7.4; Sidje, Expokit, 1998).
-The a-posteriori estimate of the error of one step of length :math:`\tau` is
-(Saad 1992, Thm 5.1)
+(Higham, *Functions of Matrices*, 2008, §10.7.4; Sidje, Expokit, 1998).  The a-posteriori estimate of
+the error of one step of length :math:`\tau` is (Saad 1992, Thm 5.1)
 
 .. math:: \mathrm{err} \approx \tau^2\,\|v\|\,h_{m+1,m}\,\big|e_m^\top\varphi_2(\tau H_m)e_1\big| .
 
-When :math:`t\|A\|` is large the interval is split into sub-steps, each restarted
-from :math:`v = Ay + b`, with the step length chosen so that the local estimate
-stays below the tolerance. Everything is differentiable by autograd (:func:`arnoldi` switches to
-its autograd path when gradients are needed).
+When :math:`t\|A\|` is large the interval is split into sub-steps, each restarted from :math:`v = Ay + b`,
+with the step length chosen so that the local estimate stays below the tolerance.  Everything is
+differentiable by autograd.  :class:`ExponentialIntegrator` and :class:`FixedStepIntegrator` both return a
+:class:`LinearODEResult`, so callers switch between them without changing anything else.
 
 References
 ----------
-Zeilmann, Savarino, Petra, Schnörr, *Geometric numerical integration of the
-assignment flow*, Inverse Problems 36 (2020).
-Y. Saad, *Analysis of some Krylov subspace approximations to the matrix
-exponential operator*, SIAM J. Numer. Anal. 29 (1992).
+Zeilmann, Savarino, Petra, Schnörr, *Geometric numerical integration of the assignment flow*, Inverse
+Problems 36 (2020).  Y. Saad, *Analysis of some Krylov subspace approximations to the matrix exponential
+operator*, SIAM J. Numer. Anal. 29 (1992).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import torch
 
-from .._checks import UserInputError, check_finite, check_int, check_positive
+from .._checks import UserInputError, UserTypeError, check_finite, check_int, check_positive
 from ..status import Status
 from .arnoldi import Matvec, arnoldi
-from .base import LinearODEResult
+from .base import Euler, LinearODEResult, Solver, integrate, linear_grid
 
-__all__ = ["KrylovStatus", "krylov_phi", "phi_functions"]
+__all__ = ["ExponentialIntegrator", "FixedStepIntegrator", "KrylovStatus", "krylov_phi", "phi_functions"]
 
 KrylovStatus = Status  #: the statuses of krylov_phi: SUCCESS, BREAKDOWN, MAX_SUBSTEPS
 
 
 def phi_functions(H: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    r""":math:`\varphi_1(\tau H)e_1` and :math:`\varphi_2(\tau H)e_1` for a small square ``H``.
-
-    Computed from one matrix exponential of size ``m + 2`` in float64
-    (:math:`\varphi_1(z) = (e^z-1)/z`, :math:`\varphi_2(z) = (e^z-1-z)/z^2`).
-    """
+    r""":math:`\varphi_1(\tau H)e_1` and :math:`\varphi_2(\tau H)e_1` for a small square ``H``, from one matrix
+    exponential of size ``m + 2`` in float64 (:math:`\varphi_1(z) = (e^z-1)/z`,
+    :math:`\varphi_2(z) = (e^z-1-z)/z^2`)."""
     m = H.shape[0]
     aug = torch.nn.functional.pad(tau * H.to(torch.float64), (0, 2, 0, 2))
     aug[0, m] = aug[m, m + 1] = 1.0
@@ -60,17 +58,8 @@ def phi_functions(H: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tens
     return E[:m, m].to(H.dtype), E[:m, m + 1].to(H.dtype)
 
 
-def krylov_phi(
-    matvec: Matvec,
-    b: torch.Tensor,
-    t: float,
-    *,
-    y0: torch.Tensor | None = None,
-    m: int = 10,
-    rtol: float = 1e-10,
-    substeps: int | None = None,
-    max_substeps: int = 1000,
-) -> LinearODEResult:
+def krylov_phi(matvec: Matvec, b: torch.Tensor, t: float, *, y0: torch.Tensor | None = None, m: int = 10,
+               rtol: float = 1e-10, substeps: int | None = None, max_substeps: int = 1000) -> LinearODEResult:
     r"""Exponential integration of :math:`\dot y = Ay + b` over :math:`[0, t]` with Krylov :math:`\varphi`.
 
     Returns :math:`y(t) = y_0 + t\,\varphi(tA)(Ay_0 + b)`; with ``y0 = None`` this is
@@ -79,11 +68,7 @@ def krylov_phi(
     Parameters
     ----------
     matvec : callable
-        :math:`x\mapsto Ax` on tensors of ``b``'s shape.
-    b : tensor
-        Constant term (any shape).
-    t : float > 0
-        End time.
+        :math:`x\mapsto Ax` on tensors of ``b``'s shape (any shape).
     y0 : tensor, optional
         Initial value (default 0, which saves one product).
     m : int
@@ -91,17 +76,15 @@ def krylov_phi(
     rtol : float
         Relative tolerance on the a-posteriori error estimate (adaptive mode).
     substeps : int, optional
-        Fixed number of equal sub-steps, no error control (reproducible graph for
-        autodiff). Default: adaptive sub-stepping driven by the error estimate.
-    max_substeps : int
-        Budget of adaptive steps (accepted + rejected).
+        Fixed number of equal sub-steps, no error control (reproducible graph for autodiff); default:
+        adaptive sub-stepping driven by the error estimate, at most ``max_substeps`` accepted + rejected.
 
     Returns
     -------
     LinearODEResult
-        ``y`` at ``t`` (at the time reached if ``status`` is ``MAX_SUBSTEPS``), the sum of the local
-        a-posteriori error estimates (absolute, 2-norm), ``stats``: ``substeps``, ``rejected`` steps,
-        ``matvecs``, ``krylov_dim`` (of the last step).
+        ``y`` at ``t`` (at the time reached if ``status`` is ``MAX_SUBSTEPS``), the sum of the local a-posteriori
+        error estimates (absolute, 2-norm), ``stats``: ``substeps``, ``rejected``, ``matvecs``, ``krylov_dim``
+        (of the last step).
     """
     t = check_positive("t", t)
     m = check_int("m", m, minimum=1)
@@ -173,3 +156,46 @@ def krylov_phi(
         status = KrylovStatus.BREAKDOWN
     stats = {"substeps": accepted, "rejected": rejected, "matvecs": matvecs, "krylov_dim": last_dim}
     return LinearODEResult(y=y, error_estimate=err_total, status=status, stats=stats)
+
+
+@dataclass(frozen=True)
+class ExponentialIntegrator:
+    r"""Exact-in-time exponential integration :math:`y(t) = t\varphi(tA)b` by :func:`krylov_phi`, with its
+    Krylov dimension ``m``, tolerance ``rtol`` and optional fixed number of ``substeps``."""
+
+    m: int = 10
+    rtol: float = 1e-8
+    substeps: int | None = None
+
+    def __post_init__(self):
+        check_int("m", self.m, minimum=1)
+        check_positive("rtol", self.rtol)
+        if self.substeps is not None:
+            check_int("substeps", self.substeps, minimum=1)
+
+    def solve(self, matvec: Callable, b: torch.Tensor, t: float) -> LinearODEResult:
+        r""":math:`y(t) = t\varphi(tA)b` for ``matvec`` :math:`y \mapsto Ay` on tensors shaped like ``b``
+        (any shape, e.g. ``(I, J)``), with the Krylov error estimate."""
+        return krylov_phi(matvec, b, t, m=self.m, rtol=self.rtol, substeps=self.substeps)
+
+
+@dataclass(frozen=True)
+class FixedStepIntegrator:
+    """Time stepping with a Runge--Kutta ``solver`` on ``ceil(t / step_size)`` equal steps."""
+
+    solver: Solver = field(default_factory=Euler)
+    step_size: float = 0.1
+
+    def __post_init__(self):
+        check_positive("step_size", self.step_size)
+        if not isinstance(self.solver, Solver):
+            raise UserTypeError(f"solver must be a flowlearn.solvers.Solver, got {type(self.solver).__name__}")
+
+    def solve(self, matvec: Callable, b: torch.Tensor, t: float) -> LinearODEResult:
+        r"""Integrate :math:`\dot y = Ay + b`, :math:`y(0) = 0`, to ``t`` (as :meth:`ExponentialIntegrator.solve`);
+        ``error_estimate`` is NaN and ``stats["matvecs"]`` the number of field evaluations."""
+        t = check_positive("t", t)
+        steps = max(1, math.ceil(t / self.step_size - 1e-9))
+        sol = integrate(lambda _t, y: matvec(y) + b, torch.zeros_like(b), linear_grid(t, steps), self.solver)
+        stats = dict(sol.stats, matvecs=sol.stats["nfev"])
+        return LinearODEResult(y=sol.y, error_estimate=float("nan"), status=sol.status, stats=stats)
