@@ -75,24 +75,28 @@ class _Stop(Exception):
 
 
 class Clock:
-    """Wall clock of one method with scoring off the clock; records errors at geometric checkpoints."""
+    """Clock of one method with scoring off the clock; records errors at geometric checkpoints.
 
-    def __init__(self, budget: float, score):
-        self.budget, self.score = budget, score
+    ``now`` is ``time.perf_counter`` (wall time) or ``time.process_time`` (CPU time of this process, which with
+    one thread is the wall time the method would take on a quiet machine).
+    """
+
+    def __init__(self, budget: float, score, now=time.perf_counter):
+        self.budget, self.score, self.now = budget, score, now
         self.points = [budget * 2.0 ** (-k / 2) for k in range(20, -1, -1)]
         self.curve: list[dict] = []
         self.paused = 0.0
         self.units = 0
-        self.start = time.perf_counter()
+        self.start = now()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start - self.paused
+        return self.now() - self.start - self.paused
 
     def record(self, seconds: float | None = None, **extra) -> None:
-        t0 = time.perf_counter()
+        t0 = self.now()
         seconds = self.elapsed() if seconds is None else seconds
         self.curve.append({"seconds": seconds, "units": self.units, **self.score(), **extra})
-        self.paused += time.perf_counter() - t0
+        self.paused += self.now() - t0
 
     def tick(self) -> bool:
         """After one unit of work: score when a checkpoint has passed; False once the budget is spent."""
@@ -142,7 +146,7 @@ def run_flow(model, exact, spec, args) -> Clock:
             left -= b
         return soft / args.eval_samples, torch.cat(configs)
 
-    clock = Clock(args.budget_seconds, _sample_scorer(model, exact, draw))
+    clock = Clock(args.budget_seconds, _sample_scorer(model, exact, draw), args.now)
     flow = config.build_flow(model)
 
     def callback(it, record):
@@ -160,7 +164,8 @@ def run_flow(model, exact, spec, args) -> Clock:
 def run_made(model, exact, spec, args) -> Clock:
     made = None
     gen = torch.Generator().manual_seed(args.seed + 1)
-    clock = Clock(args.budget_seconds, _sample_scorer(model, exact, lambda: (None, made.sample(args.eval_samples, gen))))
+    budget = args.made_budget or args.budget_seconds
+    clock = Clock(budget, _sample_scorer(model, exact, lambda: (None, made.sample(args.eval_samples, gen))), args.now)
     made = MADE(model.num_nodes, model.num_labels, seed=args.seed)
     train_made(made, model, MadeConfig(seed=args.seed), callback=lambda it: clock.tick())
     clock.finish()
@@ -174,7 +179,7 @@ def run_mean_field(model, exact, spec, args) -> Clock:
         best = int(torch.argmin(mean_field_free_energy(model, q)))
         return _factorised_errors(model, exact, q[best])
 
-    clock = Clock(args.budget_seconds, score)
+    clock = Clock(args.budget_seconds, score, args.now)
     gen = torch.Generator().manual_seed(args.seed)
     q = torch.softmax(torch.randn(args.mf_restarts, model.num_nodes, model.num_labels, generator=gen,
                                   dtype=torch.float64), -1)
@@ -218,7 +223,7 @@ def run_gibbs(model, exact, spec, args) -> Clock:
         n = sums["n"]
         return statistic_errors(exact, sums["counts"] / n, sums["energy"] / n, sums["agree"] / n)
 
-    clock = Clock(args.budget_seconds, score)
+    clock = Clock(args.budget_seconds, score, args.now)
     gen = torch.Generator().manual_seed(args.seed)
     logits0 = -model.unary.T.reshape(1, c, rows, cols).float()
     labels = torch.arange(c)[:, None, None]
@@ -265,9 +270,12 @@ def run_model(seed: int, args) -> dict:
     out = {"spec": asdict(spec), "name": spec.name, "nodes": model.num_nodes,
            "exact": {"log_z": exact.log_z, "mean_energy": exact.mean_energy, "seconds": time.perf_counter() - t0},
            "methods": {}}
+    args.made_budget = None
     for name in args.methods:
         with measure() as m:
             clock = RUNNERS[name](model, exact, spec, args)
+        if name == "flow":   # the peer trains for as long as the flow did (it may stop before the budget)
+            args.made_budget = clock.elapsed()
         final = {k: clock.curve[-1][k] for k in (*METRICS, *BIASES) if k in clock.curve[-1]}
         out["methods"][name] = {"curve": clock.curve, "final": final, "units": clock.units,
                                 "time_to_marginal_0.05": time_to(clock.curve), "peak_mb": m["peak_mb"],
@@ -378,6 +386,10 @@ def main(argv=None) -> int:
     p.add_argument("--mf-restarts", type=int, default=64)
     p.add_argument("--gibbs-chains", type=int, default=256)
     p.add_argument("--seed", type=int, default=0, help="seed of the methods (not of the models)")
+    p.add_argument("--cpu-clock", action="store_true",
+                   help="budgets and times in CPU seconds of the process (time.process_time) instead of wall "
+                        "seconds: with --threads 1, robust to other load on the machine (loopy BP keeps its "
+                        "own wall timing)")
     p.add_argument("--quick", action="store_true", help="development seeds 3 and 6, 5 s budgets, 1024 samples")
     p.add_argument("--flow-set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a field of IsingExperimentConfig for the flow (repeatable), e.g. interaction=sparse")
@@ -387,6 +399,7 @@ def main(argv=None) -> int:
     args.budget_seconds = args.budget_seconds or (5.0 if args.quick else 60.0)
     args.eval_samples = args.eval_samples or (1024 if args.quick else 4096)
     args.methods = [m for m in args.methods.split(",") if m]
+    args.now = time.process_time if args.cpu_clock else time.perf_counter
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
@@ -396,9 +409,12 @@ def main(argv=None) -> int:
     print(f"threads={torch.get_num_threads()}  torch {torch.__version__}  budget {args.budget_seconds:g} s  "
           f"seeds {args.seeds}  (shared machine: timings are noisy)", flush=True)
     t0 = time.perf_counter()
-    models = [run_model(s, args) for s in args.seeds]
+    models = []
+    for s in args.seeds:
+        models.append(run_model(s, args))
+        save_json(out / "partial.json", {"seeds_done": args.seeds[:len(models)], "models": models})
     tg = targets(models)
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "now", "made_budget")}
     save_json(out / "time_to_accuracy.json", {
         "settings": settings, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "environment": environment(), "marginal_threshold": TARGET, "metrics": {

@@ -41,6 +41,8 @@ def _npy_stack(path: Path, ndims: tuple, expected: str) -> np.ndarray:
         raise UserInputError(f"{str(path)!r} does not hold a single .npy array")
     if _check_real(arr, path).ndim not in ndims:
         raise UserInputError(f"image {str(path)!r} must be {expected}, got shape {arr.shape}")
+    if arr.size == 0:   # before the reshape, so that the message shows the shape the user wrote
+        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     return arr if arr.ndim == 4 else arr[None]
 
