@@ -161,11 +161,11 @@ def run_flow(model, exact, spec, args) -> Clock:
     return clock
 
 
-def run_made(model, exact, spec, args) -> Clock:
+def run_made(model, exact, spec, args, budget: float | None = None) -> Clock:
+    """MADE trained for ``budget`` seconds (the flow's time on this model when it ran first, else the budget)."""
     made = None
     gen = torch.Generator().manual_seed(args.seed + 1)
-    budget = args.made_budget or args.budget_seconds
-    clock = Clock(budget, _sample_scorer(model, exact, lambda: (None, made.sample(args.eval_samples, gen))), args.now)
+    clock = Clock(budget or args.budget_seconds, _sample_scorer(model, exact, lambda: (None, made.sample(args.eval_samples, gen))), args.now)
     made = MADE(model.num_nodes, model.num_labels, seed=args.seed)
     train_made(made, model, MadeConfig(seed=args.seed), callback=lambda it: clock.tick())
     clock.finish()
@@ -270,12 +270,13 @@ def run_model(seed: int, args) -> dict:
     out = {"spec": asdict(spec), "name": spec.name, "nodes": model.num_nodes,
            "exact": {"log_z": exact.log_z, "mean_energy": exact.mean_energy, "seconds": time.perf_counter() - t0},
            "methods": {}}
-    args.made_budget = None
+    flow_seconds = None   # the peer trains for as long as the flow did (it may stop before the budget)
     for name in args.methods:
         with measure() as m:
-            clock = RUNNERS[name](model, exact, spec, args)
-        if name == "flow":   # the peer trains for as long as the flow did (it may stop before the budget)
-            args.made_budget = clock.elapsed()
+            clock = (run_made(model, exact, spec, args, flow_seconds) if name == "made"
+                     else RUNNERS[name](model, exact, spec, args))
+        if name == "flow":
+            flow_seconds = clock.elapsed()
         final = {k: clock.curve[-1][k] for k in (*METRICS, *BIASES) if k in clock.curve[-1]}
         out["methods"][name] = {"curve": clock.curve, "final": final, "units": clock.units,
                                 "time_to_marginal_0.05": time_to(clock.curve), "peak_mb": m["peak_mb"],
@@ -414,7 +415,7 @@ def main(argv=None) -> int:
         models.append(run_model(s, args))
         save_json(out / "partial.json", {"seeds_done": args.seeds[:len(models)], "models": models})
     tg = targets(models)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "now", "made_budget")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "now")}
     save_json(out / "time_to_accuracy.json", {
         "settings": settings, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "environment": environment(), "marginal_threshold": TARGET, "metrics": {

@@ -26,6 +26,8 @@ _FIXED_PALETTE = np.array([
 def _check_real(arr: np.ndarray, path: Path) -> np.ndarray:
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise UserInputError(f"image {str(path)!r} must hold real numbers, got dtype {arr.dtype}")
+    if arr.size == 0:   # on the array as stored, so that the message shows the shape the user wrote
+        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
     return arr
 
 
@@ -41,8 +43,6 @@ def _npy_stack(path: Path, ndims: tuple, expected: str) -> np.ndarray:
         raise UserInputError(f"{str(path)!r} does not hold a single .npy array")
     if _check_real(arr, path).ndim not in ndims:
         raise UserInputError(f"image {str(path)!r} must be {expected}, got shape {arr.shape}")
-    if arr.size == 0:   # before the reshape, so that the message shows the shape the user wrote
-        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     return arr if arr.ndim == 4 else arr[None]
 
@@ -137,8 +137,6 @@ def _scale_unit(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _check_stack(arr: np.ndarray, path: Path) -> np.ndarray:
-    if arr.size == 0:
-        raise UserInputError(f"image {str(path)!r} is empty, got shape {arr.shape}")
     if arr.shape[3] > MAX_CHANNELS:
         raise UserInputError(f"image {str(path)!r} must have at most {MAX_CHANNELS} channels, got shape {arr.shape}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
@@ -188,7 +186,7 @@ def read_image(path) -> np.ndarray:
     if suffix == ".npy":
         stack = _npy_stack(path, (2, 3), "2-dimensional (H, W) or 3-dimensional (H, W, C)")
         return _check_stack(stack, path)[0].astype(np.float64)
-    arr = _read_pillow(path)
+    arr = _check_real(_read_pillow(path), path)
     return _check_stack((arr[:, :, None] if arr.ndim == 2 else arr)[None], path)[0]
 
 
